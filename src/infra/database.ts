@@ -1,0 +1,137 @@
+/**
+ * @module infra/database
+ * Opens the service's database: the embedded server when DATABASE_URL is unset, the given one
+ * otherwise. Migrations run with the owner's credentials; the runtime pool connects as quint_app,
+ * and start-up refuses to go on if that role could bypass row-level security.
+ */
+import type { Config } from '../config.ts'
+import { createPool, type DbTarget, type Sql } from './db.ts'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts'
+import type { Logger } from './log.ts'
+import { migrate, type MigrationResult } from './migrations.ts'
+
+export interface Database {
+  /** Runtime pool (quint_app): all request and worker traffic. */
+  readonly app: Sql
+  readonly appTarget: DbTarget
+  readonly ownerTarget: DbTarget
+  readonly migration: MigrationResult
+  /** Ends the pool, then stops the embedded server if this process runs it. */
+  close(): Promise<void>
+}
+
+export class UnsafeRoleError extends Error {
+  override name = 'UnsafeRoleError'
+}
+
+export const APP_ROLE = 'quint_app'
+
+export async function openDatabase(
+  config: Pick<
+    Config,
+    | 'DATABASE_URL'
+    | 'DATABASE_APP_URL'
+    | 'DATABASE_POOL_MAX'
+    | 'DATABASE_STATEMENT_TIMEOUT_MS'
+    | 'dataDir'
+    | 'QUINT_EMBEDDED_PG_BIN_DIR'
+    | 'PARTITION_MONTHS_AHEAD'
+  >,
+  log: Logger,
+): Promise<Database> {
+  let embedded: EmbeddedPostgres | null = null
+  let ownerTarget: DbTarget
+  let appTarget: DbTarget
+  if (config.DATABASE_URL) {
+    ownerTarget = { url: config.DATABASE_URL }
+    appTarget = { url: config.DATABASE_APP_URL ?? withUser(config.DATABASE_URL, APP_ROLE) }
+  } else {
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.dataDir,
+      binDir: config.QUINT_EMBEDDED_PG_BIN_DIR,
+      log,
+    })
+    const at = { host: embedded.host, port: embedded.port, database: embedded.database }
+    ownerTarget = { ...at, ...embedded.owner }
+    appTarget = { ...at, ...embedded.app }
+  }
+
+  let app: Sql | null = null
+  try {
+    const owner = createPool(ownerTarget, { max: 1, applicationName: 'quint-cloud-migrate' })
+    let migration: MigrationResult
+    try {
+      migration = await migrate(owner)
+      if (embedded) {
+        // The password is ours (hex from the credentials file), so inlining it is safe;
+        // ALTER ROLE takes no bind parameters.
+        await owner.unsafe(`alter role ${APP_ROLE} password '${embedded.app.password.replace(/'/g, "''")}'`)
+      }
+    } finally {
+      await owner.end({ timeout: 5 })
+    }
+    for (const m of migration.applied) log.info({ version: m.version, name: m.name }, 'migration applied')
+
+    app = createPool(appTarget, {
+      max: config.DATABASE_POOL_MAX,
+      statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    })
+    await assertSafeRole(app)
+    const created = await ensurePartitions(app, config.PARTITION_MONTHS_AHEAD)
+    if (created.length > 0) log.info({ partitions: created }, 'actions partitions created')
+
+    const pool = app
+    return {
+      app: pool,
+      appTarget,
+      ownerTarget,
+      migration,
+      async close() {
+        await pool.end({ timeout: 5 })
+        await embedded?.stop()
+      },
+    }
+  } catch (err) {
+    await app?.end({ timeout: 1 }).catch(() => {})
+    await embedded?.stop()
+    throw err
+  }
+}
+
+/** Keeps monthly `actions` partitions created ahead; safe to call from every instance. */
+export async function ensurePartitions(app: Sql, monthsAhead: number): Promise<string[]> {
+  const rows = await app<{ name: string }[]>`
+    select quint_ensure_actions_partitions(${monthsAhead}) as name`
+  return rows.map((r) => r.name)
+}
+
+/**
+ * RLS protects nothing if the runtime role is superuser, BYPASSRLS, or owns the tables (FORCE
+ * aside, an owner can switch RLS off). Checked on every start, against the live catalog.
+ */
+export async function assertSafeRole(app: Sql): Promise<void> {
+  const [role] = await app<{ name: string; superuser: boolean; bypass: boolean; owned: number }[]>`
+    select r.rolname as name, r.rolsuper as superuser, r.rolbypassrls as bypass,
+           (select count(*)::int from pg_class c
+             where c.relowner = r.oid and c.relkind in ('r', 'p', 'v', 'm')) as owned
+      from pg_roles r where r.rolname = current_user`
+  if (!role) throw new UnsafeRoleError('cannot read the runtime role from pg_roles')
+  const problems = [
+    role.superuser && 'is a superuser',
+    role.bypass && 'has BYPASSRLS',
+    role.owned > 0 && `owns ${role.owned} relation(s)`,
+  ].filter(Boolean)
+  if (problems.length > 0) {
+    throw new UnsafeRoleError(
+      `runtime database role "${role.name}" ${problems.join(', ')}: row-level security would not isolate tenants. ` +
+        `Connect as ${APP_ROLE} (DATABASE_APP_URL).`,
+    )
+  }
+}
+
+function withUser(url: string, user: string): string {
+  const u = new URL(url)
+  u.username = user
+  u.password = ''
+  return u.toString()
+}

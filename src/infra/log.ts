@@ -1,0 +1,77 @@
+/**
+ * @module infra/log
+ * JSON logs to stdout (one object per line) through pino. Secrets never reach the output: known
+ * fields are redacted by path, and every string is scrubbed of token-shaped values and DSN
+ * passwords, because an error message or a URL can carry them where no path rule would look.
+ */
+import pino, { type Logger as PinoLogger } from 'pino'
+
+export type Logger = PinoLogger
+
+const TOKEN_PATTERN = /\b(qt_[a-z]+_|qk_|whsec_)[A-Za-z0-9._\-+/=]{6,}/g
+const DSN_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)[^@\s]+@/gi
+const BEARER = /\b(Bearer)\s+[A-Za-z0-9._\-+/=]{6,}/gi
+
+/** Replaces token-shaped substrings; exported so error messages can be cleaned before display. */
+export function scrub(text: string): string {
+  return text
+    .replace(TOKEN_PATTERN, (_m, prefix: string) => `${prefix}[REDACTED]`)
+    .replace(DSN_PASSWORD, '$1[REDACTED]@')
+    .replace(BEARER, '$1 [REDACTED]')
+}
+
+function scrubDeep(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return scrub(value)
+  if (depth > 6 || value === null || typeof value !== 'object') return value
+  if (value instanceof Error) {
+    return { type: value.name, message: scrub(value.message), stack: value.stack && scrub(value.stack) }
+  }
+  if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) out[k] = scrubDeep(v, depth + 1)
+  return out
+}
+
+const REDACT_PATHS = [
+  'authorization',
+  'password',
+  'token',
+  'secret',
+  '*.authorization',
+  '*.password',
+  '*.token',
+  '*.secret',
+  '*.admin_key',
+  '*.deploy_token',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  '*.headers.authorization',
+  '*.headers["x-api-key"]',
+]
+
+export function createLogger(
+  level: string,
+  destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false }),
+): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'quint-cloud' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (obj) => scrubDeep(obj) as Record<string, unknown>,
+      },
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(
+            this,
+            args.map((a) => (typeof a === 'string' ? scrub(a) : a)) as Parameters<typeof method>,
+          )
+        },
+      },
+    },
+    destination,
+  )
+}

@@ -1,0 +1,109 @@
+/**
+ * @module infra/migrations
+ * Forward-only SQL migrations from `sql/`, applied by `quint-cloud migrate` and at every start.
+ * Each file runs in its own transaction under a transaction-level advisory lock, so instances
+ * starting together apply each file once; a file whose text changed after it was applied
+ * (checksum drift) stops the run, as does a database newer than this binary.
+ *
+ * The files are imported as text so the compiled executable carries them (no `sql/` at run time).
+ * A test checks that this list matches the directory.
+ */
+import { createHash } from 'node:crypto'
+import type { Sql } from './db.ts'
+import m0001 from '../../sql/0001_foundation.sql' with { type: 'text' }
+import m0002 from '../../sql/0002_fleet.sql' with { type: 'text' }
+import m0003 from '../../sql/0003_actions.sql' with { type: 'text' }
+import m0004 from '../../sql/0004_rules_and_delivery.sql' with { type: 'text' }
+import m0005 from '../../sql/0005_auth.sql' with { type: 'text' }
+
+export interface Migration {
+  version: number
+  name: string
+  sql: string
+  checksum: string
+}
+
+const FILES: Record<string, string> = {
+  '0001_foundation.sql': m0001,
+  '0002_fleet.sql': m0002,
+  '0003_actions.sql': m0003,
+  '0004_rules_and_delivery.sql': m0004,
+  '0005_auth.sql': m0005,
+}
+
+export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)
+  .map(([file, sql]) => {
+    const match = /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(file)
+    if (!match) throw new Error(`bad migration file name: ${file}`)
+    return {
+      version: Number(match[1]),
+      name: match[2]!,
+      sql,
+      checksum: createHash('sha256').update(sql).digest('hex'),
+    }
+  })
+  .sort((a, b) => a.version - b.version)
+
+// pg_advisory_xact_lock key: any constant unique to this purpose.
+const LOCK_KEY = 0x71756e74
+
+export class MigrationError extends Error {
+  override name = 'MigrationError'
+}
+
+export interface MigrationResult {
+  applied: { version: number; name: string }[]
+  current: number
+}
+
+/** Applies pending migrations with the schema owner's pool. */
+export async function migrate(
+  owner: Sql,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<MigrationResult> {
+  await owner`
+    create table if not exists quint_schema_migrations (
+      version    integer primary key,
+      name       text not null,
+      checksum   text not null,
+      applied_at timestamptz not null default now()
+    )`
+  const applied: MigrationResult['applied'] = []
+  for (;;) {
+    const next = await owner.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
+      const rows = await tx<{ version: number; name: string; checksum: string }[]>`
+        select version, name, checksum from quint_schema_migrations order by version`
+      verifyHistory(rows, migrations)
+      const pending = migrations.find((m) => !rows.some((r) => r.version === m.version))
+      if (!pending) return null
+      await tx.unsafe(pending.sql)
+      await tx`
+        insert into quint_schema_migrations (version, name, checksum)
+        values (${pending.version}, ${pending.name}, ${pending.checksum})`
+      return pending
+    })
+    if (!next) break
+    applied.push({ version: next.version, name: next.name })
+  }
+  return { applied, current: migrations.at(-1)?.version ?? 0 }
+}
+
+function verifyHistory(
+  rows: { version: number; name: string; checksum: string }[],
+  migrations: readonly Migration[],
+): void {
+  for (const row of rows) {
+    const known = migrations.find((m) => m.version === row.version)
+    if (!known) {
+      throw new MigrationError(
+        `database has migration ${row.version} (${row.name}) that this binary does not know: it is newer than this build`,
+      )
+    }
+    if (known.checksum !== row.checksum) {
+      throw new MigrationError(
+        `migration ${row.version} (${row.name}) changed after it was applied (checksum drift); migrations are forward-only: add a new file instead`,
+      )
+    }
+  }
+}
