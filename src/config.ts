@@ -95,8 +95,10 @@ export type Config = Readonly<
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
-  constructor(readonly problems: readonly string[]) {
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[]) {
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.problems = problems
   }
 }
 

@@ -38,6 +38,7 @@ export async function openDatabase(
     | 'PARTITION_MONTHS_AHEAD'
   >,
   log: Logger,
+  options: { serve: boolean } = { serve: false },
 ): Promise<Database> {
   let embedded: EmbeddedPostgres | null = null
   let ownerTarget: DbTarget
@@ -49,6 +50,7 @@ export async function openDatabase(
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
       binDir: config.QUINT_EMBEDDED_PG_BIN_DIR,
+      serve: options.serve,
       log,
     })
     const at = { host: embedded.host, port: embedded.port, database: embedded.database }
@@ -56,46 +58,62 @@ export async function openDatabase(
     appTarget = { ...at, ...embedded.app }
   }
 
-  let app: Sql | null = null
   try {
-    const owner = createPool(ownerTarget, { max: 1, applicationName: 'quint-cloud-migrate' })
-    let migration: MigrationResult
-    try {
-      migration = await migrate(owner)
-      if (embedded) {
-        // The password is ours (hex from the credentials file), so inlining it is safe;
-        // ALTER ROLE takes no bind parameters.
-        await owner.unsafe(`alter role ${APP_ROLE} password '${embedded.app.password.replace(/'/g, "''")}'`)
-      }
-    } finally {
-      await owner.end({ timeout: 5 })
-    }
-    for (const m of migration.applied) log.info({ version: m.version, name: m.name }, 'migration applied')
-
-    app = createPool(appTarget, {
-      max: config.DATABASE_POOL_MAX,
-      statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-    })
-    await assertSafeRole(app)
-    const created = await ensurePartitions(app, config.PARTITION_MONTHS_AHEAD)
-    if (created.length > 0) log.info({ partitions: created }, 'actions partitions created')
-
-    const pool = app
+    const prepared = await prepareDatabase(
+      { owner: ownerTarget, app: appTarget, appPassword: embedded?.app.password },
+      config,
+      log,
+    )
     return {
-      app: pool,
+      ...prepared,
       appTarget,
       ownerTarget,
-      migration,
       async close() {
-        await pool.end({ timeout: 5 })
+        await prepared.app.end({ timeout: 5 })
         await embedded?.stop()
       },
     }
   } catch (err) {
-    await app?.end({ timeout: 1 }).catch(() => {})
     await embedded?.stop()
     throw err
   }
+}
+
+/**
+ * Migrates with the owner's credentials, then opens the runtime pool and checks its role.
+ * `appPassword` is set on quint_app when we manage the server (embedded).
+ */
+export async function prepareDatabase(
+  targets: { owner: DbTarget; app: DbTarget; appPassword?: string },
+  config: Pick<Config, 'DATABASE_POOL_MAX' | 'DATABASE_STATEMENT_TIMEOUT_MS' | 'PARTITION_MONTHS_AHEAD'>,
+  log: Logger,
+): Promise<{ app: Sql; migration: MigrationResult }> {
+  const owner = createPool(targets.owner, { max: 1, applicationName: 'quint-cloud-migrate' })
+  let migration: MigrationResult
+  try {
+    migration = await migrate(owner)
+    if (targets.appPassword !== undefined) {
+      // Our own generated hex password, so inlining is safe; ALTER ROLE takes no bind parameters.
+      await owner.unsafe(`alter role ${APP_ROLE} password '${targets.appPassword.replace(/'/g, "''")}'`)
+    }
+  } finally {
+    await owner.end({ timeout: 5 })
+  }
+  for (const m of migration.applied) log.info({ version: m.version, name: m.name }, 'migration applied')
+
+  const app = createPool(targets.app, {
+    max: config.DATABASE_POOL_MAX,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+  })
+  try {
+    await assertSafeRole(app)
+    const created = await ensurePartitions(app, config.PARTITION_MONTHS_AHEAD)
+    if (created.length > 0) log.info({ partitions: created }, 'actions partitions created')
+  } catch (err) {
+    await app.end({ timeout: 1 }).catch(() => {})
+    throw err
+  }
+  return { app, migration }
 }
 
 /** Keeps monthly `actions` partitions created ahead; safe to call from every instance. */

@@ -46,12 +46,18 @@ export class EmbeddedPostgresError extends Error {
   override name = 'EmbeddedPostgresError'
 }
 
+/**
+ * @param options.serve true for the long-running server: it locks the data dir (one server per
+ *   data dir), adopts a Postgres left running by a killed predecessor, and stops Postgres on
+ *   `stop()`. One-off commands (`migrate`, `org create`) use a running server without stopping it.
+ */
 export async function startEmbeddedPostgres(options: {
   dataDir: string
   binDir?: string
+  serve: boolean
   log: Logger
 }): Promise<EmbeddedPostgres> {
-  const { dataDir, log } = options
+  const { dataDir, log, serve } = options
   const bin = options.binDir ?? findBinaries()
   const postgresBin = path.join(bin, 'postgres')
   const initdbBin = path.join(bin, 'initdb')
@@ -68,6 +74,7 @@ export async function startEmbeddedPostgres(options: {
   }
   const socketDir = socketDirectory(pgDir, runAs)
 
+  const lock = serve ? lockDataDir(dataDir) : null
   const creds = loadCredentials(path.join(dataDir, 'pg-credentials.json'))
   if (!fs.existsSync(path.join(pgDir, 'PG_VERSION'))) {
     await initialise({ initdbBin, pgDir, dataDir, creds, runAs, log })
@@ -76,14 +83,14 @@ export async function startEmbeddedPostgres(options: {
 
   const running = livePostmaster(pgDir)
   if (running) {
-    // A server left running by a process that was killed (SIGKILL leaves Postgres up); it is
-    // consistent, so take it over instead of stopping it.
-    log.info({ pid: running }, 'embedded postgres already running; adopting it')
+    // For `serve`: a server left running by a predecessor that was killed (SIGKILL leaves
+    // Postgres up). It is consistent, so take it over instead of restarting it.
+    log.info({ pid: running, adopted: serve }, 'embedded postgres already running')
   } else {
     await launch({ postgresBin, pgDir, socketDir, runAs, log })
   }
-  const pid = livePostmaster(pgDir)
-  if (!pid) throw new EmbeddedPostgresError('embedded Postgres did not stay up; see ' + logFile(pgDir))
+  if (!livePostmaster(pgDir)) throw new EmbeddedPostgresError('embedded Postgres did not stay up; see ' + logFile(pgDir))
+  const owns = serve || !running
 
   return {
     host: socketDir,
@@ -91,7 +98,35 @@ export async function startEmbeddedPostgres(options: {
     database: 'postgres',
     owner: { user: OWNER, password: creds.owner_password },
     app: { user: APP, password: creds.app_password },
-    stop: () => stopPostmaster(pgDir, log),
+    async stop() {
+      if (owns) await stopPostmaster(pgDir, log)
+      lock?.release()
+    },
+  }
+}
+
+/** One serving process per data dir: a pid file, stale when its process is gone. */
+function lockDataDir(dataDir: string): { release(): void } {
+  const file = path.join(dataDir, 'serve.pid')
+  const other = Number(fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : NaN)
+  if (Number.isInteger(other) && other > 0 && other !== process.pid && alive(other)) {
+    throw new EmbeddedPostgresError(`another quint-cloud server (pid ${other}) is serving from ${dataDir}`)
+  }
+  fs.writeFileSync(file, String(process.pid), { mode: 0o600 })
+  return {
+    release() {
+      if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.rmSync(file)
+    },
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: alive but owned by another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
@@ -277,14 +312,7 @@ function postmasterStatus(pgDir: string): string | undefined {
 
 function livePostmaster(pgDir: string): number | null {
   const pid = Number(postmasterLines(pgDir)?.[0])
-  if (!Number.isInteger(pid) || pid <= 0) return null
-  try {
-    process.kill(pid, 0)
-    return pid
-  } catch (err) {
-    // EPERM: alive but owned by another user (the postgres user, when we are root we can signal it).
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null
-  }
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null
 }
 
 async function stopPostmaster(pgDir: string, log: Logger): Promise<void> {

@@ -49,10 +49,17 @@ const REDACT_PATHS = [
   '*.headers["x-api-key"]',
 ]
 
-export function createLogger(
-  level: string,
-  destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false }),
-): Logger {
+/**
+ * @param target `stdout` for the server (buffered), `stderr` for one-off commands (so stdout
+ *   carries only their result), or a stream (tests capture logs this way).
+ */
+export function createLogger(level: string, target: 'stdout' | 'stderr' | pino.DestinationStream = 'stdout'): Logger {
+  const destination =
+    target === 'stdout'
+      ? pino.destination({ dest: 1, sync: false })
+      : target === 'stderr'
+        ? pino.destination({ dest: 2, sync: true })
+        : target
   return pino(
     {
       level,

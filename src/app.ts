@@ -1,0 +1,57 @@
+/**
+ * @module app
+ * The Hono application: middleware order, routes, and the single error mapper. Built from its
+ * dependencies (no I/O at import), so tests build it against their own database.
+ */
+import { Hono } from 'hono'
+import type { CredentialResolver } from './auth/credentials.ts'
+import type { Config } from './config.ts'
+import { mountDeployTokens } from './features/deploy-tokens/routes.ts'
+import { requireAuth } from './http/auth.ts'
+import { mountHealth } from './http/health.ts'
+import { httpMetrics, mountMetrics } from './http/metrics.ts'
+import { RouteRegistry } from './http/openapi.ts'
+import { errorToProblem, problem } from './http/problem.ts'
+import { requestContext, type AppEnv } from './http/request-context.ts'
+import type { Sql } from './infra/db.ts'
+import type { Logger } from './infra/log.ts'
+import type { Metrics } from './infra/metrics.ts'
+import type { Lifecycle } from './lifecycle.ts'
+import pkg from '../package.json' with { type: 'json' }
+
+export const VERSION: string = pkg.version
+
+export interface AppDeps {
+  config: Config
+  sql: Sql
+  log: Logger
+  metrics: Metrics
+  lifecycle: Lifecycle
+  resolver: CredentialResolver
+}
+
+export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
+  const { sql, log, metrics, lifecycle, resolver } = deps
+  const app = new Hono<AppEnv>()
+  app.use(requestContext(log))
+  app.use(httpMetrics(metrics))
+
+  mountHealth(app, { lifecycle, sql, version: VERSION })
+  mountMetrics(app, metrics)
+
+  const routes = new RouteRegistry(app)
+  const admin = requireAuth(resolver, { scope: 'admin' })
+  mountDeployTokens(routes, { sql, resolver, admin })
+
+  let doc: string | null = null
+  app.get('/openapi.json', (c) => {
+    doc ??= JSON.stringify(routes.document({ title: 'quint-cloud', version: VERSION }))
+    return c.body(doc, 200, { 'content-type': 'application/json' })
+  })
+
+  app.notFound((c) =>
+    problem({ status: 404, code: 'not_found', detail: `No route for ${c.req.method} ${c.req.path}.`, instance: `urn:request:${c.get('requestId')}` }),
+  )
+  app.onError((err, c) => errorToProblem(err, c.get('requestId'), c.get('log') ?? log))
+  return { app, routes }
+}

@@ -1,0 +1,102 @@
+/**
+ * @module cli/serve
+ * `quint-cloud serve`: database (embedded or external) → migrations → first-start org →
+ * HTTP listener → ready. On SIGTERM/SIGINT: not ready → (drain delay) → stop accepting and
+ * finish in-flight requests → stop timers → close the pool → stop embedded Postgres → exit,
+ * all under SHUTDOWN_TIMEOUT_MS.
+ */
+import { buildApp } from '../app.ts'
+import { CredentialResolver } from '../auth/credentials.ts'
+import type { Config } from '../config.ts'
+import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
+import { problem } from '../http/problem.ts'
+import { ensurePartitions, openDatabase } from '../infra/database.ts'
+import type { Logger } from '../infra/log.ts'
+import { createMetrics } from '../infra/metrics.ts'
+import { Lifecycle } from '../lifecycle.ts'
+
+/** Bun's own cap, above the largest route limit; routes enforce their own (10 MiB ingest). */
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024
+const PARTITION_CHECK_MS = 6 * 3600 * 1000
+
+export async function serve(config: Config, log: Logger): Promise<void> {
+  const lifecycle = new Lifecycle(log)
+  const metrics = createMetrics()
+  const db = await openDatabase(config, log, { serve: true })
+
+  if (config.bootstrapOrg) {
+    const created = await bootstrapFirstOrg(db.app, config.bootstrapOrg)
+    if (created) printFirstStart(created)
+  }
+
+  const resolver = new CredentialResolver(db.app, log)
+  const { app } = buildApp({ config, sql: db.app, log, metrics, lifecycle, resolver })
+  const server = Bun.serve({
+    hostname: config.HOST,
+    port: config.PORT,
+    fetch: app.fetch,
+    // Above a typical load balancer's 60 s idle timeout, so the balancer closes first.
+    idleTimeout: 65,
+    maxRequestBodySize: MAX_REQUEST_BYTES,
+    error(err) {
+      log.error({ err }, 'request failed outside the app')
+      return problem({ status: 500, code: 'internal_error', detail: 'An internal error occurred.' })
+    },
+  })
+
+  const partitions = setInterval(() => {
+    ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
+      log.error({ err }, 'partition maintenance failed'),
+    )
+  }, PARTITION_CHECK_MS)
+  partitions.unref()
+
+  lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS))
+  lifecycle.onShutdown('http listener', async () => {
+    // Graceful: refuse new connections, let in-flight requests finish. A request that never
+    // ends must not hold the exit hostage (Bun #40043): force-close after most of the budget.
+    const budget = Math.floor(config.SHUTDOWN_TIMEOUT_MS * 0.6)
+    const closed = await Promise.race([server.stop().then(() => true), Bun.sleep(budget).then(() => false)])
+    if (!closed) {
+      log.warn({ budget_ms: budget }, 'in-flight requests did not finish; closing connections')
+      void server.stop(true)
+    }
+  })
+  lifecycle.onShutdown('timers', () => clearInterval(partitions))
+  lifecycle.onShutdown('database', () => db.close())
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    void lifecycle.shutdown(signal, config.SHUTDOWN_TIMEOUT_MS).then(async (clean) => {
+      await new Promise<void>((resolve) => log.flush(() => resolve()))
+      process.exit(clean ? 0 : 1)
+    })
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+
+  lifecycle.markReady()
+  log.info(
+    { port: server.port, host: config.HOST, database: config.DATABASE_URL ? 'external' : 'embedded', data_dir: config.dataDir },
+    'quint-cloud ready',
+  )
+}
+
+/**
+ * The only time the raw credentials exist outside the caller's hands: written once to stderr
+ * as plain text (the JSON logs on stdout redact tokens by design).
+ */
+function printFirstStart(org: CreatedOrg): void {
+  process.stderr.write(
+    [
+      '',
+      '================================================================',
+      ` First start: created org "${org.name}" (${org.org_id})`,
+      ' Save these now; they are not shown again.',
+      '',
+      `   admin API key : ${org.admin_key}`,
+      `   deploy token  : ${org.deploy_token}`,
+      '================================================================',
+      '',
+    ].join('\n') + '\n',
+  )
+}

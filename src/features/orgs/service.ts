@@ -1,0 +1,71 @@
+/**
+ * @module features/orgs/service
+ * Onboarding: an org is created together with its first admin API key (qk_…, scope admin) and
+ * its first deploy token (qt_deploy_…, scopes ingest+read), in one transaction. The raw values
+ * are returned once and never stored.
+ */
+import { FORMATS } from '../../auth/opaque-tokens.ts'
+import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { recordAudit } from '../audit/repo.ts'
+import { issueToken } from '../tokens/repo.ts'
+
+export interface CreatedOrg {
+  org_id: string
+  name: string
+  admin_key: string
+  deploy_token: string
+  created_at: string
+}
+
+export const ADMIN_SCOPES = ['admin']
+export const DEPLOY_SCOPES = ['ingest', 'read']
+
+/** Creates an org with its first credentials. `name` must already be checked (lib/names). */
+export function createOrg(sql: Sql, name: string, actor: 'cli' | 'system'): Promise<CreatedOrg> {
+  const orgId = crypto.randomUUID()
+  return withOrg(sql, orgId, async (tx) => {
+    await markFirstOrg(tx, orgId)
+    return insertOrg(tx, orgId, name, actor)
+  })
+}
+
+/**
+ * First start: creates `name` only if no org was ever created on this database. Safe when several
+ * instances start at once: the `first_org` marker is inserted by exactly one of them, in the same
+ * transaction as the org it names.
+ */
+export function bootstrapFirstOrg(sql: Sql, name: string): Promise<CreatedOrg | null> {
+  const orgId = crypto.randomUUID()
+  return withOrg(sql, orgId, async (tx) => {
+    if (!(await markFirstOrg(tx, orgId))) return null
+    return insertOrg(tx, orgId, name, 'system')
+  })
+}
+
+async function markFirstOrg(tx: Tx, orgId: string): Promise<boolean> {
+  const rows = await tx`
+    insert into quint_system (key, value) values ('first_org', ${tx.json({ org_id: orgId })})
+    on conflict (key) do nothing returning key`
+  return rows.length === 1
+}
+
+async function insertOrg(tx: Tx, orgId: string, name: string, actor: 'cli' | 'system'): Promise<CreatedOrg> {
+  const [org] = await tx<{ created_at: Date }[]>`
+    insert into organizations (id, name) values (${orgId}, ${name}) returning created_at`
+  const admin = await issueToken(tx, { format: FORMATS.adminKey, name: 'admin key', scopes: ADMIN_SCOPES })
+  const deploy = await issueToken(tx, { format: FORMATS.deployToken, name: 'default deploy token', scopes: DEPLOY_SCOPES })
+  await recordAudit(tx, {
+    actorType: actor,
+    action: 'org.create',
+    targetType: 'organization',
+    targetId: orgId,
+    details: { name, admin_key_id: admin.id, deploy_token_id: deploy.id },
+  })
+  return {
+    org_id: orgId,
+    name,
+    admin_key: admin.token,
+    deploy_token: deploy.token,
+    created_at: org!.created_at.toISOString(),
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * @module http/health
+ * `GET /health`: liveness, no dependency checks (a database outage must not get healthy tasks
+ * restarted). `GET /ready`: 503 while starting or draining, or when the database does not answer.
+ */
+import type { Hono } from 'hono'
+import type { Sql } from '../infra/db.ts'
+import type { Lifecycle } from '../lifecycle.ts'
+import { problem } from './problem.ts'
+import type { AppEnv } from './request-context.ts'
+
+export function mountHealth(app: Hono<AppEnv>, deps: { lifecycle: Lifecycle; sql: Sql; version: string }): void {
+  app.get('/health', (c) => c.json({ status: 'ok', version: deps.version }))
+
+  // One database probe at a time, reused for a second, so probes cannot pile onto the pool.
+  let probe: { at: number; ok: Promise<boolean> } | null = null
+  const databaseOk = () => {
+    const now = Date.now()
+    if (!probe || now - probe.at > 1000) {
+      probe = {
+        at: now,
+        ok: Promise.race([
+          deps.sql`select 1`.then(() => true, () => false),
+          Bun.sleep(2000).then(() => false),
+        ]),
+      }
+    }
+    return probe.ok
+  }
+
+  app.get('/ready', async (c) => {
+    const state = deps.lifecycle.state
+    if (state !== 'ready') {
+      return problem({ status: 503, code: 'not_ready', detail: `The service is ${state}.`, headers: { 'Retry-After': '5' } })
+    }
+    if (!(await databaseOk())) {
+      return problem({ status: 503, code: 'not_ready', detail: 'The database does not answer.', headers: { 'Retry-After': '5' } })
+    }
+    return c.json({ status: 'ready' })
+  })
+}

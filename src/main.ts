@@ -1,0 +1,199 @@
+#!/usr/bin/env bun
+/**
+ * @module main
+ * Composition root and CLI. `bun src/main.ts <command>` and the compiled `quint-cloud <command>`
+ * take the same commands. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.
+ */
+import { parseArgs } from 'node:util'
+import { buildApp, VERSION } from './app.ts'
+import { CredentialResolver } from './auth/credentials.ts'
+import { configMarkdown, ConfigError, loadConfig, type Config } from './config.ts'
+import { createOrg } from './features/orgs/service.ts'
+import { createPool } from './infra/db.ts'
+import { openDatabase } from './infra/database.ts'
+import { createLogger, scrub, type Logger } from './infra/log.ts'
+import { createMetrics } from './infra/metrics.ts'
+import { checkName } from './lib/names.ts'
+import { Lifecycle } from './lifecycle.ts'
+import { serve } from './cli/serve.ts'
+
+const USAGE = `quint-cloud ${VERSION}
+
+Usage: quint-cloud <command> [options]
+
+Commands:
+  serve                       Run the service (default). Embedded Postgres unless DATABASE_URL is set.
+  migrate [--json]            Apply pending database migrations and exit.
+  org create --name NAME [--json]
+                              Create an org; prints its admin API key and a deploy token once.
+  openapi                     Print the OpenAPI 3.1 document.
+  healthcheck [--url URL]     Exit 0 if the service answers /ready (for container health checks).
+  config [--markdown] [--write FILE]
+                              Print the configuration reference (or update FILE's table).
+  help | --help | --version
+
+Configuration is read from the environment only; see README.md or \`quint-cloud config\`.`
+
+class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command = 'serve', ...rest] = argv
+  if (command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE)
+    return 0
+  }
+  if (command === '--version' || command === 'version') {
+    console.log(VERSION)
+    return 0
+  }
+  if (command === 'config') return configCommand(rest)
+  if (command === 'healthcheck') return healthcheck(rest)
+
+  const config = loadConfig()
+  switch (command) {
+    case 'serve': {
+      noArgs(rest, 'serve')
+      await serve(config, createLogger(config.LOG_LEVEL))
+      return -1 // keep running; exit happens on signal
+    }
+    case 'migrate':
+      return migrateCommand(config, rest)
+    case 'org':
+      return orgCommand(config, rest)
+    case 'openapi':
+      noArgs(rest, 'openapi')
+      return openapiCommand(config)
+    default:
+      throw new UsageError(`unknown command "${command}"`)
+  }
+}
+
+function noArgs(args: string[], command: string): void {
+  if (args.length > 0) throw new UsageError(`${command} takes no arguments (got ${args.join(' ')})`)
+}
+
+function parse<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+}
+
+/** One-off commands log to stderr so stdout carries only their result. */
+function cliLogger(config: Config): Logger {
+  return createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL, 'stderr')
+}
+
+async function migrateCommand(config: Config, args: string[]): Promise<number> {
+  const { json } = parse(args, { json: { type: 'boolean' } })
+  const db = await openDatabase(config, cliLogger(config))
+  await db.close()
+  if (json) console.log(JSON.stringify(db.migration))
+  else if (db.migration.applied.length === 0) console.log(`database is up to date (version ${db.migration.current})`)
+  else for (const m of db.migration.applied) console.log(`applied ${String(m.version).padStart(4, '0')}_${m.name}`)
+  return 0
+}
+
+async function orgCommand(config: Config, args: string[]): Promise<number> {
+  const [sub, ...rest] = args
+  if (sub !== 'create') throw new UsageError('usage: quint-cloud org create --name NAME [--json]')
+  const { name, json } = parse(rest, { name: { type: 'string' }, json: { type: 'boolean' } })
+  if (name === undefined) throw new UsageError('org create needs --name NAME')
+  const checked = checkName(name)
+  if (!checked.ok) throw new UsageError(`--name: ${checked.reason}`)
+  const db = await openDatabase(config, cliLogger(config))
+  try {
+    const org = await createOrg(db.app, checked.name, 'cli')
+    if (json) {
+      console.log(JSON.stringify({ org_id: org.org_id, admin_key: org.admin_key, deploy_token: org.deploy_token }))
+    } else {
+      console.log(`org_id       ${org.org_id}\nadmin_key    ${org.admin_key}\ndeploy_token ${org.deploy_token}`)
+      console.error('The admin key and deploy token are shown only now.')
+    }
+  } finally {
+    await db.close()
+  }
+  return 0
+}
+
+async function openapiCommand(config: Config): Promise<number> {
+  // The document only needs the route table; the pool is never connected.
+  const sql = createPool({ url: 'postgres://unused@127.0.0.1:1/unused' }, { max: 1 })
+  const log = cliLogger(config)
+  const { routes } = buildApp({
+    config,
+    sql,
+    log,
+    metrics: createMetrics(),
+    lifecycle: new Lifecycle(log),
+    resolver: new CredentialResolver(sql, log),
+  })
+  console.log(JSON.stringify(routes.document({ title: 'quint-cloud', version: VERSION }), null, 2))
+  await sql.end({ timeout: 0 })
+  return 0
+}
+
+async function healthcheck(args: string[]): Promise<number> {
+  const { url } = parse(args, { url: { type: 'string' } })
+  const target = url ?? `http://127.0.0.1:${loadConfig().PORT}/ready`
+  try {
+    const res = await fetch(target, { signal: AbortSignal.timeout(3000) })
+    if (res.ok) return 0
+    console.error(`${target}: ${res.status}`)
+  } catch (err) {
+    console.error(`${target}: ${(err as Error).message}`)
+  }
+  return 1
+}
+
+async function configCommand(args: string[]): Promise<number> {
+  const { markdown, write } = parse(args, { markdown: { type: 'boolean' }, write: { type: 'string' } })
+  const table = configMarkdown()
+  if (write) {
+    const file = Bun.file(write)
+    const text = await file.text()
+    const start = '<!-- config:start -->'
+    const end = '<!-- config:end -->'
+    const i = text.indexOf(start)
+    const j = text.indexOf(end)
+    if (i < 0 || j < i) throw new UsageError(`${write} has no ${start} … ${end} section`)
+    await Bun.write(write, `${text.slice(0, i + start.length)}\n${table}\n${text.slice(j)}`)
+    return 0
+  }
+  if (markdown) console.log(table)
+  else {
+    try {
+      const { dataDir, bootstrapOrg, ...rest } = loadConfig()
+      const shown = Object.fromEntries(
+        Object.entries({ ...rest, dataDir, bootstrapOrg }).map(([k, v]) => [k, typeof v === 'string' ? scrub(v) : v]),
+      )
+      console.log(JSON.stringify(shown, null, 2))
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      console.error(err.message)
+      return 2
+    }
+  }
+  return 0
+}
+
+main(Bun.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code)
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}\nRun \`quint-cloud help\` for usage.`)
+      process.exit(2)
+    }
+    if (err instanceof ConfigError) {
+      console.error(err.message)
+      process.exit(2)
+    }
+    console.error(`error: ${scrub(err instanceof Error ? err.message : String(err))}`)
+    process.exit(1)
+  },
+)
