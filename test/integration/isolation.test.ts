@@ -1,0 +1,325 @@
+/**
+ * Tenant isolation, proven against Postgres with the service's own role (quint_app): for every
+ * tenant table, org A cannot read, insert into, update or delete org B's rows; a partition named
+ * directly is unreachable; with no org set every table is empty (no error); concurrent tenant
+ * transactions on a small pool never see each other's context.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { hashToken } from '../../src/auth/opaque-tokens.ts'
+import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
+import { assertSafeRole, UnsafeRoleError } from '../../src/infra/database.ts'
+import { pgErrorCode, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'
+import { testDatabase, type TestDatabase } from '../helpers/db.ts'
+
+/** One row per tenant table for the given org; `org` is bound as a value so tests can lie about it. */
+const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
+  'public.api_tokens': (tx, org) => tx`
+    insert into api_tokens (org_id, kind, name, token_prefix, token_hash)
+    values (${org}, 'service', 'fixture', 'qt_sk_', ${hashToken(crypto.randomUUID())})`,
+  'public.audit_log': (tx, org) => tx`insert into audit_log (org_id, actor_type, action) values (${org}, 'system', 'fixture')`,
+  'public.machines': (tx, org) => tx`insert into machines (org_id, client_machine_id) values (${org}, ${crypto.randomUUID()})`,
+  'public.agents': (tx, org) => tx`insert into agents (org_id, agent_key) values (${org}, ${crypto.randomUUID()})`,
+  'public.sessions': (tx, org) => tx`insert into sessions (org_id, session_key) values (${org}, ${crypto.randomUUID()})`,
+  'public.actions': (tx, org) => tx`
+    insert into actions (org_id, event_key, event_id, occurred_at) values (${org}, ${crypto.randomUUID()}, 'e', now())`,
+  'public.event_keys': (tx, org) => tx`
+    insert into event_keys (org_id, event_key, action_id, action_created_at)
+    values (${org}, ${crypto.randomUUID()}, gen_random_uuid(), now())`,
+  'public.alert_rules': (tx, org) => tx`
+    insert into alert_rules (org_id, name, severity, condition) values (${org}, 'r', 'high', '{}')`,
+  'public.alerts': (tx, org) => tx`
+    insert into alerts (org_id, rule_key, event_key, severity, title)
+    values (${org}, 'builtin:fixture', ${crypto.randomUUID()}, 'high', 't')`,
+  'public.enforcement_policies': (tx, org) => tx`insert into enforcement_policies (org_id, name) values (${org}, 'p')`,
+  'public.threat_signatures': (tx, org) => tx`
+    insert into threat_signatures (org_id, signature_key, name, severity, shape, max_jsd)
+    values (${org}, ${crypto.randomUUID().slice(0, 12)}, 'n', 'high', '{}', 0.3)`,
+  'public.webhooks': (tx, org) => tx`
+    insert into webhooks (org_id, url, secret_ciphertext) values (${org}, 'https://hooks.example/x', '\\x00')`,
+  'public.webhook_deliveries': async (tx, org) => {
+    const [w] = await tx<{ id: string }[]>`
+      insert into webhooks (org_id, url, secret_ciphertext) values (${org}, 'https://hooks.example/y', '\\x00') returning id`
+    return tx`
+      insert into webhook_deliveries (org_id, webhook_id, message_id, event_type, payload)
+      values (${org}, ${w!.id}, ${crypto.randomUUID()}, 'alert.created', '{}')`
+  },
+  'auth.signing_keys': (tx, org) => tx`
+    insert into auth.signing_keys (org_id, kid, status, public_jwk, public_pem, private_key_ciphertext)
+    values (${org}, ${crypto.randomUUID().replace(/-/g, '')}, 'retired', '{}', 'pem', '\\x00')`,
+  'auth.issued_tokens': (tx, org) => tx`
+    insert into auth.issued_tokens (org_id, jti, token_type, kid, claims, expires_at)
+    values (${org}, gen_random_uuid(), 'app', 'kid', '{}', now() + interval '1 hour')`,
+  'auth.revocation_log': (tx, org) => tx`
+    insert into auth.revocation_log (org_id, jti, token_type) values (${org}, gen_random_uuid(), 'app')`,
+}
+const TABLES = Object.keys(FIXTURES)
+
+let db: TestDatabase
+let a: CreatedOrg
+let b: CreatedOrg
+
+/** Counts every row of a table bypassing RLS (owner is a superuser on the test servers). */
+async function ownerCount(table: string, org: string): Promise<number> {
+  const [row] = await db.owner.unsafe(`select count(*)::int as n from ${table} where org_id = $1`, [org])
+  return row!.n as number
+}
+
+/** Runs `fn` as org A and returns the SQLSTATE it failed with, or null when it succeeded. */
+async function asA<T>(fn: (tx: Tx) => Promise<T>): Promise<{ code: string | null; value?: T }> {
+  try {
+    return { code: null, value: await withOrg(db.app, a.org_id, fn) }
+  } catch (err) {
+    const code = pgErrorCode(err)
+    if (!code) throw err
+    return { code }
+  }
+}
+
+beforeAll(async () => {
+  db = await testDatabase()
+  a = await createOrg(db.app, 'org A', 'cli')
+  b = await createOrg(db.app, 'org B', 'cli')
+  for (const org of [a, b]) {
+    await withOrg(db.app, org.org_id, async (tx) => {
+      for (const insert of Object.values(FIXTURES)) await insert(tx, org.org_id)
+    })
+  }
+})
+
+afterAll(async () => {
+  await db.drop()
+})
+
+describe('catalog', () => {
+  test('every table with an org_id column is covered here and has RLS enabled, forced and a tenant policy', async () => {
+    const rows = await db.owner<{ name: string; rls: boolean; forced: boolean; policies: string[] }[]>`
+      select n.nspname || '.' || c.relname as name, c.relrowsecurity as rls, c.relforcerowsecurity as forced,
+             array(select polname::text from pg_policy p where p.polrelid = c.oid order by 1) as policies
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+       where c.relkind in ('r', 'p') and not c.relispartition and n.nspname in ('public', 'auth')
+         and exists (select 1 from pg_attribute at where at.attrelid = c.oid and at.attname = 'org_id' and not at.attisdropped)
+       order by 1`
+    expect(rows.map((r) => r.name).sort()).toEqual([...TABLES].sort())
+    for (const r of rows) {
+      expect({ table: r.name, rls: r.rls, forced: r.forced }).toEqual({ table: r.name, rls: true, forced: true })
+      expect(r.policies).toContain('tenant_isolation')
+    }
+    const [org] = await db.owner<{ rls: boolean; forced: boolean }[]>`
+      select relrowsecurity as rls, relforcerowsecurity as forced from pg_class where oid = 'public.organizations'::regclass`
+    expect(org).toEqual({ rls: true, forced: true })
+  })
+
+  test('the runtime role is not superuser, not BYPASSRLS and owns nothing; an unsafe role is refused', async () => {
+    const [role] = await db.app<{ user: string; superuser: boolean; bypass: boolean }[]>`
+      select current_user as user, rolsuper as superuser, rolbypassrls as bypass from pg_roles where rolname = current_user`
+    expect(role).toEqual({ user: 'quint_app', superuser: false, bypass: false })
+    const [owned] = await db.owner<{ n: number }[]>`
+      select count(*)::int as n from pg_class where relowner = (select oid from pg_roles where rolname = 'quint_app')`
+    expect(owned!.n).toBe(0)
+    await assertSafeRole(db.app)
+    // The owner connection of the test server is a superuser: start-up must refuse it.
+    expect(assertSafeRole(db.owner)).rejects.toBeInstanceOf(UnsafeRoleError)
+  })
+
+  test('every unique key on a tenant table includes org_id (token_hash is the documented exception)', async () => {
+    const rows = await db.owner<{ index: string; columns: string[] }[]>`
+      select i.indexrelid::regclass::text as index,
+             array(select a.attname::text from unnest(i.indkey) k join pg_attribute a
+                    on a.attrelid = i.indrelid and a.attnum = k) as columns
+        from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+       where i.indisunique and n.nspname in ('public', 'auth') and not c.relispartition
+         and exists (select 1 from pg_attribute at where at.attrelid = c.oid and at.attname = 'org_id')`
+    expect(rows.length).toBeGreaterThan(10)
+    const offenders = rows.filter((r) => !r.columns.includes('org_id')).map((r) => r.index)
+    expect(offenders).toEqual(['api_tokens_token_hash_key'])
+  })
+})
+
+describe.each(TABLES)('%s', (table) => {
+  test('org A reads only its own rows', async () => {
+    const rows = await withOrg(db.app, a.org_id, (tx) => tx.unsafe(`select org_id from ${table}`))
+    expect(rows.length).toBeGreaterThan(0)
+    expect(new Set(rows.map((r) => r.org_id))).toEqual(new Set([a.org_id]))
+    const [other] = await withOrg(db.app, a.org_id, (tx) =>
+      tx.unsafe(`select count(*)::int as n from ${table} where org_id = $1`, [b.org_id]),
+    )
+    expect(other!.n).toBe(0)
+  })
+
+  test("org A cannot insert a row into org B", async () => {
+    const before = await ownerCount(table, b.org_id)
+    const result = await asA((tx) => FIXTURES[table]!(tx, b.org_id))
+    expect(result.code).toBe('42501') // RLS WITH CHECK violation or missing privilege
+    expect(await ownerCount(table, b.org_id)).toBe(before)
+  })
+
+  test("org A cannot update org B's rows, nor move its own rows to org B", async () => {
+    const before = await ownerCount(table, b.org_id)
+    const other = await asA((tx) => tx.unsafe(`update ${table} set org_id = org_id where org_id = $1`, [b.org_id]))
+    // Either refused outright (no UPDATE privilege on org_id) or it matched nothing.
+    expect(other.code === '42501' || other.value?.count === 0).toBe(true)
+    const move = await asA((tx) => tx.unsafe(`update ${table} set org_id = $1`, [b.org_id]))
+    expect(move.code).toBe('42501')
+    expect(await ownerCount(table, b.org_id)).toBe(before)
+  })
+
+  test("org A cannot delete org B's rows", async () => {
+    const before = await ownerCount(table, b.org_id)
+    const result = await asA((tx) => tx.unsafe(`delete from ${table} where org_id = $1`, [b.org_id]))
+    expect(result.code === '42501' || result.value?.count === 0).toBe(true)
+    expect(before).toBeGreaterThan(0)
+    expect(await ownerCount(table, b.org_id)).toBe(before)
+  })
+
+  test('with no org set, the table is empty and the query does not fail', async () => {
+    const [row] = await db.app.unsafe(`select count(*)::int as n from ${table}`)
+    expect(row!.n).toBe(0)
+    // A pooled connection that once had the setting reports '' rather than NULL: still nothing.
+    const [again] = await withSettings(db.app, { 'app.current_org_id': '' }, (tx) =>
+      tx.unsafe(`select count(*)::int as n from ${table}`),
+    )
+    expect(again!.n).toBe(0)
+  })
+})
+
+describe('organizations', () => {
+  test('an org sees only itself, cannot create rows for another id, update or delete another org', async () => {
+    const rows = await withOrg(db.app, a.org_id, (tx) => tx<{ id: string }[]>`select id from organizations`)
+    expect(rows.map((r) => r.id)).toEqual([a.org_id])
+    const insert = await asA((tx) => tx`insert into organizations (id, name) values (${crypto.randomUUID()}, 'x')`)
+    expect(insert.code).toBe('42501')
+    const update = await asA((tx) => tx`update organizations set name = 'pwned' where id = ${b.org_id}`)
+    expect(update.value?.count).toBe(0)
+    const del = await asA((tx) => tx`delete from organizations where id = ${b.org_id}`)
+    expect(del.code).toBe('42501') // quint_app has no DELETE on organizations
+    const [name] = await db.owner<{ name: string }[]>`select name from organizations where id = ${b.org_id}`
+    expect(name!.name).toBe('org B')
+    const [none] = await db.app<{ n: number }[]>`select count(*)::int as n from organizations`
+    expect(none!.n).toBe(0)
+  })
+})
+
+describe('partitions', () => {
+  test('a partition named directly is unreachable for the runtime role', async () => {
+    const parts = await db.owner<{ name: string; rls: boolean; forced: boolean }[]>`
+      select c.relname as name, c.relrowsecurity as rls, c.relforcerowsecurity as forced
+        from pg_inherits i join pg_class c on c.oid = i.inhrelid
+       where i.inhparent = 'public.actions'::regclass order by 1`
+    // Current month plus PARTITION_MONTHS_AHEAD (2 in tests).
+    expect(parts.length).toBe(3)
+    for (const p of parts) {
+      expect(p.rls && p.forced).toBe(true)
+      const read = await asA((tx) => tx.unsafe(`select count(*) from ${p.name}`))
+      expect(read.code).toBe('42501')
+      const write = await asA((tx) =>
+        tx.unsafe(`insert into ${p.name} (org_id, event_key, event_id, occurred_at) values ($1, 'x', 'x', now())`, [a.org_id]),
+      )
+      expect(write.code).toBe('42501')
+      const [plain] = await db.app.unsafe(`select has_table_privilege('${p.name}', 'select') as ok`)
+      expect(plain!.ok).toBe(false)
+    }
+  })
+
+  test('rows written through the parent land in the current month partition', async () => {
+    const [row] = await db.owner<{ part: string }[]>`
+      select tableoid::regclass::text as part from actions where org_id = ${a.org_id} limit 1`
+    const now = new Date()
+    const month = `${now.getUTCFullYear()}${String(now.getUTCMonth() + 1).padStart(2, '0')}`
+    expect(row!.part).toBe(`actions_${month}`)
+  })
+})
+
+describe('client-fed keys', () => {
+  test('two orgs may use the same session id and event key without colliding', async () => {
+    for (const org of [a, b]) {
+      await withOrg(db.app, org.org_id, async (tx) => {
+        await tx`insert into sessions (org_id, session_key) values (${org.org_id}, 'shared-session')`
+        await tx`insert into event_keys (org_id, event_key, action_id, action_created_at)
+                 values (${org.org_id}, 'shared-event', gen_random_uuid(), now())`
+      })
+    }
+    const [n] = await db.owner<{ n: number }[]>`select count(*)::int as n from event_keys where event_key = 'shared-event'`
+    expect(n!.n).toBe(2)
+  })
+})
+
+describe('credential lookup policy', () => {
+  test('naming a token hash shows exactly that token and allows no writes', async () => {
+    const hex = hashToken(a.admin_key).toString('hex')
+    const rows = await withSettings(db.app, { 'app.lookup_token_hash': hex }, (tx) =>
+      tx<{ org_id: string; kind: string }[]>`select org_id, kind from api_tokens`,
+    )
+    expect(rows).toEqual([{ org_id: a.org_id, kind: 'api_key' }])
+    const changed = await withSettings(db.app, { 'app.lookup_token_hash': hex }, (tx) =>
+      tx`update api_tokens set revoked_at = now()`,
+    )
+    expect(changed.count).toBe(0)
+    const other = await withSettings(db.app, { 'app.lookup_token_hash': hashToken('qk_nothing').toString('hex') }, (tx) =>
+      tx`select 1 from api_tokens`,
+    )
+    expect(other.length).toBe(0)
+  })
+})
+
+describe('withOrg', () => {
+  test('rejects a non-UUID org id before touching the database', async () => {
+    expect(withOrg(db.app, "x' or true --", async () => 1)).rejects.toThrow(TypeError)
+  })
+
+  test('rolls back when the callback throws', async () => {
+    const key = crypto.randomUUID()
+    await expect(
+      withOrg(db.app, a.org_id, async (tx) => {
+        await tx`insert into sessions (org_id, session_key) values (${a.org_id}, ${key})`
+        throw new Error('boom')
+      }),
+    ).rejects.toThrow('boom')
+    const [n] = await db.owner<{ n: number }[]>`select count(*)::int as n from sessions where session_key = ${key}`
+    expect(n!.n).toBe(0)
+  })
+
+  test('reports a transaction the server rolled back even if the callback swallowed the error', async () => {
+    await expect(
+      withOrg(db.app, a.org_id, async (tx) => {
+        await tx`select 1/0`.catch(() => {})
+      }),
+    ).rejects.toThrow('rolled back')
+  })
+
+  test('concurrent tenant transactions on a saturated pool never share a context', async () => {
+    const small = await testDatabase({ poolMax: 3 })
+    try {
+      const orgs = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((n) => createOrg(small.app, n, 'cli')))
+      for (const org of orgs) {
+        await withOrg(small.app, org.org_id, (tx) => tx`insert into sessions (org_id, session_key) values (${org.org_id}, 'k')`)
+      }
+      const work: Promise<void>[] = []
+      for (let i = 0; i < 400; i++) {
+        const org = orgs[i % orgs.length]!
+        work.push(
+          withOrg(small.app, org.org_id, async (tx) => {
+            const [ctx] = await tx<{ org: string }[]>`select current_setting('app.current_org_id') as org`
+            const seen = await tx<{ org_id: string }[]>`select org_id from sessions`
+            if (i % 7 === 0) await tx`select pg_sleep(0.002)`
+            const [again] = await tx<{ org: string }[]>`select current_setting('app.current_org_id') as org`
+            expect(ctx!.org).toBe(org.org_id)
+            expect(again!.org).toBe(org.org_id)
+            expect(seen.map((r) => r.org_id)).toEqual([org.org_id])
+          }),
+        )
+        // Untenanted queries interleaved on the same pool: if one ever ran inside another
+        // request's transaction it would see that org's rows.
+        if (i % 3 === 0) {
+          work.push(
+            small.app`select count(*)::int as n from sessions`.then(([r]) => {
+              expect(r!.n).toBe(0)
+            }),
+          )
+        }
+      }
+      await Promise.all(work)
+    } finally {
+      await small.drop()
+    }
+  })
+})
