@@ -30,11 +30,11 @@ export function mountHealth(app: Hono<AppEnv>, deps: { lifecycle: Lifecycle; sql
 
   app.get('/ready', async (c) => {
     const state = deps.lifecycle.state
-    if (state !== 'ready') {
-      return problem({ status: 503, code: 'not_ready', detail: `The service is ${state}.`, headers: { 'Retry-After': '5' } })
-    }
-    if (!(await databaseOk())) {
-      return problem({ status: 503, code: 'not_ready', detail: 'The database does not answer.', headers: { 'Retry-After': '5' } })
+    const detail =
+      state !== 'ready' ? `The service is ${state}.` : (await databaseOk()) ? null : 'The database does not answer.'
+    if (detail) {
+      const instance = `urn:request:${c.get('requestId')}`
+      return problem({ status: 503, code: 'not_ready', detail, instance, headers: { 'Retry-After': '5' } })
     }
     return c.json({ status: 'ready' })
   })

@@ -61,13 +61,17 @@ export async function migrate(
   owner: Sql,
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<MigrationResult> {
-  await owner`
-    create table if not exists quint_schema_migrations (
-      version    integer primary key,
-      name       text not null,
-      checksum   text not null,
-      applied_at timestamptz not null default now()
-    )`
+  // Under the lock too: concurrent `create table if not exists` race on pg_type (42710).
+  await owner.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
+    await tx`
+      create table if not exists quint_schema_migrations (
+        version    integer primary key,
+        name       text not null,
+        checksum   text not null,
+        applied_at timestamptz not null default now()
+      )`
+  })
   const applied: MigrationResult['applied'] = []
   for (;;) {
     const next = await owner.begin(async (tx) => {

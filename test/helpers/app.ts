@@ -1,0 +1,46 @@
+/** The Hono app built on a test database, driven in process through app.fetch. */
+import { buildApp } from '../../src/app.ts'
+import { CredentialResolver } from '../../src/auth/credentials.ts'
+import { loadConfig } from '../../src/config.ts'
+import { createMetrics } from '../../src/infra/metrics.ts'
+import { Lifecycle } from '../../src/lifecycle.ts'
+import { testLog, type TestDatabase } from './db.ts'
+
+export function testApp(db: TestDatabase) {
+  const lifecycle = new Lifecycle(testLog)
+  const resolver = new CredentialResolver(db.app, testLog)
+  const { app } = buildApp({
+    config: loadConfig({}),
+    sql: db.app,
+    log: testLog,
+    metrics: createMetrics(),
+    lifecycle,
+    resolver,
+  })
+  lifecycle.markReady()
+
+  async function call(
+    method: string,
+    path: string,
+    init: { token?: string; json?: unknown; body?: BodyInit; headers?: Record<string, string> } = {},
+  ) {
+    const headers: Record<string, string> = { ...init.headers }
+    if (init.token) headers.authorization = `Bearer ${init.token}`
+    let body = init.body
+    if (init.json !== undefined) {
+      body = JSON.stringify(init.json)
+      headers['content-type'] ??= 'application/json'
+    }
+    const res = await app.fetch(new Request(`http://test${path}`, { method, headers, body }))
+    const text = await res.text()
+    let parsed: any = null
+    try {
+      parsed = text ? JSON.parse(text) : null
+    } catch {
+      parsed = text
+    }
+    return { status: res.status, headers: res.headers, body: parsed, text }
+  }
+
+  return { app, lifecycle, resolver, call }
+}
