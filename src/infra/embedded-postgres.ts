@@ -56,6 +56,8 @@ export async function startEmbeddedPostgres(options: {
   binDir?: string
   serve: boolean
   log: Logger
+  /** Test suites only: no fsync anywhere (initdb and server). The service is always durable. */
+  ephemeral?: boolean
 }): Promise<EmbeddedPostgres> {
   const { dataDir, log, serve } = options
   const bin = options.binDir ?? findBinaries()
@@ -77,7 +79,7 @@ export async function startEmbeddedPostgres(options: {
   const lock = serve ? lockDataDir(dataDir) : null
   const creds = loadCredentials(path.join(dataDir, 'pg-credentials.json'))
   if (!fs.existsSync(path.join(pgDir, 'PG_VERSION'))) {
-    await initialise({ initdbBin, pgDir, dataDir, creds, runAs, log })
+    await initialise({ initdbBin, pgDir, dataDir, creds, runAs, log, ephemeral: options.ephemeral === true })
   }
   if (runAs) checkReachable(runAs, postgresBin, pgDir)
 
@@ -87,7 +89,7 @@ export async function startEmbeddedPostgres(options: {
     // Postgres up). It is consistent, so take it over instead of restarting it.
     log.info({ pid: running, adopted: serve }, 'embedded postgres already running')
   } else {
-    await launch({ postgresBin, pgDir, socketDir, runAs, log })
+    await launch({ postgresBin, pgDir, socketDir, runAs, log, ephemeral: options.ephemeral === true })
   }
   if (!livePostmaster(pgDir)) throw new EmbeddedPostgresError('embedded Postgres did not stay up; see ' + logFile(pgDir))
   const owns = serve || !running
@@ -199,8 +201,9 @@ async function initialise(args: {
   creds: Credentials
   runAs: RunAs | null
   log: Logger
+  ephemeral: boolean
 }): Promise<void> {
-  const { initdbBin, pgDir, dataDir, creds, runAs, log } = args
+  const { initdbBin, pgDir, dataDir, creds, runAs, log, ephemeral } = args
   // initdb wants an empty (or absent) directory; a half-initialised one from a crash is discarded.
   fs.rmSync(pgDir, { recursive: true, force: true })
   fs.mkdirSync(pgDir, { mode: 0o700 })
@@ -222,6 +225,7 @@ async function initialise(args: {
         '--auth=scram-sha-256',
         '--encoding=UTF8',
         '--no-locale',
+        ...(ephemeral ? ['--no-sync'] : []),
       ],
       { encoding: 'utf8', ...(runAs ?? {}), env: { ...process.env, LC_ALL: 'C' } },
     )
@@ -255,8 +259,9 @@ async function launch(args: {
   socketDir: string
   runAs: RunAs | null
   log: Logger
+  ephemeral: boolean
 }): Promise<void> {
-  const { postgresBin, pgDir, socketDir, runAs, log } = args
+  const { postgresBin, pgDir, socketDir, runAs, log, ephemeral } = args
   const out = fs.openSync(logFile(pgDir), 'a', 0o600)
   const child = spawn(
     postgresBin,
@@ -267,6 +272,7 @@ async function launch(args: {
       '-c', `unix_socket_directories=${socketDir}`,
       '-c', 'unix_socket_permissions=0700',
       '-c', 'max_connections=200',
+      ...(ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
     ],
     // Own process group: a Ctrl-C in the terminal must not stop the database before we drain.
     { detached: true, stdio: ['ignore', out, out], ...(runAs ?? {}), env: { ...process.env, LC_ALL: 'C' } },

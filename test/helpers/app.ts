@@ -22,7 +22,7 @@ export function testApp(db: TestDatabase) {
   async function call(
     method: string,
     path: string,
-    init: { token?: string; json?: unknown; body?: BodyInit; headers?: Record<string, string> } = {},
+    init: { token?: string; json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> } = {},
   ) {
     const headers: Record<string, string> = { ...init.headers }
     if (init.token) headers.authorization = `Bearer ${init.token}`

@@ -47,7 +47,8 @@ export async function startTestServer(): Promise<void> {
     return
   }
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-test-'))
-  const pg: EmbeddedPostgres = await startEmbeddedPostgres({ dataDir, serve: true, log: testLog })
+  // Durability is irrelevant for throw-away test databases.
+  const pg: EmbeddedPostgres = await startEmbeddedPostgres({ dataDir, serve: true, log: testLog, ephemeral: true })
   const at = (db: string, who: { user: string; password: string }) => ({
     host: pg.host,
     port: pg.port,
@@ -129,3 +130,9 @@ export async function testDatabase(options: { poolMax?: number } = {}): Promise<
     },
   }
 }
+
+/**
+ * Bun applies its 5 s default to hooks (bunfig's `timeout` covers tests only); creating and
+ * migrating a database or stopping Postgres can take longer on a loaded 2-core machine.
+ */
+export const HOOK_TIMEOUT_MS = 60_000

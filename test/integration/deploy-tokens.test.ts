@@ -9,6 +9,7 @@ import { issueToken } from '../../src/features/tokens/repo.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { testApp } from '../helpers/app.ts'
 import { testDatabase, type TestDatabase } from '../helpers/db.ts'
+import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -20,10 +21,10 @@ beforeAll(async () => {
   t = testApp(db)
   a = await createOrg(db.app, 'org A', 'cli')
   b = await createOrg(db.app, 'org B', 'cli')
-})
+}, HOOK_TIMEOUT_MS)
 afterAll(async () => {
   await db.drop()
-})
+}, HOOK_TIMEOUT_MS)
 
 function expectProblem(res: { status: number; headers: Headers; body: any }, status: number, code: string) {
   expect(res.status).toBe(status)
@@ -83,7 +84,7 @@ describe('POST /v1/deploy-tokens', () => {
     ['invalid UTF-8', new Uint8Array([0x7b, 0xff, 0x7d]), { 'content-type': 'application/json' }, 400, 'bad_request'],
     ['over 64 KiB', JSON.stringify({ name: 'x'.repeat(70_000) }), { 'content-type': 'application/json' }, 413, 'payload_too_large'],
   ] as const)('%s → %d', async (_name, body, headers, status, code) => {
-    const res = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, body: body as BodyInit | undefined, headers })
+    const res = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, body: body as RequestInit['body'], headers })
     expectProblem(res, status, code)
   })
 
@@ -101,7 +102,6 @@ describe('POST /v1/deploy-tokens', () => {
         method: 'POST',
         headers: { authorization: `Bearer ${a.admin_key}`, 'content-type': 'application/json' },
         body: stream,
-        // @ts-expect-error Bun accepts duplex for streaming bodies
         duplex: 'half',
       }),
     )

@@ -10,6 +10,7 @@ import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { assertSafeRole, UnsafeRoleError } from '../../src/infra/database.ts'
 import { pgErrorCode, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'
 import { testDatabase, type TestDatabase } from '../helpers/db.ts'
+import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
 
 /** One row per tenant table for the given org; `org` is bound as a value so tests can lie about it. */
 const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
@@ -84,11 +85,11 @@ beforeAll(async () => {
       for (const insert of Object.values(FIXTURES)) await insert(tx, org.org_id)
     })
   }
-})
+}, HOOK_TIMEOUT_MS)
 
 afterAll(async () => {
   await db.drop()
-})
+}, HOOK_TIMEOUT_MS)
 
 describe('catalog', () => {
   test('every table with an org_id column is covered here and has RLS enabled, forced and a tenant policy', async () => {
@@ -249,7 +250,7 @@ describe('credential lookup policy', () => {
     const rows = await withSettings(db.app, { 'app.lookup_token_hash': hex }, (tx) =>
       tx<{ org_id: string; kind: string }[]>`select org_id, kind from api_tokens`,
     )
-    expect(rows).toEqual([{ org_id: a.org_id, kind: 'api_key' }])
+    expect([...rows]).toEqual([{ org_id: a.org_id, kind: 'api_key' }])
     const changed = await withSettings(db.app, { 'app.lookup_token_hash': hex }, (tx) =>
       tx`update api_tokens set revoked_at = now()`,
     )

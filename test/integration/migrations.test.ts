@@ -8,11 +8,12 @@ import path from 'node:path'
 import { createPool } from '../../src/infra/db.ts'
 import { migrate, MigrationError, MIGRATIONS } from '../../src/infra/migrations.ts'
 import { emptyDatabase } from '../helpers/db.ts'
+import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
 
 const cleanup: (() => Promise<void>)[] = []
 afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!()
-})
+}, HOOK_TIMEOUT_MS)
 
 async function fresh() {
   const db = await emptyDatabase()
@@ -35,7 +36,7 @@ describe('migrations', () => {
     expect(second.applied).toEqual([])
     const rows = await db.owner<{ version: number; checksum: string }[]>`
       select version, checksum from quint_schema_migrations order by version`
-    expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version, checksum: m.checksum })))
+    expect([...rows]).toEqual(MIGRATIONS.map((m) => ({ version: m.version, checksum: m.checksum })))
   })
 
   test('concurrent runners apply each migration exactly once', async () => {

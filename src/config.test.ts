@@ -1,0 +1,41 @@
+import { describe, expect, test } from 'bun:test'
+import path from 'node:path'
+import { configMarkdown, ConfigError, loadConfig } from './config.ts'
+
+describe('loadConfig', () => {
+  test('defaults: embedded database, port 8000, frozen', () => {
+    const c = loadConfig({}, '/srv/app')
+    expect(c.PORT).toBe(8000)
+    expect(c.DATABASE_URL).toBeUndefined()
+    expect(c.dataDir).toBe('/srv/app/.quint')
+    expect(c.bootstrapOrg).toBe('default')
+    expect(Object.isFrozen(c)).toBe(true)
+  })
+
+  test('converts strings, treats empty values as unset, resolves the data dir', () => {
+    const c = loadConfig({ PORT: '9001', DATABASE_POOL_MAX: '', QUINT_DATA_DIR: 'data', QUINT_BOOTSTRAP_ORG: '' }, '/x')
+    expect(c.PORT).toBe(9001)
+    expect(c.DATABASE_POOL_MAX).toBe(10)
+    expect(c.dataDir).toBe(path.resolve('/x', 'data'))
+    expect(c.bootstrapOrg).toBeNull()
+  })
+
+  test('reports every bad variable at once and never echoes a DSN', () => {
+    let err: unknown
+    try {
+      loadConfig({ PORT: '0', LOG_LEVEL: 'chatty', DATABASE_URL: 'mysql://u:secret@h/d', PARTITION_MONTHS_AHEAD: '99' })
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(ConfigError)
+    const problems = (err as ConfigError).problems.join('\n')
+    for (const v of ['PORT', 'LOG_LEVEL', 'DATABASE_URL', 'PARTITION_MONTHS_AHEAD']) expect(problems).toContain(v)
+    expect(problems).not.toContain('secret')
+  })
+
+  test('the README configuration table is generated from the schema (bun run docs:config)', async () => {
+    const readme = await Bun.file(path.join(import.meta.dir, '../README.md')).text()
+    const section = readme.split('<!-- config:start -->')[1]?.split('<!-- config:end -->')[0]?.trim()
+    expect(section).toBe(configMarkdown())
+  })
+})

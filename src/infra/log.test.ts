@@ -1,0 +1,39 @@
+import { describe, expect, test } from 'bun:test'
+import { Writable } from 'node:stream'
+import { createLogger, scrub } from './log.ts'
+
+describe('log redaction', () => {
+  test('scrub removes tokens, bearer values and DSN passwords from any text', () => {
+    const text =
+      'key qk_' + 'a'.repeat(64) + ' dt qt_deploy_' + 'b'.repeat(32) + ' jwt qt_agent_eyJhbGciOi.x.y ' +
+      'hook whsec_abcdefgh Authorization: Bearer abcdefghijk postgres://app:s3cr3t@db:5432/x'
+    const out = scrub(text)
+    expect(out).not.toContain('a'.repeat(64))
+    expect(out).not.toContain('b'.repeat(32))
+    expect(out).not.toContain('eyJhbGciOi')
+    expect(out).not.toContain('abcdefgh')
+    expect(out).not.toContain('s3cr3t')
+    expect(out).toContain('qk_[REDACTED]')
+    expect(out).toContain('postgres://app:[REDACTED]@db:5432/x')
+  })
+
+  test('structured fields, nested objects, errors and messages are all redacted in the output', () => {
+    const lines: string[] = []
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk))
+        cb()
+      },
+    })
+    const log = createLogger('info', sink)
+    const token = 'qt_deploy_' + 'c'.repeat(32)
+    log.info({ headers: { authorization: `Bearer ${token}` }, nested: { deep: { value: token } } }, `got ${token}`)
+    log.error({ err: new Error(`failed for ${token}`) }, 'boom')
+    log.info({ token, password: 'pw-123456' }, 'fields')
+    const out = lines.join('')
+    expect(lines.length).toBe(3)
+    expect(out).not.toContain('c'.repeat(32))
+    expect(out).not.toContain('pw-123456')
+    for (const l of lines) expect(JSON.parse(l)).toHaveProperty('service', 'quint-cloud')
+  })
+})
