@@ -69,11 +69,12 @@ export async function startEmbeddedPostgres(options: {
   const postgresBin = path.join(bin, 'postgres')
   const initdbBin = path.join(bin, 'initdb')
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-  const pgDir = path.join(dataDir, 'pg')
+  let pgDir = path.join(dataDir, 'pg')
   if (runAs) {
     // Let the postgres group traverse (not list) the data dir; the credentials file stays 0600 root.
     fs.chownSync(dataDir, process.getuid?.() ?? 0, runAs.gid)
     fs.chmodSync(dataDir, 0o710)
+    pgDir = reachableClusterDir(runAs, dataDir, pgDir, log)
   }
   const socketDir = socketDirectory(pgDir, runAs)
 
@@ -247,6 +248,24 @@ async function initialise(args: {
   } finally {
     fs.rmSync(pwFile, { force: true })
   }
+}
+
+/**
+ * As root with the data dir under a private directory (e.g. a checkout in /root), the postgres
+ * user cannot reach `<dataDir>/pg`. The cluster then lives under /var/lib/quint-cloud/<hash>/pg
+ * and `<dataDir>/pg` is a symlink to it, so the data stays findable from the data dir.
+ */
+function reachableClusterDir(runAs: RunAs, dataDir: string, pgDir: string, log: Logger): string {
+  const probe = spawnSync('/bin/sh', ['-c', 'test -x "$1"', 'probe', dataDir], { ...runAs })
+  if (probe.status === 0) return fs.existsSync(pgDir) ? fs.realpathSync(pgDir) : pgDir
+  const base = '/var/lib/quint-cloud'
+  const real = path.join(base, Bun.hash(dataDir).toString(16).slice(0, 12), 'pg')
+  fs.mkdirSync(base, { recursive: true, mode: 0o755 })
+  fs.mkdirSync(path.dirname(real), { recursive: true, mode: 0o700 })
+  fs.chownSync(path.dirname(real), runAs.uid, runAs.gid)
+  if (!fs.existsSync(pgDir)) fs.symlinkSync(real, pgDir)
+  log.warn({ data_dir: dataDir, cluster: real }, 'data dir is not reachable by the postgres user; the cluster lives in /var/lib/quint-cloud (linked from <data dir>/pg)')
+  return real
 }
 
 function canExecute(runAs: RunAs, file: string): boolean {
