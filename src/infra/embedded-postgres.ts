@@ -81,7 +81,7 @@ export async function startEmbeddedPostgres(options: {
   const lock = serve ? lockDataDir(dataDir) : null
   const creds = loadCredentials(path.join(dataDir, 'pg-credentials.json'))
   if (!fs.existsSync(path.join(pgDir, 'PG_VERSION'))) {
-    await initialise({ initdbBin, pgDir, dataDir, creds, runAs, log, ephemeral: options.ephemeral === true })
+    await initialise({ initdbBin, pgDir, creds, runAs, log, ephemeral: options.ephemeral === true })
   }
   if (runAs) checkReachable(runAs, postgresBin, pgDir)
 
@@ -210,13 +210,12 @@ function loadCredentials(file: string): Credentials {
 async function initialise(args: {
   initdbBin: string
   pgDir: string
-  dataDir: string
   creds: Credentials
   runAs: RunAs | null
   log: Logger
   ephemeral: boolean
 }): Promise<void> {
-  const { initdbBin, pgDir, dataDir, creds, runAs, log, ephemeral } = args
+  const { initdbBin, pgDir, creds, runAs, log, ephemeral } = args
   // initdb wants an empty (or absent) directory; a half-initialised one from a crash is discarded.
   fs.rmSync(pgDir, { recursive: true, force: true })
   fs.mkdirSync(pgDir, { mode: 0o700 })
@@ -224,7 +223,8 @@ async function initialise(args: {
     fs.chownSync(pgDir, runAs.uid, runAs.gid)
     checkReachable(runAs, initdbBin, pgDir)
   }
-  const pwFile = path.join(dataDir, `.initdb-${randomBytes(6).toString('hex')}`)
+  // Beside the cluster dir: reachable by the postgres user in both layouts (see reachableClusterDir).
+  const pwFile = path.join(path.dirname(pgDir), `.initdb-${randomBytes(6).toString('hex')}`)
   fs.writeFileSync(pwFile, creds.owner_password + '\n', { mode: 0o600 })
   if (runAs) fs.chownSync(pwFile, runAs.uid, runAs.gid)
   log.info({ dir: pgDir }, 'initialising embedded postgres')
