@@ -1,7 +1,7 @@
 /**
  * credentials: resolving an opaque token that is already cached (SHA-256 of the token + cache
  * lookup + expiry check), beside a bare Map lookup of the same key in the same run. The first
- * resolution goes to Postgres (embedded unless DATABASE_URL is set); only cache hits are timed.
+ * resolution goes to a throw-away embedded Postgres; only cache hits are timed.
  */
 import { CredentialResolver } from '../src/auth/credentials.ts'
 import { createOrg } from '../src/features/orgs/service.ts'
@@ -18,7 +18,8 @@ export const name = 'credentials'
 export async function run(opts: { seconds: number }) {
   const log = createLogger('warn', 'stderr')
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-bench-'))
-  const db = await openDatabase(loadConfig({ ...process.env, QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }), log)
+  // Always a throw-away embedded database: a benchmark must not write into a DATABASE_URL.
+  const db = await openDatabase(loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }), log)
   try {
     const org = await createOrg(db.app, 'bench', 'cli')
     const resolver = new CredentialResolver(db.app, log)

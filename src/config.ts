@@ -7,6 +7,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import path from 'node:path'
+import { checkName } from './lib/names.ts'
 
 const Port = (description: string, def: number) =>
   Type.Integer({ minimum: 1, maximum: 65535, default: def, description })
@@ -42,7 +43,7 @@ export const EnvSchema = Type.Object({
   QUINT_DATA_DIR: Type.String({
     minLength: 1,
     default: '.quint',
-    description: 'Directory for embedded Postgres data and generated local secrets (created 0700).',
+    description: 'Directory for embedded Postgres data and generated local secrets (created 0700; as root 0710, group postgres).',
   }),
   QUINT_EMBEDDED_PG_BIN_DIR: Type.Optional(
     Type.String({
@@ -120,6 +121,12 @@ export function loadConfig(
   const problems = [...Value.Errors(EnvSchema, value)].map(
     (e) => `${e.path.slice(1) || '(root)'}: ${e.message}${describeGiven(raw, e.path.slice(1))}`,
   )
+  const given = (value as { QUINT_BOOTSTRAP_ORG?: unknown }).QUINT_BOOTSTRAP_ORG
+  const bootstrap = typeof given === 'string' ? given : ''
+  if (bootstrap.trim() !== '') {
+    const name = checkName(bootstrap)
+    if (!name.ok) problems.push(`QUINT_BOOTSTRAP_ORG: ${name.reason}`)
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   const parsed = value as Env
   const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, ...rest } = parsed

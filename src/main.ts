@@ -138,7 +138,10 @@ async function openapiCommand(config: Config): Promise<number> {
 
 async function healthcheck(args: string[]): Promise<number> {
   const { url } = parse(args, { url: { type: 'string' } })
-  const target = url ?? `http://127.0.0.1:${loadConfig().PORT}/ready`
+  const config = loadConfig()
+  // A wildcard bind is reached on loopback; a specific address only on itself.
+  const host = ['0.0.0.0', '::', '[::]'].includes(config.HOST) ? '127.0.0.1' : config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST
+  const target = url ?? `http://${host}:${config.PORT}/ready`
   try {
     const res = await fetch(target, { signal: AbortSignal.timeout(3000) })
     if (res.ok) return 0

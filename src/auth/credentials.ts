@@ -36,6 +36,8 @@ export interface CredentialResolverOptions {
 
 export class CredentialResolver {
   readonly #cache = new Map<string, Entry>()
+  /** Bumped by every invalidation: a lookup that overlapped one must not cache what it read. */
+  #generation = 0
   readonly #ttl: number
   readonly #negativeTtl: number
   readonly #max: number
@@ -61,7 +63,9 @@ export class CredentialResolver {
     const now = Date.now()
     let entry = this.#cache.get(key)
     if (!entry || entry.expiresAt <= now) {
-      entry = await this.#load(hash, key, now)
+      const generation = this.#generation
+      entry = await this.#load(hash, now)
+      if (generation === this.#generation) this.#remember(key, entry)
     }
     if (!entry.principal || entry.validUntil <= now) return null
     if (now - entry.lastUsedWrite >= this.#lastUsedEvery) {
@@ -73,20 +77,21 @@ export class CredentialResolver {
 
   /** Drops every cached entry of a token, so its revocation applies to the next request. */
   invalidate(tokenId: string): void {
+    this.#generation++
     for (const [key, entry] of this.#cache) {
       if (entry.principal?.tokenId === tokenId) this.#cache.delete(key)
     }
   }
 
-  async #load(hash: Buffer, key: string, now: number): Promise<Entry> {
-    const rows = await withSettings(this.sql, { 'app.lookup_token_hash': key }, (tx) =>
+  async #load(hash: Buffer, now: number): Promise<Entry> {
+    const rows = await withSettings(this.sql, { 'app.lookup_token_hash': hash.toString('hex') }, (tx) =>
       tx<{ org_id: string; id: string; kind: TokenKind; scopes: string[]; expires_at: Date | null; revoked_at: Date | null }[]>`
         select org_id, id, kind, scopes, expires_at, revoked_at
           from api_tokens where token_hash = ${hash}`,
     )
     const row = rows[0]
     const usable = row && !row.revoked_at && (!row.expires_at || row.expires_at.getTime() > now)
-    const entry: Entry = usable
+    return usable
       ? {
           principal: Object.freeze({ orgId: row.org_id, tokenId: row.id, kind: row.kind, scopes: Object.freeze([...row.scopes]) }),
           expiresAt: now + this.#ttl,
@@ -94,14 +99,16 @@ export class CredentialResolver {
           lastUsedWrite: 0,
         }
       : { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0 }
+  }
+
+  #remember(key: string, entry: Entry): void {
+    this.#cache.delete(key)
     if (this.#cache.size >= this.#max) {
       // Map iteration order is insertion order: drop the oldest entry.
       const oldest = this.#cache.keys().next().value
       if (oldest !== undefined) this.#cache.delete(oldest)
     }
-    this.#cache.delete(key)
     this.#cache.set(key, entry)
-    return entry
   }
 
   #touch(p: Principal): void {

@@ -11,6 +11,7 @@ import type { Config } from '../config.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
 import { problem } from '../http/problem.ts'
 import { ensurePartitions, openDatabase } from '../infra/database.ts'
+import type { Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
 import { createMetrics } from '../infra/metrics.ts'
 import { Lifecycle } from '../lifecycle.ts'
@@ -21,17 +22,74 @@ const PARTITION_CHECK_MS = 6 * 3600 * 1000
 
 export async function serve(config: Config, log: Logger): Promise<void> {
   const lifecycle = new Lifecycle(log)
-  const metrics = createMetrics()
-  const db = await openDatabase(config, log, { serve: true })
-
-  if (config.bootstrapOrg) {
-    const created = await bootstrapFirstOrg(db.app, config.bootstrapOrg)
-    if (created) printFirstStart(created)
+  // Signals are handled from the first moment: one arriving during start-up (initdb, migrations)
+  // is acted on as soon as the steps registered so far can be unwound, never by dying mid-way.
+  let starting = true
+  let pendingSignal: NodeJS.Signals | null = null
+  const stop = (signal: NodeJS.Signals) => {
+    void lifecycle.shutdown(signal, config.SHUTDOWN_TIMEOUT_MS).then(async (clean) => {
+      await new Promise<void>((resolve) => log.flush(() => resolve()))
+      process.exit(clean ? 0 : 1)
+    })
   }
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (starting) {
+      log.info({ signal }, 'signal during start-up; stopping once start-up steps are unwound')
+      pendingSignal ??= signal
+    } else stop(signal)
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
 
-  const resolver = new CredentialResolver(db.app, log)
-  const { app } = buildApp({ config, sql: db.app, log, metrics, lifecycle, resolver })
-  const server = Bun.serve({
+  const db = await openDatabase(config, log, { serve: true })
+  let dbStep = false
+  try {
+    lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS))
+    const server = await startListening(config, log, db.app, lifecycle)
+    lifecycle.onShutdown('http listener', async () => {
+      // Graceful: refuse new connections, let in-flight requests finish. A request that never
+      // ends must not hold the exit hostage (Bun #40043): force-close after most of the budget.
+      const budget = Math.floor(config.SHUTDOWN_TIMEOUT_MS * 0.6)
+      const closed = await Promise.race([server.stop().then(() => true), Bun.sleep(budget).then(() => false)])
+      if (!closed) {
+        log.warn({ budget_ms: budget }, 'in-flight requests did not finish; closing connections')
+        void server.stop(true)
+      }
+    })
+    const partitions = setInterval(() => {
+      ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
+        log.error({ err }, 'partition maintenance failed'),
+      )
+    }, PARTITION_CHECK_MS)
+    partitions.unref()
+    lifecycle.onShutdown('timers', () => clearInterval(partitions))
+    lifecycle.onShutdown('database', () => db.close())
+    dbStep = true
+
+    if (config.bootstrapOrg) {
+      const created = await bootstrapFirstOrg(db.app, config.bootstrapOrg)
+      if (created) printFirstStart(created)
+    }
+    lifecycle.markReady()
+    log.info(
+      { port: server.port, host: config.HOST, database: config.DATABASE_URL ? 'external' : 'embedded', data_dir: config.dataDir },
+      'quint-cloud ready',
+    )
+  } catch (err) {
+    // Nothing may outlive a failed start: the listener, the pool, an embedded Postgres.
+    await lifecycle.shutdown('start-up failed', config.SHUTDOWN_TIMEOUT_MS)
+    if (!dbStep) await db.close().catch(() => {})
+    throw err
+  } finally {
+    starting = false
+  }
+  if (pendingSignal) stop(pendingSignal)
+}
+
+function startListening(config: Config, log: Logger, sql: Sql, lifecycle: Lifecycle) {
+  const resolver = new CredentialResolver(sql, log)
+  const { app } = buildApp({ config, sql, log, metrics: createMetrics(), lifecycle, resolver })
+  return Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
     fetch: app.fetch,
@@ -43,42 +101,6 @@ export async function serve(config: Config, log: Logger): Promise<void> {
       return problem({ status: 500, code: 'internal_error', detail: 'An internal error occurred.' })
     },
   })
-
-  const partitions = setInterval(() => {
-    ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
-      log.error({ err }, 'partition maintenance failed'),
-    )
-  }, PARTITION_CHECK_MS)
-  partitions.unref()
-
-  lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS))
-  lifecycle.onShutdown('http listener', async () => {
-    // Graceful: refuse new connections, let in-flight requests finish. A request that never
-    // ends must not hold the exit hostage (Bun #40043): force-close after most of the budget.
-    const budget = Math.floor(config.SHUTDOWN_TIMEOUT_MS * 0.6)
-    const closed = await Promise.race([server.stop().then(() => true), Bun.sleep(budget).then(() => false)])
-    if (!closed) {
-      log.warn({ budget_ms: budget }, 'in-flight requests did not finish; closing connections')
-      void server.stop(true)
-    }
-  })
-  lifecycle.onShutdown('timers', () => clearInterval(partitions))
-  lifecycle.onShutdown('database', () => db.close())
-
-  const onSignal = (signal: NodeJS.Signals) => {
-    void lifecycle.shutdown(signal, config.SHUTDOWN_TIMEOUT_MS).then(async (clean) => {
-      await new Promise<void>((resolve) => log.flush(() => resolve()))
-      process.exit(clean ? 0 : 1)
-    })
-  }
-  process.on('SIGTERM', onSignal)
-  process.on('SIGINT', onSignal)
-
-  lifecycle.markReady()
-  log.info(
-    { port: server.port, host: config.HOST, database: config.DATABASE_URL ? 'external' : 'embedded', data_dir: config.dataDir },
-    'quint-cloud ready',
-  )
 }
 
 /**

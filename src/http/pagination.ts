@@ -14,23 +14,36 @@ export const PageQuery = Type.Object(
   { additionalProperties: false },
 )
 
+/**
+ * The last row's sort key. `at` is the timestamp exactly as Postgres printed it: a JavaScript
+ * Date keeps milliseconds only, and rounding would skip rows created in the same millisecond.
+ */
 export interface Keyset {
-  at: Date
+  at: string
   id: string
 }
 
+const AT = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
 export function encodeCursor(k: Keyset): string {
-  return Buffer.from(JSON.stringify([k.at.toISOString(), k.id])).toString('base64url')
+  return Buffer.from(JSON.stringify([k.at, k.id])).toString('base64url')
 }
 
+/** Everything that decodes is a valid timestamp and UUID: a doctored cursor is a 400, never a 500. */
 export function decodeCursor(cursor: string | undefined): Keyset | null {
   if (cursor === undefined) return null
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[]
-    const date = new Date(String(at))
-    if (typeof id === 'string' && /^[0-9a-f-]{36}$/.test(id) && !Number.isNaN(date.getTime())) return { at: date, id }
+    if (typeof at === 'string' && typeof id === 'string' && AT.test(at) && ID.test(id) && isRealDate(at)) return { at, id }
   } catch {
     // fall through
   }
   throw new BadRequestError('The cursor is malformed; pass back `next_cursor` unchanged.')
+}
+
+function isRealDate(at: string): boolean {
+  const [y, m, d, hh, mm, ss] = at.split(/[- :.+]/).map(Number) as number[]
+  const date = new Date(Date.UTC(y!, m! - 1, d!, hh, mm, ss))
+  return y! >= 1970 && date.getUTCMonth() === m! - 1 && date.getUTCDate() === d! && hh! < 24 && mm! < 60 && ss! < 60
 }

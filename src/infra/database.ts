@@ -124,20 +124,22 @@ export async function ensurePartitions(app: Sql, monthsAhead: number): Promise<s
 }
 
 /**
- * RLS protects nothing if the runtime role is superuser, BYPASSRLS, or owns the tables (FORCE
- * aside, an owner can switch RLS off). Checked on every start, against the live catalog.
+ * RLS protects nothing if the runtime role is superuser, BYPASSRLS, or owns the tables, directly
+ * or through membership in the owning role (an owner can switch RLS off). Checked on every start,
+ * against the live catalog.
  */
 export async function assertSafeRole(app: Sql): Promise<void> {
   const [role] = await app<{ name: string; superuser: boolean; bypass: boolean; owned: number }[]>`
     select r.rolname as name, r.rolsuper as superuser, r.rolbypassrls as bypass,
-           (select count(*)::int from pg_class c
-             where c.relowner = r.oid and c.relkind in ('r', 'p', 'v', 'm')) as owned
+           (select count(*)::int from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where c.relkind in ('r', 'p', 'v', 'm') and n.nspname in ('public', 'auth')
+               and pg_has_role(r.oid, c.relowner, 'MEMBER')) as owned
       from pg_roles r where r.rolname = current_user`
   if (!role) throw new UnsafeRoleError('cannot read the runtime role from pg_roles')
   const problems = [
     role.superuser && 'is a superuser',
     role.bypass && 'has BYPASSRLS',
-    role.owned > 0 && `owns ${role.owned} relation(s)`,
+    role.owned > 0 && `owns ${role.owned} relation(s) (directly or as a member of the owner)`,
   ].filter(Boolean)
   if (problems.length > 0) {
     throw new UnsafeRoleError(

@@ -22,7 +22,9 @@ export function scrub(text: string): string {
 
 function scrubDeep(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return scrub(value)
-  if (depth > 6 || value === null || typeof value !== 'object') return value
+  if (value === null || typeof value !== 'object') return value
+  // Deeper than any field we log on purpose: cut rather than pass anything through unscrubbed.
+  if (depth > 6) return '[truncated]'
   if (value instanceof Error) {
     return { type: value.name, message: scrub(value.message), stack: value.stack && scrub(value.stack) }
   }

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { childEnv, killSpawned, runCli, startServer } from '../helpers/process.ts'
+import { childEnv, freePort, killSpawned, runCli, startServer } from '../helpers/process.ts'
 import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
 
 const dirs: string[] = []
@@ -104,11 +104,27 @@ describe('serve on an embedded Postgres', () => {
     expect(alive(orphan)).toBe(false)
   })
 
+  test('a stale postmaster.pid naming a live, unrelated process is neither adopted nor signalled', async () => {
+    const dir = dataDir()
+    const env = childEnv({ QUINT_DATA_DIR: dir })
+    const first = await startServer(env)
+    first.proc.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    // As after a container restart: the old file, with a pid now used by another program (us).
+    const pgDir = path.join(dir, 'pg')
+    fs.writeFileSync(path.join(pgDir, 'postmaster.pid'), `${process.pid}\n${pgDir}\n0\n5432\n${pgDir}\n\n0 0\nready   \n`)
+    const second = await startServer(env)
+    expect(alive(postmasterPid(dir))).toBe(true)
+    expect(postmasterPid(dir)).not.toBe(process.pid)
+    second.proc.kill('SIGTERM')
+    expect(await second.exited).toBe(0)
+  })
+
   test('a second server on the same data dir is refused', async () => {
     const dir = dataDir()
     const env = childEnv({ QUINT_DATA_DIR: dir })
     const first = await startServer(env)
-    const second = await runCli(['serve'], { ...env, PORT: '1' })
+    const second = await runCli(['serve'], { ...env, PORT: String(await freePort()) })
     expect(second.code).toBe(1)
     expect(second.stderr).toContain('another quint-cloud server')
     expect((await fetch(`${first.url}/ready`)).status).toBe(200)
@@ -143,6 +159,12 @@ describe('CLI', () => {
     const res = await runCli(args, childEnv({ QUINT_DATA_DIR: dataDir() }))
     expect(res.code).toBe(2)
     expect(res.stderr).toContain(message)
+  })
+
+  test('an unusable bootstrap org name is a configuration error (exit 2), caught before anything starts', async () => {
+    const res = await runCli(['serve'], childEnv({ QUINT_DATA_DIR: dataDir(), QUINT_BOOTSTRAP_ORG: 'x'.repeat(300) }))
+    expect(res.code).toBe(2)
+    expect(res.stderr).toContain('QUINT_BOOTSTRAP_ORG')
   })
 
   test('bad configuration lists every bad variable at once, without echoing secrets, and exits 2', async () => {

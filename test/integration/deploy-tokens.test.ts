@@ -177,6 +177,36 @@ describe('GET /v1/deploy-tokens', () => {
     expect(seen).toEqual([...names].reverse().concat(['default deploy token']))
   })
 
+  test('rows created in the same microsecond are neither skipped nor repeated across pages', async () => {
+    const org = await createOrg(db.app, 'same instant', 'cli')
+    // One transaction: now() is identical for every row.
+    await withOrg(db.app, org.org_id, async (tx) => {
+      for (let i = 0; i < 5; i++) await issueToken(tx, { format: FORMATS.deployToken, name: `same${i}`, scopes: [] })
+    })
+    const seen: string[] = []
+    let cursor: string | null = null
+    for (let page = 0; page < 10; page++) {
+      const res = await t.call('GET', `/v1/deploy-tokens?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: org.admin_key })
+      expect(res.status).toBe(200)
+      seen.push(...res.body.deploy_tokens.map((x: { id: string }) => x.id))
+      cursor = res.body.next_cursor
+      if (!cursor) break
+    }
+    expect(seen.length).toBe(6) // 5 + the org's default deploy token
+    expect(new Set(seen).size).toBe(6)
+  })
+
+  const cursorOf = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  test.each([
+    ['36 dashes as id', cursorOf(['2026-11-22 11:14:00.890123+00', '-'.repeat(36)])],
+    ['year 275760', cursorOf(['+275760-09-13 00:00:00+00', crypto.randomUUID()])],
+    ['month 13', cursorOf(['2026-13-01 00:00:00+00', crypto.randomUUID()])],
+    ['not an array', cursorOf({ at: 1 })],
+    ['uppercase id', cursorOf(['2026-11-22 11:14:00+00', crypto.randomUUID().toUpperCase()])],
+  ])('a doctored cursor (%s) → 400, never 500', async (_n, cursor) => {
+    expectProblem(await t.call('GET', `/v1/deploy-tokens?cursor=${cursor}`, { token: a.admin_key }), 400, 'bad_request')
+  })
+
   test.each([
     ['?limit=0', 'limit'],
     ['?limit=1000', 'limit'],
@@ -202,6 +232,23 @@ describe('DELETE /v1/deploy-tokens/{id}', () => {
     const listed = await t.call('GET', '/v1/deploy-tokens', { token: a.admin_key })
     const row = listed.body.deploy_tokens.find((x: { id: string }) => x.id === created.body.id)
     expect(Date.parse(row.revoked_at)).toBeGreaterThan(0)
+  })
+
+  test('revoking by an uppercase id still refuses the token on its next use', async () => {
+    const created = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, json: { name: 'upper' } })
+    expect(await t.resolver.resolve(created.body.token)).not.toBeNull()
+    const del = await t.call('DELETE', `/v1/deploy-tokens/${String(created.body.id).toUpperCase()}`, { token: a.admin_key })
+    expect(del.status).toBe(204)
+    expect(await t.resolver.resolve(created.body.token)).toBeNull()
+  })
+
+  test('a lookup in flight while the token is revoked does not cache it as valid', async () => {
+    const created = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, json: { name: 'race' } })
+    const inFlight = t.resolver.resolve(created.body.token)
+    await withOrg(db.app, a.org_id, (tx) => tx`update api_tokens set revoked_at = now() where id = ${created.body.id}`)
+    t.resolver.invalidate(created.body.id)
+    await inFlight
+    expect(await t.resolver.resolve(created.body.token)).toBeNull()
   })
 
   test("an org can neither see nor revoke another org's token", async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { hashToken } from '../../src/auth/opaque-tokens.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { assertSafeRole, UnsafeRoleError } from '../../src/infra/database.ts'
-import { pgErrorCode, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'
+import { createPool, pgErrorCode, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'
 import { testDatabase, type TestDatabase } from '../helpers/db.ts'
 import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
 
@@ -37,9 +37,12 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
     values (${org}, ${crypto.randomUUID().slice(0, 12)}, 'n', 'high', '{}', 0.3)`,
   'public.webhooks': (tx, org) => tx`
     insert into webhooks (org_id, url, secret_ciphertext) values (${org}, 'https://hooks.example/x', '\\x00')`,
+  // The webhook belongs to the transaction's org, the delivery to `org`: a cross-org attempt must be
+  // refused by webhook_deliveries' own policy, not by the webhooks insert.
   'public.webhook_deliveries': async (tx, org) => {
     const [w] = await tx<{ id: string }[]>`
-      insert into webhooks (org_id, url, secret_ciphertext) values (${org}, 'https://hooks.example/y', '\\x00') returning id`
+      insert into webhooks (org_id, url, secret_ciphertext)
+      values (app_current_org(), 'https://hooks.example/y', '\\x00') returning id`
     return tx`
       insert into webhook_deliveries (org_id, webhook_id, message_id, event_type, payload)
       values (${org}, ${w!.id}, ${crypto.randomUUID()}, 'alert.created', '{}')`
@@ -92,18 +95,29 @@ afterAll(async () => {
 }, HOOK_TIMEOUT_MS)
 
 describe('catalog', () => {
-  test('every table with an org_id column is covered here and has RLS enabled, forced and a tenant policy', async () => {
-    const rows = await db.owner<{ name: string; rls: boolean; forced: boolean; policies: string[] }[]>`
-      select n.nspname || '.' || c.relname as name, c.relrowsecurity as rls, c.relforcerowsecurity as forced,
-             array(select polname::text from pg_policy p where p.polrelid = c.oid order by 1) as policies
+  test('every table with an org_id column (any schema) is covered here, has RLS enabled and forced, and exactly the tenant policy', async () => {
+    const rows = await db.owner<{ name: string; rls: boolean; forced: boolean }[]>`
+      select n.nspname || '.' || c.relname as name, c.relrowsecurity as rls, c.relforcerowsecurity as forced
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
-       where c.relkind in ('r', 'p') and not c.relispartition and n.nspname in ('public', 'auth')
+       where c.relkind in ('r', 'p') and not c.relispartition
+         and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
          and exists (select 1 from pg_attribute at where at.attrelid = c.oid and at.attname = 'org_id' and not at.attisdropped)
        order by 1`
     expect(rows.map((r) => r.name).sort()).toEqual([...TABLES].sort())
+    const policies = await db.owner<{ name: string; policy: string; cmd: string; permissive: string; qual: string; check: string | null }[]>`
+      select schemaname || '.' || tablename as name, policyname as policy, cmd, permissive,
+             qual, with_check as check
+        from pg_policies order by 1, 2`
     for (const r of rows) {
       expect({ table: r.name, rls: r.rls, forced: r.forced }).toEqual({ table: r.name, rls: true, forced: true })
-      expect(r.policies).toContain('tenant_isolation')
+      const mine = policies.filter((p) => p.name === r.name)
+      const expected = [
+        { name: r.name, policy: 'tenant_isolation', cmd: 'ALL', permissive: 'PERMISSIVE', qual: '(org_id = app_current_org())', check: '(org_id = app_current_org())' },
+        ...(r.name === 'public.api_tokens'
+          ? [{ name: r.name, policy: 'token_lookup', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: '(token_hash = app_lookup_token_hash())', check: null }]
+          : []),
+      ]
+      expect(mine).toEqual(expected)
     }
     const [org] = await db.owner<{ rls: boolean; forced: boolean }[]>`
       select relrowsecurity as rls, relforcerowsecurity as forced from pg_class where oid = 'public.organizations'::regclass`
@@ -120,6 +134,24 @@ describe('catalog', () => {
     await assertSafeRole(db.app)
     // The owner connection of the test server is a superuser: start-up must refuse it.
     expect(assertSafeRole(db.owner)).rejects.toBeInstanceOf(UnsafeRoleError)
+  })
+
+  test('a runtime role that is a member of the tables owner is refused', async () => {
+    const role = `quint_t_member_${crypto.randomUUID().slice(0, 8)}`
+    const [owner] = await db.owner<{ owner: string }[]>`
+      select pg_get_userbyid(relowner) as owner from pg_class where oid = 'public.sessions'::regclass`
+    await db.owner.unsafe(`create role ${role} login password 'member-pw' nosuperuser nobypassrls`)
+    await db.owner.unsafe(`grant ${owner!.owner} to ${role}`)
+    const target = 'url' in db.appTarget
+      ? (() => { const u = new URL(db.appTarget.url); u.username = role; u.password = 'member-pw'; return { url: u.toString() } })()
+      : { ...db.appTarget, user: role, password: 'member-pw' }
+    const member = createPool(target, { max: 1 })
+    try {
+      await expect(assertSafeRole(member)).rejects.toThrow('member of the owner')
+    } finally {
+      await member.end()
+      await db.owner.unsafe(`drop role ${role}`)
+    }
   })
 
   test('every unique key on a tenant table includes org_id (token_hash is the documented exception)', async () => {

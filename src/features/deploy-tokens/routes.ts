@@ -89,7 +89,7 @@ export function mountDeployTokens(
       )
       const page = rows.slice(0, limit)
       const last = page.at(-1)
-      const next = rows.length > limit && last ? encodeCursor({ at: last.created_at, id: last.id }) : null
+      const next = rows.length > limit && last ? encodeCursor({ at: last.created_key, id: last.id }) : null
       return c.json({ deploy_tokens: page.map(view), next_cursor: next })
     },
   )
@@ -123,7 +123,8 @@ export function mountDeployTokens(
         return r
       })
       if (!result) throw new NotFoundError('No deploy token with that id in this organization.')
-      resolver.invalidate(params.id)
+      // The id as stored (lowercase), whatever case the path used.
+      resolver.invalidate(result.id)
       return c.body(null, 204)
     },
   )

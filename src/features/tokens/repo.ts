@@ -38,12 +38,17 @@ export async function issueToken(
   return { ...row!, token: minted.raw }
 }
 
-export function listTokens(tx: Tx, kind: string, limit: number, after: Keyset | null): Promise<TokenRow[]> {
-  return tx<TokenRow[]>`
-    select id, name, token_prefix, scopes, created_at, expires_at, revoked_at, last_used_at
+/** Newest first. `created_key` is created_at as Postgres prints it (microseconds), for cursors. */
+export function listTokens(tx: Tx, kind: string, limit: number, after: Keyset | null): Promise<(TokenRow & { created_key: string })[]> {
+  return tx<(TokenRow & { created_key: string })[]>`
+    select id, name, token_prefix, scopes, created_at, expires_at, revoked_at, last_used_at,
+           created_at::text as created_key
       from api_tokens
      where kind = ${kind}
-       ${after ? tx`and (created_at, id) < (${after.at}, ${after.id})` : tx``}
+       ${after
+         ? // ::text first: a parameter typed timestamptz is sent through a JS Date (milliseconds).
+           tx`and (created_at, id) < (${after.at}::text::timestamptz, ${after.id}::uuid)`
+         : tx``}
      order by created_at desc, id desc
      limit ${limit}`
 }
@@ -52,12 +57,12 @@ export function listTokens(tx: Tx, kind: string, limit: number, after: Keyset | 
  * Revokes a token of the given kind. Returns null when there is no such token in this org,
  * otherwise whether this call revoked it (false: it was already revoked).
  */
-export async function revokeToken(tx: Tx, kind: string, id: string): Promise<{ revokedNow: boolean } | null> {
-  const [row] = await tx<{ was_revoked: boolean }[]>`
+export async function revokeToken(tx: Tx, kind: string, id: string): Promise<{ id: string; revokedNow: boolean } | null> {
+  const [row] = await tx<{ id: string; was_revoked: boolean }[]>`
     update api_tokens t set revoked_at = coalesce(t.revoked_at, now())
       from (select id, revoked_at is not null as was_revoked from api_tokens
              where id = ${id} and kind = ${kind} for update) old
      where t.id = old.id
-    returning old.was_revoked`
-  return row ? { revokedNow: !row.was_revoked } : null
+    returning t.id, old.was_revoked`
+  return row ? { id: row.id, revokedNow: !row.was_revoked } : null
 }
