@@ -1,8 +1,10 @@
 /**
  * @module infra/log
- * JSON logs to stdout (one object per line) through pino. Secrets never reach the output: known
- * fields are redacted by path, and every string is scrubbed of token-shaped values and DSN
- * passwords, because an error message or a URL can carry them where no path rule would look.
+ * JSON logs to stdout (one object per line) through pino. Secrets never reach the output: fields
+ * with a sensitive name are redacted at any depth, and every string is scrubbed of token-shaped
+ * values and DSN passwords, because an error message or a URL can carry them where no field name
+ * would tell. Both happen in one walk of the logged object (pino's wildcard `redact` cost ~8 µs a
+ * line, more than the rest of the logging).
  */
 import pino, { type Logger as PinoLogger } from 'pino'
 
@@ -11,9 +13,26 @@ export type Logger = PinoLogger
 const TOKEN_PATTERN = /\b(qt_[a-z]+_|qk_|whsec_)[A-Za-z0-9._\-+/=]{6,}/g
 const DSN_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)[^@\s]+@/gi
 const BEARER = /\b(Bearer)\s+[A-Za-z0-9._\-+/=]{6,}/gi
+// Every pattern above needs one of these; most strings have none and skip the replacements.
+const SUSPECT = /q[tk]_|whsec_|:\/\/|bearer/i
+
+const SENSITIVE_KEYS = new Set([
+  'authorization',
+  'x-api-key',
+  'cookie',
+  'set-cookie',
+  'password',
+  'secret',
+  'token',
+  'api_key',
+  'admin_key',
+  'deploy_token',
+  'service_token',
+])
 
 /** Replaces token-shaped substrings; exported so error messages can be cleaned before display. */
 export function scrub(text: string): string {
+  if (!SUSPECT.test(text)) return text
   return text
     .replace(TOKEN_PATTERN, (_m, prefix: string) => `${prefix}[REDACTED]`)
     .replace(DSN_PASSWORD, '$1[REDACTED]@')
@@ -30,26 +49,11 @@ function scrubDeep(value: unknown, depth = 0): unknown {
   }
   if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1))
   const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(value)) out[k] = scrubDeep(v, depth + 1)
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = SENSITIVE_KEYS.has(k.toLowerCase()) && v != null ? '[REDACTED]' : scrubDeep(v, depth + 1)
+  }
   return out
 }
-
-const REDACT_PATHS = [
-  'authorization',
-  'password',
-  'token',
-  'secret',
-  '*.authorization',
-  '*.password',
-  '*.token',
-  '*.secret',
-  '*.admin_key',
-  '*.deploy_token',
-  'headers.authorization',
-  'headers["x-api-key"]',
-  '*.headers.authorization',
-  '*.headers["x-api-key"]',
-]
 
 /**
  * @param target `stdout` for the server (buffered), `stderr` for one-off commands (so stdout
@@ -71,7 +75,6 @@ export function createLogger(level: string, target: 'stdout' | 'stderr' | pino.D
         level: (label) => ({ level: label }),
         log: (obj) => scrubDeep(obj) as Record<string, unknown>,
       },
-      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       hooks: {
         logMethod(args, method) {
           method.apply(
