@@ -47,6 +47,8 @@ const PORT = 5432
 const OWNER = 'quint_owner'
 const APP = 'quint_app'
 const LOCK_WAIT_MS = 120_000
+// Postgres needs nothing from our environment, which may hold DSNs and keys: pass only a locale.
+const CHILD_ENV = { LC_ALL: 'C' }
 
 /**
  * @param options.serve true for the long-running server: it locks the data dir (one server per
@@ -150,7 +152,7 @@ function initialise(args: {
         '--no-locale',
         ...(ephemeral ? ['--no-sync'] : []),
       ],
-      { encoding: 'utf8', ...(runAs ?? {}), env: { ...process.env, LC_ALL: 'C' } },
+      { encoding: 'utf8', ...(runAs ?? {}), env: CHILD_ENV },
     )
     if (result.status !== 0) {
       throw new EmbeddedPostgresError(`initdb failed: ${(result.stderr || result.error?.message || '').trim()}`)
@@ -188,7 +190,7 @@ async function launch(args: {
         ...(ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
       ],
       // Own process group: a Ctrl-C in the terminal must not stop the database before we drain.
-      { detached: true, stdio: ['ignore', out, out], ...(runAs ?? {}), env: { ...process.env, LC_ALL: 'C' } },
+      { detached: true, stdio: ['ignore', out, out], ...(runAs ?? {}), env: CHILD_ENV },
     )
   } finally {
     fs.closeSync(out)
