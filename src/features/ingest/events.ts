@@ -1,0 +1,332 @@
+/**
+ * @module features/ingest/events
+ * Turns one item of an ingest batch into the record we store, or into a rejection with a JSON
+ * Pointer and a reason; one bad item never affects the others. Three shapes arrive (SPEC §8):
+ *
+ * - schema v2 "QuintEvent" (`schema_version: 2`, `POST /v1/ingest`),
+ * - the API-reference item (`POST /v1/events/ingest`: `action_type`, `tool_name`, `arguments[]`…),
+ * - the public daemon's `EventPayload` (`POST /v1/machines/{id}/events`).
+ *
+ * Rules (README "Ingest"):
+ * - Identity fields (event id, session id, agent id) must be clean: a NUL, a lone surrogate or a
+ *   control character rejects the item. Free-form content (arguments, labels, unknown fields) is
+ *   kept, with such characters replaced by U+FFFD (Postgres cannot store them) and counted.
+ * - The client timestamp must be RFC 3339; outside [now − 30 days, now + 10 minutes] it is
+ *   clamped to that window and the original kept in `clientTimestamp`. It never picks a partition:
+ *   `actions` is partitioned by the server's receive time.
+ * - Unknown fields are kept (`extra`), never dropped.
+ * - High-confidence secrets are redacted from all free-form content (./redaction.ts).
+ * - The dedupe key is per org by construction (the ledger's key is `(org_id, event_key)`):
+ *   `e:<event id>` for v2 and API items that carry an id, `h:<sha256 of the item>` for API items
+ *   without one, and for the daemon (whose ids are `evt-<unix ms>` and collide) a hash of
+ *   machine, id, action, agent and timestamp.
+ */
+import { createHash } from 'node:crypto'
+import { redactString } from './redaction.ts'
+
+export interface NormalizedEvent {
+  eventKey: string
+  eventId: string
+  occurredAt: Date
+  /** The client's timestamp as sent, when it was clamped or absent (`null` when used as is). */
+  clientTimestamp: string | null
+  sessionKey: string | null
+  agentKey: string | null
+  schemaVersion: number | null
+  source: string | null
+  platform: string | null
+  actionType: string | null
+  action: string | null
+  toolName: string | null
+  arguments: unknown
+  decision: string | null
+  blocked: boolean
+  riskScore: number | null
+  labels: Record<string, string>
+  extra: Record<string, unknown>
+  /** Secrets replaced by `[REDACTED:kind]`. */
+  redactions: number
+  /** NUL / lone-surrogate characters replaced by U+FFFD. */
+  replacedChars: number
+}
+
+export type ItemResult = { ok: true; event: NormalizedEvent } | { ok: false; path: string; reason: string }
+
+export const CLOCK_WINDOW = { pastMs: 30 * 24 * 3600 * 1000, futureMs: 10 * 60 * 1000 }
+const MAX_ID = 256
+const MAX_TEXT = 1024
+const MAX_DEPTH = 32
+/** Per event, after serialisation: larger items are rejected, not truncated. */
+export const MAX_EVENT_BYTES = 1024 * 1024
+
+class Reject extends Error {
+  readonly path: string
+  constructor(path: string, reason: string) {
+    super(reason)
+    this.path = path
+  }
+}
+
+/** Mutable counters threaded through one item's normalisation. */
+interface Tally {
+  redactions: number
+  replaced: number
+  /** Characters of free-form content seen, plus 8 per value: the size check without re-serialising. */
+  size: number
+}
+
+const V2_FIELDS = new Set([
+  'schema_version', 'event_id', 'id', 'timestamp', 'source', 'platform', 'action_type', 'action', 'session_id',
+  'agent_id', 'tool_name', 'arguments_json', 'arguments', 'decision', 'risk_score', 'labels',
+])
+
+/** An item of `POST /v1/ingest` or `POST /v1/events/ingest` (v2 or API-reference shape). */
+export function normalizeIngestItem(raw: unknown, base: string, now: number): ItemResult {
+  return guard(() => {
+    const item = object(raw, base)
+    const tally: Tally = { redactions: 0, replaced: 0, size: 0 }
+    const version = item.schema_version
+    if (version !== undefined && version !== 2) {
+      throw new Reject(`${base}/schema_version`, 'unsupported schema_version (only 2 is accepted)')
+    }
+    const givenId = item.event_id ?? item.id
+    const idPath = `${base}/${item.event_id !== undefined ? 'event_id' : 'id'}`
+    let eventId: string
+    let eventKey: string
+    if (givenId !== undefined || version === 2) {
+      if (givenId === undefined) throw new Reject(`${base}/event_id`, 'event_id is required for schema_version 2')
+      eventId = identity(givenId, idPath, true)!
+      eventKey = `e:${/^[0-9A-F-]{36}$/i.test(eventId) ? eventId.toLowerCase() : eventId}`
+    } else {
+      // An API item without an id: identical retries are the same event.
+      const digest = createHash('sha256').update(JSON.stringify(raw)).digest('hex')
+      eventId = `h-${digest.slice(0, 32)}`
+      eventKey = `h:${digest}`
+    }
+    const when = timestamp(item.timestamp, `${base}/timestamp`, now)
+    let args: unknown = null
+    if (item.arguments_json !== undefined) {
+      const text = string(item.arguments_json, `${base}/arguments_json`, Number.POSITIVE_INFINITY)
+      args = text === null ? null : parseMaybeJson(text)
+    } else if (item.arguments !== undefined && item.arguments !== null) {
+      if (!Array.isArray(item.arguments)) throw new Reject(`${base}/arguments`, 'must be an array of strings')
+      item.arguments.forEach((a, i) => string(a, `${base}/arguments/${i}`, Number.POSITIVE_INFINITY))
+      args = item.arguments
+    }
+    const decision = text(item.decision, `${base}/decision`)
+    const extra = unknownFields(item, V2_FIELDS)
+    const event: NormalizedEvent = {
+      eventKey,
+      eventId,
+      ...when,
+      sessionKey: identity(item.session_id, `${base}/session_id`, false),
+      agentKey: identity(item.agent_id, `${base}/agent_id`, false),
+      schemaVersion: version === 2 ? 2 : null,
+      source: text(item.source, `${base}/source`),
+      platform: text(item.platform, `${base}/platform`),
+      actionType: text(item.action_type, `${base}/action_type`),
+      action: text(item.action, `${base}/action`),
+      toolName: text(item.tool_name, `${base}/tool_name`),
+      arguments: content(args, `${base}/arguments`, tally, 0),
+      decision,
+      blocked: decision === 'block' || decision === 'deny' || decision === 'denied',
+      riskScore: risk(item.risk_score, `${base}/risk_score`),
+      labels: labels(item.labels, `${base}/labels`, tally),
+      extra: content(extra, base, tally, 0) as Record<string, unknown>,
+      redactions: tally.redactions,
+      replacedChars: tally.replaced,
+    }
+    return checkSize(event, base, tally)
+  })
+}
+
+const DAEMON_FIELDS = new Set(['event_id', 'action', 'agent', 'timestamp', 'risk_score', 'blocked', 'metadata'])
+
+/** An item of the public daemon's `POST /v1/machines/{id}/events` (SPEC §8.1). */
+export function normalizeDaemonEvent(raw: unknown, base: string, now: number, machineId: string): ItemResult {
+  return guard(() => {
+    const item = object(raw, base)
+    const tally: Tally = { redactions: 0, replaced: 0, size: 0 }
+    const eventId = identity(item.event_id, `${base}/event_id`, true)!
+    const action = text(item.action, `${base}/action`)
+    if (action === null) throw new Reject(`${base}/action`, 'is required')
+    if (item.agent !== undefined && item.agent !== null && typeof item.agent !== 'string') {
+      throw new Reject(`${base}/agent`, 'must be a string')
+    }
+    const agent = identity(item.agent === '' ? undefined : item.agent, `${base}/agent`, false)
+    if (item.blocked !== undefined && typeof item.blocked !== 'boolean') throw new Reject(`${base}/blocked`, 'must be a boolean')
+    const rawTs = item.timestamp
+    const when = timestamp(rawTs, `${base}/timestamp`, now)
+    const meta = labels(item.metadata, `${base}/metadata`, tally)
+    const { args, ...rest } = meta
+    const extra = unknownFields(item, DAEMON_FIELDS)
+    // Daemon ids are `evt-<unix ms>` and repeat under load: the key is the whole identity.
+    const digest = createHash('sha256')
+      .update(`${machineId}\u0000${eventId}\u0000${action}\u0000${agent ?? ''}\u0000${typeof rawTs === 'string' ? rawTs : ''}`)
+      .digest('hex')
+    const event: NormalizedEvent = {
+      eventKey: `d:${digest}`,
+      eventId,
+      ...when,
+      sessionKey: identity(rest.session_id, `${base}/metadata/session_id`, false),
+      agentKey: agent,
+      schemaVersion: null,
+      source: 'daemon',
+      platform: rest.platform ?? null,
+      actionType: action.startsWith('tool:') ? 'tools/call' : action.startsWith('http:') ? 'http' : null,
+      action,
+      toolName: action.startsWith('tool:') ? action.slice(5) || null : null,
+      arguments: args === undefined ? null : content(parseMaybeJson(args), `${base}/metadata/args`, tally, 0),
+      decision: item.blocked === true ? 'block' : 'allow',
+      blocked: item.blocked === true,
+      riskScore: risk(item.risk_score, `${base}/risk_score`),
+      labels: rest,
+      extra: content(extra, base, tally, 0) as Record<string, unknown>,
+      redactions: tally.redactions,
+      replacedChars: tally.replaced,
+    }
+    return checkSize(event, base, tally)
+  })
+}
+
+/** Fields outside the known set; fromEntries makes own properties, so `__proto__` stays data. */
+function unknownFields(item: Record<string, unknown>, known: Set<string>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(item).filter(([k]) => !known.has(k)))
+}
+
+function guard(fn: () => NormalizedEvent): ItemResult {
+  try {
+    return { ok: true, event: fn() }
+  } catch (err) {
+    if (err instanceof Reject) return { ok: false, path: err.path, reason: err.message }
+    throw err
+  }
+}
+
+function object(raw: unknown, path: string): Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Reject(path || '/', 'must be an object')
+  return raw as Record<string, unknown>
+}
+
+// Control characters, and lone surrogates (a high not followed by a low, or a low without a high).
+const UNCLEAN = /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+const NUL_OR_LONE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
+/** An id-like field: a clean string of 1–256 characters; `required` or absent (→ null). */
+function identity(v: unknown, path: string, required: boolean): string | null {
+  if (v === undefined || v === null) {
+    if (required) throw new Reject(path, 'is required')
+    return null
+  }
+  if (typeof v !== 'string') throw new Reject(path, 'must be a string')
+  if (v.length === 0 || v.length > MAX_ID) throw new Reject(path, `must be 1–${MAX_ID} characters`)
+  if (UNCLEAN.test(v)) throw new Reject(path, 'contains a control character or an invalid (lone surrogate) character')
+  return v
+}
+
+/** A short descriptive field (≤ 1024 characters, cleaned). */
+function text(v: unknown, path: string): string | null {
+  return string(v, path, MAX_TEXT)
+}
+
+function string(v: unknown, path: string, max: number): string | null {
+  if (v === undefined || v === null) return null
+  if (typeof v !== 'string') throw new Reject(path, 'must be a string')
+  if (v.length > max) throw new Reject(path, `must be at most ${max} characters`)
+  return v.replace(NUL_OR_LONE, '\uFFFD')
+}
+
+function risk(v: unknown, path: string): number | null {
+  if (v === undefined || v === null) return null
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 100) {
+    throw new Reject(path, 'must be an integer from 0 to 100')
+  }
+  return v
+}
+
+function labels(v: unknown, path: string, tally: Tally): Record<string, string> {
+  if (v === undefined || v === null) return {}
+  const o = object(v, path)
+  const out: Record<string, string> = Object.create(null) as Record<string, string>
+  for (const [k, val] of Object.entries(o)) {
+    if (typeof val !== 'string') throw new Reject(`${path}/${pointer(k)}`, 'label values must be strings')
+    out[clean(k, tally)] = clean(val, tally)
+  }
+  return { ...out }
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/
+
+function timestamp(v: unknown, path: string, now: number): { occurredAt: Date; clientTimestamp: string | null } {
+  if (v === undefined || v === null) return { occurredAt: new Date(now), clientTimestamp: null }
+  if (typeof v !== 'string' || !RFC3339.test(v)) throw new Reject(path, 'must be an RFC 3339 timestamp')
+  const t = Date.parse(v)
+  // Date.parse rolls 2026-02-31 over into March instead of failing.
+  const [y, m, d] = v.slice(0, 10).split('-').map(Number) as [number, number, number]
+  if (Number.isNaN(t) || new Date(Date.UTC(y, m - 1, d)).getUTCDate() !== d) {
+    throw new Reject(path, 'must be an RFC 3339 timestamp of a real date')
+  }
+  const lo = now - CLOCK_WINDOW.pastMs
+  const hi = now + CLOCK_WINDOW.futureMs
+  if (t < lo) return { occurredAt: new Date(lo), clientTimestamp: v }
+  if (t > hi) return { occurredAt: new Date(hi), clientTimestamp: v }
+  return { occurredAt: new Date(t), clientTimestamp: null }
+}
+
+/** Arguments arrive as JSON text (v2 `arguments_json`, daemon `metadata.args`): keep structure when it parses. */
+function parseMaybeJson(text: string): unknown {
+  const t = text.trimStart()
+  if (t.startsWith('{') || t.startsWith('[')) {
+    try {
+      return JSON.parse(text)
+    } catch {
+      // not JSON after all: keep the text
+    }
+  }
+  return text
+}
+
+/** Free-form JSON content: strings cleaned and redacted, keys cleaned, depth bounded. */
+function content(v: unknown, path: string, tally: Tally, depth: number): unknown {
+  tally.size += 8
+  if (typeof v === 'string') return clean(v, tally)
+  if (v === null || typeof v !== 'object') return v
+  if (depth >= MAX_DEPTH) throw new Reject(path, `is nested deeper than ${MAX_DEPTH} levels`)
+  if (Array.isArray(v)) return v.map((x, i) => content(x, `${path}/${i}`, tally, depth + 1))
+  // A plain object: `__proto__` from JSON.parse stays an ordinary key, never a prototype.
+  const out: Record<string, unknown> = {}
+  for (const [k, x] of Object.entries(v)) {
+    Object.defineProperty(out, clean(k, tally), {
+      value: content(x, `${path}/${pointer(k)}`, tally, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
+  }
+  return out
+}
+
+function clean(s: string, tally: Tally): string {
+  tally.size += s.length
+  let out = s
+  if (NUL_OR_LONE.test(out)) {
+    NUL_OR_LONE.lastIndex = 0
+    out = out.replace(NUL_OR_LONE, () => {
+      tally.replaced++
+      return '\uFFFD'
+    })
+  }
+  NUL_OR_LONE.lastIndex = 0
+  const r = redactString(out)
+  tally.redactions += r.count
+  return r.text
+}
+
+function pointer(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1')
+}
+
+function checkSize(event: NormalizedEvent, base: string, tally: Tally): NormalizedEvent {
+  if (tally.size > MAX_EVENT_BYTES) throw new Reject(base || '/', `event content exceeds ${MAX_EVENT_BYTES} bytes`)
+  return event
+}
