@@ -16,6 +16,7 @@ import m0003 from '../../sql/0003_actions.sql' with { type: 'text' }
 import m0004 from '../../sql/0004_rules_and_delivery.sql' with { type: 'text' }
 import m0005 from '../../sql/0005_auth.sql' with { type: 'text' }
 import m0006 from '../../sql/0006_hardening.sql' with { type: 'text' }
+import m0007 from '../../sql/0007_ingest_bus.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -31,6 +32,7 @@ const FILES: Record<string, string> = {
   '0004_rules_and_delivery.sql': m0004,
   '0005_auth.sql': m0005,
   '0006_hardening.sql': m0006,
+  '0007_ingest_bus.sql': m0007,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

@@ -47,6 +47,20 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
       insert into webhook_deliveries (org_id, webhook_id, message_id, event_type, payload)
       values (${org}, ${w!.id}, ${crypto.randomUUID()}, 'alert.created', '{}')`
   },
+  'public.bus_batches': (tx, org) => tx`
+    insert into bus_batches (org_id, kind, payload) values (${org}, 'events', '{}')`,
+  // The batch belongs to the transaction's org, the pending row to `org` (see webhook_deliveries).
+  'public.bus_pending': async (tx, org) => {
+    const [bt] = await tx<{ id: string }[]>`
+      insert into bus_batches (org_id, kind, payload) values (app_current_org(), 'events', '{}') returning id`
+    return tx`insert into bus_pending (org_id, consumer, batch_id) values (${org}, 'pipeline', ${bt!.id})`
+  },
+  'public.session_event_keys': (tx, org) => tx`
+    insert into session_event_keys (org_id, event_key) values (${org}, ${crypto.randomUUID()})`,
+  'public.alert_session_state': (tx, org) => tx`
+    insert into alert_session_state (org_id, session_key) values (${org}, ${crypto.randomUUID()})`,
+  'public.org_ingest_stats': (tx, org) => tx`
+    insert into org_ingest_stats (org_id, day) values (${org}, current_date - ${Math.floor(Math.random() * 100000)}::int)`,
   'auth.signing_keys': (tx, org) => tx`
     insert into auth.signing_keys (org_id, kid, status, public_jwk, public_pem, private_key_ciphertext)
     values (${org}, ${crypto.randomUUID().replace(/-/g, '')}, 'retired', '{}', 'pem', '\\x00')`,
@@ -116,8 +130,11 @@ describe('catalog', () => {
         ...(r.name === 'public.api_tokens'
           ? [{ name: r.name, policy: 'token_lookup', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: '(token_hash = app_lookup_token_hash())', check: null }]
           : []),
+        ...(r.name === 'public.bus_pending'
+          ? [{ name: r.name, policy: 'bus_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(consumer = NULLIF(current_setting('app.bus_consumer'::text, true), ''::text))", check: null }]
+          : []),
       ]
-      expect(mine).toEqual(expected)
+      expect(mine).toEqual(expected.sort((x, y) => x.policy.localeCompare(y.policy)))
     }
     const [org] = await db.owner<{ rls: boolean; forced: boolean }[]>`
       select relrowsecurity as rls, relforcerowsecurity as forced from pg_class where oid = 'public.organizations'::regclass`
@@ -291,6 +308,22 @@ describe('credential lookup policy', () => {
       tx`select 1 from api_tokens`,
     )
     expect(other.length).toBe(0)
+  })
+})
+
+describe('bus discovery policy', () => {
+  test("a named consumer sees every org's pending ids for itself only, never payloads, and can change nothing", async () => {
+    const seen = await withSettings(db.app, { 'app.bus_consumer': 'pipeline' }, (tx) =>
+      tx<{ org_id: string; consumer: string }[]>`select org_id, consumer from bus_pending`,
+    )
+    expect(new Set(seen.map((r) => r.org_id))).toEqual(new Set([a.org_id, b.org_id]))
+    expect(new Set(seen.map((r) => r.consumer))).toEqual(new Set(['pipeline']))
+    const other = await withSettings(db.app, { 'app.bus_consumer': 'alerts' }, (tx) => tx`select 1 from bus_pending`)
+    expect(other.length).toBe(0)
+    const payloads = await withSettings(db.app, { 'app.bus_consumer': 'pipeline' }, (tx) => tx`select 1 from bus_batches`)
+    expect(payloads.length).toBe(0)
+    const deleted = await withSettings(db.app, { 'app.bus_consumer': 'pipeline' }, (tx) => tx`delete from bus_pending`)
+    expect(deleted.count).toBe(0)
   })
 })
 
