@@ -4,19 +4,21 @@
  * dependencies (no I/O at import), so tests build it against their own database.
  */
 import { Hono } from 'hono'
-import type { CredentialResolver } from './auth/credentials.ts'
+import { CredentialResolver } from './auth/credentials.ts'
 import type { Config } from './config.ts'
 import { mountDeployTokens } from './features/deploy-tokens/routes.ts'
+import { LocalBus, type Bus } from './features/ingest/bus.ts'
+import { mountIngest } from './features/ingest/routes.ts'
 import { requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
 import { RouteRegistry } from './http/openapi.ts'
 import { errorToProblem, problem } from './http/problem.ts'
 import { requestContext, type AppEnv } from './http/request-context.ts'
-import type { Sql } from './infra/db.ts'
+import { createPool, type Sql } from './infra/db.ts'
 import type { Logger } from './infra/log.ts'
-import type { Metrics } from './infra/metrics.ts'
-import type { Lifecycle } from './lifecycle.ts'
+import { createMetrics, type Metrics } from './infra/metrics.ts'
+import { Lifecycle } from './lifecycle.ts'
 import pkg from '../package.json' with { type: 'json' }
 
 export const VERSION: string = pkg.version
@@ -28,10 +30,11 @@ export interface AppDeps {
   metrics: Metrics
   lifecycle: Lifecycle
   resolver: CredentialResolver
+  bus: Bus
 }
 
 export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
-  const { sql, log, metrics, lifecycle, resolver } = deps
+  const { sql, log, metrics, lifecycle, resolver, bus } = deps
   const app = new Hono<AppEnv>()
   app.use(requestContext(log))
   app.use(httpMetrics(metrics))
@@ -42,6 +45,7 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   const routes = new RouteRegistry(app)
   const admin = requireAuth(resolver, { scope: 'admin' })
   mountDeployTokens(routes, { sql, resolver, admin })
+  mountIngest(routes, { sql, bus, ingest: requireAuth(resolver, { scope: 'ingest' }) })
 
   let doc: string | null = null
   app.get('/openapi.json', (c) => {
@@ -54,4 +58,24 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   )
   app.onError((err, c) => errorToProblem(err, c.get('requestId'), c.get('log') ?? log))
   return { app, routes }
+}
+
+/**
+ * The app with no database behind it (the pool is never connected): for `quint-cloud openapi`
+ * and for benchmarking the HTTP stack on routes that touch no store.
+ */
+export function offlineApp(config: Config, log: Logger) {
+  const sql = createPool({ url: 'postgres://unused@127.0.0.1:1/unused' }, { max: 1 })
+  const lifecycle = new Lifecycle(log)
+  const built = buildApp({
+    config,
+    sql,
+    log,
+    metrics: createMetrics(),
+    lifecycle,
+    resolver: new CredentialResolver(sql, log),
+    bus: new LocalBus(),
+  })
+  lifecycle.markReady()
+  return { ...built, close: () => sql.end({ timeout: 0 }) }
 }

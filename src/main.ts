@@ -5,16 +5,12 @@
  * take the same commands. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.
  */
 import { parseArgs } from 'node:util'
-import { buildApp, VERSION } from './app.ts'
-import { CredentialResolver } from './auth/credentials.ts'
+import { offlineApp, VERSION } from './app.ts'
 import { configMarkdown, ConfigError, loadConfig, type Config } from './config.ts'
 import { createOrg } from './features/orgs/service.ts'
-import { createPool } from './infra/db.ts'
 import { openDatabase } from './infra/database.ts'
 import { createLogger, scrub, type Logger } from './infra/log.ts'
-import { createMetrics } from './infra/metrics.ts'
 import { checkName } from './lib/names.ts'
-import { Lifecycle } from './lifecycle.ts'
 import { serve } from './cli/serve.ts'
 
 const USAGE = `quint-cloud ${VERSION}
@@ -120,19 +116,9 @@ async function orgCommand(config: Config, args: string[]): Promise<number> {
 }
 
 async function openapiCommand(config: Config): Promise<number> {
-  // The document only needs the route table; the pool is never connected.
-  const sql = createPool({ url: 'postgres://unused@127.0.0.1:1/unused' }, { max: 1 })
-  const log = cliLogger(config)
-  const { routes } = buildApp({
-    config,
-    sql,
-    log,
-    metrics: createMetrics(),
-    lifecycle: new Lifecycle(log),
-    resolver: new CredentialResolver(sql, log),
-  })
+  const { routes, close } = offlineApp(config, cliLogger(config))
   console.log(JSON.stringify(routes.document({ title: 'quint-cloud', version: VERSION }), null, 2))
-  await sql.end({ timeout: 0 })
+  await close()
   return 0
 }
 

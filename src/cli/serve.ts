@@ -8,6 +8,7 @@
 import { buildApp } from '../app.ts'
 import { CredentialResolver } from '../auth/credentials.ts'
 import type { Config } from '../config.ts'
+import { LocalBus } from '../features/ingest/bus.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
 import { problem } from '../http/problem.ts'
 import { ensurePartitions, openDatabase } from '../infra/database.ts'
@@ -88,7 +89,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 
 function startListening(config: Config, log: Logger, sql: Sql, lifecycle: Lifecycle) {
   const resolver = new CredentialResolver(sql, log)
-  const { app } = buildApp({ config, sql, log, metrics: createMetrics(), lifecycle, resolver })
+  const { app } = buildApp({ config, sql, log, metrics: createMetrics(), lifecycle, resolver, bus: new LocalBus() })
   return Bun.serve({
     hostname: config.HOST,
     port: config.PORT,

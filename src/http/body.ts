@@ -9,18 +9,38 @@ import {
   UnsupportedMediaTypeError,
 } from '../errors.ts'
 
+/**
+ * Reads the body, at most `limit` bytes after decoding: gzip and deflate bodies are counted on
+ * their decoded bytes, so a small compressed body cannot expand past the limit. A request that
+ * carries both Content-Length and Transfer-Encoding is refused (RFC 9112 §6.3; the
+ * request-smuggling shape behind GHSA-92vj-g62v-jqhh).
+ */
 export async function readBytes(req: Request, limit: number): Promise<Uint8Array> {
   const declared = req.headers.get('content-length')
+  if (declared !== null && req.headers.has('transfer-encoding')) {
+    throw new BadRequestError('Content-Length and Transfer-Encoding must not both be sent.')
+  }
+  const encoding = (req.headers.get('content-encoding') ?? 'identity').trim().toLowerCase()
+  if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
+    throw new UnsupportedMediaTypeError('identity, gzip or deflate encoded')
+  }
   if (declared !== null) {
     if (!/^\d+$/.test(declared)) throw new BadRequestError('Content-Length is not a number.')
     if (Number(declared) > limit) throw new PayloadTooLargeError(limit)
   }
   if (!req.body) return new Uint8Array(0)
+  const body = encoding === 'identity' ? req.body : req.body.pipeThrough(new DecompressionStream(encoding))
   const chunks: Uint8Array[] = []
   let total = 0
-  const reader = req.body.getReader()
+  const reader = body.getReader()
   for (;;) {
-    const { done, value } = await reader.read()
+    let step: Awaited<ReturnType<typeof reader.read>>
+    try {
+      step = await reader.read()
+    } catch {
+      throw new BadRequestError(`The request body is not valid ${encoding === 'identity' ? 'data' : encoding}.`)
+    }
+    const { done, value } = step
     if (done) break
     total += value.byteLength
     if (total > limit) {

@@ -35,6 +35,8 @@ export interface RouteSpec<P extends TSchema | undefined, Q extends TSchema | un
   params?: P
   query?: Q
   body?: B
+  /** Documented request body the handler reads and validates itself (per-item batch routes). */
+  rawBody?: TSchema
   /** Maximum body size in bytes (default 64 KiB). */
   bodyLimit?: number
   responses: Record<number, { description: string; schema?: TSchema; headers?: Record<string, string> }>
@@ -103,8 +105,8 @@ export class RouteRegistry {
         tags: spec.tags,
         ...(spec.auth ? { security: [{ bearer: [] }] } : { security: [] }),
         ...(parameters.length ? { parameters } : {}),
-        ...(spec.body
-          ? { requestBody: { required: true, content: { 'application/json': { schema: plain(spec.body) } } } }
+        ...(spec.body ?? spec.rawBody
+          ? { requestBody: { required: true, content: { 'application/json': { schema: plain((spec.body ?? spec.rawBody)!) } } } }
           : {}),
         responses,
       }

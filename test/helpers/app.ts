@@ -2,6 +2,7 @@
 import { buildApp } from '../../src/app.ts'
 import { CredentialResolver } from '../../src/auth/credentials.ts'
 import { loadConfig } from '../../src/config.ts'
+import { LocalBus } from '../../src/features/ingest/bus.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import { Lifecycle } from '../../src/lifecycle.ts'
 import { testLog, type TestDatabase } from './db.ts'
@@ -16,6 +17,7 @@ export function testApp(db: TestDatabase) {
     metrics: createMetrics(),
     lifecycle,
     resolver,
+    bus: new LocalBus(),
   })
   lifecycle.markReady()
 

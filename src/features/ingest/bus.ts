@@ -1,0 +1,41 @@
+/**
+ * @module features/ingest/bus
+ * The bus between ingest and its three consumers (pipeline, sessions, alerts). `publish`
+ * resolving means durable: that is the ack point. Locally (embedded mode) the bus is two
+ * Postgres tables written in the request's own tenant transaction (sql/0007_ingest_bus.sql);
+ * in cluster mode SNS FIFO → SQS FIFO takes its place behind the same interface.
+ */
+import type { Tx } from '../../infra/db.ts'
+import type { NormalizedEvent } from './events.ts'
+import type { SessionLifecycle } from './lifecycle.ts'
+
+export const CONSUMERS = ['pipeline', 'sessions', 'alerts'] as const
+export type ConsumerName = (typeof CONSUMERS)[number]
+
+/** A normalised event as it travels (JSON): the timestamp is an ISO string. */
+export type WireEvent = Omit<NormalizedEvent, 'occurredAt'> & { occurredAt: string }
+
+export type BusMessage =
+  | { kind: 'events'; receivedAt: string; machineId: string | null; events: WireEvent[] }
+  | { kind: 'lifecycle'; receivedAt: string; lifecycle: SessionLifecycle }
+
+export interface Bus {
+  /** Durable once resolved. `tx` is the caller's tenant transaction (the local bus writes in it). */
+  publish(tx: Tx, message: BusMessage): Promise<void>
+}
+
+export const NOTIFY_CHANNEL = 'quint_bus'
+
+/** Embedded mode: the message is committed with the caller's transaction, once per consumer. */
+export class LocalBus implements Bus {
+  async publish(tx: Tx, message: BusMessage): Promise<void> {
+    const [batch] = await tx<{ id: string }[]>`
+      insert into bus_batches (org_id, kind, payload)
+      values (app_current_org(), ${message.kind}, ${tx.json(message as never)}) returning id`
+    await tx`
+      insert into bus_pending (org_id, consumer, batch_id)
+      select app_current_org(), c, ${batch!.id} from unnest(${CONSUMERS as unknown as string[]}::text[]) c`
+    // Delivered at commit: consumers wake up instead of waiting for their next poll.
+    await tx`select pg_notify(${NOTIFY_CHANNEL}, '')`
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * @module features/ingest/pipeline
+ * The pipeline consumer: stores events in `actions` through the `(org_id, event_key)` ledger.
+ * The ledger insert answers which keys are new; only those become actions, so a retried event
+ * (same key, any batch, any month) is stored once. Array parameters (`unnest`) make each batch
+ * two statements whatever its size.
+ */
+import type { Tx } from '../../infra/db.ts'
+import type { WireEvent } from './bus.ts'
+import type { Claimed } from '../../workers/consume.ts'
+
+interface Row {
+  event: WireEvent
+  id: string
+  createdAt: string
+  machineId: string | null
+}
+
+export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
+  const rows = new Map<string, Row>()
+  for (const { message } of batches) {
+    if (message.kind !== 'events') continue
+    for (const event of message.events) {
+      if (!rows.has(event.eventKey)) {
+        rows.set(event.eventKey, { event, id: crypto.randomUUID(), createdAt: message.receivedAt, machineId: message.machineId })
+      }
+    }
+  }
+  if (rows.size === 0) return
+  const all = [...rows.values()]
+  const fresh = await tx<{ event_key: string }[]>`
+    insert into event_keys (org_id, event_key, action_id, action_created_at)
+    select app_current_org(), k, i, c
+      from unnest(${all.map((r) => r.event.eventKey)}::text[], ${all.map((r) => r.id)}::text[]::uuid[],
+                  ${all.map((r) => r.createdAt)}::text[]::timestamptz[]) as u(k, i, c)
+    on conflict do nothing
+    returning event_key`
+  if (fresh.length === 0) return
+  const keep = fresh.map((f) => rows.get(f.event_key)!)
+  // Every column travels as text[] and is cast by the server: postgres.js infers an array's type
+  // from its first element and gets booleans and nullable numbers wrong.
+  const col = (f: (r: Row) => string | number | boolean | null) =>
+    keep.map((r) => {
+      const v = f(r)
+      return v === null ? null : String(v)
+    })
+  const json = (v: unknown) => JSON.stringify(v ?? null)
+  await tx`
+    insert into actions (org_id, id, created_at, event_key, event_id, occurred_at, client_timestamp, machine_id,
+                         session_key, agent_key, schema_version, source, platform, action_type, action, tool_name,
+                         arguments, decision, blocked, risk_score, labels, extra, redacted)
+    select app_current_org(), id::uuid, created_at::timestamptz, event_key, event_id, occurred_at::timestamptz,
+           client_ts, machine_id::uuid, session_key, agent_key, schema_version::smallint, source, platform,
+           action_type, action, tool_name, arguments::jsonb, decision, blocked::bool, risk_score::smallint,
+           labels::jsonb, extra::jsonb, redacted::bool
+      from unnest(
+        ${col((r) => r.id)}::text[], ${col((r) => r.createdAt)}::text[], ${col((r) => r.event.eventKey)}::text[],
+        ${col((r) => r.event.eventId)}::text[], ${col((r) => r.event.occurredAt)}::text[],
+        ${col((r) => r.event.clientTimestamp)}::text[], ${col((r) => r.machineId)}::text[],
+        ${col((r) => r.event.sessionKey)}::text[], ${col((r) => r.event.agentKey)}::text[],
+        ${col((r) => r.event.schemaVersion)}::text[], ${col((r) => r.event.source)}::text[],
+        ${col((r) => r.event.platform)}::text[], ${col((r) => r.event.actionType)}::text[],
+        ${col((r) => r.event.action)}::text[], ${col((r) => r.event.toolName)}::text[],
+        ${col((r) => json(r.event.arguments))}::text[], ${col((r) => r.event.decision)}::text[],
+        ${col((r) => r.event.blocked)}::text[], ${col((r) => r.event.riskScore)}::text[],
+        ${col((r) => json(r.event.labels))}::text[], ${col((r) => json(r.event.extra))}::text[],
+        ${col((r) => r.event.redactions > 0)}::text[]
+      ) as u(id, created_at, event_key, event_id, occurred_at, client_ts, machine_id, session_key, agent_key,
+             schema_version, source, platform, action_type, action, tool_name, arguments, decision, blocked,
+             risk_score, labels, extra, redacted)`
+  const redactions = keep.reduce((n, r) => n + r.event.redactions, 0)
+  await tx`
+    insert into org_ingest_stats (org_id, day, stored, redactions)
+    values (app_current_org(), (now() at time zone 'utc')::date, ${keep.length}, ${redactions})
+    on conflict (org_id, day) do update
+      set stored = org_ingest_stats.stored + excluded.stored,
+          redactions = org_ingest_stats.redactions + excluded.redactions`
+}

@@ -1,0 +1,79 @@
+/**
+ * @module features/ingest/service
+ * Accepting a batch: per-item outcomes, then one tenant transaction that finds events already
+ * stored (answered `duplicate`, not sent again) and publishes the rest. When this resolves the
+ * accepted events are durable (the bus's ack point); the caller may answer 2xx.
+ */
+import { withOrg, type Sql } from '../../infra/db.ts'
+import type { Bus, WireEvent } from './bus.ts'
+import type { ItemResult } from './events.ts'
+import type { SessionLifecycle } from './lifecycle.ts'
+
+export type Outcome =
+  | { index: number; status: 'accepted' | 'duplicate'; event_id: string }
+  | { index: number; status: 'rejected'; path: string; reason: string }
+
+export interface BatchOutcome {
+  results: Outcome[]
+  accepted: number
+  duplicates: number
+  rejected: number
+}
+
+export async function acceptEvents(
+  deps: { sql: Sql; bus: Bus },
+  orgId: string,
+  items: ItemResult[],
+  machineId: string | null,
+): Promise<BatchOutcome> {
+  const results: Outcome[] = new Array(items.length)
+  const fresh = new Map<string, { index: number; event: WireEvent }>()
+  items.forEach((item, index) => {
+    if (!item.ok) {
+      results[index] = { index, status: 'rejected', path: item.path, reason: item.reason }
+      return
+    }
+    const e = item.event
+    // The same event twice in one batch: the first copy wins.
+    if (fresh.has(e.eventKey)) {
+      results[index] = { index, status: 'duplicate', event_id: e.eventId }
+      return
+    }
+    fresh.set(e.eventKey, { index, event: { ...e, occurredAt: e.occurredAt.toISOString() } })
+    results[index] = { index, status: 'accepted', event_id: e.eventId }
+  })
+
+  if (fresh.size > 0) {
+    await withOrg(deps.sql, orgId, async (tx) => {
+      const known = await tx<{ event_key: string }[]>`
+        select event_key from event_keys where event_key = any(${[...fresh.keys()]}::text[])`
+      for (const { event_key } of known) {
+        const f = fresh.get(event_key)!
+        results[f.index] = { index: f.index, status: 'duplicate', event_id: f.event.eventId }
+        fresh.delete(event_key)
+      }
+      if (fresh.size === 0) return
+      await deps.bus.publish(tx, {
+        kind: 'events',
+        receivedAt: new Date().toISOString(),
+        machineId,
+        events: [...fresh.values()].map((f) => f.event),
+      })
+    })
+  }
+  let accepted = 0
+  let duplicates = 0
+  let rejected = 0
+  for (const r of results) {
+    if (r.status === 'accepted') accepted++
+    else if (r.status === 'duplicate') duplicates++
+    else rejected++
+  }
+  return { results, accepted, duplicates, rejected }
+}
+
+export function acceptLifecycle(deps: { sql: Sql; bus: Bus }, orgId: string, lifecycle: SessionLifecycle): Promise<void> {
+  return withOrg(deps.sql, orgId, (tx) =>
+    deps.bus.publish(tx, { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle }),
+  )
+}
