@@ -296,7 +296,10 @@ describe('service endpoints', () => {
   test('/openapi.json documents every route with its schemas', async () => {
     const res = await t.call('GET', '/openapi.json')
     expect(res.body.openapi).toBe('3.1.0')
-    expect(Object.keys(res.body.paths)).toEqual(['/v1/deploy-tokens', '/v1/deploy-tokens/{id}'])
+    expect(Object.keys(res.body.paths).sort()).toEqual(
+      ['/v1/deploy-tokens', '/v1/deploy-tokens/{id}', '/v1/events/ingest', '/v1/ingest', '/v1/sessions/ingest'].sort(),
+    )
+    expect(res.body.paths['/v1/ingest'].post.responses).toHaveProperty('207')
     const post = res.body.paths['/v1/deploy-tokens'].post
     expect(post.requestBody.content['application/json'].schema.required).toEqual(['name'])
     expect(post.responses['201'].content['application/json'].schema.properties).toHaveProperty('token')
