@@ -60,13 +60,6 @@ export class NotFoundError extends AppError {
   }
 }
 
-export class ConflictError extends AppError {
-  override name = 'ConflictError'
-  constructor(detail: string) {
-    super(409, 'conflict', detail)
-  }
-}
-
 export class PayloadTooLargeError extends AppError {
   override name = 'PayloadTooLargeError'
   constructor(limitBytes: number) {
@@ -87,13 +80,6 @@ export class ValidationError extends AppError {
   override name = 'ValidationError'
   constructor(errors: FieldError[], detail = 'The request body failed validation.') {
     super(422, 'validation_failed', detail, { extensions: { errors } })
-  }
-}
-
-export class RateLimitedError extends AppError {
-  override name = 'RateLimitedError'
-  constructor(retryAfterSeconds: number, detail = 'Rate limit exceeded.') {
-    super(429, 'rate_limited', detail, { headers: { 'Retry-After': String(Math.ceil(retryAfterSeconds)) } })
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import { BadRequestError } from '../errors.ts'
+import { isUuid } from '../infra/db.ts'
 
 export const PageQuery = Type.Object(
   {
@@ -24,7 +25,6 @@ export interface Keyset {
 }
 
 const AT = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/
-const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export function encodeCursor(k: Keyset): string {
   return Buffer.from(JSON.stringify([k.at, k.id])).toString('base64url')
@@ -35,7 +35,7 @@ export function decodeCursor(cursor: string | undefined): Keyset | null {
   if (cursor === undefined) return null
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[]
-    if (typeof at === 'string' && typeof id === 'string' && AT.test(at) && ID.test(id) && isRealDate(at)) return { at, id }
+    if (typeof at === 'string' && typeof id === 'string' && AT.test(at) && isUuid(id) && isRealDate(at)) return { at, id }
   } catch {
     // fall through
   }

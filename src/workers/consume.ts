@@ -7,9 +7,7 @@
  * crash rolls both back and the batch is taken again.
  */
 import type { BusMessage, ConsumerName } from '../features/ingest/bus.ts'
-import { NOTIFY_CHANNEL } from '../features/ingest/bus.ts'
 import { withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
-import type { Logger } from '../infra/log.ts'
 
 export interface Claimed {
   batchId: string
@@ -60,47 +58,4 @@ export async function drainOnce(sql: Sql, consumer: ConsumerName, handle: Handle
     })
   }
   return applied
-}
-
-/**
- * Runs `consumer` until `signal` aborts: drains, then sleeps until a NOTIFY from a publisher or
- * the poll interval. Errors are logged and retried with backoff; the batch stays pending.
- */
-export async function runConsumer(args: {
-  sql: Sql
-  consumer: ConsumerName
-  handle: Handler
-  log: Logger
-  signal: AbortSignal
-  pollMs?: number
-}): Promise<void> {
-  const { sql, consumer, handle, log, signal } = args
-  let wake: (() => void) | null = null
-  const listener = await sql.listen(NOTIFY_CHANNEL, () => wake?.()).catch((err) => {
-    log.warn({ err }, 'LISTEN failed; polling only')
-    return null
-  })
-  const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))
-  let backoff = 0
-  try {
-    while (!signal.aborted) {
-      let applied = 0
-      try {
-        applied = await drainOnce(sql, consumer, handle)
-        backoff = 0
-      } catch (err) {
-        backoff = Math.min(backoff ? backoff * 2 : 200, 10_000)
-        log.error({ err, consumer, retry_ms: backoff }, 'consumer round failed; batches stay pending')
-      }
-      if (applied > 0 && backoff === 0) continue
-      await Promise.race([
-        new Promise<void>((resolve) => (wake = resolve)),
-        Bun.sleep(backoff || args.pollMs || 1000),
-        aborted,
-      ])
-      wake = null
-    }
-  } finally {
-    await listener?.unlisten().catch(() => {})
-  }
 }

@@ -5,7 +5,8 @@ import { loadConfig } from '../../src/config.ts'
 import { LocalBus } from '../../src/features/ingest/bus.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import { Lifecycle } from '../../src/lifecycle.ts'
-import { testLog, type TestDatabase } from './db.ts'
+import { createOrg } from '../../src/features/orgs/service.ts'
+import { testDatabase, testLog, type TestDatabase } from './db.ts'
 
 export function testApp(db: TestDatabase) {
   const lifecycle = new Lifecycle(testLog)
@@ -45,4 +46,13 @@ export function testApp(db: TestDatabase) {
   }
 
   return { app, lifecycle, resolver, call }
+}
+
+/** A fresh database, the app on it, and two orgs (A and B) with their first credentials. */
+export async function twoOrgApp() {
+  const db = await testDatabase()
+  const t = testApp(db)
+  const a = await createOrg(db.app, 'org A', 'cli')
+  const b = await createOrg(db.app, 'org B', 'cli')
+  return { db, t, a, b }
 }

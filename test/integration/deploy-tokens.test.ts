@@ -7,9 +7,8 @@ import { FORMATS } from '../../src/auth/opaque-tokens.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { issueToken } from '../../src/features/tokens/repo.ts'
 import { withOrg } from '../../src/infra/db.ts'
-import { testApp } from '../helpers/app.ts'
-import { testDatabase, type TestDatabase } from '../helpers/db.ts'
-import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
+import { testApp, twoOrgApp } from '../helpers/app.ts'
+import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -17,10 +16,7 @@ let a: CreatedOrg
 let b: CreatedOrg
 
 beforeAll(async () => {
-  db = await testDatabase()
-  t = testApp(db)
-  a = await createOrg(db.app, 'org A', 'cli')
-  b = await createOrg(db.app, 'org B', 'cli')
+  ;({ db, t, a, b } = await twoOrgApp())
 }, HOOK_TIMEOUT_MS)
 afterAll(async () => {
   await db.drop()

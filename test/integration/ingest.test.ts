@@ -5,11 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { gzipSync } from 'node:zlib'
-import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
+import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import { drainOnce } from '../../src/workers/consume.ts'
-import { testApp } from '../helpers/app.ts'
-import { HOOK_TIMEOUT_MS, testDatabase, type TestDatabase } from '../helpers/db.ts'
+import { twoOrgApp, type testApp } from '../helpers/app.ts'
+import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -17,10 +17,7 @@ let a: CreatedOrg
 let b: CreatedOrg
 
 beforeAll(async () => {
-  db = await testDatabase()
-  t = testApp(db)
-  a = await createOrg(db.app, 'org A', 'cli')
-  b = await createOrg(db.app, 'org B', 'cli')
+  ;({ db, t, a, b } = await twoOrgApp())
 }, HOOK_TIMEOUT_MS)
 afterAll(async () => {
   await db.drop()
