@@ -6,9 +6,12 @@
 import { Hono } from 'hono'
 import { CredentialResolver } from './auth/credentials.ts'
 import type { Config } from './config.ts'
+import { mountAlerts } from './features/alerts/routes.ts'
 import { mountDeployTokens } from './features/deploy-tokens/routes.ts'
 import { LocalBus, type Bus } from './features/ingest/bus.ts'
+import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
+import { mountMachines } from './features/machines/routes.ts'
 import { requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
@@ -45,7 +48,12 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   const routes = new RouteRegistry(app)
   const admin = requireAuth(resolver, { scope: 'admin' })
   mountDeployTokens(routes, { sql, resolver, admin })
-  mountIngest(routes, { sql, bus, ingest: requireAuth(resolver, { scope: 'ingest' }) })
+  const ingest = requireAuth(resolver, { scope: 'ingest' })
+  // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
+  const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST)
+  mountIngest(routes, { sql, bus, limiter, ingest })
+  mountMachines(routes, { sql, bus, limiter, resolver, ingest })
+  mountAlerts(routes, { sql, admin, read: requireAuth(resolver, { scope: 'read' }) })
 
   let doc: string | null = null
   app.get('/openapi.json', (c) => {

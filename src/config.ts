@@ -63,6 +63,28 @@ export const EnvSchema = Type.Object({
     default: 3,
     description: 'Monthly `actions` partitions kept created ahead of the current month.',
   }),
+  INGEST_RATE_PER_S: Type.Integer({
+    minimum: 0,
+    default: 5_000,
+    description: 'Per-org ingest quota in events per second, per instance (429 + Retry-After beyond it). 0: no limit.',
+  }),
+  INGEST_RATE_BURST: Type.Integer({
+    minimum: 1,
+    default: 20_000,
+    description: 'Events an org may send at once above its rate before the quota applies.',
+  }),
+  QUINT_CONSUMERS: Type.String({
+    pattern: '^(none|(pipeline|sessions|alerts)(,(pipeline|sessions|alerts))*)$',
+    default: 'pipeline,sessions,alerts',
+    description:
+      'Bus consumers this process runs, each in its own worker thread (comma-separated), or `none` for an API-only instance.',
+  }),
+  CONSUMER_POLL_MS: Type.Integer({
+    minimum: 50,
+    maximum: 60_000,
+    default: 1_000,
+    description: 'How often an idle consumer looks for work when no notification woke it.',
+  }),
   LOG_LEVEL: Type.Union(
     ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info', description: 'Minimum level of the JSON logs written to stdout.' },
@@ -85,8 +107,12 @@ export const EnvSchema = Type.Object({
 
 export type Env = Static<typeof EnvSchema>
 
+export type ConsumerName = 'pipeline' | 'sessions' | 'alerts'
+
 export type Config = Readonly<
-  Omit<Env, 'QUINT_DATA_DIR' | 'QUINT_BOOTSTRAP_ORG'> & {
+  Omit<Env, 'QUINT_DATA_DIR' | 'QUINT_BOOTSTRAP_ORG' | 'QUINT_CONSUMERS'> & {
+    /** Consumers to run in this process (from QUINT_CONSUMERS, duplicates removed). */
+    consumers: readonly ConsumerName[]
     /** Absolute form of QUINT_DATA_DIR. */
     dataDir: string
     /** Org to create on first start, or null when bootstrap is off. */
@@ -129,9 +155,12 @@ export function loadConfig(
   }
   if (problems.length > 0) throw new ConfigError(problems)
   const parsed = value as Env
-  const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, ...rest } = parsed
+  const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, QUINT_CONSUMERS, ...rest } = parsed
   return Object.freeze({
     ...rest,
+    consumers: Object.freeze(
+      QUINT_CONSUMERS === 'none' ? [] : [...new Set(QUINT_CONSUMERS.split(',') as ConsumerName[])],
+    ),
     dataDir: path.resolve(cwd, QUINT_DATA_DIR),
     bootstrapOrg: QUINT_BOOTSTRAP_ORG.trim() === '' ? null : QUINT_BOOTSTRAP_ORG.trim(),
   })

@@ -89,3 +89,13 @@ export class UnavailableError extends AppError {
     super(503, 'unavailable', detail, { headers: { 'Retry-After': String(retryAfterSeconds) }, cause })
   }
 }
+
+export class RateLimitedError extends AppError {
+  override name = 'RateLimitedError'
+  constructor(detail: string, retryAfterSeconds: number) {
+    super(429, 'rate_limited', detail, {
+      headers: { 'Retry-After': String(retryAfterSeconds) },
+      extensions: { retry_after_seconds: retryAfterSeconds },
+    })
+  }
+}

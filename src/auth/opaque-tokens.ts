@@ -18,6 +18,8 @@ interface Format {
 export const FORMATS = {
   adminKey: { prefix: 'qk_', bytes: 32, kind: 'api_key' },
   deployToken: { prefix: 'qt_deploy_', bytes: 16, kind: 'install' },
+  /** Minted at `POST /v1/machines/register` for install/enrollment credentials, bound to one machine. */
+  serviceToken: { prefix: 'qt_sk_', bytes: 32, kind: 'service' },
 } as const satisfies Record<string, Format>
 
 /**

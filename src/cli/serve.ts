@@ -1,9 +1,9 @@
 /**
  * @module cli/serve
- * `quint-cloud serve`: database (embedded or external) → migrations → first-start org →
- * HTTP listener → ready. On SIGTERM/SIGINT: not ready → (drain delay) → stop accepting and
- * finish in-flight requests → stop timers → close the pool → stop embedded Postgres → exit,
- * all under SHUTDOWN_TIMEOUT_MS.
+ * `quint-cloud serve`: database (embedded or external) → migrations → HTTP listener → consumer
+ * threads → first-start org → ready. On SIGTERM/SIGINT: not ready → (drain delay) → stop
+ * accepting and finish in-flight requests → consumers finish their round → stop timers → close
+ * the pool → stop embedded Postgres → exit, all under SHUTDOWN_TIMEOUT_MS.
  */
 import { buildApp } from '../app.ts'
 import { CredentialResolver } from '../auth/credentials.ts'
@@ -14,8 +14,10 @@ import { problem } from '../http/problem.ts'
 import { ensurePartitions, openDatabase } from '../infra/database.ts'
 import type { Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
-import { createMetrics } from '../infra/metrics.ts'
+import { createMetrics, type Metrics } from '../infra/metrics.ts'
 import { Lifecycle } from '../lifecycle.ts'
+import { busBacklog } from '../workers/consume.ts'
+import { ConsumerPool } from '../workers/pool.ts'
 
 /** Bun's own cap, above the largest route limit; routes enforce their own (10 MiB ingest). */
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -46,7 +48,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   let dbStep = false
   try {
     lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS))
-    const server = await startListening(config, log, db.app, lifecycle)
+    const metrics = createMetrics({ backlog: () => busBacklog(db.app) })
+    const server = await startListening(config, log, db.app, lifecycle, metrics)
     lifecycle.onShutdown('http listener', async () => {
       // Graceful: refuse new connections, let in-flight requests finish. A request that never
       // ends must not hold the exit hostage (Bun #40043): force-close after most of the budget.
@@ -57,6 +60,19 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         void server.stop(true)
       }
     })
+    const consumers = new ConsumerPool(
+      config.consumers,
+      {
+        target: db.appTarget,
+        statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+        logLevel: config.LOG_LEVEL,
+        pollMs: config.CONSUMER_POLL_MS,
+      },
+      log,
+      metrics,
+    )
+    consumers.start()
+    lifecycle.onShutdown('consumers', () => consumers.stop())
     const partitions = setInterval(() => {
       ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
         log.error({ err }, 'partition maintenance failed'),
@@ -87,9 +103,9 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   if (pendingSignal) stop(pendingSignal)
 }
 
-function startListening(config: Config, log: Logger, sql: Sql, lifecycle: Lifecycle) {
+function startListening(config: Config, log: Logger, sql: Sql, lifecycle: Lifecycle, metrics: Metrics) {
   const resolver = new CredentialResolver(sql, log)
-  const { app } = buildApp({ config, sql, log, metrics: createMetrics(), lifecycle, resolver, bus: new LocalBus() })
+  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus: new LocalBus() })
   return Bun.serve({
     hostname: config.HOST,
     port: config.PORT,

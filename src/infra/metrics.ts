@@ -3,17 +3,39 @@
  * Prometheus registry (prom-client): process metrics plus the service's own. One registry per
  * process, created by the composition root and passed down.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 export interface Metrics {
   readonly registry: Registry
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
   readonly httpDuration: Histogram<'method' | 'route'>
+  readonly consumerBatches: Counter<'consumer'>
+  readonly consumerRestarts: Counter<'consumer'>
 }
 
-export function createMetrics(): Metrics {
+export interface MetricsOptions {
+  /** Bus batches waiting per consumer, read at each scrape (consumer lag). */
+  backlog?: () => Promise<Record<string, number>>
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
+  const { backlog } = options
+  if (backlog) {
+    new Gauge({
+      name: 'quint_bus_pending_batches',
+      help: 'Bus batches not yet applied, by consumer (all orgs).',
+      labelNames: ['consumer'],
+      registers: [registry],
+      async collect() {
+        this.reset()
+        // A scrape while the database is down reports no value rather than failing /metrics.
+        const counts = await backlog().catch(() => ({}))
+        for (const [consumer, n] of Object.entries(counts)) this.set({ consumer }, n)
+      },
+    })
+  }
   return {
     registry,
     httpRequests: new Counter({
@@ -27,6 +49,18 @@ export function createMetrics(): Metrics {
       help: 'HTTP request latency by method and route template.',
       labelNames: ['method', 'route'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    consumerBatches: new Counter({
+      name: 'quint_consumer_batches_total',
+      help: 'Bus batches applied, by consumer.',
+      labelNames: ['consumer'],
+      registers: [registry],
+    }),
+    consumerRestarts: new Counter({
+      name: 'quint_consumer_restarts_total',
+      help: 'Consumer threads restarted after an unexpected exit.',
+      labelNames: ['consumer'],
       registers: [registry],
     }),
   }

@@ -17,6 +17,8 @@ import m0004 from '../../sql/0004_rules_and_delivery.sql' with { type: 'text' }
 import m0005 from '../../sql/0005_auth.sql' with { type: 'text' }
 import m0006 from '../../sql/0006_hardening.sql' with { type: 'text' }
 import m0007 from '../../sql/0007_ingest_bus.sql' with { type: 'text' }
+import m0008 from '../../sql/0008_machine_inventory.sql' with { type: 'text' }
+import m0009 from '../../sql/0009_ingest_tuning.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -33,6 +35,8 @@ const FILES: Record<string, string> = {
   '0005_auth.sql': m0005,
   '0006_hardening.sql': m0006,
   '0007_ingest_bus.sql': m0007,
+  '0008_machine_inventory.sql': m0008,
+  '0009_ingest_tuning.sql': m0009,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

@@ -8,11 +8,12 @@ import { Lifecycle } from '../../src/lifecycle.ts'
 import { createOrg } from '../../src/features/orgs/service.ts'
 import { testDatabase, testLog, type TestDatabase } from './db.ts'
 
-export function testApp(db: TestDatabase) {
+/** `env`: configuration overrides, as environment variables. */
+export function testApp(db: TestDatabase, env: Record<string, string> = {}) {
   const lifecycle = new Lifecycle(testLog)
   const resolver = new CredentialResolver(db.app, testLog)
   const { app } = buildApp({
-    config: loadConfig({}),
+    config: loadConfig(env),
     sql: db.app,
     log: testLog,
     metrics: createMetrics(),

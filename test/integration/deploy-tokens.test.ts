@@ -292,9 +292,31 @@ describe('service endpoints', () => {
   test('/openapi.json documents every route with its schemas', async () => {
     const res = await t.call('GET', '/openapi.json')
     expect(res.body.openapi).toBe('3.1.0')
-    expect(Object.keys(res.body.paths).sort()).toEqual(
-      ['/v1/deploy-tokens', '/v1/deploy-tokens/{id}', '/v1/events/ingest', '/v1/ingest', '/v1/sessions/ingest'].sort(),
+    expect(Object.keys(res.body.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/deploy-tokens',
+        '/v1/deploy-tokens/{id}',
+        '/v1/events/ingest',
+        '/v1/ingest',
+        '/v1/sessions/ingest',
+        '/v1/machines/register',
+        '/v1/machines/{id}/heartbeat',
+        '/v1/machines/{id}/policies',
+        '/v1/machines/{id}/events',
+        '/v1/machines/{id}/agents',
+        '/v1/machines/{id}/graphs',
+        '/v1/alert-rules',
+        '/v1/alert-rules/{id}',
+        '/v1/alerts',
+      ]),
     )
+    // Every operation is named and documents at least one success answer.
+    for (const [path, ops] of Object.entries<Record<string, any>>(res.body.paths)) {
+      for (const [method, op] of Object.entries<any>(ops)) {
+        expect({ path, method, operationId: typeof op.operationId }).toEqual({ path, method, operationId: 'string' })
+        expect(Object.keys(op.responses).some((code) => /^[23]/.test(code))).toBe(true)
+      }
+    }
     expect(res.body.paths['/v1/ingest'].post.responses).toHaveProperty('207')
     const post = res.body.paths['/v1/deploy-tokens'].post
     expect(post.requestBody.content['application/json'].schema.required).toEqual(['name'])

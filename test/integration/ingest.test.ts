@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import { drainOnce } from '../../src/workers/consume.ts'
-import { twoOrgApp, type testApp } from '../helpers/app.ts'
+import { testApp, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
 
 let db: TestDatabase
@@ -228,5 +228,28 @@ describe('POST /v1/sessions/ingest', () => {
     expect(n!.n).toBe(1)
     const bad = await t.call('POST', '/v1/sessions/ingest', { token: a.deploy_token, json: { session_id: 'x', state: 'sleeping', timestamp: 'now' } })
     expect(bad.status).toBe(422)
+  })
+})
+
+describe('per-org rate limit', () => {
+  test('over the quota → 429 + Retry-After with nothing stored; other orgs are unaffected', async () => {
+    const limited = testApp(db, { INGEST_RATE_PER_S: '1', INGEST_RATE_BURST: '3' })
+    const call = (token: string, events: unknown[]) => limited.call('POST', '/v1/ingest', { token, json: { events } })
+    expect((await call(a.deploy_token, [event(), event(), event()])).status).toBe(200)
+    const pendingBefore = await db.owner`select count(*)::int as n from bus_pending where org_id = ${a.org_id}`
+    const over = await call(a.deploy_token, [event(), event()])
+    expect(over.status).toBe(429)
+    expect(over.headers.get('content-type')).toContain('application/problem+json')
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+    expect(over.body).toMatchObject({ status: 429, type: 'urn:quint:problem:rate_limited' })
+    const pendingAfter = await db.owner`select count(*)::int as n from bus_pending where org_id = ${a.org_id}`
+    expect(pendingAfter[0]!.n).toBe(pendingBefore[0]!.n)
+    // Lifecycle reports draw on the same quota.
+    const lc = await limited.call('POST', '/v1/sessions/ingest', {
+      token: a.deploy_token,
+      json: { session_id: 'rl', state: 'active', timestamp: new Date().toISOString() },
+    })
+    expect(lc.status).toBe(429)
+    expect((await call(b.deploy_token, [event(), event(), event()])).status).toBe(200)
   })
 })

@@ -61,6 +61,18 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
     insert into alert_session_state (org_id, session_key) values (${org}, ${crypto.randomUUID()})`,
   'public.org_ingest_stats': (tx, org) => tx`
     insert into org_ingest_stats (org_id, day) values (${org}, current_date - ${Math.floor(Math.random() * 100000)}::int)`,
+  // The machine belongs to the transaction's org, the inventory row to `org` (see webhook_deliveries).
+  'public.machine_processes': async (tx, org) => {
+    const [m] = await tx<{ id: string }[]>`
+      insert into machines (org_id, client_machine_id) values (app_current_org(), ${crypto.randomUUID()}) returning id`
+    return tx`
+      insert into machine_processes (org_id, machine_id, platform, pid, state) values (${org}, ${m!.id}, 'claude-code', 1, 'running')`
+  },
+  'public.machine_graphs': async (tx, org) => {
+    const [m] = await tx<{ id: string }[]>`
+      insert into machines (org_id, client_machine_id) values (app_current_org(), ${crypto.randomUUID()}) returning id`
+    return tx`insert into machine_graphs (org_id, machine_id, graph_id) values (${org}, ${m!.id}, 'g-1')`
+  },
   'auth.signing_keys': (tx, org) => tx`
     insert into auth.signing_keys (org_id, kid, status, public_jwk, public_pem, private_key_ciphertext)
     values (${org}, ${crypto.randomUUID().replace(/-/g, '')}, 'retired', '{}', 'pem', '\\x00')`,

@@ -5,12 +5,13 @@
  * Postgres tables written in the request's own tenant transaction (sql/0007_ingest_bus.sql);
  * in cluster mode SNS FIFO → SQS FIFO takes its place behind the same interface.
  */
+import type { ConsumerName } from '../../config.ts'
 import type { Tx } from '../../infra/db.ts'
 import type { NormalizedEvent } from './events.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 
-export const CONSUMERS = ['pipeline', 'sessions', 'alerts'] as const
-export type ConsumerName = (typeof CONSUMERS)[number]
+export const CONSUMERS: readonly ConsumerName[] = ['pipeline', 'sessions', 'alerts']
+export type { ConsumerName }
 
 /** A normalised event as it travels (JSON): the timestamp is an ISO string. */
 export type WireEvent = Omit<NormalizedEvent, 'occurredAt'> & { occurredAt: string }
@@ -31,7 +32,7 @@ export class LocalBus implements Bus {
   async publish(tx: Tx, message: BusMessage): Promise<void> {
     const [batch] = await tx<{ id: string }[]>`
       insert into bus_batches (org_id, kind, payload)
-      values (app_current_org(), ${message.kind}, ${tx.json(message as never)}) returning id`
+      values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text::json) returning id`
     await tx`
       insert into bus_pending (org_id, consumer, batch_id)
       select app_current_org(), c, ${batch!.id} from unnest(${CONSUMERS as unknown as string[]}::text[]) c`

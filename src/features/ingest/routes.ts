@@ -8,14 +8,12 @@
 import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
 import { AppError, BadRequestError } from '../../errors.ts'
-import type { Sql } from '../../infra/db.ts'
 import { readJson } from '../../http/body.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import type { Bus } from './bus.ts'
 import { normalizeIngestItem } from './events.ts'
 import { SessionLifecycleBody } from './lifecycle.ts'
-import { acceptEvents, acceptLifecycle, type BatchOutcome } from './service.ts'
+import { acceptEvents, acceptLifecycle, type BatchOutcome, type IngestDeps } from './service.ts'
 
 export const MAX_BATCH_EVENTS = 500
 /** 10 MiB, counted on the decoded bytes actually received. */
@@ -70,7 +68,7 @@ export function batchBody(out: BatchOutcome) {
 
 export function mountIngest(
   routes: RouteRegistry,
-  deps: { sql: Sql; bus: Bus; ingest: MiddlewareHandler<AppEnv> },
+  deps: IngestDeps & { ingest: MiddlewareHandler<AppEnv> },
 ): void {
   const tags = ['ingest']
   for (const [path, operationId] of [

@@ -8,6 +8,14 @@ import { withOrg, type Sql } from '../../infra/db.ts'
 import type { Bus, WireEvent } from './bus.ts'
 import type { ItemResult } from './events.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
+import type { OrgRateLimiter } from './rate-limit.ts'
+
+export interface IngestDeps {
+  sql: Sql
+  bus: Bus
+  /** Per-org quota; each item of a batch costs one token (429 + Retry-After when exhausted). */
+  limiter: OrgRateLimiter
+}
 
 export type Outcome =
   | { index: number; status: 'accepted' | 'duplicate'; event_id: string }
@@ -21,11 +29,12 @@ export interface BatchOutcome {
 }
 
 export async function acceptEvents(
-  deps: { sql: Sql; bus: Bus },
+  deps: IngestDeps,
   orgId: string,
   items: ItemResult[],
   machineId: string | null,
 ): Promise<BatchOutcome> {
+  deps.limiter.take(orgId, items.length)
   const results: Outcome[] = new Array(items.length)
   const fresh = new Map<string, { index: number; event: WireEvent }>()
   items.forEach((item, index) => {
@@ -72,7 +81,8 @@ export async function acceptEvents(
   return { results, accepted, duplicates, rejected }
 }
 
-export function acceptLifecycle(deps: { sql: Sql; bus: Bus }, orgId: string, lifecycle: SessionLifecycle): Promise<void> {
+export async function acceptLifecycle(deps: IngestDeps, orgId: string, lifecycle: SessionLifecycle): Promise<void> {
+  deps.limiter.take(orgId, 1)
   return withOrg(deps.sql, orgId, (tx) =>
     deps.bus.publish(tx, { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle }),
   )

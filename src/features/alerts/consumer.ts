@@ -1,0 +1,191 @@
+/**
+ * @module features/alerts/consumer
+ * The alerts consumer: every new event of an org is evaluated against the built-in rules
+ * (./builtin.ts) and the org's enabled custom rules (./condition.ts), and each match becomes one
+ * row of `alerts`.
+ *
+ * Idempotency: the claim of a batch and these writes commit together (workers/consume.ts), so a
+ * batch is applied once; what can repeat is an EVENT (a client retry lands in a later batch with
+ * the same event key). `alerts` is unique on (org_id, rule_key, event_key) and inserted with
+ * ON CONFLICT DO NOTHING, so a rule fires once per triggering event whatever the retries.
+ *
+ * The sequence rule (outbound connection after a credential read in the same session) keeps the
+ * EARLIEST credential read per session in `alert_session_state`. Events are processed in
+ * occurredAt order (ties: arrival order), so an event sees reads made earlier in the same call;
+ * an outbound event fires when it is not earlier than that read. It fires at most once per
+ * session: the first outbound event after a read is the signal, the rest are in the session's
+ * actions. A read that arrives after the outbound event it precedes is not matched back (the
+ * outbound event was already evaluated); docs/alert-rules.md states this limit.
+ *
+ * Writes are batched: one SELECT per state kind and one INSERT for all alerts of the call.
+ */
+import type { Tx } from '../../infra/db.ts'
+import type { WireEvent } from '../ingest/bus.ts'
+import type { Claimed } from '../../workers/consume.ts'
+import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
+import { compileCondition, viewOf, type Predicate } from './condition.ts'
+
+interface Pending {
+  event: WireEvent
+  machineId: string | null
+  order: number
+  at: number
+}
+
+interface AlertRow {
+  ruleKey: string
+  ruleId: string | null
+  event: WireEvent
+  machineId: string | null
+  severity: Severity
+  title: string
+  context: Record<string, unknown>
+}
+
+interface CustomRule {
+  id: string
+  name: string
+  severity: Severity
+  test: Predicate
+}
+
+interface SessionState {
+  at: number
+  eventKey: string
+  changed: boolean
+}
+
+const OUTBOUND = BUILTIN_RULES.outboundAfterCredentialRead
+
+/** The alerts consumer's handler (see workers/consume.ts `Handler`). */
+export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> {
+  const events = collect(batches)
+  if (events.length === 0) return
+  const rules = await loadRules(tx)
+
+  const analyses = events.map((p) => analyzeEvent(p.event))
+  const sessions = [
+    ...new Set(
+      events
+        .filter((p, i) => p.event.sessionKey !== null && (analyses[i]!.credentialRead !== null || analyses[i]!.outbound !== null))
+        .map((p) => p.event.sessionKey!),
+    ),
+  ].sort()
+  const state = new Map<string, SessionState>()
+  const fired = new Set<string>()
+  if (sessions.length > 0) {
+    // Two consumers working on the same org's batches at once take the sessions in one order.
+    await tx`select pg_advisory_xact_lock(hashtextextended('quint_alert_session:' || app_current_org() || ':' || s, 0))
+               from unnest(${sessions}::text[]) s order by s`
+    const rows = await tx<{ session_key: string; at: Date; event_key: string | null }[]>`
+      select session_key, credential_read_at as at, credential_event_key as event_key
+        from alert_session_state
+       where session_key = any(${sessions}::text[]) and credential_read_at is not null`
+    for (const r of rows) state.set(r.session_key, { at: r.at.getTime(), eventKey: r.event_key ?? '', changed: false })
+    const done = await tx<{ session_key: string }[]>`
+      select distinct session_key from alerts
+       where rule_key = ${OUTBOUND.key} and session_key = any(${sessions}::text[])`
+    for (const r of done) fired.add(r.session_key)
+  }
+
+  const alerts: AlertRow[] = []
+  events.forEach((p, i) => {
+    const e = p.event
+    const a = analyses[i]!
+    const add = (ruleKey: string, ruleId: string | null, severity: Severity, title: string, detail: Record<string, unknown>) =>
+      alerts.push({ ruleKey, ruleId, event: e, machineId: p.machineId, severity, title: title.slice(0, 500), context: { ...contextOf(e), ...detail } })
+    for (const f of a.findings) add(f.ruleKey, null, f.severity, f.title, f.detail === null ? {} : { detail: f.detail })
+
+    const session = e.sessionKey
+    if (session !== null && a.credentialRead !== null) {
+      const known = state.get(session)
+      if (!known || p.at < known.at) state.set(session, { at: p.at, eventKey: e.eventKey, changed: true })
+    }
+    const read = session === null ? undefined : state.get(session)
+    if (session !== null && a.outbound !== null && read && p.at >= read.at && !fired.has(session)) {
+      fired.add(session)
+      add(OUTBOUND.key, null, OUTBOUND.severity, `Outbound connection after a credential read: ${eventLabel(e)}`, {
+        detail: a.outbound,
+        credential_event_key: read.eventKey,
+        credential_read_at: new Date(read.at).toISOString(),
+      })
+    }
+
+    if (rules.length > 0) {
+      const view = viewOf(e)
+      for (const r of rules) if (r.test(view)) add(`rule:${r.id}`, r.id, r.severity, r.name, { rule_name: r.name })
+    }
+  })
+
+  const changed = [...state.entries()].filter(([, s]) => s.changed)
+  if (changed.length > 0) {
+    // The earliest read wins, whichever order the reads arrive in.
+    await tx`
+      insert into alert_session_state (org_id, session_key, credential_read_at, credential_event_key)
+      select app_current_org(), k, t::timestamptz, ek
+        from unnest(${changed.map(([k]) => k)}::text[], ${changed.map(([, s]) => new Date(s.at).toISOString())}::text[],
+                    ${changed.map(([, s]) => s.eventKey)}::text[]) as u(k, t, ek)
+      on conflict (org_id, session_key) do update
+        set credential_read_at = excluded.credential_read_at, credential_event_key = excluded.credential_event_key
+        where alert_session_state.credential_read_at is null
+           or excluded.credential_read_at < alert_session_state.credential_read_at`
+  }
+  if (alerts.length > 0) await insertAlerts(tx, alerts)
+}
+
+/** Event messages in batch order, one entry per event key, sorted by occurredAt (stable). */
+function collect(batches: Claimed[]): Pending[] {
+  const seen = new Set<string>()
+  const out: Pending[] = []
+  for (const { message } of batches) {
+    if (message.kind !== 'events') continue
+    for (const event of message.events) {
+      if (seen.has(event.eventKey)) continue
+      seen.add(event.eventKey)
+      const at = Date.parse(event.occurredAt)
+      out.push({ event, machineId: message.machineId, order: out.length, at: Number.isNaN(at) ? 0 : at })
+    }
+  }
+  return out.sort((x, y) => x.at - y.at || x.order - y.order)
+}
+
+/** The org's enabled rules, compiled once; a stored condition that no longer compiles never fires. */
+async function loadRules(tx: Tx): Promise<CustomRule[]> {
+  const rows = await tx<{ id: string; name: string; severity: Severity; condition: unknown }[]>`
+    select id, name, severity, condition from alert_rules where enabled order by created_at, id`
+  const out: CustomRule[] = []
+  for (const r of rows) {
+    const c = compileCondition(r.condition)
+    if (c.ok) out.push({ id: r.id, name: r.name, severity: r.severity, test: c.test })
+  }
+  return out
+}
+
+/** The alert's context snippet: what happened, never the arguments themselves. */
+function contextOf(e: WireEvent): Record<string, unknown> {
+  return {
+    event_id: e.eventId,
+    occurred_at: e.occurredAt,
+    action_type: e.actionType,
+    action: e.action,
+    tool_name: e.toolName,
+    risk_score: e.riskScore,
+    decision: e.decision,
+    blocked: e.blocked,
+    platform: e.platform,
+  }
+}
+
+async function insertAlerts(tx: Tx, rows: AlertRow[]): Promise<void> {
+  const col = <T>(f: (r: AlertRow) => T) => rows.map(f)
+  await tx`
+    insert into alerts (org_id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
+    select app_current_org(), rule_key, rule_id::uuid, event_key, session_key, machine_id::uuid, agent_key, severity, title,
+           context::jsonb
+      from unnest(${col((r) => r.ruleKey)}::text[], ${col((r) => r.ruleId)}::text[], ${col((r) => r.event.eventKey)}::text[],
+                  ${col((r) => r.event.sessionKey)}::text[], ${col((r) => r.machineId)}::text[],
+                  ${col((r) => r.event.agentKey)}::text[], ${col((r) => r.severity)}::text[], ${col((r) => r.title)}::text[],
+                  ${col((r) => JSON.stringify(r.context))}::text[])
+           as u(rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
+    on conflict (org_id, rule_key, event_key) do nothing`
+}

@@ -1,0 +1,140 @@
+/**
+ * @module features/alerts/repo
+ * SQL for `alert_rules` and `alerts`. Every function runs inside `withOrg`: RLS scopes each
+ * statement to the transaction's org, so an id from another org is simply not found.
+ */
+import type { Tx } from '../../infra/db.ts'
+import type { Keyset } from '../../http/pagination.ts'
+import type { Severity } from './builtin.ts'
+
+export interface RuleRow {
+  id: string
+  name: string
+  description: string | null
+  enabled: boolean
+  severity: Severity
+  condition: unknown
+  created_at: Date
+  updated_at: Date
+  created_key: string
+}
+
+const RULE_COLUMNS = (tx: Tx) =>
+  tx`id, name, description, enabled, severity, condition, created_at, updated_at, created_at::text as created_key`
+
+export async function insertRule(
+  tx: Tx,
+  r: { name: string; description: string | null; enabled: boolean; severity: Severity; condition: unknown },
+): Promise<RuleRow> {
+  const [row] = await tx<RuleRow[]>`
+    insert into alert_rules (org_id, name, description, enabled, severity, condition)
+    values (app_current_org(), ${r.name}, ${r.description}, ${r.enabled}, ${r.severity}, ${tx.json(r.condition as never)})
+    returning ${RULE_COLUMNS(tx)}`
+  return row!
+}
+
+/** Newest first, keyset on (created_at, id). */
+export function listRules(tx: Tx, limit: number, after: Keyset | null): Promise<RuleRow[]> {
+  return tx<RuleRow[]>`
+    select ${RULE_COLUMNS(tx)} from alert_rules
+     where true
+       ${after ? tx`and (created_at, id) < (${after.at}::text::timestamptz, ${after.id}::uuid)` : tx``}
+     order by created_at desc, id desc
+     limit ${limit}`
+}
+
+export async function getRule(tx: Tx, id: string): Promise<RuleRow | null> {
+  const [row] = await tx<RuleRow[]>`select ${RULE_COLUMNS(tx)} from alert_rules where id = ${id}::uuid`
+  return row ?? null
+}
+
+export interface RulePatch {
+  name?: string
+  description?: string | null
+  enabled?: boolean
+  severity?: Severity
+  condition?: unknown
+}
+
+/** Applies the given fields only; returns the updated row, or null when there is no such rule. */
+export async function updateRule(tx: Tx, id: string, p: RulePatch): Promise<RuleRow | null> {
+  const [row] = await tx<RuleRow[]>`
+    update alert_rules set
+      name = coalesce(${p.name ?? null}::text, name),
+      description = case when ${p.description !== undefined} then ${p.description ?? null}::text else description end,
+      enabled = coalesce(${p.enabled ?? null}::boolean, enabled),
+      severity = coalesce(${p.severity ?? null}::text, severity),
+      condition = ${p.condition === undefined ? tx`condition` : tx`${tx.json(p.condition as never)}`},
+      updated_at = now()
+     where id = ${id}::uuid
+    returning ${RULE_COLUMNS(tx)}`
+  return row ?? null
+}
+
+export async function deleteRule(tx: Tx, id: string): Promise<{ name: string } | null> {
+  const [row] = await tx<{ name: string }[]>`delete from alert_rules where id = ${id}::uuid returning name`
+  return row ?? null
+}
+
+export interface AlertRow {
+  id: string
+  rule_key: string
+  rule_id: string | null
+  event_key: string
+  action_id: string | null
+  session_key: string | null
+  machine_id: string | null
+  agent_key: string | null
+  severity: Severity
+  title: string
+  context: Record<string, unknown>
+  status: string
+  created_at: Date
+  updated_at: Date
+  created_key: string
+}
+
+export interface AlertFilters {
+  status?: string
+  severity?: string
+  session_key?: string
+  rule_key?: string
+  since?: string
+}
+
+/**
+ * Alerts with `action_id` resolved through the ingest ledger: the alerts consumer runs beside
+ * the pipeline, not after it, so the action may be stored later than the alert.
+ */
+const ALERT_SELECT = (tx: Tx) => tx`
+  select a.id, a.rule_key, a.rule_id, a.event_key, coalesce(a.action_id, k.action_id) as action_id, a.session_key,
+         a.machine_id, a.agent_key, a.severity, a.title, a.context, a.status, a.created_at, a.updated_at,
+         a.created_at::text as created_key
+    from alerts a
+    left join event_keys k on k.org_id = a.org_id and k.event_key = a.event_key`
+
+/** Newest first, keyset on (created_at, id), with optional filters. */
+export function listAlerts(tx: Tx, f: AlertFilters, limit: number, after: Keyset | null): Promise<AlertRow[]> {
+  return tx<AlertRow[]>`
+    ${ALERT_SELECT(tx)}
+     where true
+       ${f.status !== undefined ? tx`and a.status = ${f.status}` : tx``}
+       ${f.severity !== undefined ? tx`and a.severity = ${f.severity}` : tx``}
+       ${f.session_key !== undefined ? tx`and a.session_key = ${f.session_key}` : tx``}
+       ${f.rule_key !== undefined ? tx`and a.rule_key = ${f.rule_key}` : tx``}
+       ${f.since !== undefined ? tx`and a.created_at >= ${f.since}::text::timestamptz` : tx``}
+       ${after ? tx`and (a.created_at, a.id) < (${after.at}::text::timestamptz, ${after.id}::uuid)` : tx``}
+     order by a.created_at desc, a.id desc
+     limit ${limit}`
+}
+
+/** Sets an alert's status; null when there is no such alert. `previous` is the status before. */
+export async function setAlertStatus(tx: Tx, id: string, status: string): Promise<(AlertRow & { previous: string }) | null> {
+  const [old] = await tx<{ status: string }[]>`select status from alerts where id = ${id}::uuid for update`
+  if (!old) return null
+  await tx`
+    update alerts set status = ${status}, updated_at = case when status = ${status} then updated_at else now() end
+     where id = ${id}::uuid`
+  const [row] = await tx<AlertRow[]>`${ALERT_SELECT(tx)} where a.id = ${id}::uuid`
+  return row ? { ...row, previous: old.status } : null
+}

@@ -1,0 +1,311 @@
+/**
+ * @module features/alerts/routes
+ * `/v1/alert-rules` (CRUD of per-org custom rules, admin scope) and `/v1/alerts` (list with
+ * filters: `read` scope; status changes: admin scope). Rule changes are audited. A malformed id
+ * answers 404 like an unknown one: ids from other orgs are invisible under RLS, and the API does
+ * not distinguish "not yours" from "does not exist".
+ */
+import type { MiddlewareHandler } from 'hono'
+import { NotFoundError, ValidationError } from '../../errors.ts'
+import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import type { RouteRegistry } from '../../http/openapi.ts'
+import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
+import type { AppEnv } from '../../http/request-context.ts'
+import { checkName } from '../../lib/names.ts'
+import { recordAudit } from '../audit/repo.ts'
+import { compileCondition } from './condition.ts'
+import { deleteRule, getRule, insertRule, listAlerts, listRules, setAlertStatus, updateRule, type AlertRow, type RuleRow } from './repo.ts'
+import {
+  AlertList,
+  AlertListQuery,
+  AlertRuleList,
+  AlertRuleView,
+  AlertView,
+  CreateAlertRuleBody,
+  IdParams,
+  RULE_BODY_LIMIT,
+  UpdateAlertBody,
+  UpdateAlertRuleBody,
+} from './schema.ts'
+
+export function mountAlerts(
+  routes: RouteRegistry,
+  deps: { sql: Sql; admin: MiddlewareHandler<AppEnv>; read: MiddlewareHandler<AppEnv> },
+): void {
+  const { sql, admin, read } = deps
+  const ruleTags = ['alert rules']
+  const alertTags = ['alerts']
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/alert-rules',
+      operationId: 'createAlertRule',
+      summary: 'Create a custom alert rule (evaluated on every new event of the org)',
+      tags: ruleTags,
+      auth: true,
+      body: CreateAlertRuleBody,
+      bodyLimit: RULE_BODY_LIMIT,
+      responses: { 201: { description: 'Created', schema: AlertRuleView } },
+    },
+    [admin],
+    async (c, { body }) => {
+      const name = validName(body.name)
+      validCondition(body.condition)
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const r = await insertRule(tx, {
+          name,
+          description: body.description ?? null,
+          enabled: body.enabled ?? true,
+          severity: body.severity,
+          condition: body.condition,
+        })
+        await recordAudit(tx, {
+          actorType: 'api_key',
+          actorId: p.tokenId,
+          action: 'alert_rule.create',
+          targetType: 'alert_rule',
+          targetId: r.id,
+          requestId: c.get('requestId'),
+          details: { name: r.name, severity: r.severity, enabled: r.enabled },
+        })
+        return r
+      })
+      return c.json(ruleView(row), 201)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/alert-rules',
+      operationId: 'listAlertRules',
+      summary: 'List custom alert rules (newest first)',
+      tags: ruleTags,
+      auth: true,
+      query: PageQuery,
+      responses: { 200: { description: 'A page of alert rules', schema: AlertRuleList } },
+    },
+    [admin],
+    async (c, { query }) => {
+      const limit = query.limit ?? 50
+      const rows = await withOrg(sql, c.get('principal').orgId, (tx) => listRules(tx, limit + 1, decodeCursor(query.cursor)))
+      const { page, next } = paginate(rows, limit)
+      return c.json({ alert_rules: page.map(ruleView), next_cursor: next })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/alert-rules/:id',
+      operationId: 'getAlertRule',
+      summary: 'Get one custom alert rule',
+      tags: ruleTags,
+      auth: true,
+      params: IdParams,
+      responses: { 200: { description: 'The rule', schema: AlertRuleView } },
+    },
+    [admin],
+    async (c, { params }) => {
+      const id = ruleId(params.id)
+      const row = await withOrg(sql, c.get('principal').orgId, (tx) => getRule(tx, id))
+      if (!row) throw ruleNotFound()
+      return c.json(ruleView(row))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'patch',
+      path: '/v1/alert-rules/:id',
+      operationId: 'updateAlertRule',
+      summary: 'Change a rule: name, description, enabled, severity, condition (fields given only)',
+      tags: ruleTags,
+      auth: true,
+      params: IdParams,
+      body: UpdateAlertRuleBody,
+      bodyLimit: RULE_BODY_LIMIT,
+      responses: { 200: { description: 'The updated rule', schema: AlertRuleView } },
+    },
+    [admin],
+    async (c, { params, body }) => {
+      const id = ruleId(params.id)
+      const name = body.name === undefined ? undefined : validName(body.name)
+      if (body.condition !== undefined) validCondition(body.condition)
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const r = await updateRule(tx, id, { ...body, name })
+        if (r) {
+          await recordAudit(tx, {
+            actorType: 'api_key',
+            actorId: p.tokenId,
+            action: 'alert_rule.update',
+            targetType: 'alert_rule',
+            targetId: r.id,
+            requestId: c.get('requestId'),
+            details: { fields: Object.keys(body).sort() },
+          })
+        }
+        return r
+      })
+      if (!row) throw ruleNotFound()
+      return c.json(ruleView(row))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'delete',
+      path: '/v1/alert-rules/:id',
+      operationId: 'deleteAlertRule',
+      summary: 'Delete a rule; its past alerts stay (their rule_id becomes null, rule_key remains)',
+      tags: ruleTags,
+      auth: true,
+      params: IdParams,
+      responses: { 204: { description: 'Deleted' } },
+    },
+    [admin],
+    async (c, { params }) => {
+      const id = ruleId(params.id)
+      const p = c.get('principal')
+      const deleted = await withOrg(sql, p.orgId, async (tx) => {
+        const r = await deleteRule(tx, id)
+        if (r) {
+          await recordAudit(tx, {
+            actorType: 'api_key',
+            actorId: p.tokenId,
+            action: 'alert_rule.delete',
+            targetType: 'alert_rule',
+            targetId: id,
+            requestId: c.get('requestId'),
+            details: { name: r.name },
+          })
+        }
+        return r
+      })
+      if (!deleted) throw ruleNotFound()
+      return c.body(null, 204)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/alerts',
+      operationId: 'listAlerts',
+      summary: 'List alerts, newest first, with filters (status, severity, session_key, rule_key, since)',
+      tags: alertTags,
+      auth: true,
+      query: AlertListQuery,
+      responses: { 200: { description: 'A page of alerts', schema: AlertList } },
+    },
+    [read],
+    async (c, { query }) => {
+      const limit = query.limit ?? 50
+      const { limit: _l, cursor, ...filters } = query
+      const rows = await withOrg(sql, c.get('principal').orgId, (tx) => listAlerts(tx, filters, limit + 1, decodeCursor(cursor)))
+      const { page, next } = paginate(rows, limit)
+      return c.json({ alerts: page.map(alertView), next_cursor: next })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'patch',
+      path: '/v1/alerts/:id',
+      operationId: 'updateAlert',
+      summary: 'Triage an alert: set its status (open, acknowledged, resolved, dismissed)',
+      tags: alertTags,
+      auth: true,
+      params: IdParams,
+      body: UpdateAlertBody,
+      responses: { 200: { description: 'The updated alert', schema: AlertView } },
+    },
+    [admin],
+    async (c, { params, body }) => {
+      const id = params.id.toLowerCase()
+      if (!isUuid(id)) throw alertNotFound()
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const r = await setAlertStatus(tx, id, body.status)
+        if (r && r.previous !== body.status) {
+          await recordAudit(tx, {
+            actorType: 'api_key',
+            actorId: p.tokenId,
+            action: 'alert.update',
+            targetType: 'alert',
+            targetId: id,
+            requestId: c.get('requestId'),
+            details: { from: r.previous, to: body.status },
+          })
+        }
+        return r
+      })
+      if (!row) throw alertNotFound()
+      return c.json(alertView(row))
+    },
+  )
+}
+
+const ruleNotFound = () => new NotFoundError('No alert rule with that id in this organization.')
+const alertNotFound = () => new NotFoundError('No alert with that id in this organization.')
+
+function ruleId(raw: string): string {
+  const id = raw.toLowerCase()
+  if (!isUuid(id)) throw ruleNotFound()
+  return id
+}
+
+function validName(raw: string): string {
+  const name = checkName(raw)
+  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
+  return name.name
+}
+
+/** The semantic checks TypeBox cannot express (op/field/value agreement, depth, size). */
+function validCondition(condition: unknown): void {
+  const compiled = compileCondition(condition)
+  if (!compiled.ok) throw new ValidationError(compiled.errors, 'The rule condition is invalid.')
+}
+
+function paginate<T extends { created_key: string; id: string }>(rows: T[], limit: number) {
+  const page = rows.slice(0, limit)
+  const last = page.at(-1)
+  const next = rows.length > limit && last ? encodeCursor({ at: last.created_key, id: last.id }) : null
+  return { page, next }
+}
+
+function ruleView(r: RuleRow) {
+  return {
+    id: r.id,
+    rule_key: `rule:${r.id}`,
+    name: r.name,
+    description: r.description,
+    enabled: r.enabled,
+    severity: r.severity,
+    condition: r.condition,
+    created_at: r.created_at.toISOString(),
+    updated_at: r.updated_at.toISOString(),
+  }
+}
+
+function alertView(a: AlertRow) {
+  return {
+    id: a.id,
+    rule_key: a.rule_key,
+    rule_id: a.rule_id,
+    event_key: a.event_key,
+    action_id: a.action_id,
+    session_key: a.session_key,
+    machine_id: a.machine_id,
+    agent_key: a.agent_key,
+    severity: a.severity,
+    title: a.title,
+    context: a.context,
+    status: a.status,
+    created_at: a.created_at.toISOString(),
+    updated_at: a.updated_at.toISOString(),
+  }
+}

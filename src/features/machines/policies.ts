@@ -1,0 +1,67 @@
+/**
+ * @module features/machines/policies
+ * The policy document served to daemons (SPEC §11.1) and its hash. The hash is the SHA-256 of
+ * the exact bytes served, sent unquoted both as the `ETag` of `GET …/policies` and as the
+ * heartbeat's `policy_hash`: the Gen-B daemon compares the two strings byte for byte and
+ * refetches on every heartbeat when they differ (SPEC §7.1, "compatibility trap").
+ */
+import { createHash } from 'node:crypto'
+import type { Tx } from '../../infra/db.ts'
+
+interface PolicyRow {
+  id: string
+  org_id: string
+  name: string
+  description: string | null
+  enabled: boolean
+  priority: number
+  rules: unknown
+  created_at: Date
+  updated_at: Date
+}
+
+export interface PolicyDocument {
+  /** The JSON array exactly as served. */
+  text: string
+  /** Hex SHA-256 of `text`. */
+  hash: string
+}
+
+/**
+ * The org's enabled policies (runs inside `withOrg`). Priority descending as the daemon
+ * evaluates them, then oldest first and by id so equal priorities keep a stable order and hash.
+ * jsonb prints object keys in a canonical order, so the same rows always give the same bytes.
+ */
+export async function policyDocument(tx: Tx): Promise<PolicyDocument> {
+  const rows = await tx<PolicyRow[]>`
+    select id, org_id, name, description, enabled, priority, rules, created_at, updated_at
+      from enforcement_policies
+     where enabled
+     order by priority desc, created_at, id`
+  const text = JSON.stringify(
+    rows.map((r) => ({
+      id: r.id,
+      org_id: r.org_id,
+      name: r.name,
+      description: r.description ?? '',
+      enabled: r.enabled,
+      priority: r.priority,
+      rules: r.rules,
+      created_at: r.created_at.toISOString(),
+      updated_at: r.updated_at.toISOString(),
+    })),
+  )
+  return { text, hash: createHash('sha256').update(text).digest('hex') }
+}
+
+/**
+ * True when `If-None-Match` names `hash`: the daemon sends our unquoted value back; quoted,
+ * weak (`W/"…"`), listed and `*` forms (RFC 9110 §13.1.2) are honoured too.
+ */
+export function notModified(ifNoneMatch: string | undefined, hash: string): boolean {
+  if (!ifNoneMatch) return false
+  return ifNoneMatch.split(',').some((raw) => {
+    const tag = raw.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1')
+    return tag === '*' || tag === hash
+  })
+}

@@ -1,0 +1,173 @@
+/**
+ * @module features/machines/routes
+ * The daemon ("machines") API of SPEC §7.1, with the status codes the public Gen-B daemon
+ * accepts (§17): register 201/200, heartbeat 200, policies 200/304 with an unquoted ETag,
+ * events 200, agents 200, graphs 201/200 (never 204: that daemon counts 204 as a failure).
+ * Any credential with the `ingest` scope; a machine of another org, or a path id that is not a
+ * UUID, is a 404. See docs/machines.md for the decisions behind each answer.
+ */
+import type { MiddlewareHandler } from 'hono'
+import type { CredentialResolver } from '../../auth/credentials.ts'
+import { readJson } from '../../http/body.ts'
+import type { RouteRegistry } from '../../http/openapi.ts'
+import type { AppEnv } from '../../http/request-context.ts'
+import { normalizeDaemonEvent } from '../ingest/events.ts'
+import { batchBody, eventsOf, MAX_BATCH_BYTES } from '../ingest/routes.ts'
+import { acceptEvents } from '../ingest/service.ts'
+import { notModified } from './policies.ts'
+import {
+  AgentsBody,
+  AgentsResponse,
+  EventsEnvelope,
+  EventsResponse,
+  GraphsBody,
+  GraphsResponse,
+  HeartbeatBody,
+  HeartbeatResponse,
+  MachineParams,
+  PolicyList,
+  RegisterBody,
+  RegisterResponse,
+} from './schema.ts'
+import { heartbeat, machinePolicies, registerMachine, replaceProcesses, resolveMachine, upsertGraphs } from './service.ts'
+
+/** Process snapshots are small (≤ 1,000 entries); graphs carry whole raw graph objects. */
+const AGENTS_BODY_BYTES = 1024 * 1024
+
+export function mountMachines(
+  routes: RouteRegistry,
+  // Whatever acceptEvents needs (the ingest quota included: daemon events count against the same
+  // per-org budget as /v1/ingest).
+  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver; ingest: MiddlewareHandler<AppEnv> },
+): void {
+  const tags = ['machines']
+  const guard = [deps.ingest]
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/machines/register',
+      operationId: 'registerMachine',
+      summary: 'Register a daemon (idempotent per client machine_id); install/enrollment credentials get a service token',
+      tags,
+      auth: true,
+      body: RegisterBody,
+      responses: {
+        201: { description: 'First registration of this machine', schema: RegisterResponse },
+        200: { description: 'The machine was already registered: same cloud id', schema: RegisterResponse },
+      },
+    },
+    guard,
+    async (c, { body }) => {
+      const r = await registerMachine(deps, c.get('principal'), body, c.get('requestId'))
+      return c.json(r.body, r.created ? 201 : 200)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/machines/:id/heartbeat',
+      operationId: 'machineHeartbeat',
+      summary: 'Record a heartbeat; answers the current policy hash',
+      tags,
+      auth: true,
+      params: MachineParams,
+      body: HeartbeatBody,
+      responses: { 200: { description: 'Recorded', schema: HeartbeatResponse } },
+    },
+    guard,
+    async (c, { params, body }) => c.json(await heartbeat(deps, c.get('principal'), params.id, body)),
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/machines/:id/policies',
+      operationId: 'machinePolicies',
+      summary: "The org's enabled enforcement policies (bare array); ETag is the heartbeat policy_hash",
+      tags,
+      auth: true,
+      params: MachineParams,
+      responses: {
+        200: { description: 'The policies; `ETag` (unquoted) = heartbeat policy_hash', schema: PolicyList },
+        304: { description: 'If-None-Match equals the current ETag: unchanged, no body' },
+      },
+    },
+    guard,
+    async (c, { params }) => {
+      const doc = await machinePolicies(deps, c.get('principal'), params.id)
+      if (notModified(c.req.header('if-none-match'), doc.hash)) return c.body(null, 304, { ETag: doc.hash })
+      return c.body(doc.text, 200, { 'content-type': 'application/json', ETag: doc.hash })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/machines/:id/events',
+      operationId: 'machineEvents',
+      summary: 'Ingest daemon events (at most 500 events and 10 MiB, gzip allowed); 200 with per-item results',
+      tags,
+      auth: true,
+      params: MachineParams,
+      rawBody: EventsEnvelope,
+      responses: {
+        200: {
+          description: 'Durably accepted; per-item outcomes (also when some or all items were rejected: a retry cannot fix them)',
+          schema: EventsResponse,
+        },
+      },
+    },
+    guard,
+    async (c, { params }) => {
+      const principal = c.get('principal')
+      const machineId = await resolveMachine(deps, principal, params.id)
+      const events = eventsOf(await readJson(c.req.raw, MAX_BATCH_BYTES))
+      const now = Date.now()
+      const items = events.map((e, i) => normalizeDaemonEvent(e, `/events/${i}`, now, machineId))
+      const out = await acceptEvents(deps, principal.orgId, items, machineId)
+      return c.json(batchBody(out), 200)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/machines/:id/agents',
+      operationId: 'machineAgents',
+      summary: "Replace the machine's agent process snapshot ([] clears it)",
+      tags,
+      auth: true,
+      params: MachineParams,
+      body: AgentsBody,
+      bodyLimit: AGENTS_BODY_BYTES,
+      responses: { 200: { description: 'Snapshot replaced', schema: AgentsResponse } },
+    },
+    guard,
+    async (c, { params, body }) => c.json(await replaceProcesses(deps, c.get('principal'), params.id, body)),
+  )
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/machines/:id/graphs',
+      operationId: 'machineGraphs',
+      summary: 'Upsert agent graphs per (machine, graph id); 201 when any was new, else 200 (never 204)',
+      tags,
+      auth: true,
+      params: MachineParams,
+      body: GraphsBody,
+      bodyLimit: MAX_BATCH_BYTES,
+      responses: {
+        201: { description: 'At least one graph was new', schema: GraphsResponse },
+        200: { description: 'Every graph was already known (updated), or the list was empty', schema: GraphsResponse },
+      },
+    },
+    guard,
+    async (c, { params, body }) => {
+      const r = await upsertGraphs(deps, c.get('principal'), params.id, body)
+      return c.json(r, r.created > 0 ? 201 : 200)
+    },
+  )
+}

@@ -1,0 +1,262 @@
+/**
+ * @module features/machines/service
+ * The daemon's machine lifecycle inside tenant transactions: registration (upsert on the client
+ * fingerprint, service-token exchange), heartbeats, the process snapshot and agent graphs.
+ *
+ * Which machine a credential may act on: any machine of its org, except that a service token
+ * minted at registration is bound to its machine (`api_tokens.machine_id`) and sees every other
+ * machine as absent (404). Another org's machine is always absent: RLS hides it.
+ */
+import type { Static } from '@sinclair/typebox'
+import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
+import { FORMATS } from '../../auth/opaque-tokens.ts'
+import { ForbiddenError, NotFoundError } from '../../errors.ts'
+import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { recordAudit } from '../audit/repo.ts'
+import { issueToken } from '../tokens/repo.ts'
+import { cleanJson, timestampOrNull } from './clean.ts'
+import { policyDocument } from './policies.ts'
+import type { AgentsBody, GraphsBody, HeartbeatBody, RegisterBody } from './schema.ts'
+
+export const SERVICE_SCOPES = ['ingest', 'read']
+/** Credential kinds exchanged for a service token at registration (SPEC §3.2, §3.3). */
+const EXCHANGED = new Set(['install', 'enrollment'])
+const REGISTER_FIELDS = new Set(['machine_id', 'hostname', 'os', 'arch', 'agent_version'])
+
+export interface MachineDeps {
+  sql: Sql
+  resolver: CredentialResolver
+}
+
+/**
+ * The machine `rawId` names, if this credential may act on it; 404 otherwise (not a UUID, not in
+ * the org, or not the machine a service token is bound to). `lock` serialises writers of one
+ * machine (FOR NO KEY UPDATE: foreign-key checks elsewhere are not blocked).
+ */
+export async function machineOf(tx: Tx, principal: Principal, rawId: string, lock = false): Promise<string> {
+  const id = rawId.toLowerCase()
+  if (isUuid(id)) {
+    const [row] = await tx<{ id: string }[]>`
+      select m.id from machines m
+       where m.id = ${id}
+         and not exists (select 1 from api_tokens t
+                          where t.id = ${principal.tokenId} and t.machine_id is not null and t.machine_id <> m.id)
+       ${lock ? tx`for no key update of m` : tx``}`
+    if (row) return row.id
+  }
+  throw new NotFoundError('No machine with that id in this organization.')
+}
+
+export interface Registration {
+  created: boolean
+  body: { machine_id: string; id: string; org_id: string; service_token?: string }
+}
+
+/**
+ * Upserts the machine on (org, client fingerprint): the same host re-registering gets the same
+ * row, with its details refreshed. An install or enrollment credential is exchanged for a service
+ * token bound to the machine, minted again at every registration with such a credential (the raw
+ * value cannot be shown twice) while the machine's previous service tokens are revoked, so each
+ * machine holds at most one live service token. The presented credential is never consumed:
+ * Gen-B daemons re-register with it at every start (SPEC §3.3).
+ */
+export async function registerMachine(
+  deps: MachineDeps,
+  principal: Principal,
+  body: Static<typeof RegisterBody>,
+  requestId: string,
+): Promise<Registration> {
+  const extra = cleanJson(
+    Object.fromEntries(Object.entries(body).filter(([k]) => !REGISTER_FIELDS.has(k))),
+    '',
+  ) as Record<string, unknown>
+  const revoked: string[] = []
+  const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
+    const [row] = await tx<{ id: string; inserted: boolean }[]>`
+      insert into machines (org_id, client_machine_id, hostname, os, arch, agent_version, token_id, metadata, last_seen_at)
+      values (app_current_org(), ${body.machine_id}, ${body.hostname ?? null}, ${body.os ?? null}, ${body.arch ?? null},
+              ${body.agent_version ?? null}, ${principal.tokenId}, ${tx.json(extra as never)}, now())
+      on conflict (org_id, client_machine_id) do update set
+        hostname      = coalesce(excluded.hostname, machines.hostname),
+        os            = coalesce(excluded.os, machines.os),
+        arch          = coalesce(excluded.arch, machines.arch),
+        agent_version = coalesce(excluded.agent_version, machines.agent_version),
+        token_id      = excluded.token_id,
+        metadata      = machines.metadata || excluded.metadata,
+        last_seen_at  = now()
+      returning id, (xmax = 0) as inserted`
+    const machineId = row!.id
+    // A service token re-registering may only re-register its own machine (rolls back the upsert).
+    const [bound] = await tx<{ machine_id: string | null }[]>`select machine_id from api_tokens where id = ${principal.tokenId}`
+    if (bound?.machine_id && bound.machine_id !== machineId) {
+      throw new ForbiddenError('This service token belongs to another machine.')
+    }
+    if (row!.inserted) {
+      await recordAudit(tx, {
+        actorType: 'token',
+        actorId: principal.tokenId,
+        action: 'machine.register',
+        targetType: 'machine',
+        targetId: machineId,
+        requestId,
+        details: { client_machine_id: body.machine_id, hostname: body.hostname ?? null },
+      })
+    }
+    let serviceToken: string | undefined
+    if (EXCHANGED.has(principal.kind)) {
+      // The upsert above holds the machine row lock: concurrent registrations of one machine
+      // queue here, and each sees the token minted by the one before it.
+      const old = await tx<{ id: string }[]>`
+        update api_tokens set revoked_at = now()
+         where kind = ${FORMATS.serviceToken.kind} and machine_id = ${machineId} and revoked_at is null
+        returning id`
+      revoked.push(...old.map((o) => o.id))
+      const issued = await issueToken(tx, {
+        format: FORMATS.serviceToken,
+        name: `machine ${machineId}`,
+        scopes: SERVICE_SCOPES,
+        createdBy: principal.tokenId,
+      })
+      await tx`update api_tokens set machine_id = ${machineId} where id = ${issued.id}`
+      await recordAudit(tx, {
+        actorType: 'token',
+        actorId: principal.tokenId,
+        action: 'service_token.issue',
+        targetType: 'api_token',
+        targetId: issued.id,
+        requestId,
+        details: { machine_id: machineId, revoked },
+      })
+      serviceToken = issued.token
+    }
+    return {
+      created: row!.inserted,
+      body: {
+        machine_id: machineId,
+        id: machineId,
+        org_id: principal.orgId,
+        ...(serviceToken ? { service_token: serviceToken } : {}),
+      },
+    }
+  })
+  // After commit: the revoked tokens are refused from the next request on this instance.
+  for (const id of revoked) deps.resolver.invalidate(id)
+  return result
+}
+
+/** Records a heartbeat and answers with the current policy hash (the policies' ETag). */
+export function heartbeat(
+  deps: MachineDeps,
+  principal: Principal,
+  rawId: string,
+  body: Static<typeof HeartbeatBody>,
+): Promise<{ config_version: string; policy_hash: string; domains: string[] }> {
+  return withOrg(deps.sql, principal.orgId, async (tx) => {
+    const id = await machineOf(tx, principal, rawId)
+    const uptime = body.uptime === undefined || body.uptime === null ? null : Math.floor(body.uptime)
+    await tx`
+      update machines set last_seen_at = now(),
+             agent_version = coalesce(${body.agent_version ?? null}, agent_version),
+             uptime_seconds = coalesce(${uptime}, uptime_seconds)
+       where id = ${id}`
+    const { hash } = await policyDocument(tx)
+    return { config_version: hash, policy_hash: hash, domains: [] }
+  })
+}
+
+/** The policy document for a machine of the org (404 for any other id). */
+export function machinePolicies(deps: MachineDeps, principal: Principal, rawId: string) {
+  return withOrg(deps.sql, principal.orgId, async (tx) => {
+    await machineOf(tx, principal, rawId)
+    return policyDocument(tx)
+  })
+}
+
+/** The machine id for a credential, in its own short transaction (events: checked before the body is read). */
+export function resolveMachine(deps: MachineDeps, principal: Principal, rawId: string): Promise<string> {
+  return withOrg(deps.sql, principal.orgId, (tx) => machineOf(tx, principal, rawId))
+}
+
+/**
+ * Replaces the machine's process snapshot; an empty list clears it. The machine row is locked
+ * so two snapshots of one machine never interleave. A repeated (platform, pid) keeps the first.
+ */
+export async function replaceProcesses(
+  deps: MachineDeps,
+  principal: Principal,
+  rawId: string,
+  body: Static<typeof AgentsBody>,
+): Promise<{ machine_id: string; agents: number }> {
+  const rows = body.agents.map((a, i) => ({
+    platform: a.platform,
+    pid: a.pid,
+    binary_path: a.binary_path ?? null,
+    state: a.state,
+    cpu_percent: a.cpu_percent ?? null,
+    memory_mb: a.memory_mb ?? null,
+    started_at: timestampOrNull(a.started_at, `/agents/${i}/started_at`),
+  }))
+  return withOrg(deps.sql, principal.orgId, async (tx) => {
+    const id = await machineOf(tx, principal, rawId, true)
+    await tx`delete from machine_processes where machine_id = ${id}`
+    if (rows.length === 0) return { machine_id: id, agents: 0 }
+    const inserted = await tx`
+      insert into machine_processes (org_id, machine_id, platform, pid, binary_path, state, cpu_percent, memory_mb, started_at)
+      select app_current_org(), ${id}, r.platform, r.pid, r.binary_path, r.state, r.cpu_percent, r.memory_mb, r.started_at
+        from jsonb_to_recordset(${tx.json(rows as never)}::jsonb)
+             as r(platform text, pid bigint, binary_path text, state text, cpu_percent float8, memory_mb float8,
+                  started_at timestamptz)
+      on conflict do nothing`
+    return { machine_id: id, agents: inserted.count }
+  })
+}
+
+/**
+ * Upserts graphs per (org, machine, graph id), latest copy wins. `created` counts graphs seen
+ * for the first time (the route answers 201 when there is one).
+ */
+export async function upsertGraphs(
+  deps: MachineDeps,
+  principal: Principal,
+  rawId: string,
+  body: Static<typeof GraphsBody>,
+): Promise<{ received: number; created: number; updated: number }> {
+  // The last copy of a repeated id wins (one upsert may not touch a row twice).
+  const byId = new Map<string, Record<string, unknown>>()
+  body.graphs.forEach((g, i) => {
+    byId.set(g.id, {
+      graph_id: g.id,
+      root_agent_id: g.root_agent_id ?? null,
+      root_agent_name: g.root_agent_name ?? null,
+      status: g.status ?? null,
+      total_nodes: g.total_nodes ?? null,
+      graph: g.nodes === undefined ? {} : cleanJson(g.nodes, `/graphs/${i}/nodes`),
+      started_at: timestampOrNull(g.started_at, `/graphs/${i}/started_at`),
+      completed_at: timestampOrNull(g.completed_at, `/graphs/${i}/completed_at`),
+    })
+  })
+  return withOrg(deps.sql, principal.orgId, async (tx) => {
+    const id = await machineOf(tx, principal, rawId)
+    if (byId.size === 0) return { received: 0, created: 0, updated: 0 }
+    const rows = await tx<{ inserted: boolean }[]>`
+      insert into machine_graphs (org_id, machine_id, graph_id, root_agent_id, root_agent_name, status, total_nodes,
+                                  graph, started_at, completed_at)
+      select app_current_org(), ${id}, r.graph_id, r.root_agent_id, r.root_agent_name, r.status, r.total_nodes,
+             coalesce(r.graph, '{}'::jsonb), r.started_at, r.completed_at
+        from jsonb_to_recordset(${tx.json([...byId.values()] as never)}::jsonb)
+             as r(graph_id text, root_agent_id text, root_agent_name text, status text, total_nodes integer,
+                  graph jsonb, started_at timestamptz, completed_at timestamptz)
+      on conflict (org_id, machine_id, graph_id) do update set
+        root_agent_id   = excluded.root_agent_id,
+        root_agent_name = excluded.root_agent_name,
+        status          = excluded.status,
+        total_nodes     = excluded.total_nodes,
+        graph           = excluded.graph,
+        started_at      = excluded.started_at,
+        completed_at    = excluded.completed_at,
+        updated_at      = now()
+      returning (xmax = 0) as inserted`
+    const created = rows.filter((r) => r.inserted).length
+    return { received: body.graphs.length, created, updated: rows.length - created }
+  })
+}

@@ -1,0 +1,46 @@
+/**
+ * @module workers/consumer.worker
+ * Entry point of one consumer thread (see ./pool.ts). It opens its own small pool as the runtime
+ * role, runs the consumer loop until the parent posts `stop`, then closes the pool and reports
+ * `stopped`. The thread is long-lived: the parent never terminates it (Bun #15964).
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { createPool } from '../infra/db.ts'
+import { createLogger } from '../infra/log.ts'
+import { runConsumer } from './consume.ts'
+import { HANDLERS } from './handlers.ts'
+import type { FromWorker, ToWorker, WorkerInit } from './pool.ts'
+
+const init = workerData as WorkerInit
+const port = parentPort!
+const send = (message: FromWorker) => port.postMessage(message)
+const log = createLogger(init.logLevel, 'stdout').child({ worker: init.consumer })
+// One connection for LISTEN, one or two for rounds (one org transaction at a time).
+const sql = createPool(init.target, {
+  max: 3,
+  statementTimeoutMs: init.statementTimeoutMs,
+  applicationName: `quint-cloud:${init.consumer}`,
+})
+const stop = new AbortController()
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'stop') stop.abort()
+})
+
+send({ type: 'started' })
+try {
+  await runConsumer({
+    sql,
+    consumer: init.consumer,
+    handle: HANDLERS[init.consumer],
+    log,
+    signal: stop.signal,
+    pollMs: init.pollMs,
+    onApplied: (batches) => send({ type: 'applied', batches }),
+  })
+} finally {
+  await sql.end({ timeout: 5 })
+  send({ type: 'stopped' })
+  // Let the thread end on its own once the port is closed (no terminate()).
+  port.close()
+}

@@ -1,0 +1,102 @@
+/**
+ * @module workers/pool
+ * One long-lived worker thread per consumer (pipeline, sessions, alerts), so a slow consumer
+ * never holds up the HTTP thread or the others. Threads are never terminated (Bun #15964, #41022):
+ * `stop` asks each to finish its round and close its pool, then waits for it. A thread that dies
+ * unexpectedly is started again after a backoff; what it had claimed rolled back with its
+ * transaction, so the new one resumes where it stopped.
+ */
+import { Worker } from 'node:worker_threads'
+import type { ConsumerName } from '../features/ingest/bus.ts'
+import type { DbTarget } from '../infra/db.ts'
+import type { Logger } from '../infra/log.ts'
+import type { Metrics } from '../infra/metrics.ts'
+
+/** `workerData` of a consumer thread (structured-cloned). */
+export interface WorkerInit {
+  consumer: ConsumerName
+  target: DbTarget
+  statementTimeoutMs: number
+  logLevel: string
+  pollMs: number
+}
+export type ToWorker = { type: 'stop' }
+export type FromWorker = { type: 'started' } | { type: 'applied'; batches: number } | { type: 'stopped' }
+
+const RESTART_MIN_MS = 500
+const RESTART_MAX_MS = 30_000
+/** A thread that ran this long before dying starts again without backoff. */
+const HEALTHY_RUN_MS = 60_000
+
+interface Slot {
+  consumer: ConsumerName
+  worker: Worker | null
+  startedAt: number
+  restarts: number
+  exited: Promise<void>
+  timer: ReturnType<typeof setTimeout> | null
+}
+
+export class ConsumerPool {
+  readonly #slots: Slot[]
+  #stopping = false
+  private readonly init: Omit<WorkerInit, 'consumer'>
+  private readonly log: Logger
+  private readonly metrics: Metrics
+
+  constructor(consumers: readonly ConsumerName[], init: Omit<WorkerInit, 'consumer'>, log: Logger, metrics: Metrics) {
+    this.init = init
+    this.log = log
+    this.metrics = metrics
+    this.#slots = consumers.map((consumer) => ({
+      consumer,
+      worker: null,
+      startedAt: 0,
+      restarts: 0,
+      exited: Promise.resolve(),
+      timer: null,
+    }))
+  }
+
+  start(): void {
+    for (const slot of this.#slots) this.#spawn(slot)
+  }
+
+  /** Asks every thread to finish its round and waits for all of them (bounded by the caller). */
+  async stop(): Promise<void> {
+    this.#stopping = true
+    for (const slot of this.#slots) {
+      if (slot.timer) clearTimeout(slot.timer)
+      slot.worker?.postMessage({ type: 'stop' } satisfies ToWorker)
+    }
+    await Promise.all(this.#slots.map((s) => s.exited))
+  }
+
+  #spawn(slot: Slot): void {
+    const worker = new Worker(new URL('./consumer.worker.ts', import.meta.url), {
+      workerData: { ...this.init, consumer: slot.consumer } satisfies WorkerInit,
+    })
+    slot.worker = worker
+    slot.startedAt = Date.now()
+    worker.on('message', (message: FromWorker) => {
+      if (message.type === 'applied') this.metrics.consumerBatches.inc({ consumer: slot.consumer }, message.batches)
+    })
+    worker.on('error', (err) => this.log.error({ err, consumer: slot.consumer }, 'consumer thread failed'))
+    slot.exited = new Promise<void>((resolve) => {
+      worker.once('exit', (code) => {
+        slot.worker = null
+        resolve()
+        if (this.#stopping) return
+        const ranMs = Date.now() - slot.startedAt
+        slot.restarts = ranMs >= HEALTHY_RUN_MS ? 0 : slot.restarts + 1
+        const delay = slot.restarts === 0 ? 0 : Math.min(RESTART_MIN_MS * 2 ** (slot.restarts - 1), RESTART_MAX_MS)
+        this.log.error({ consumer: slot.consumer, code, ran_ms: ranMs, restart_in_ms: delay }, 'consumer thread exited; restarting')
+        this.metrics.consumerRestarts.inc({ consumer: slot.consumer })
+        slot.timer = setTimeout(() => {
+          slot.timer = null
+          if (!this.#stopping) this.#spawn(slot)
+        }, delay)
+      })
+    })
+  }
+}

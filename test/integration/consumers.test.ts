@@ -1,0 +1,156 @@
+/**
+ * The consumer loop and its worker threads on real Postgres: NOTIFY wakes an idle consumer, a
+ * failing org is retried without stalling the others, the database going away is survived, and
+ * the thread pool derives actions, sessions and alerts from ingested events and stops cleanly.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { CreatedOrg } from '../../src/features/orgs/service.ts'
+import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { createMetrics } from '../../src/infra/metrics.ts'
+import { runConsumer, type Handler } from '../../src/workers/consume.ts'
+import { ConsumerPool } from '../../src/workers/pool.ts'
+import { twoOrgApp, type testApp } from '../helpers/app.ts'
+import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
+
+let db: TestDatabase
+let t: ReturnType<typeof testApp>
+let a: CreatedOrg
+let b: CreatedOrg
+
+beforeAll(async () => {
+  ;({ db, t, a, b } = await twoOrgApp())
+}, HOOK_TIMEOUT_MS)
+afterAll(async () => {
+  await db.drop()
+}, HOOK_TIMEOUT_MS)
+
+const event = (session = 's-1', over: Record<string, unknown> = {}) => ({
+  schema_version: 2,
+  event_id: crypto.randomUUID(),
+  timestamp: new Date().toISOString(),
+  action_type: 'tools/call',
+  session_id: session,
+  agent_id: 'agent-1',
+  tool_name: 'Bash',
+  arguments_json: '{"command":"ls"}',
+  decision: 'allow',
+  ...over,
+})
+/** Sends like a daemon: a 503 (database unavailable) is retried with the same events. */
+const ingest = async (token: string, events: unknown[]) => {
+  for (let attempt = 0; ; attempt++) {
+    const res = await t.call('POST', '/v1/ingest', { token, json: { events } })
+    if (res.status === 503 && attempt < 5) {
+      expect(res.headers.get('retry-after')).not.toBeNull()
+      await Bun.sleep(100)
+      continue
+    }
+    expect(res.status).toBe(200)
+    return
+  }
+}
+const count = async (sql: string, org: string): Promise<number> =>
+  ((await db.owner.unsafe(sql, [org]))[0] as unknown as { n: number }).n
+
+/** Waits for a condition the system must reach; fails loudly with what it last saw. */
+async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
+  const until = Date.now() + ms
+  let last = await read()
+  while (!ok(last)) {
+    if (Date.now() > until) throw new Error(`condition not reached in ${ms} ms; last value: ${JSON.stringify(last)}`)
+    await Bun.sleep(25)
+    last = await read()
+  }
+  return last
+}
+
+const stored = (org: string) => count('select count(*)::int as n from actions where org_id = $1', org)
+
+describe('runConsumer', () => {
+  test('an idle consumer is woken by NOTIFY, not by its poll', async () => {
+    const stop = new AbortController()
+    // A one-minute poll: only the notification can make this test pass in time.
+    const running = runConsumer({ sql: db.app, consumer: 'pipeline', handle: storeEvents, log: testLog, signal: stop.signal, pollMs: 60_000 })
+    await Bun.sleep(200) // let it reach its idle wait
+    const before = await stored(a.org_id)
+    await ingest(a.deploy_token, [event(), event()])
+    await eventually(() => stored(a.org_id), (n) => n === before + 2, 10_000)
+    stop.abort()
+    await running
+  })
+
+  test('a failing org is retried with backoff while the other orgs go on; nothing it claimed is lost', async () => {
+    let failA = true
+    const flaky: Handler = async (tx, batches) => {
+      const [{ org }] = (await tx`select app_current_org()::text as org`) as any
+      if (org === a.org_id && failA) throw new Error('simulated handler failure')
+      return storeEvents(tx, batches)
+    }
+    const stop = new AbortController()
+    const running = runConsumer({ sql: db.app, consumer: 'pipeline', handle: flaky, log: testLog, signal: stop.signal, pollMs: 50 })
+    const [beforeA, beforeB] = [await stored(a.org_id), await stored(b.org_id)]
+    await ingest(a.deploy_token, [event()])
+    await ingest(b.deploy_token, [event(), event()])
+    await eventually(() => stored(b.org_id), (n) => n === beforeB + 2)
+    expect(await stored(a.org_id)).toBe(beforeA)
+    failA = false
+    await eventually(() => stored(a.org_id), (n) => n === beforeA + 1)
+    stop.abort()
+    await running
+  })
+
+  test('connections killed under it: the loop recovers and applies the work', async () => {
+    const stop = new AbortController()
+    const running = runConsumer({ sql: db.app, consumer: 'pipeline', handle: storeEvents, log: testLog, signal: stop.signal, pollMs: 50 })
+    await Bun.sleep(100)
+    await db.owner`select pg_terminate_backend(pid) from pg_stat_activity where usename = 'quint_app' and datname = ${db.name}`
+    const before = await stored(a.org_id)
+    // The request path shares the pool whose connections just died: 503, then fine on retry.
+    await ingest(a.deploy_token, [event()])
+    await eventually(() => stored(a.org_id), (n) => n === before + 1)
+    stop.abort()
+    await running
+  })
+})
+
+describe('ConsumerPool (worker threads)', () => {
+  test('three threads derive actions, sessions and alerts; stop() waits for them', async () => {
+    const metrics = createMetrics()
+    const pool = new ConsumerPool(
+      ['pipeline', 'sessions', 'alerts'],
+      { target: db.appTarget, statementTimeoutMs: 30_000, logLevel: 'silent', pollMs: 100 },
+      testLog,
+      metrics,
+    )
+    pool.start()
+    try {
+      const session = `pool-${crypto.randomUUID()}`
+      const before = await stored(a.org_id)
+      await ingest(a.deploy_token, [
+        event(session),
+        event(session, { risk_score: 95 }),
+        event(session, { decision: 'block' }),
+      ])
+      await eventually(() => stored(a.org_id), (n) => n === before + 3)
+      await eventually(
+        () => count(`select coalesce(max(event_count), 0)::int as n from sessions where org_id = $1 and session_key = '${session}'`, a.org_id),
+        (n) => n === 3,
+      )
+      await eventually(
+        () => count(`select count(*)::int as n from alerts where org_id = $1 and session_key = '${session}'`, a.org_id),
+        (n) => n >= 2,
+      )
+      // Every batch was taken by all three consumers and then removed.
+      await eventually(() => count('select count(*)::int as n from bus_batches where org_id = $1', a.org_id), (n) => n === 0)
+      const applied = (await metrics.registry.getSingleMetric('quint_consumer_batches_total')!.get()).values
+      expect(applied.map((v) => v.labels.consumer).sort()).toEqual(['alerts', 'pipeline', 'sessions'])
+    } finally {
+      await pool.stop()
+    }
+    // Stopped threads closed their connections.
+    await eventually(
+      () => count(`select count(*)::int as n from pg_stat_activity where application_name like 'quint-cloud:%' and datname = $1`, db.name),
+      (n) => n === 0,
+    )
+  })
+})

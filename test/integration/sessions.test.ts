@@ -1,0 +1,155 @@
+/**
+ * The sessions consumer on real Postgres: sessions and agents derived from ingested events and
+ * lifecycle reports, counting each event once across duplicate batches and replays, hierarchy in
+ * both arrival orders, out-of-order lifecycle, and tenant separation.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { CreatedOrg } from '../../src/features/orgs/service.ts'
+import { applySessions, parentKeyOf } from '../../src/features/sessions/consumer.ts'
+import { drainOnce } from '../../src/workers/consume.ts'
+import { twoOrgApp, type testApp } from '../helpers/app.ts'
+import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
+
+let db: TestDatabase
+let t: ReturnType<typeof testApp>
+let a: CreatedOrg
+let b: CreatedOrg
+
+beforeAll(async () => {
+  ;({ db, t, a, b } = await twoOrgApp())
+}, HOOK_TIMEOUT_MS)
+afterAll(async () => {
+  await db.drop()
+}, HOOK_TIMEOUT_MS)
+
+const event = (session: string, over: Record<string, unknown> = {}) => ({
+  schema_version: 2,
+  event_id: crypto.randomUUID(),
+  timestamp: new Date().toISOString(),
+  platform: 'claude-code',
+  action_type: 'tools/call',
+  session_id: session,
+  agent_id: `agent-of-${session.split(':')[0]}`,
+  tool_name: 'Bash',
+  decision: 'allow',
+  ...over,
+})
+
+const ingest = (token: string, events: unknown[]) => t.call('POST', '/v1/ingest', { token, json: { events } })
+const lifecycle = (token: string, body: Record<string, unknown>) =>
+  t.call('POST', '/v1/sessions/ingest', { token, json: { timestamp: new Date().toISOString(), ...body } })
+const sessions = () => drainOnce(db.app, 'sessions', applySessions)
+
+async function session(org: string, key: string) {
+  const [row] = await db.owner<Record<string, any>[]>`
+    select s.*, p.session_key as parent_session_key from sessions s
+      left join sessions p on p.org_id = s.org_id and p.id = s.parent_id
+     where s.org_id = ${org} and s.session_key = ${key}`
+  return row
+}
+
+describe('sessions consumer', () => {
+  test('counts events, blocked events and risk per session; agents get event and session counts', async () => {
+    const events = [
+      event('s-count', { risk_score: 10 }),
+      event('s-count', { risk_score: 90, decision: 'block' }),
+      event('s-count'),
+    ]
+    expect((await ingest(a.deploy_token, events)).status).toBe(200)
+    expect(await sessions()).toBe(1)
+    const s = await session(a.org_id, 's-count')
+    expect(s).toMatchObject({ event_count: '3', blocked_count: '1', risk_max: 90, risk_sum: '100', risk_count: '2', state: 'active' })
+    expect(s!.platform).toBe('claude-code')
+    const [agent] = await db.owner<Record<string, any>[]>`
+      select * from agents where org_id = ${a.org_id} and agent_key = 'agent-of-s-count'`
+    expect(agent).toMatchObject({ event_count: '3', session_count: '1' })
+    expect(s!.agent_id).toBe(agent!.id)
+  })
+
+  test('an event delivered again in a later batch is counted once', async () => {
+    const events = [event('s-dup'), event('s-dup')]
+    await ingest(a.deploy_token, events)
+    await sessions()
+    // Resent before the pipeline stored the first copy: ingest accepts it again (it cannot know
+    // yet), so the same event reaches this consumer in a second batch; its ledger counts it once.
+    const resend = await ingest(a.deploy_token, [events[0], event('s-dup')])
+    expect(resend.body.accepted).toBe(2)
+    await sessions()
+    expect((await session(a.org_id, 's-dup'))!.event_count).toBe('3')
+  })
+
+  test('sub-agent sessions link to their parent whichever arrives first', async () => {
+    // Child first (edge form {parent}:sub:{N}), parent later.
+    await ingest(a.deploy_token, [event('root-1:sub:1')])
+    await sessions()
+    expect((await session(a.org_id, 'root-1:sub:1'))!.parent_id).toBeNull()
+    await ingest(a.deploy_token, [event('root-1')])
+    await sessions()
+    expect((await session(a.org_id, 'root-1:sub:1'))!.parent_session_key).toBe('root-1')
+    // Parent first, child named by an explicit parent_session_id.
+    await ingest(a.deploy_token, [event('root-2'), event('child-x', { parent_session_id: 'root-2' })])
+    await sessions()
+    expect((await session(a.org_id, 'child-x'))!.parent_session_key).toBe('root-2')
+    expect((await session(a.org_id, 'root-2'))!.parent_id).toBeNull()
+  })
+
+  test('lifecycle: start, update, end; a late "active" older than the end does not reopen', async () => {
+    const t0 = Date.now() - 60_000
+    const at = (ms: number) => new Date(t0 + ms).toISOString()
+    const id = crypto.randomUUID()
+    expect(
+      (await lifecycle(a.deploy_token, { session_id: id, state: 'active', model: 'claude-sonnet-4', platform: 'cursor', timestamp: at(0) })).body,
+    ).toEqual({ ok: true })
+    await lifecycle(a.deploy_token, { session_id: id, state: 'idle', session_name: 'refactor', timestamp: at(1000) })
+    await lifecycle(a.deploy_token, { session_id: id, state: 'ended', timestamp: at(5000) })
+    await sessions()
+    await lifecycle(a.deploy_token, { session_id: id, state: 'active', timestamp: at(2000) })
+    await sessions()
+    const s = await session(a.org_id, id)
+    expect(s).toMatchObject({ state: 'ended', model: 'claude-sonnet-4', platform: 'cursor', session_name: 'refactor' })
+    expect(s!.started_at.toISOString()).toBe(at(0))
+    expect(s!.ended_at.toISOString()).toBe(at(5000))
+    // A newer report does reopen it.
+    await lifecycle(a.deploy_token, { session_id: id, state: 'active', timestamp: at(9000) })
+    await sessions()
+    expect(await session(a.org_id, id)).toMatchObject({ state: 'active', ended_at: null })
+  })
+
+  test('lifecycle parent_id links the hierarchy; events then count on the lifecycle-created session', async () => {
+    await lifecycle(a.deploy_token, { session_id: 'lc-parent', state: 'active' })
+    await lifecycle(a.deploy_token, { session_id: 'lc-child', state: 'active', parent_id: 'lc-parent' })
+    await ingest(a.deploy_token, [event('lc-child'), event('lc-child')])
+    await sessions()
+    const child = await session(a.org_id, 'lc-child')
+    expect(child).toMatchObject({ parent_session_key: 'lc-parent', event_count: '2' })
+  })
+
+  test('tenants never share sessions: the same session key in two orgs is two sessions', async () => {
+    await ingest(a.deploy_token, [event('shared-key')])
+    await ingest(b.deploy_token, [event('shared-key'), event('shared-key'), event('shared-key:sub:1')])
+    await sessions()
+    expect((await session(a.org_id, 'shared-key'))!.event_count).toBe('1')
+    expect((await session(b.org_id, 'shared-key'))!.event_count).toBe('2')
+    expect((await session(b.org_id, 'shared-key:sub:1'))!.parent_session_key).toBe('shared-key')
+    // Org A's session is not B's parent and vice versa.
+    const [{ n }] = (await db.owner`
+      select count(*)::int as n from sessions c join sessions p on p.id = c.parent_id where c.org_id <> p.org_id`) as any
+    expect(n).toBe(0)
+  })
+
+  test('events without a session still count for their agent; without an agent they only count for the session', async () => {
+    await ingest(a.deploy_token, [event('x', { session_id: undefined, agent_id: 'lonely-agent' }), event('no-agent', { agent_id: undefined })])
+    await sessions()
+    const [agent] = await db.owner<Record<string, any>[]>`select * from agents where org_id = ${a.org_id} and agent_key = 'lonely-agent'`
+    expect(agent).toMatchObject({ event_count: '1', session_count: '0' })
+    expect(await session(a.org_id, 'no-agent')).toMatchObject({ event_count: '1', agent_id: null })
+  })
+})
+
+test('parentKeyOf: explicit parent, the sub-agent form, and never itself', () => {
+  expect(parentKeyOf('a:sub:2', undefined)).toBe('a')
+  expect(parentKeyOf('a:sub:2:sub:1', undefined)).toBe('a:sub:2')
+  expect(parentKeyOf('a', 'p')).toBe('p')
+  expect(parentKeyOf('a', 'a')).toBeNull()
+  expect(parentKeyOf('a:sub:x', undefined)).toBeNull()
+})
