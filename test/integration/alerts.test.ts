@@ -329,7 +329,7 @@ describe('/v1/alert-rules CRUD', () => {
   })
 
   test('ids, bodies, auth', async () => {
-    for (const id of ['nope', '123', crypto.randomUUID(), `${crypto.randomUUID()}x`]) {
+    for (const id of ['nope', '123', crypto.randomUUID(), `${crypto.randomUUID()}x`, 'a'.repeat(300)]) {
       expectProblem(await t.call('GET', `/v1/alert-rules/${id}`, { token: a.admin_key }), 404)
       expectProblem(await t.call('PATCH', `/v1/alerts/${id}`, { token: a.admin_key, json: { status: 'resolved' } }), 404)
     }

@@ -60,7 +60,7 @@ export const AlertRuleList = Type.Object({
 })
 
 /** Path ids are checked in the handler: a malformed id is a 404 like an unknown one. */
-export const IdParams = Type.Object({ id: Type.String({ maxLength: 200, description: 'Resource id (UUID).' }) })
+export const IdParams = Type.Object({ id: Type.String({ description: 'Resource id (UUID).' }) })
 
 export const AlertListQuery = Type.Object(
   {
