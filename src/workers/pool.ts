@@ -23,6 +23,15 @@ export interface WorkerInit {
 export type ToWorker = { type: 'stop' }
 export type FromWorker = { type: 'started' } | { type: 'applied'; batches: number } | { type: 'stopped' }
 
+/**
+ * The thread's entry. From a checkout this module is src/workers/pool.ts. In the compiled
+ * executable (`bun run build` lists the worker as a second entrypoint) every bundled module's
+ * `import.meta.url` is the executable's, at the root of the embedded tree that mirrors `src/`.
+ */
+const WORKER_ENTRY = import.meta.url.startsWith('file:///$bunfs/')
+  ? new URL('./workers/consumer.worker.ts', import.meta.url)
+  : new URL('./consumer.worker.ts', import.meta.url)
+
 const RESTART_MIN_MS = 500
 const RESTART_MAX_MS = 30_000
 /** A thread that ran this long before dying starts again without backoff. */
@@ -73,7 +82,7 @@ export class ConsumerPool {
   }
 
   #spawn(slot: Slot): void {
-    const worker = new Worker(new URL('./consumer.worker.ts', import.meta.url), {
+    const worker = new Worker(WORKER_ENTRY, {
       workerData: { ...this.init, consumer: slot.consumer } satisfies WorkerInit,
     })
     slot.worker = worker
