@@ -30,13 +30,16 @@ export const NOTIFY_CHANNEL = 'quint_bus'
 /** Embedded mode: the message is committed with the caller's transaction, once per consumer. */
 export class LocalBus implements Bus {
   async publish(tx: Tx, message: BusMessage): Promise<void> {
-    const [batch] = await tx<{ id: string }[]>`
-      insert into bus_batches (org_id, kind, payload)
-      values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text::json) returning id`
+    // One round trip on the ack path: the batch, its pending row per consumer, and a NOTIFY
+    // (delivered at commit, so consumers wake up instead of waiting for their next poll).
     await tx`
-      insert into bus_pending (org_id, consumer, batch_id)
-      select app_current_org(), c, ${batch!.id} from unnest(${CONSUMERS as unknown as string[]}::text[]) c`
-    // Delivered at commit: consumers wake up instead of waiting for their next poll.
-    await tx`select pg_notify(${NOTIFY_CHANNEL}, '')`
+      with batch as (
+        insert into bus_batches (org_id, kind, payload)
+        values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text::json) returning id
+      ), pending as (
+        insert into bus_pending (org_id, consumer, batch_id)
+        select app_current_org(), c, batch.id from batch, unnest(${CONSUMERS as string[]}::text[]) c
+      )
+      select pg_notify(${NOTIFY_CHANNEL}, '')`
   }
 }

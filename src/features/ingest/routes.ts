@@ -26,7 +26,7 @@ const Envelope = Type.Object({
   }),
 })
 
-const BatchResponse = Type.Object({
+export const BatchResponse = Type.Object({
   ingested: Type.Integer({ description: 'accepted + duplicate: events the server now holds' }),
   accepted: Type.Integer(),
   duplicates: Type.Integer(),

@@ -111,21 +111,7 @@ export const EventsEnvelope = Type.Object({
 })
 
 /** The body `/v1/ingest` answers (features/ingest/routes.ts `batchBody`). */
-export const EventsResponse = Type.Object({
-  ingested: Type.Integer({ description: 'accepted + duplicate' }),
-  accepted: Type.Integer(),
-  duplicates: Type.Integer(),
-  rejected: Type.Integer(),
-  results: Type.Array(
-    Type.Object({
-      index: Type.Integer(),
-      status: Type.Union([Type.Literal('accepted'), Type.Literal('duplicate'), Type.Literal('rejected')]),
-      event_id: Type.Optional(Type.String()),
-      path: Type.Optional(Type.String()),
-      reason: Type.Optional(Type.String()),
-    }),
-  ),
-})
+export { BatchResponse as EventsResponse } from '../ingest/routes.ts'
 
 export const MAX_AGENTS = 1000
 
