@@ -12,8 +12,7 @@ import type { Logger } from '../infra/log.ts'
 
 export interface Claimed {
   batchId: string
-  /** Parsed on first use: a handler that works on the stored payload in SQL never pays for it. */
-  readonly message: BusMessage
+  message: BusMessage
 }
 
 /** Applies claimed batches (in batch order) inside the org's transaction. */
@@ -76,9 +75,9 @@ function drainOrg(sql: Sql, orgId: string, consumer: ConsumerName, handle: Handl
       returning batch_id`
     if (claimed.length === 0) return 0
     const ids = claimed.map((c) => c.batch_id)
-    const rows = await tx<{ id: string; payload: string }[]>`
-      select id, payload::text as payload from bus_batches where id = any(${ids}::bigint[]) order by id`
-    await handle(tx, rows.map((r) => lazyClaim(r.id, r.payload)))
+    const rows = await tx<{ id: string; payload: BusMessage }[]>`
+      select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
+    await handle(tx, rows.map((r) => ({ batchId: r.id, message: r.payload })))
     // The last consumer to finish a batch removes it. A lock per batch (advisory: quint_app has
     // no UPDATE privilege to lock rows with) serialises consumers finishing together, and the
     // delete, a new statement, then sees the others' committed claims.
@@ -90,16 +89,6 @@ function drainOrg(sql: Sql, orgId: string, consumer: ConsumerName, handle: Handl
          and not exists (select 1 from bus_pending p where p.org_id = b.org_id and p.batch_id = b.id)`
     return claimed.length
   })
-}
-
-function lazyClaim(batchId: string, payload: string): Claimed {
-  let message: BusMessage | undefined
-  return {
-    batchId,
-    get message() {
-      return (message ??= JSON.parse(payload) as BusMessage)
-    },
-  }
 }
 
 export interface RunOptions extends DrainOptions {
