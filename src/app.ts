@@ -20,6 +20,7 @@ import { errorToProblem, problem } from './http/problem.ts'
 import { requestContext, type AppEnv } from './http/request-context.ts'
 import { createPool, type Sql } from './infra/db.ts'
 import type { Logger } from './infra/log.ts'
+import type { RedisStateStore } from './infra/redis.ts'
 import { createMetrics, type Metrics } from './infra/metrics.ts'
 import { Lifecycle } from './lifecycle.ts'
 import pkg from '../package.json' with { type: 'json' }
@@ -34,6 +35,8 @@ export interface AppDeps {
   lifecycle: Lifecycle
   resolver: CredentialResolver
   bus: Bus
+  /** Cluster mode's shared state (REDIS_URL); null or absent: process memory only. */
+  redis?: RedisStateStore | null
 }
 
 export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
@@ -50,7 +53,11 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   mountDeployTokens(routes, { sql, resolver, admin })
   const ingest = requireAuth(resolver, { scope: 'ingest' })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
-  const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST)
+  const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
+    shared: deps.redis,
+    log,
+    metrics,
+  })
   mountIngest(routes, { sql, bus, limiter, ingest })
   mountMachines(routes, { sql, bus, limiter, resolver, ingest })
   mountAlerts(routes, { sql, admin, read: requireAuth(resolver, { scope: 'read' }) })

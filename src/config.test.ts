@@ -39,3 +39,37 @@ describe('loadConfig', () => {
     expect(section).toBe(configMarkdown())
   })
 })
+
+describe('BUS=sns', () => {
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfig(env)
+      return []
+    } catch (err) {
+      return (err as ConfigError).problems
+    }
+  }
+
+  test('without its values is a config error listing each one', () => {
+    const p = problems({ BUS: 'sns' })
+    expect(p).toContain('AWS_REGION: required when BUS=sns')
+    expect(p).toContain('SNS_TOPIC_ARN: required when BUS=sns')
+    for (const v of ['SQS_QUEUE_URL_PIPELINE', 'SQS_QUEUE_URL_SESSIONS', 'SQS_QUEUE_URL_ALERTS']) {
+      expect(p.some((line) => line.startsWith(`${v}:`))).toBe(true)
+    }
+  })
+
+  test('needs queues only for the consumers this process runs', () => {
+    const env = {
+      BUS: 'sns',
+      AWS_REGION: 'eu-west-1',
+      SNS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:quint.fifo',
+      QUINT_CONSUMERS: 'none',
+    }
+    expect(problems(env)).toEqual([])
+    expect(problems({ ...env, QUINT_CONSUMERS: 'alerts' })).toEqual([
+      'SQS_QUEUE_URL_ALERTS: required when BUS=sns and QUINT_CONSUMERS includes alerts',
+    ])
+    expect(problems({ ...env, SNS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:1:standard-topic' })[0]).toStartWith('SNS_TOPIC_ARN:')
+  })
+})

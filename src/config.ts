@@ -66,12 +66,26 @@ export const EnvSchema = Type.Object({
   INGEST_RATE_PER_S: Type.Integer({
     minimum: 0,
     default: 5_000,
-    description: 'Per-org ingest quota in events per second, per instance (429 + Retry-After beyond it). 0: no limit.',
+    description:
+      'Per-org ingest quota in events per second (429 + Retry-After beyond it): per instance, or shared by all instances when REDIS_URL is set. 0: no limit.',
   }),
   INGEST_RATE_BURST: Type.Integer({
     minimum: 1,
     default: 20_000,
     description: 'Events an org may send at once above its rate before the quota applies.',
+  }),
+  REDIS_URL: Type.Optional(
+    Type.String({
+      pattern: '^rediss?://',
+      description:
+        'Redis shared by all instances (cluster mode): one ingest quota per org, shared token-lookup cache, instant revocation across instances (docs/redis.md). Unset: all of it in process memory. Not needed for correctness: when it fails, each instance falls back to its own memory.',
+    }),
+  ),
+  REDIS_COMMAND_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 10_000,
+    default: 200,
+    description: 'A Redis command not answered within this is abandoned and the local fallback used (docs/redis.md).',
   }),
   QUINT_CONSUMERS: Type.String({
     pattern: '^(none|(pipeline|sessions|alerts)(,(pipeline|sessions|alerts))*)$',
@@ -102,6 +116,51 @@ export const EnvSchema = Type.Object({
     default: 0,
     description:
       'Time between /ready turning 503 and the listener closing, so load balancers stop routing first.',
+  }),
+  // Cluster-mode bus (docs/cluster.md). The AWS SDK finds credentials itself (its default chain:
+  // AWS_ACCESS_KEY_ID/…, ECS task role, instance profile); they are not configuration here.
+  BUS: Type.Union([Type.Literal('local'), Type.Literal('sns')], {
+    default: 'local',
+    description:
+      'Bus between ingest and its consumers: `local` (Postgres tables, acked on commit) or `sns` (SNS FIFO topic → one SQS FIFO queue per consumer, acked when SNS accepted every part; docs/cluster.md).',
+  }),
+  AWS_REGION: Type.Optional(
+    Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$', description: 'AWS region of the topic and queues. Required when BUS=sns.' }),
+  ),
+  AWS_ENDPOINT_URL: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description: 'Endpoint for both SNS and SQS instead of AWS (an emulator such as fauxqs or LocalStack).',
+    }),
+  ),
+  SNS_TOPIC_ARN: Type.Optional(
+    Type.String({
+      pattern: '^arn:[a-z-]+:sns:[^:]+:[^:]+:[A-Za-z0-9_-]+\\.fifo$',
+      description: 'FIFO topic ingest publishes to. Required when BUS=sns (`quint-cloud bus setup` creates one for dev).',
+    }),
+  ),
+  SQS_QUEUE_URL_PIPELINE: Type.Optional(
+    Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the pipeline consumer; required when BUS=sns and it runs here.' }),
+  ),
+  SQS_QUEUE_URL_SESSIONS: Type.Optional(
+    Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the sessions consumer; required when BUS=sns and it runs here.' }),
+  ),
+  SQS_QUEUE_URL_ALERTS: Type.Optional(
+    Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.' }),
+  ),
+  SQS_WAIT_TIME_S: Type.Integer({
+    minimum: 1,
+    maximum: 20,
+    default: 10,
+    description:
+      'Long-poll wait of an idle SQS consumer (ReceiveMessage WaitTimeSeconds). A stopping consumer lets its poll finish, so keep it well below SHUTDOWN_TIMEOUT_MS.',
+  }),
+  SQS_VISIBILITY_TIMEOUT_S: Type.Integer({
+    minimum: 1,
+    maximum: 43_200,
+    default: 120,
+    description:
+      'How long received messages stay hidden while a consumer applies them; a message not deleted by then (consumer died, handler failed) is delivered again. Keep it above DATABASE_STATEMENT_TIMEOUT_MS.',
   }),
 })
 
@@ -153,6 +212,7 @@ export function loadConfig(
     const name = checkName(bootstrap)
     if (!name.ok) problems.push(`QUINT_BOOTSTRAP_ORG: ${name.reason}`)
   }
+  problems.push(...busProblems(value as Partial<Env>))
   if (problems.length > 0) throw new ConfigError(problems)
   const parsed = value as Env
   const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, QUINT_CONSUMERS, ...rest } = parsed
@@ -164,6 +224,31 @@ export function loadConfig(
     dataDir: path.resolve(cwd, QUINT_DATA_DIR),
     bootstrapOrg: QUINT_BOOTSTRAP_ORG.trim() === '' ? null : QUINT_BOOTSTRAP_ORG.trim(),
   })
+}
+
+const QUEUE_VARIABLE = {
+  pipeline: 'SQS_QUEUE_URL_PIPELINE',
+  sessions: 'SQS_QUEUE_URL_SESSIONS',
+  alerts: 'SQS_QUEUE_URL_ALERTS',
+} as const satisfies Record<ConsumerName, keyof Env>
+
+/** The variable naming a consumer's queue (for messages that point an operator at it). */
+export function queueVariable(consumer: ConsumerName): (typeof QUEUE_VARIABLE)[ConsumerName] {
+  return QUEUE_VARIABLE[consumer]
+}
+
+/** BUS=sns needs a region and a topic, and a queue for every consumer this process runs. */
+function busProblems(v: Partial<Env>): string[] {
+  if (v.BUS !== 'sns') return []
+  const out: string[] = []
+  if (!v.AWS_REGION) out.push('AWS_REGION: required when BUS=sns')
+  if (!v.SNS_TOPIC_ARN) out.push('SNS_TOPIC_ARN: required when BUS=sns')
+  const consumers = typeof v.QUINT_CONSUMERS === 'string' && v.QUINT_CONSUMERS !== 'none' ? v.QUINT_CONSUMERS.split(',') : []
+  for (const c of new Set(consumers)) {
+    const name = QUEUE_VARIABLE[c as ConsumerName]
+    if (name && !v[name]) out.push(`${name}: required when BUS=sns and QUINT_CONSUMERS includes ${c}`)
+  }
+  return out
 }
 
 function describeGiven(raw: Record<string, unknown>, key: string): string {

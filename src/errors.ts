@@ -99,3 +99,16 @@ export class RateLimitedError extends AppError {
     })
   }
 }
+
+/**
+ * One event that the cluster bus cannot carry even alone and compressed (SNS caps a message at
+ * 256 KiB). Permanent: retrying the same event cannot succeed.
+ */
+export class EventTooLargeError extends AppError {
+  override name = 'EventTooLargeError'
+  constructor(eventId: string, limitBytes: number) {
+    super(413, 'event_too_large', `Event ${eventId} is too large for the event bus, even compressed.`, {
+      extensions: { event_id: eventId, limit_bytes: limitBytes },
+    })
+  }
+}

@@ -12,6 +12,7 @@ import { openDatabase } from './infra/database.ts'
 import { createLogger, scrub, type Logger } from './infra/log.ts'
 import { checkName } from './lib/names.ts'
 import { serve } from './cli/serve.ts'
+import { busCommand, BusUsageError } from './cli/bus.ts'
 
 const USAGE = `quint-cloud ${VERSION}
 
@@ -23,6 +24,10 @@ Commands:
   org create --name NAME [--json]
                               Create an org; prints its admin API key and a deploy token once.
   openapi                     Print the OpenAPI 3.1 document.
+  bus setup [--prefix NAME] [--max-receive-count N] [--json]
+                              Create the cluster-mode SNS FIFO topic, SQS FIFO queues (with DLQs) and
+                              subscriptions (needs AWS_REGION; AWS_ENDPOINT_URL for an emulator), and
+                              print the variables that point quint-cloud at them (docs/cluster.md).
   healthcheck [--url URL]     Exit 0 if the service answers /ready (for container health checks).
   config [--markdown] [--write FILE]
                               Print the configuration reference (or update FILE's table).
@@ -58,6 +63,8 @@ async function main(argv: string[]): Promise<number> {
       return migrateCommand(config, rest)
     case 'org':
       return orgCommand(config, rest)
+    case 'bus':
+      return busCommand(config, rest)
     case 'openapi':
       noArgs(rest, 'openapi')
       return openapiCommand(config)
@@ -174,7 +181,7 @@ main(Bun.argv.slice(2)).then(
     if (code >= 0) process.exit(code)
   },
   (err: unknown) => {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof BusUsageError) {
       console.error(`error: ${err.message}\nRun \`quint-cloud help\` for usage.`)
       process.exit(2)
     }

@@ -1,14 +1,20 @@
 /**
  * @module auth/credentials
  * Resolves a presented opaque credential to a principal: SHA-256 of the token, then an in-process
- * cache, then Postgres. The database lookup runs under the `token_lookup` RLS policy, which shows
- * a row only to a transaction that names that row's hash (sql/0001_foundation.sql).
+ * cache, then (cluster mode) the shared cache in Redis, then Postgres. The database lookup runs
+ * under the `token_lookup` RLS policy, which shows a row only to a transaction that names that
+ * row's hash (sql/0001_foundation.sql).
  *
- * Revocation through this process takes effect on the next request (the entry is dropped at
- * once); a revocation made elsewhere is picked up when the cached entry expires (`ttlMs`).
+ * Revocation is written to Postgres first (the authority), then `revoked()` drops the tokens from
+ * this process's cache and, in cluster mode, tombstones them in Redis and publishes their hashes,
+ * on which every instance drops them too. A tombstone beats any concurrent write of a lookup made
+ * before the revocation, so Redis never serves a revoked token. Without Redis, or when the
+ * publication fails, other instances notice when their cached entry expires (`ttlMs`); an entry
+ * taken from Redis is cached no longer than it had left there, so that bound holds as well.
  */
 import { withOrg, withSettings, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
+import type { Metrics } from '../infra/metrics.ts'
 import { hashToken, isOpaqueToken, type TokenKind } from './opaque-tokens.ts'
 
 export interface Principal {
@@ -26,12 +32,43 @@ interface Entry {
   lastUsedWrite: number
 }
 
+/** The shared lookup cache and revocation channel of cluster mode (src/infra/redis.ts). */
+export interface SharedTokenCache {
+  getToken(hashHex: string): Promise<'revoked' | { value: unknown; ttlMs: number } | null>
+  putToken(hashHex: string, value: unknown, ttlMs: number): Promise<void>
+  revokeTokens(hashHexes: readonly string[]): Promise<void>
+  onRevoked(handler: (hashHex: string) => void): void
+  /** Called when revocations may have been missed (the subscriber reconnected). */
+  onResync(handler: () => void): void
+}
+
+/** A token just revoked in Postgres, as returned by `revokeTokens` (src/features/tokens/repo.ts). */
+export interface RevokedToken {
+  id: string
+  hash: Buffer
+}
+
+/** The principal as stored in Redis: short keys, `u` is the token expiry in ms or null. */
+interface SharedEntry {
+  o: string
+  t: string
+  k: TokenKind
+  s: string[]
+  u: number | null
+}
+
+/** A lookup slower than this is not written to Redis: its Postgres read may predate a revocation. */
+const SHARED_WRITE_MAX_LOOKUP_MS = 5_000
+
 export interface CredentialResolverOptions {
   ttlMs?: number
   negativeTtlMs?: number
   maxEntries?: number
   /** Minimum gap between two `last_used_at` writes for one token. */
   lastUsedEveryMs?: number
+  /** Cluster mode: Redis. */
+  shared?: SharedTokenCache | null
+  metrics?: Metrics
 }
 
 export class CredentialResolver {
@@ -42,6 +79,8 @@ export class CredentialResolver {
   readonly #negativeTtl: number
   readonly #max: number
   readonly #lastUsedEvery: number
+  readonly #shared: SharedTokenCache | null
+  readonly #metrics: Metrics | undefined
 
   private readonly sql: Sql
   private readonly log: Logger
@@ -53,6 +92,10 @@ export class CredentialResolver {
     this.#negativeTtl = options.negativeTtlMs ?? 5_000
     this.#max = options.maxEntries ?? 10_000
     this.#lastUsedEvery = options.lastUsedEveryMs ?? 60_000
+    this.#shared = options.shared ?? null
+    this.#metrics = options.metrics
+    this.#shared?.onRevoked((hashHex) => this.#evict(hashHex))
+    this.#shared?.onResync(() => this.#clear())
   }
 
   /** The principal for a raw token, or null when it is unknown, revoked or expired. */
@@ -64,8 +107,14 @@ export class CredentialResolver {
     let entry = this.#cache.get(key)
     if (!entry || entry.expiresAt <= now) {
       const generation = this.#generation
-      entry = await this.#load(hash, now)
-      if (generation === this.#generation) this.#remember(key, entry)
+      const fromShared = await this.#loadShared(key, now)
+      entry = fromShared ?? (await this.#load(hash, now))
+      if (generation === this.#generation) {
+        this.#remember(key, entry)
+        if (this.#shared && !fromShared && entry.principal && Date.now() - now < SHARED_WRITE_MAX_LOOKUP_MS) {
+          this.#share(this.#shared, key, entry)
+        }
+      }
     }
     if (!entry.principal || entry.validUntil <= now) return null
     if (now - entry.lastUsedWrite >= this.#lastUsedEvery) {
@@ -75,12 +124,74 @@ export class CredentialResolver {
     return entry.principal
   }
 
-  /** Drops every cached entry of a token, so its revocation applies to the next request. */
-  invalidate(tokenId: string): void {
-    this.#generation++
-    for (const [key, entry] of this.#cache) {
-      if (entry.principal?.tokenId === tokenId) this.#cache.delete(key)
+  /**
+   * The one way a revocation takes effect, called after the Postgres commit that revoked the
+   * tokens: refused from the next request here, and (cluster mode) on every instance. A Redis
+   * failure is logged and counted, not thrown: the revocation is committed, and the other
+   * instances' caches expire within `ttlMs`. Revoking again re-publishes.
+   */
+  async revoked(tokens: readonly RevokedToken[]): Promise<void> {
+    if (tokens.length === 0) return
+    const hashes = tokens.map((t) => t.hash.toString('hex'))
+    for (const h of hashes) this.#evict(h)
+    if (!this.#shared) return
+    try {
+      await this.#shared.revokeTokens(hashes)
+    } catch (err) {
+      this.#metrics?.redisFallbacks.inc({ op: 'token_revoke' })
+      this.log.error(
+        { err, token_ids: tokens.map((t) => t.id) },
+        'revocation committed but not published to Redis; other instances refuse the token when their cache expires',
+      )
     }
+  }
+
+  #evict(hashHex: string): void {
+    this.#generation++
+    this.#cache.delete(hashHex)
+  }
+
+  #clear(): void {
+    this.#generation++
+    this.#cache.clear()
+  }
+
+  /** The entry from Redis, or null to go to Postgres (a miss, or Redis failing). */
+  async #loadShared(key: string, now: number): Promise<Entry | null> {
+    if (!this.#shared) return null
+    let hit: Awaited<ReturnType<SharedTokenCache['getToken']>>
+    try {
+      hit = await this.#shared.getToken(key)
+    } catch (err) {
+      this.#metrics?.redisFallbacks.inc({ op: 'token_lookup' })
+      this.log.debug({ err }, 'shared token cache unavailable; reading Postgres')
+      return null
+    }
+    if (hit === null) return null
+    if (hit === 'revoked') return { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0 }
+    const v = hit.value as SharedEntry
+    if (typeof v?.o !== 'string' || typeof v.t !== 'string' || !Array.isArray(v.s)) return null
+    return {
+      principal: Object.freeze({ orgId: v.o, tokenId: v.t, kind: v.k, scopes: Object.freeze([...v.s]) }),
+      expiresAt: now + Math.min(this.#ttl, hit.ttlMs),
+      validUntil: v.u ?? Number.POSITIVE_INFINITY,
+      lastUsedWrite: 0,
+    }
+  }
+
+  #share(shared: SharedTokenCache, key: string, entry: Entry): void {
+    const p = entry.principal!
+    const value: SharedEntry = {
+      o: p.orgId,
+      t: p.tokenId,
+      k: p.kind,
+      s: [...p.scopes],
+      u: Number.isFinite(entry.validUntil) ? entry.validUntil : null,
+    }
+    shared.putToken(key, value, this.#ttl).catch((err) => {
+      this.#metrics?.redisFallbacks.inc({ op: 'token_cache_write' })
+      this.log.debug({ err }, 'shared token cache write failed')
+    })
   }
 
   async #load(hash: Buffer, now: number): Promise<Entry> {

@@ -8,16 +8,17 @@
 import { buildApp } from '../app.ts'
 import { CredentialResolver } from '../auth/credentials.ts'
 import type { Config } from '../config.ts'
-import { LocalBus } from '../features/ingest/bus.ts'
+import type { Bus } from '../features/ingest/bus.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
 import { problem } from '../http/problem.ts'
 import { ensurePartitions, openDatabase } from '../infra/database.ts'
 import type { Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
 import { createMetrics, type Metrics } from '../infra/metrics.ts'
+import { RedisStateStore } from '../infra/redis.ts'
 import { Lifecycle } from '../lifecycle.ts'
-import { busBacklog } from '../workers/consume.ts'
 import { ConsumerPool } from '../workers/pool.ts'
+import { wireBus } from './bus.ts'
 
 /** Bun's own cap, above the largest route limit; routes enforce their own (10 MiB ingest). */
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -48,8 +49,18 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   let dbStep = false
   try {
     lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS))
-    const metrics = createMetrics({ backlog: () => busBacklog(db.app) })
-    const server = await startListening(config, log, db.app, lifecycle, metrics)
+    // BUS=local: Postgres tables; BUS=sns: SNS FIFO → SQS FIFO (docs/cluster.md).
+    const bus = wireBus(config, db.app)
+    const metrics = createMetrics({ backlog: bus.backlog })
+    // Cluster mode's shared state; closed after the listener, so in-flight requests still use it.
+    const redis = config.REDIS_URL
+      ? new RedisStateStore({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log, metrics })
+      : null
+    const server = await startListening(config, log, db.app, lifecycle, metrics, redis, bus.bus).catch(async (err: unknown) => {
+      await redis?.close()
+      bus.close()
+      throw err
+    })
     lifecycle.onShutdown('http listener', async () => {
       // Graceful: refuse new connections, let in-flight requests finish. A request that never
       // ends must not hold the exit hostage (Bun #40043): force-close after most of the budget.
@@ -60,6 +71,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         void server.stop(true)
       }
     })
+    if (redis) lifecycle.onShutdown('redis', () => redis.close())
     const consumers = new ConsumerPool(
       config.consumers,
       {
@@ -67,12 +79,14 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
         logLevel: config.LOG_LEVEL,
         pollMs: config.CONSUMER_POLL_MS,
+        sqs: bus.sqs,
       },
       log,
       metrics,
     )
     consumers.start()
     lifecycle.onShutdown('consumers', () => consumers.stop())
+    lifecycle.onShutdown('bus clients', () => bus.close())
     const partitions = setInterval(() => {
       ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
         log.error({ err }, 'partition maintenance failed'),
@@ -103,9 +117,17 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   if (pendingSignal) stop(pendingSignal)
 }
 
-function startListening(config: Config, log: Logger, sql: Sql, lifecycle: Lifecycle, metrics: Metrics) {
-  const resolver = new CredentialResolver(sql, log)
-  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus: new LocalBus() })
+async function startListening(
+  config: Config,
+  log: Logger,
+  sql: Sql,
+  lifecycle: Lifecycle,
+  metrics: Metrics,
+  redis: RedisStateStore | null,
+  bus: Bus,
+) {
+  const resolver = new CredentialResolver(sql, log, { shared: redis, metrics })
+  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis })
   return Bun.serve({
     hostname: config.HOST,
     port: config.PORT,

@@ -11,7 +11,7 @@ import pino, { type Logger as PinoLogger } from 'pino'
 export type Logger = PinoLogger
 
 const TOKEN_PATTERN = /\b(qt_[a-z]+_|qk_|whsec_)[A-Za-z0-9._\-+/=]{6,}/g
-const DSN_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)[^@\s]+@/gi
+const DSN_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]+@/gi
 const BEARER = /\b(Bearer)\s+[A-Za-z0-9._\-+/=]{6,}/gi
 // Every pattern above needs one of these; most strings have none and skip the replacements.
 const SUSPECT = /q[tk]_|whsec_|:\/\/|bearer/i

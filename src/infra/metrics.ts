@@ -11,6 +11,8 @@ export interface Metrics {
   readonly httpDuration: Histogram<'method' | 'route'>
   readonly consumerBatches: Counter<'consumer'>
   readonly consumerRestarts: Counter<'consumer'>
+  /** Redis operations that failed or timed out and were answered by the local fallback. */
+  readonly redisFallbacks: Counter<'op'>
 }
 
 export interface MetricsOptions {
@@ -61,6 +63,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'quint_consumer_restarts_total',
       help: 'Consumer threads restarted after an unexpected exit.',
       labelNames: ['consumer'],
+      registers: [registry],
+    }),
+    redisFallbacks: new Counter({
+      name: 'quint_redis_fallbacks_total',
+      help: 'Redis operations that failed or timed out and fell back to the local path, by operation.',
+      labelNames: ['op'],
       registers: [registry],
     }),
   }

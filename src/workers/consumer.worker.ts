@@ -5,11 +5,13 @@
  * `stopped`. The thread is long-lived: the parent never terminates it (Bun #15964).
  */
 import { parentPort, workerData } from 'node:worker_threads'
+import { createSqsClient } from '../infra/aws.ts'
 import { createPool } from '../infra/db.ts'
 import { createLogger } from '../infra/log.ts'
 import { runConsumer } from './consume.ts'
 import { HANDLERS } from './handlers.ts'
 import type { FromWorker, ToWorker, WorkerInit } from './pool.ts'
+import { runSqsConsumer } from './sqs-consume.ts'
 
 const init = workerData as WorkerInit
 const port = parentPort!
@@ -28,17 +30,37 @@ port.on('message', (message: ToWorker) => {
 })
 
 send({ type: 'started' })
+// Cluster mode (BUS=sns): the same handlers, fed from this consumer's SQS queue.
+const sqs = init.sqs ? createSqsClient(init.sqs.target, init.sqs.waitTimeS) : null
 try {
-  await runConsumer({
-    sql,
-    consumer: init.consumer,
-    handle: HANDLERS[init.consumer],
-    log,
-    signal: stop.signal,
-    pollMs: init.pollMs,
-    onApplied: (batches) => send({ type: 'applied', batches }),
-  })
+  if (init.sqs && sqs) {
+    const queueUrl = init.sqs.queueUrls[init.consumer]
+    if (!queueUrl) throw new Error(`no SQS queue configured for consumer ${init.consumer}`)
+    await runSqsConsumer({
+      sql,
+      sqs,
+      queueUrl,
+      consumer: init.consumer,
+      handle: HANDLERS[init.consumer],
+      log,
+      signal: stop.signal,
+      waitTimeS: init.sqs.waitTimeS,
+      visibilityTimeoutS: init.sqs.visibilityTimeoutS,
+      onApplied: (batches) => send({ type: 'applied', batches }),
+    })
+  } else {
+    await runConsumer({
+      sql,
+      consumer: init.consumer,
+      handle: HANDLERS[init.consumer],
+      log,
+      signal: stop.signal,
+      pollMs: init.pollMs,
+      onApplied: (batches) => send({ type: 'applied', batches }),
+    })
+  }
 } finally {
+  sqs?.destroy()
   await sql.end({ timeout: 5 })
   send({ type: 'stopped' })
   // Let the thread end on its own once the port is closed (no terminate()).

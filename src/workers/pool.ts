@@ -8,6 +8,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import type { ConsumerName } from '../features/ingest/bus.ts'
+import type { AwsTarget } from '../infra/aws.ts'
 import type { DbTarget } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
 import type { Metrics } from '../infra/metrics.ts'
@@ -19,6 +20,15 @@ export interface WorkerInit {
   statementTimeoutMs: number
   logLevel: string
   pollMs: number
+  /** Cluster mode (BUS=sns): the thread consumes its SQS queue instead of the local tables. */
+  sqs?: SqsWorkerInit
+}
+
+export interface SqsWorkerInit {
+  target: AwsTarget
+  queueUrls: Partial<Record<ConsumerName, string>>
+  waitTimeS: number
+  visibilityTimeoutS: number
 }
 export type ToWorker = { type: 'stop' }
 export type FromWorker = { type: 'started' } | { type: 'applied'; batches: number } | { type: 'stopped' }

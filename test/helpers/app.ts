@@ -2,24 +2,36 @@
 import { buildApp } from '../../src/app.ts'
 import { CredentialResolver } from '../../src/auth/credentials.ts'
 import { loadConfig } from '../../src/config.ts'
-import { LocalBus } from '../../src/features/ingest/bus.ts'
+import { LocalBus, type Bus } from '../../src/features/ingest/bus.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
+import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { Lifecycle } from '../../src/lifecycle.ts'
 import { createOrg } from '../../src/features/orgs/service.ts'
 import { testDatabase, testLog, type TestDatabase } from './db.ts'
 
-/** `env`: configuration overrides, as environment variables. */
-export function testApp(db: TestDatabase, env: Record<string, string> = {}) {
+/**
+ * `env`: configuration overrides, as environment variables; `bus`: the cluster bus in its tests;
+ * `redis`: cluster mode's shared state (test/helpers/redis.ts), one per app as each instance has
+ * its own connections.
+ */
+export function testApp(
+  db: TestDatabase,
+  env: Record<string, string> = {},
+  bus: Bus = new LocalBus(),
+  options: { redis?: RedisStateStore } = {},
+) {
   const lifecycle = new Lifecycle(testLog)
-  const resolver = new CredentialResolver(db.app, testLog)
+  const metrics = createMetrics()
+  const resolver = new CredentialResolver(db.app, testLog, { shared: options.redis, metrics })
   const { app } = buildApp({
     config: loadConfig(env),
     sql: db.app,
     log: testLog,
-    metrics: createMetrics(),
+    metrics,
     lifecycle,
     resolver,
-    bus: new LocalBus(),
+    bus,
+    redis: options.redis,
   })
   lifecycle.markReady()
 

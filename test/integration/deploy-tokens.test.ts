@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { FORMATS } from '../../src/auth/opaque-tokens.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
-import { issueToken } from '../../src/features/tokens/repo.ts'
+import { issueToken, revokeTokens } from '../../src/features/tokens/repo.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { testApp, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
@@ -241,8 +241,8 @@ describe('DELETE /v1/deploy-tokens/{id}', () => {
   test('a lookup in flight while the token is revoked does not cache it as valid', async () => {
     const created = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, json: { name: 'race' } })
     const inFlight = t.resolver.resolve(created.body.token)
-    await withOrg(db.app, a.org_id, (tx) => tx`update api_tokens set revoked_at = now() where id = ${created.body.id}`)
-    t.resolver.invalidate(created.body.id)
+    const revoked = await withOrg(db.app, a.org_id, (tx) => revokeTokens(tx, { kind: 'install', id: created.body.id }))
+    await t.resolver.revoked(revoked)
     await inFlight
     expect(await t.resolver.resolve(created.body.token)).toBeNull()
   })

@@ -14,7 +14,7 @@ import type { AppEnv } from '../../http/request-context.ts'
 import { checkName } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { DEPLOY_SCOPES } from '../orgs/service.ts'
-import { issueToken, listTokens, revokeToken, type TokenRow } from '../tokens/repo.ts'
+import { issueToken, listTokens, revokeTokens, type TokenRow } from '../tokens/repo.ts'
 import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdParams } from './schema.ts'
 
 const KIND = FORMATS.deployToken.kind
@@ -108,9 +108,9 @@ export function mountDeployTokens(
     [admin],
     async (c, { params }) => {
       const p = c.get('principal')
-      const result = await withOrg(sql, p.orgId, async (tx) => {
-        const r = await revokeToken(tx, KIND, params.id)
-        if (r?.revokedNow) {
+      const revoked = await withOrg(sql, p.orgId, async (tx) => {
+        const rows = await revokeTokens(tx, { kind: KIND, id: params.id })
+        if (rows[0]?.revokedNow) {
           await recordAudit(tx, {
             actorType: 'api_key',
             actorId: p.tokenId,
@@ -120,11 +120,11 @@ export function mountDeployTokens(
             requestId: c.get('requestId'),
           })
         }
-        return r
+        return rows
       })
-      if (!result) throw new NotFoundError('No deploy token with that id in this organization.')
-      // The id as stored (lowercase), whatever case the path used.
-      resolver.invalidate(result.id)
+      if (revoked.length === 0) throw new NotFoundError('No deploy token with that id in this organization.')
+      // Also when it was already revoked: a publication that failed the first time is repeated.
+      await resolver.revoked(revoked)
       return c.body(null, 204)
     },
   )

@@ -7,7 +7,7 @@ const clock = () => {
   return { now: () => t, advance: (ms: number) => void (t += ms) }
 }
 
-function refused(fn: () => void): RateLimitedError {
+function refused(fn: () => unknown): RateLimitedError {
   try {
     fn()
   } catch (err) {
@@ -19,7 +19,7 @@ function refused(fn: () => void): RateLimitedError {
 
 test('a burst is allowed, then the rate; the refusal says when to come back', () => {
   const c = clock()
-  const limiter = new OrgRateLimiter(100, 500, c.now)
+  const limiter = new OrgRateLimiter(100, 500, { now: c.now })
   limiter.take('org-a', 500)
   const err = refused(() => limiter.take('org-a', 200))
   expect(err.status).toBe(429)
@@ -31,7 +31,7 @@ test('a burst is allowed, then the rate; the refusal says when to come back', ()
 
 test('orgs have separate buckets; a refused request costs nothing', () => {
   const c = clock()
-  const limiter = new OrgRateLimiter(10, 20, c.now)
+  const limiter = new OrgRateLimiter(10, 20, { now: c.now })
   limiter.take('org-a', 20)
   refused(() => limiter.take('org-a', 5))
   limiter.take('org-b', 20)
@@ -41,9 +41,9 @@ test('orgs have separate buckets; a refused request costs nothing', () => {
 
 test('a batch larger than the burst costs the whole burst instead of never passing; 0 disables', () => {
   const c = clock()
-  const limiter = new OrgRateLimiter(10, 50, c.now)
+  const limiter = new OrgRateLimiter(10, 50, { now: c.now })
   limiter.take('org-a', 500)
   refused(() => limiter.take('org-a', 1))
-  const off = new OrgRateLimiter(0, 1, c.now)
+  const off = new OrgRateLimiter(0, 1, { now: c.now })
   for (let i = 0; i < 1000; i++) off.take('org-a', 500)
 })

@@ -1,11 +1,27 @@
 /**
  * @module features/ingest/rate-limit
- * Per-org ingest quota: a token bucket of events per second with a burst, refilled lazily, so an
- * idle org costs nothing and one org's flood never slows the others. A request costs one token
- * per event it carries (at least one). In-process: each instance enforces the quota on the
- * traffic it receives.
+ * Per-org ingest quota: a token bucket of events per second with a burst, so an idle org costs
+ * nothing and one org's flood never slows the others. A request costs one token per event it
+ * carries (at least one; a batch larger than the burst costs the whole burst).
+ *
+ * Embedded mode: the bucket is in process memory. Cluster mode (REDIS_URL): the bucket is in
+ * Redis, shared by every instance, refilled on the Redis server's clock by one atomic script.
+ * When Redis fails or does not answer within its command timeout the request is charged to this
+ * instance's in-memory bucket instead, counted (`quint_redis_fallbacks_total{op="ingest_quota"}`)
+ * and logged: the quota protects the service, it is not a correctness property, so an outage
+ * must neither fail ingest (500) nor lift the quota (a fail-open limiter is a bypass). During an
+ * outage each instance admits up to the org's full rate, as before cluster mode. After a failure
+ * Redis is left alone for a second so that a hung server costs one timeout per second, not one
+ * per request.
  */
 import { RateLimitedError } from '../../errors.ts'
+import type { Logger } from '../../infra/log.ts'
+import type { Metrics } from '../../infra/metrics.ts'
+
+/** The shared bucket (src/infra/redis.ts): 0 when the tokens were taken, else the wait in ms. */
+export interface SharedQuota {
+  takeTokens(orgId: string, perSecond: number, burst: number, n: number): Promise<number>
+}
 
 interface Bucket {
   tokens: number
@@ -14,24 +30,25 @@ interface Bucket {
 
 /** Buckets kept before idle, full ones are swept. */
 const SWEEP_AT = 10_000
+const REDIS_PAUSE_MS = 1_000
+const LOG_EVERY_MS = 10_000
+const DONE: Promise<void> = Promise.resolve()
 
-export class OrgRateLimiter {
+/** The in-process buckets: synchronous, used alone in embedded mode and as the fallback. */
+export class LocalBuckets {
   readonly #buckets = new Map<string, Bucket>()
   private readonly perSecond: number
   private readonly burst: number
   private readonly now: () => number
 
-  /** `perSecond` 0 turns the limit off. */
   constructor(perSecond: number, burst: number, now: () => number = () => performance.now()) {
     this.perSecond = perSecond
     this.burst = Math.max(burst, 1)
     this.now = now
   }
 
-  /** Takes `cost` tokens for `orgId` or throws 429 with the seconds until they are available. */
-  take(orgId: string, cost: number): void {
-    if (this.perSecond <= 0) return
-    const n = Math.min(Math.max(cost, 1), this.burst)
+  /** Takes `n` tokens for `orgId` or throws 429 with the seconds until they are available. */
+  take(orgId: string, n: number): void {
     const now = this.now()
     let b = this.#buckets.get(orgId)
     if (!b) {
@@ -45,11 +62,7 @@ export class OrgRateLimiter {
       b.tokens -= n
       return
     }
-    const seconds = Math.max(1, Math.ceil((n - b.tokens) / this.perSecond))
-    throw new RateLimitedError(
-      `This organization is over its ingest rate (${this.perSecond} events/s, bursts of ${this.burst}); retry after ${seconds} s.`,
-      seconds,
-    )
+    throw rateLimited(this.perSecond, this.burst, ((n - b.tokens) / this.perSecond) * 1000)
   }
 
   #sweep(now: number): void {
@@ -57,4 +70,77 @@ export class OrgRateLimiter {
       if (b.tokens + ((now - b.at) / 1000) * this.perSecond >= this.burst) this.#buckets.delete(org)
     }
   }
+}
+
+export interface OrgRateLimiterOptions {
+  /** Cluster mode: the bucket shared by every instance. */
+  shared?: SharedQuota | null
+  log?: Logger
+  metrics?: Metrics
+  now?: () => number
+}
+
+export class OrgRateLimiter {
+  readonly #local: LocalBuckets
+  readonly #shared: SharedQuota | null
+  readonly #log: Logger | undefined
+  readonly #metrics: Metrics | undefined
+  #redisPausedUntil = 0
+  #lastLog = 0
+  private readonly perSecond: number
+  private readonly burst: number
+
+  /** `perSecond` 0 turns the limit off. */
+  constructor(perSecond: number, burst: number, options: OrgRateLimiterOptions = {}) {
+    this.perSecond = perSecond
+    this.burst = Math.max(burst, 1)
+    this.#local = new LocalBuckets(perSecond, this.burst, options.now)
+    this.#shared = options.shared ?? null
+    this.#log = options.log
+    this.#metrics = options.metrics
+  }
+
+  /**
+   * Takes `cost` tokens for `orgId`; rejects with a 429 (RateLimitedError, with Retry-After)
+   * when they are not available. Callers must await it. The in-memory decision is made (and
+   * thrown) synchronously: the embedded hot path allocates no promise.
+   */
+  take(orgId: string, cost: number): Promise<void> {
+    if (this.perSecond <= 0) return DONE
+    const n = Math.min(Math.max(cost, 1), this.burst)
+    if (!this.#shared || performance.now() < this.#redisPausedUntil) {
+      this.#local.take(orgId, n)
+      return DONE
+    }
+    const decided = this.#takeShared(this.#shared, orgId, n)
+    // A caller that does not await must not turn a 429 into an unhandled rejection.
+    decided.catch(() => {})
+    return decided
+  }
+
+  async #takeShared(shared: SharedQuota, orgId: string, n: number): Promise<void> {
+    let waitMs: number
+    try {
+      waitMs = await shared.takeTokens(orgId, this.perSecond, this.burst, n)
+    } catch (err) {
+      this.#redisPausedUntil = performance.now() + REDIS_PAUSE_MS
+      this.#metrics?.redisFallbacks.inc({ op: 'ingest_quota' })
+      const now = Date.now()
+      if (now - this.#lastLog >= LOG_EVERY_MS) {
+        this.#lastLog = now
+        this.#log?.warn({ err }, 'shared ingest quota unavailable; charging the local bucket')
+      }
+      this.#local.take(orgId, n)
+      return
+    }
+    if (waitMs > 0) throw rateLimited(this.perSecond, this.burst, waitMs)
+  }
+}
+
+function rateLimited(perSecond: number, burst: number, waitMs: number): RateLimitedError {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000))
+  return new RateLimitedError(
+    `This organization is over its ingest rate (${perSecond} events/s, bursts of ${burst}); retry after ${seconds} s.`,
+    seconds,
+  )
 }

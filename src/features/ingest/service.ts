@@ -34,7 +34,7 @@ export async function acceptEvents(
   items: ItemResult[],
   machineId: string | null,
 ): Promise<BatchOutcome> {
-  deps.limiter.take(orgId, items.length)
+  await deps.limiter.take(orgId, items.length)
   const results: Outcome[] = new Array(items.length)
   const fresh = new Map<string, { index: number; event: WireEvent }>()
   items.forEach((item, index) => {
@@ -82,7 +82,7 @@ export async function acceptEvents(
 }
 
 export async function acceptLifecycle(deps: IngestDeps, orgId: string, lifecycle: SessionLifecycle): Promise<void> {
-  deps.limiter.take(orgId, 1)
+  await deps.limiter.take(orgId, 1)
   return withOrg(deps.sql, orgId, (tx) =>
     deps.bus.publish(tx, { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle }),
   )

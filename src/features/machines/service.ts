@@ -8,12 +8,12 @@
  * machine as absent (404). Another org's machine is always absent: RLS hides it.
  */
 import type { Static } from '@sinclair/typebox'
-import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
+import type { CredentialResolver, Principal, RevokedToken } from '../../auth/credentials.ts'
 import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { ForbiddenError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
-import { issueToken } from '../tokens/repo.ts'
+import { issueToken, revokeTokens } from '../tokens/repo.ts'
 import { cleanJson, timestampOrNull } from './clean.ts'
 import { policyDocument } from './policies.ts'
 import type { AgentsBody, GraphsBody, HeartbeatBody, RegisterBody } from './schema.ts'
@@ -70,7 +70,7 @@ export async function registerMachine(
     Object.fromEntries(Object.entries(body).filter(([k]) => !REGISTER_FIELDS.has(k))),
     '',
   ) as Record<string, unknown>
-  const revoked: string[] = []
+  const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
     const [row] = await tx<{ id: string; inserted: boolean }[]>`
       insert into machines (org_id, client_machine_id, hostname, os, arch, agent_version, token_id, metadata, last_seen_at)
@@ -106,11 +106,7 @@ export async function registerMachine(
     if (EXCHANGED.has(principal.kind)) {
       // The upsert above holds the machine row lock: concurrent registrations of one machine
       // queue here, and each sees the token minted by the one before it.
-      const old = await tx<{ id: string }[]>`
-        update api_tokens set revoked_at = now()
-         where kind = ${FORMATS.serviceToken.kind} and machine_id = ${machineId} and revoked_at is null
-        returning id`
-      revoked.push(...old.map((o) => o.id))
+      revoked.push(...(await revokeTokens(tx, { kind: FORMATS.serviceToken.kind, machineId })))
       const issued = await issueToken(tx, {
         format: FORMATS.serviceToken,
         name: `machine ${machineId}`,
@@ -125,7 +121,7 @@ export async function registerMachine(
         targetType: 'api_token',
         targetId: issued.id,
         requestId,
-        details: { machine_id: machineId, revoked },
+        details: { machine_id: machineId, revoked: revoked.map((r) => r.id) },
       })
       serviceToken = issued.token
     }
@@ -139,8 +135,8 @@ export async function registerMachine(
       },
     }
   })
-  // After commit: the revoked tokens are refused from the next request on this instance.
-  for (const id of revoked) deps.resolver.invalidate(id)
+  // After commit: the revoked tokens are refused from the next request, on every instance.
+  await deps.resolver.revoked(revoked)
   return result
 }
 

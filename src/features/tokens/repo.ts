@@ -3,6 +3,7 @@
  * The `api_tokens` table: minting (hash stored, raw value returned once), listing, revoking.
  * Every function runs inside `withOrg`; rows belong to the transaction's org.
  */
+import type { RevokedToken } from '../../auth/credentials.ts'
 import { mintToken, type FORMATS } from '../../auth/opaque-tokens.ts'
 import type { Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
@@ -53,16 +54,24 @@ export function listTokens(tx: Tx, kind: string, limit: number, after: Keyset | 
      limit ${limit}`
 }
 
+/** Which tokens to revoke: one by id, or every live token of a kind bound to a machine. */
+export type RevokeTarget = { kind: string; id: string } | { kind: string; machineId: string }
+
 /**
- * Revokes a token of the given kind. Returns null when there is no such token in this org,
- * otherwise whether this call revoked it (false: it was already revoked).
+ * Every revocation's write to Postgres (the authority); the caller then hands the result to
+ * `CredentialResolver.revoked` after its transaction commits, so that caches everywhere drop the
+ * tokens. Returns each matching token with its hash and whether this call revoked it (false: it
+ * was already revoked; revoked_at is kept). No row: no such token in this org.
  */
-export async function revokeToken(tx: Tx, kind: string, id: string): Promise<{ id: string; revokedNow: boolean } | null> {
-  const [row] = await tx<{ id: string; was_revoked: boolean }[]>`
+export async function revokeTokens(tx: Tx, target: RevokeTarget): Promise<(RevokedToken & { revokedNow: boolean })[]> {
+  const match =
+    'id' in target
+      ? tx`id = ${target.id} and kind = ${target.kind}`
+      : tx`machine_id = ${target.machineId} and kind = ${target.kind} and revoked_at is null`
+  const rows = await tx<{ id: string; token_hash: Buffer; was_revoked: boolean }[]>`
     update api_tokens t set revoked_at = coalesce(t.revoked_at, now())
-      from (select id, revoked_at is not null as was_revoked from api_tokens
-             where id = ${id} and kind = ${kind} for update) old
+      from (select id, revoked_at is not null as was_revoked from api_tokens where ${match} for update) old
      where t.id = old.id
-    returning t.id, old.was_revoked`
-  return row ? { id: row.id, revokedNow: !row.was_revoked } : null
+    returning t.id, t.token_hash, old.was_revoked`
+  return rows.map((r) => ({ id: r.id, hash: r.token_hash, revokedNow: !r.was_revoked }))
 }

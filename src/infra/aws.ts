@@ -1,0 +1,270 @@
+/**
+ * @module infra/aws
+ * The only importer of @aws-sdk: SNS and SQS clients built from configuration, and thin typed
+ * calls for what the cluster bus needs (publish, receive, delete, queue depth). Callers see plain
+ * data and `AwsCallError`; they never handle SDK types. Credentials come from the SDK's default
+ * provider chain (environment, ECS task role, instance profile), not from our configuration.
+ */
+import {
+  CreateTopicCommand,
+  PublishBatchCommand,
+  SNSClient,
+  SubscribeCommand,
+  type PublishBatchRequestEntry,
+} from '@aws-sdk/client-sns'
+import {
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SetQueueAttributesCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs'
+
+export interface AwsTarget {
+  region: string
+  /** An emulator (fauxqs, LocalStack) instead of AWS. */
+  endpoint?: string
+}
+
+/** A call to SNS or SQS failed (network, throttling, service error, or a rejected batch entry). */
+export class AwsCallError extends Error {
+  override name = 'AwsCallError'
+}
+
+/**
+ * Publishing is on the ack path: a dependency that hangs must turn into a quick 503, so requests
+ * are bounded and the SDK's own retries (3 attempts, jittered backoff) are all we wait for.
+ */
+const PUBLISH_TIMEOUT_MS = 5_000
+const CONNECT_TIMEOUT_MS = 2_000
+
+export function createSnsClient(target: AwsTarget): SNSClient {
+  return new SNSClient({
+    region: target.region,
+    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+    maxAttempts: 3,
+    requestHandler: { requestTimeout: PUBLISH_TIMEOUT_MS, connectionTimeout: CONNECT_TIMEOUT_MS },
+  })
+}
+
+/** `waitTimeS`: the long poll, which the socket timeout must outlast. */
+export function createSqsClient(target: AwsTarget, waitTimeS = 20): SQSClient {
+  return new SQSClient({
+    region: target.region,
+    // With an explicit endpoint the SDK keeps it rather than the queue URL's host.
+    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+    maxAttempts: 3,
+    requestHandler: { requestTimeout: (waitTimeS + 10) * 1000, connectionTimeout: CONNECT_TIMEOUT_MS },
+  })
+}
+
+export type { SNSClient, SQSClient }
+
+export interface PublishEntry {
+  id: string
+  body: string
+  groupId: string
+  dedupeId: string
+  attributes: Record<string, string>
+}
+
+/** PublishBatch (≤ 10 entries); resolves only when every entry was accepted. */
+export async function publishBatch(sns: SNSClient, topicArn: string, entries: PublishEntry[]): Promise<void> {
+  const out = await call(() =>
+    sns.send(
+      new PublishBatchCommand({
+        TopicArn: topicArn,
+        PublishBatchRequestEntries: entries.map(
+          (e): PublishBatchRequestEntry => ({
+            Id: e.id,
+            Message: e.body,
+            MessageGroupId: e.groupId,
+            MessageDeduplicationId: e.dedupeId,
+            MessageAttributes: Object.fromEntries(
+              Object.entries(e.attributes).map(([k, v]) => [k, { DataType: 'String', StringValue: v }]),
+            ),
+          }),
+        ),
+      }),
+    ),
+  )
+  const failed = out.Failed ?? []
+  if (failed.length > 0 || (out.Successful?.length ?? 0) !== entries.length) {
+    const f = failed[0]
+    throw new AwsCallError(
+      `SNS rejected ${failed.length || entries.length - (out.Successful?.length ?? 0)} of ${entries.length} entries` +
+        (f ? ` (${f.Code}: ${f.Message ?? ''})` : ''),
+    )
+  }
+}
+
+export interface ReceivedMessage {
+  messageId: string
+  receiptHandle: string
+  body: string
+  /** System attribute; the org id for our messages. */
+  groupId: string | undefined
+  receiveCount: number
+}
+
+export interface ReceiveOptions {
+  max: number
+  waitTimeS: number
+  visibilityTimeoutS: number
+}
+
+export async function receiveMessages(sqs: SQSClient, queueUrl: string, o: ReceiveOptions): Promise<ReceivedMessage[]> {
+  const out = await call(() =>
+    sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: o.max,
+        WaitTimeSeconds: o.waitTimeS,
+        VisibilityTimeout: o.visibilityTimeoutS,
+        MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'],
+      }),
+    ),
+  )
+  return (out.Messages ?? []).map((m) => ({
+    messageId: m.MessageId ?? '',
+    receiptHandle: m.ReceiptHandle ?? '',
+    body: m.Body ?? '',
+    groupId: m.Attributes?.MessageGroupId,
+    receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1),
+  }))
+}
+
+/** Deletes up to 10 messages; returns the receipt handles SQS did not delete. */
+export async function deleteMessages(sqs: SQSClient, queueUrl: string, receiptHandles: string[]): Promise<string[]> {
+  const out = await call(() =>
+    sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: receiptHandles.map((h, i) => ({ Id: String(i), ReceiptHandle: h })),
+      }),
+    ),
+  )
+  const ok = new Set((out.Successful ?? []).map((s) => s.Id))
+  return receiptHandles.filter((_, i) => !ok.has(String(i)))
+}
+
+/** Messages waiting plus in flight (received, not yet deleted): the consumer's backlog. */
+export async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const out = await call(() =>
+    sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    ),
+  )
+  const a = out.Attributes ?? {}
+  return Number(a.ApproximateNumberOfMessages ?? 0) + Number(a.ApproximateNumberOfMessagesNotVisible ?? 0)
+}
+
+export interface Topology {
+  topicArn: string
+  queueUrls: Record<string, string>
+}
+
+export interface TopologyOptions {
+  /** Names: `<prefix>.fifo` topic, `<prefix>-<queue>.fifo` queues, `<prefix>-<queue>-dlq.fifo`. */
+  prefix: string
+  queues: readonly string[]
+  visibilityTimeoutS: number
+  /** Receives before SQS moves a message to the queue's DLQ. */
+  maxReceiveCount: number
+}
+
+/**
+ * Creates (idempotently) the FIFO topic, one FIFO queue per consumer with its FIFO dead-letter
+ * queue, and raw-delivery subscriptions. Content-based deduplication is off: the publisher sets
+ * MessageDeduplicationId itself (org id + content hash). For dev and tests; production creates
+ * the same resources with its infrastructure tooling.
+ */
+export async function ensureTopology(sns: SNSClient, sqs: SQSClient, o: TopologyOptions): Promise<Topology> {
+  const topic = await call(() =>
+    sns.send(
+      new CreateTopicCommand({
+        Name: `${o.prefix}.fifo`,
+        Attributes: { FifoTopic: 'true', ContentBasedDeduplication: 'false' },
+      }),
+    ),
+  )
+  const topicArn = topic.TopicArn!
+  const queueUrls: Record<string, string> = {}
+  for (const name of o.queues) {
+    const dlqUrl = await createFifoQueue(sqs, `${o.prefix}-${name}-dlq.fifo`)
+    const dlqArn = await queueArn(sqs, dlqUrl)
+    const url = await createFifoQueue(sqs, `${o.prefix}-${name}.fifo`)
+    const arn = await queueArn(sqs, url)
+    // Set apart from CreateQueue, which refuses an existing queue whose attributes differ: a
+    // second run with another visibility timeout updates it instead of failing.
+    await call(() =>
+      sqs.send(
+        new SetQueueAttributesCommand({
+          QueueUrl: url,
+          Attributes: {
+            VisibilityTimeout: String(o.visibilityTimeoutS),
+            RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: o.maxReceiveCount }),
+            // Real SQS drops SNS deliveries its policy does not allow (silently: SNS does not retry).
+            Policy: JSON.stringify({
+              Version: '2012-10-17',
+              Statement: [
+                {
+                  Effect: 'Allow',
+                  Principal: { Service: 'sns.amazonaws.com' },
+                  Action: 'sqs:SendMessage',
+                  Resource: arn,
+                  Condition: { ArnEquals: { 'aws:SourceArn': topicArn } },
+                },
+              ],
+            }),
+          },
+        }),
+      ),
+    )
+    await call(() =>
+      sns.send(
+        new SubscribeCommand({
+          TopicArn: topicArn,
+          Protocol: 'sqs',
+          Endpoint: arn,
+          Attributes: { RawMessageDelivery: 'true' },
+          ReturnSubscriptionArn: true,
+        }),
+      ),
+    )
+    queueUrls[name] = url
+  }
+  return { topicArn, queueUrls }
+}
+
+async function createFifoQueue(sqs: SQSClient, name: string): Promise<string> {
+  const out = await call(() =>
+    sqs.send(
+      new CreateQueueCommand({
+        QueueName: name,
+        Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' },
+      }),
+    ),
+  )
+  return out.QueueUrl!
+}
+
+async function queueArn(sqs: SQSClient, url: string): Promise<string> {
+  const out = await call(() => sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] })))
+  return out.Attributes!.QueueArn!
+}
+
+/** Every SDK failure, whatever its class, becomes one error type with the SDK error as cause. */
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof AwsCallError) throw err
+    const e = err as { name?: string; message?: string }
+    throw new AwsCallError(`${e.name ?? 'Error'}: ${e.message ?? String(err)}`, { cause: err })
+  }
+}

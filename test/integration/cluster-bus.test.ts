@@ -1,0 +1,329 @@
+/**
+ * The cluster-mode bus end to end: the real HTTP app publishes through the real @aws-sdk SNS
+ * client to the fauxqs emulator (SNS FIFO topic → three SQS FIFO queues, raw delivery), and the
+ * real consumer loop applies the real handlers to real Postgres. Proves: acked batches land once
+ * and derive sessions and alerts (worker threads included); duplicates (a re-sent batch, a
+ * redelivery after commit but before delete) are applied once; a request above SNS's 256 KiB is
+ * split and stored whole; SNS unreachable is a 503 with Retry-After and nothing acked; two orgs
+ * sending the same event ids never mix.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { CONSUMERS, type ConsumerName } from '../../src/features/ingest/bus.ts'
+import { SnsBus } from '../../src/features/ingest/sns-bus.ts'
+import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
+import { createSnsClient, createSqsClient, ensureTopology, type SNSClient, type SQSClient, type Topology } from '../../src/infra/aws.ts'
+import { createMetrics } from '../../src/infra/metrics.ts'
+import type { Handler } from '../../src/workers/consume.ts'
+import { HANDLERS } from '../../src/workers/handlers.ts'
+import { ConsumerPool } from '../../src/workers/pool.ts'
+import { runSqsConsumer, sqsBacklog } from '../../src/workers/sqs-consume.ts'
+import { testApp } from '../helpers/app.ts'
+import { HOOK_TIMEOUT_MS, testDatabase, testLog, type TestDatabase } from '../helpers/db.ts'
+import { startFauxqs, type Fauxqs } from '../helpers/fauxqs.ts'
+import { freePort } from '../helpers/process.ts'
+
+// The SDK wants credentials; the emulator accepts any. Worker threads inherit the environment.
+process.env.AWS_ACCESS_KEY_ID ??= 'test'
+process.env.AWS_SECRET_ACCESS_KEY ??= 'test'
+
+const REGION = 'us-east-1'
+/** Short, so that the redelivery test does not wait long; other runs receive with 30 s. */
+const SHORT_VISIBILITY_S = 2
+
+let fauxqs: Fauxqs
+let db: TestDatabase
+let sns: SNSClient
+let sqs: SQSClient
+let topo: Topology
+let t: ReturnType<typeof testApp>
+let a: CreatedOrg
+let b: CreatedOrg
+
+beforeAll(async () => {
+  fauxqs = await startFauxqs()
+  const target = { region: REGION, endpoint: fauxqs.endpoint }
+  sns = createSnsClient(target)
+  sqs = createSqsClient(target, 1)
+  topo = await ensureTopology(sns, sqs, {
+    prefix: `quint-test-${crypto.randomUUID().slice(0, 8)}`,
+    queues: CONSUMERS,
+    visibilityTimeoutS: SHORT_VISIBILITY_S,
+    maxReceiveCount: 10,
+  })
+  db = await testDatabase()
+  t = testApp(db, {}, new SnsBus(sns, topo.topicArn))
+  a = await createOrg(db.app, 'org A', 'cli')
+  b = await createOrg(db.app, 'org B', 'cli')
+}, HOOK_TIMEOUT_MS)
+
+afterAll(async () => {
+  sns?.destroy()
+  sqs?.destroy()
+  await db?.drop()
+  await fauxqs?.stop()
+}, HOOK_TIMEOUT_MS)
+
+const event = (session: string, over: Record<string, unknown> = {}) => ({
+  schema_version: 2,
+  event_id: crypto.randomUUID(),
+  timestamp: new Date().toISOString(),
+  action_type: 'tools/call',
+  session_id: session,
+  agent_id: 'agent-1',
+  tool_name: 'Bash',
+  arguments_json: '{"command":"ls"}',
+  decision: 'allow',
+  ...over,
+})
+
+const ingest = (token: string, events: unknown[]) => t.call('POST', '/v1/ingest', { token, json: { events } })
+
+const n = async (sql: string, ...params: unknown[]): Promise<number> =>
+  ((await db.owner.unsafe(sql, params as never[]))[0] as unknown as { n: number }).n
+
+const backlog = () => sqsBacklog(sqs, topo.queueUrls)
+const drained = (d: Record<string, number>) => CONSUMERS.every((c) => d[c] === 0)
+
+async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
+  const until = Date.now() + ms
+  let last = await read()
+  while (!ok(last)) {
+    if (Date.now() > until) throw new Error(`condition not reached in ${ms} ms; last value: ${JSON.stringify(last)}`)
+    await Bun.sleep(25)
+    last = await read()
+  }
+  return last
+}
+
+/** The three consumer loops (in this thread) while `fn` runs; stopped whatever `fn` does. */
+async function withConsumers(
+  fn: () => Promise<void>,
+  o: { client?: SQSClient; visibilityTimeoutS?: number; wrap?: (c: ConsumerName, h: Handler) => Handler } = {},
+) {
+  const stop = new AbortController()
+  const runs = CONSUMERS.map((c) =>
+    runSqsConsumer({
+      sql: db.app,
+      sqs: o.client ?? sqs,
+      queueUrl: topo.queueUrls[c]!,
+      consumer: c,
+      handle: o.wrap ? o.wrap(c, HANDLERS[c]) : HANDLERS[c],
+      log: testLog,
+      signal: stop.signal,
+      waitTimeS: 1,
+      visibilityTimeoutS: o.visibilityTimeoutS ?? 30,
+    }),
+  )
+  try {
+    await fn()
+  } finally {
+    stop.abort()
+    await Promise.all(runs)
+  }
+}
+
+const actions = (org: string) => n('select count(*)::int as n from actions where org_id = $1', org)
+const sessionCount = (org: string, session: string) =>
+  n('select coalesce(max(event_count), 0)::int as n from sessions where org_id = $1 and session_key = $2', org, session)
+const alertCount = (org: string, session: string) =>
+  n('select count(*)::int as n from alerts where org_id = $1 and session_key = $2', org, session)
+
+describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
+  test('an acked batch lands once in actions; worker threads derive sessions and alerts', async () => {
+    const metrics = createMetrics({ backlog })
+    const pool = new ConsumerPool(
+      ['pipeline', 'sessions', 'alerts'],
+      {
+        target: db.appTarget,
+        statementTimeoutMs: 30_000,
+        logLevel: 'silent',
+        pollMs: 100,
+        sqs: { target: { region: REGION, endpoint: fauxqs.endpoint }, queueUrls: topo.queueUrls, waitTimeS: 1, visibilityTimeoutS: 30 },
+      },
+      testLog,
+      metrics,
+    )
+    const session = `pool-${crypto.randomUUID()}`
+    const before = await actions(a.org_id)
+    const res = await ingest(a.deploy_token, [event(session), event(session, { risk_score: 95 }), event(session, { decision: 'block' })])
+    expect(res.status).toBe(200)
+    expect(res.body.accepted).toBe(3)
+    // Acked means published: every consumer's queue holds the batch before any consumer runs.
+    expect(await backlog()).toEqual({ pipeline: 1, sessions: 1, alerts: 1 })
+    expect(await metrics.registry.getSingleMetricAsString('quint_bus_pending_batches')).toContain('consumer="pipeline"} 1')
+    pool.start()
+    try {
+      await eventually(() => actions(a.org_id), (v) => v === before + 3)
+      await eventually(() => sessionCount(a.org_id, session), (v) => v === 3)
+      await eventually(() => alertCount(a.org_id, session), (v) => v >= 2)
+      await eventually(backlog, drained)
+      expect(await actions(a.org_id)).toBe(before + 3)
+    } finally {
+      await pool.stop()
+    }
+  })
+
+  test('the same batch published twice is stored and counted once', async () => {
+    const session = `twice-${crypto.randomUUID()}`
+    const events = [event(session), event(session, { risk_score: 90 })]
+    const before = await actions(a.org_id)
+    // Nothing consumed yet, so the ledger cannot answer "duplicate": both requests publish.
+    for (let i = 0; i < 2; i++) {
+      const res = await ingest(a.deploy_token, events)
+      expect(res.status).toBe(200)
+      expect(res.body.accepted).toBe(2)
+    }
+    // Same org and content → same MessageDeduplicationId → one message per queue.
+    expect(await backlog()).toEqual({ pipeline: 1, sessions: 1, alerts: 1 })
+    await withConsumers(async () => {
+      await eventually(backlog, drained)
+    })
+    expect(await actions(a.org_id)).toBe(before + 2)
+    expect(await sessionCount(a.org_id, session)).toBe(2)
+  })
+
+  test('a redelivery after commit but before delete changes nothing', async () => {
+    const session = `redeliver-${crypto.randomUUID()}`
+    const stats = () => n('select coalesce(sum(stored), 0)::int as n from org_ingest_stats where org_id = $1', a.org_id)
+    const [beforeActions, beforeStats] = [await actions(a.org_id), await stats()]
+    const res = await ingest(a.deploy_token, [event(session), event(session, { risk_score: 95 }), event(session, { decision: 'block' })])
+    expect(res.status).toBe(200)
+
+    // A consumer that dies between commit and delete, as SQS sees it: every delete fails.
+    const failing = createSqsClient({ region: REGION, endpoint: fauxqs.endpoint }, 1)
+    failing.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'DeleteMessageBatchCommand') throw new Error('injected: connection reset before delete')
+        return next(args)
+      },
+      { step: 'initialize', name: 'failDeletes' },
+    )
+    try {
+      await withConsumers(
+        async () => {
+          await eventually(() => actions(a.org_id), (v) => v === beforeActions + 3)
+          await eventually(() => sessionCount(a.org_id, session), (v) => v === 3)
+          await eventually(() => alertCount(a.org_id, session), (v) => v >= 2)
+        },
+        { client: failing, visibilityTimeoutS: SHORT_VISIBILITY_S },
+      )
+    } finally {
+      failing.destroy()
+    }
+    const alertsAfterFirst = await alertCount(a.org_id, session)
+    // Committed but not deleted: still in every queue.
+    expect(await backlog()).toEqual({ pipeline: 1, sessions: 1, alerts: 1 })
+
+    // The messages come back after the visibility timeout and are applied again, as no-ops.
+    const seen: Record<string, number> = { pipeline: 0, sessions: 0, alerts: 0 }
+    await withConsumers(
+      async () => {
+        await eventually(backlog, drained)
+      },
+      {
+        wrap: (c, h) => async (tx, batches) => {
+          seen[c]! += batches.length
+          return h(tx, batches)
+        },
+      },
+    )
+    expect(seen).toEqual({ pipeline: 1, sessions: 1, alerts: 1 })
+    expect(await actions(a.org_id)).toBe(beforeActions + 3)
+    expect(await stats()).toBe(beforeStats + 3)
+    expect(await sessionCount(a.org_id, session)).toBe(3)
+    expect(await alertCount(a.org_id, session)).toBe(alertsAfterFirst)
+    expect(
+      await n('select coalesce(max(event_count), 0)::int as n from agents where org_id = $1 and agent_key = $2', a.org_id, 'agent-1'),
+    ).toBe(await n(`select count(*)::int as n from actions where org_id = $1 and agent_key = 'agent-1'`, a.org_id))
+  })
+
+  test('a request above 256 KiB is split into parts and stored whole', async () => {
+    const session = `big-${crypto.randomUUID()}`
+    const filler = 'x'.repeat(3000)
+    const events = Array.from({ length: 250 }, (_, i) => event(session, { arguments_json: JSON.stringify({ i, filler }) }))
+    const bytes = JSON.stringify({ events }).length
+    expect(bytes).toBeGreaterThan(700 * 1024)
+    const before = await actions(a.org_id)
+    const res = await ingest(a.deploy_token, events)
+    expect(res.status).toBe(200)
+    expect(res.body.accepted).toBe(250)
+    const parts = (await backlog()).pipeline!
+    expect(parts).toBeGreaterThanOrEqual(3)
+
+    // One event too big for a part on its own travels compressed; an incompressible one is refused.
+    const huge = event(session, { arguments_json: JSON.stringify({ blob: 'ab'.repeat(200_000) }) })
+    expect((await ingest(a.deploy_token, [huge])).status).toBe(200)
+    const random = Buffer.from(crypto.getRandomValues(new Uint8Array(300_000))).toString('hex')
+    const refused = await ingest(a.deploy_token, [event(session, { arguments_json: JSON.stringify({ random }) })])
+    expect(refused.status).toBe(413)
+    expect(refused.body.code).toBe('event_too_large')
+
+    await withConsumers(async () => {
+      await eventually(() => actions(a.org_id), (v) => v === before + 251)
+      await eventually(backlog, drained)
+    })
+    expect(await actions(a.org_id)).toBe(before + 251)
+    expect(await sessionCount(a.org_id, session)).toBe(251)
+    const [row] = await db.owner`select arguments from actions where org_id = ${a.org_id} and event_id = ${huge.event_id}`
+    expect((row!.arguments as { blob: string }).blob.length).toBe(400_000)
+    const same = await n(
+      `select count(*)::int as n from actions where org_id = $1 and session_key = $2 and arguments->>'filler' = $3`,
+      a.org_id,
+      session,
+      filler,
+    )
+    expect(same).toBe(250)
+  })
+
+  test('SNS unreachable: 503 with Retry-After, nothing acked', async () => {
+    const dead = createSnsClient({ region: REGION, endpoint: `http://127.0.0.1:${await freePort()}` })
+    const down = testApp(db, {}, new SnsBus(dead, topo.topicArn))
+    try {
+      const e = event(`down-${crypto.randomUUID()}`)
+      const started = Date.now()
+      const res = await down.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [e] } })
+      expect(res.status).toBe(503)
+      expect(res.body.code).toBe('unavailable')
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0)
+      expect(Date.now() - started).toBeLessThan(15_000)
+      const life = await down.call('POST', '/v1/sessions/ingest', {
+        token: a.deploy_token,
+        json: { session_id: 'down-session', state: 'active', timestamp: new Date().toISOString() },
+      })
+      expect(life.status).toBe(503)
+      // Nothing reached the queues; the retry to the working bus is accepted, not "duplicate".
+      expect(await backlog()).toEqual({ pipeline: 0, sessions: 0, alerts: 0 })
+      const retry = await ingest(a.deploy_token, [e])
+      expect(retry.body.results[0].status).toBe('accepted')
+      await withConsumers(async () => {
+        await eventually(backlog, drained)
+      })
+      expect(await n('select count(*)::int as n from actions where org_id = $1 and event_id = $2', a.org_id, e.event_id)).toBe(1)
+    } finally {
+      dead.destroy()
+    }
+  })
+
+  test('two orgs sending the same event ids at once never mix', async () => {
+    const ids = Array.from({ length: 40 }, () => crypto.randomUUID())
+    const session = `shared-${crypto.randomUUID()}`
+    const batch = (tool: string) => ids.map((event_id) => event(session, { event_id, tool_name: tool }))
+    const [beforeA, beforeB] = [await actions(a.org_id), await actions(b.org_id)]
+    const [ra, rb] = await Promise.all([ingest(a.deploy_token, batch('tool-of-A')), ingest(b.deploy_token, batch('tool-of-B'))])
+    expect([ra.status, rb.status]).toEqual([200, 200])
+    expect([ra.body.accepted, rb.body.accepted]).toEqual([40, 40])
+    // Same event keys, different orgs: different dedupe ids, so neither suppresses the other.
+    expect(await backlog()).toEqual({ pipeline: 2, sessions: 2, alerts: 2 })
+    await withConsumers(async () => {
+      await eventually(backlog, drained)
+    })
+    expect(await actions(a.org_id)).toBe(beforeA + 40)
+    expect(await actions(b.org_id)).toBe(beforeB + 40)
+    const tools = async (org: string) =>
+      (await db.owner`select distinct tool_name from actions where org_id = ${org} and event_id = any(${ids})`).map((r) => r.tool_name)
+    expect(await tools(a.org_id)).toEqual(['tool-of-A'])
+    expect(await tools(b.org_id)).toEqual(['tool-of-B'])
+    expect(await sessionCount(a.org_id, session)).toBe(40)
+    expect(await sessionCount(b.org_id, session)).toBe(40)
+  })
+})
