@@ -12,6 +12,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { round, timeLoop } from './lib/measure.ts'
+import { removeDataDir } from '../src/infra/embedded-postgres.ts'
 
 export const name = 'credentials'
 
@@ -44,6 +45,6 @@ export async function run(opts: { seconds: number }) {
     }
   } finally {
     await db.close()
-    fs.rmSync(dataDir, { recursive: true, force: true })
+    removeDataDir(dataDir)
   }
 }

@@ -16,6 +16,7 @@ import { openDatabase } from '../src/infra/database.ts'
 import { createPool } from '../src/infra/db.ts'
 import { createLogger } from '../src/infra/log.ts'
 import { percentile, round } from './lib/measure.ts'
+import { removeDataDir } from '../src/infra/embedded-postgres.ts'
 
 export const name = 'ingest'
 
@@ -193,7 +194,7 @@ export async function run(opts: { seconds: number }) {
   } finally {
     await owner.end()
     await database.close()
-    fs.rmSync(dataDir, { recursive: true, force: true })
+    removeDataDir(dataDir)
   }
 
   const e2eRate = e2e.events / e2e.seconds

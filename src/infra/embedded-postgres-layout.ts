@@ -185,6 +185,26 @@ export function clusterDir(dataDir: string, runAs: RunAs | null, log: Logger): s
   return real
 }
 
+/**
+ * Deletes a data dir and, when its cluster was placed under /var/lib/quint-cloud (see
+ * `clusterDir`), that cluster too: removing only the data dir would leave the cluster behind,
+ * unreachable. For throw-away data dirs (tests, benchmarks); Postgres must be stopped first.
+ */
+export function removeDataDir(dataDir: string): void {
+  const pgDir = path.join(dataDir, 'pg')
+  try {
+    if (fs.lstatSync(pgDir).isSymbolicLink()) {
+      const home = path.dirname(path.resolve(dataDir, fs.readlinkSync(pgDir)))
+      if (path.dirname(home) === SHARED_BASE && path.basename(home).startsWith('cluster-')) {
+        fs.rmSync(home, { recursive: true, force: true })
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  fs.rmSync(dataDir, { recursive: true, force: true })
+}
+
 function canEnter(runAs: RunAs, dir: string): boolean {
   return spawnSync('/bin/sh', ['-c', 'test -x "$1"', 'probe', dir], { ...runAs }).status === 0
 }

@@ -30,7 +30,7 @@ import {
 } from './embedded-postgres-layout.ts'
 import type { Logger } from './log.ts'
 
-export { EmbeddedPostgresError } from './embedded-postgres-layout.ts'
+export { EmbeddedPostgresError, removeDataDir } from './embedded-postgres-layout.ts'
 
 export interface EmbeddedPostgres {
   /** Socket directory, port and credentials; the `postgres` database is the service's. */

@@ -18,6 +18,7 @@ import { openDatabase } from '../../src/infra/database.ts'
 import { createPool } from '../../src/infra/db.ts'
 import { emptyDatabase, HOOK_TIMEOUT_MS, serverKind, testLog } from '../helpers/db.ts'
 import { childEnv, killSpawned, startServer, type RunningServer } from '../helpers/process.ts'
+import { removeDataDir } from '../../src/infra/embedded-postgres.ts'
 
 const EVENTS = 20_000
 const BATCH = 500
@@ -30,7 +31,7 @@ const cleanups: (() => Promise<void>)[] = []
 afterAll(async () => {
   await killSpawned()
   for (const c of cleanups) await c().catch(() => {})
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+  for (const d of dirs) removeDataDir(d)
 }, HOOK_TIMEOUT_MS)
 
 test('every acked event is stored exactly once across SIGKILLs, and derived session counts match', async () => {

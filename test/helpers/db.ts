@@ -9,7 +9,7 @@ import path from 'node:path'
 import fs from 'node:fs'
 import { createPool, type DbTarget, type Sql } from '../../src/infra/db.ts'
 import { APP_ROLE, prepareDatabase } from '../../src/infra/database.ts'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/infra/embedded-postgres.ts'
+import { removeDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/infra/embedded-postgres.ts'
 import { createLogger } from '../../src/infra/log.ts'
 
 export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent', 'stderr')
@@ -62,7 +62,7 @@ export async function startTestServer(): Promise<void> {
     appPassword: pg.app.password,
     async stop() {
       await pg.stop()
-      fs.rmSync(dataDir, { recursive: true, force: true })
+      removeDataDir(dataDir)
     },
   }
 }

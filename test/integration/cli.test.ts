@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { childEnv, freePort, killSpawned, runCli, startServer } from '../helpers/process.ts'
 import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
+import { removeDataDir } from '../../src/infra/embedded-postgres.ts'
 
 const dirs: string[] = []
 function dataDir(): string {
@@ -18,7 +19,7 @@ function dataDir(): string {
 }
 afterAll(async () => {
   await killSpawned()
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+  for (const d of dirs) removeDataDir(d)
 }, HOOK_TIMEOUT_MS)
 
 function postmasterPid(dir: string): number | null {
