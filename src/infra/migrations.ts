@@ -19,6 +19,7 @@ import m0006 from '../../sql/0006_hardening.sql' with { type: 'text' }
 import m0007 from '../../sql/0007_ingest_bus.sql' with { type: 'text' }
 import m0008 from '../../sql/0008_machine_inventory.sql' with { type: 'text' }
 import m0009 from '../../sql/0009_ingest_tuning.sql' with { type: 'text' }
+import m0010 from '../../sql/0010_ingest_storage.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -37,6 +38,7 @@ const FILES: Record<string, string> = {
   '0007_ingest_bus.sql': m0007,
   '0008_machine_inventory.sql': m0008,
   '0009_ingest_tuning.sql': m0009,
+  '0010_ingest_storage.sql': m0010,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)
