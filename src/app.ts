@@ -4,7 +4,9 @@
  * dependencies (no I/O at import), so tests build it against their own database.
  */
 import { Hono } from 'hono'
+import { randomBytes } from 'node:crypto'
 import { CredentialResolver } from './auth/credentials.ts'
+import { SecretBox } from './auth/secret-box.ts'
 import type { Config } from './config.ts'
 import { mountAlerts } from './features/alerts/routes.ts'
 import { mountDeployTokens } from './features/deploy-tokens/routes.ts'
@@ -37,6 +39,8 @@ export interface AppDeps {
   bus: Bus
   /** Cluster mode's shared state (REDIS_URL); null or absent: process memory only. */
   redis?: RedisStateStore | null
+  /** Seals secrets at rest under the master key (signing keys, webhook secrets). */
+  secrets: SecretBox
 }
 
 export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
@@ -90,6 +94,8 @@ export function offlineApp(config: Config, log: Logger) {
     lifecycle,
     resolver: new CredentialResolver(sql, log),
     bus: new LocalBus(),
+    // Nothing is sealed or opened offline: a throw-away key.
+    secrets: new SecretBox(randomBytes(32)),
   })
   lifecycle.markReady()
   return { ...built, close: () => sql.end({ timeout: 0 }) }

@@ -148,6 +148,13 @@ export const EnvSchema = Type.Object({
   SQS_QUEUE_URL_ALERTS: Type.Optional(
     Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.' }),
   ),
+  AUTH_MASTER_KEY: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-fA-F]{64}$',
+      description:
+        'Master key (64 hex, 32 bytes) that encrypts secrets at rest (signing keys, webhook secrets) with AES-256-GCM. Every instance sharing a database needs the same one. Unset: generated once into QUINT_DATA_DIR/master.key (0600).',
+    }),
+  ),
   SQS_WAIT_TIME_S: Type.Integer({
     minimum: 1,
     maximum: 20,
@@ -254,7 +261,7 @@ function busProblems(v: Partial<Env>): string[] {
 function describeGiven(raw: Record<string, unknown>, key: string): string {
   if (!(key in raw)) return ''
   // DSNs may carry passwords: never echo them back.
-  if (key.endsWith('_URL')) return ' (value hidden)'
+  if (key.endsWith('_URL') || key.endsWith('_KEY')) return ' (value hidden)'
   return ` (got ${JSON.stringify(raw[key])})`
 }
 

@@ -7,6 +7,7 @@
  */
 import { buildApp } from '../app.ts'
 import { CredentialResolver } from '../auth/credentials.ts'
+import { loadMasterKey, SecretBox } from '../auth/secret-box.ts'
 import type { Config } from '../config.ts'
 import type { Bus } from '../features/ingest/bus.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
@@ -127,7 +128,8 @@ async function startListening(
   bus: Bus,
 ) {
   const resolver = new CredentialResolver(sql, log, { shared: redis, metrics })
-  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis })
+  const secrets = new SecretBox(loadMasterKey(config, log))
+  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis, secrets })
   return Bun.serve({
     hostname: config.HOST,
     port: config.PORT,

@@ -1,6 +1,8 @@
 /** The Hono app built on a test database, driven in process through app.fetch. */
 import { buildApp } from '../../src/app.ts'
+import { randomBytes } from 'node:crypto'
 import { CredentialResolver } from '../../src/auth/credentials.ts'
+import { SecretBox } from '../../src/auth/secret-box.ts'
 import { loadConfig } from '../../src/config.ts'
 import { LocalBus, type Bus } from '../../src/features/ingest/bus.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
@@ -8,6 +10,9 @@ import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { Lifecycle } from '../../src/lifecycle.ts'
 import { createOrg } from '../../src/features/orgs/service.ts'
 import { testDatabase, testLog, type TestDatabase } from './db.ts'
+
+/** One master key per test run: every app instance on a test database opens what another sealed. */
+export const testSecrets = new SecretBox(randomBytes(32))
 
 /**
  * `env`: configuration overrides, as environment variables; `bus`: the cluster bus in its tests;
@@ -32,6 +37,7 @@ export function testApp(
     resolver,
     bus,
     redis: options.redis,
+    secrets: testSecrets,
   })
   lifecycle.markReady()
 
