@@ -6,6 +6,10 @@
  *   tenant:{<org id>}:ingest:bucket   hash {tokens, at}: the org's ingest token bucket
  *   auth:token:<sha256 hex>           a resolved token (JSON), or the tombstone `revoked`
  *   auth:revoked (channel)            sha256 hex of each revoked token
+ *   auth:revocation:bloom:current     hash {g, v, m, k, n, at}: the JWT revocation filter's generation
+ *   auth:revocation:bloom:building    zset: generations being rebuilt (score = expiry, ms)
+ *   auth:revocation:bloom:<gen>       bitmap of one generation (src/auth/bloom.ts bit order)
+ *   auth:revocation (channel)         JSON: a jti added, or a new generation
  *
  * Two connections: commands, and a subscriber (a connection in subscribe mode runs nothing else).
  * The command connection has no offline queue and a short command timeout: with a dead or hung
@@ -71,9 +75,98 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `
 
+/**
+ * One revoked item into every generation's bitmap (KEYS: current first, then those being built),
+ * then its message. A bitmap that does not exist is left alone: SETBIT would create a short,
+ * nearly empty bitmap that a loader could take for the whole generation. Answers 1/0 per key.
+ */
+const BLOOM_ADD_LUA = `
+local wrote = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    for j = 3, #ARGV do redis.call('SETBIT', key, ARGV[j], 1) end
+    wrote[i] = 1
+  else
+    wrote[i] = 0
+  end
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return wrote
+`
+
+/**
+ * Finishes a rebuild: ORs the built bits (KEYS[4], a temporary key) into the new generation's
+ * bitmap (KEYS[3], which concurrent adds have been writing to), makes it permanent, flips the
+ * pointer (KEYS[1]), leaves the building set (KEYS[2]), lets the previous generation expire and
+ * announces the new one, all at once. 0 (nothing changed) if the bitmap vanished meanwhile.
+ */
+const BLOOM_COMMIT_LUA = `
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('DEL', KEYS[4])
+  return 0
+end
+redis.call('BITOP', 'OR', KEYS[3], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[4])
+redis.call('PERSIST', KEYS[3])
+local old = redis.call('HGET', KEYS[1], 'g')
+redis.call('HSET', KEYS[1], 'g', ARGV[1], 'v', ARGV[2], 'm', ARGV[3], 'k', ARGV[4], 'n', ARGV[5], 'at', ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if old and old ~= ARGV[1] then redis.call('PEXPIRE', ARGV[7] .. old, ARGV[8]) end
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return 1
+`
+
+/** Releases a lock only if it still holds this owner's token (it may have expired and moved on). */
+const UNLOCK_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
 type Commands = Redis & {
   quintTake(key: string, rate: number, burst: number, n: number): Promise<number>
   quintPutToken(key: string, value: string, ttlMs: number): Promise<number>
+  quintUnlock(key: string, owner: string): Promise<number>
+  quintBloomAdd(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>
+}
+
+/** The revocation filter's keys under one namespace (default `auth:revocation`; tests use their own). */
+export const bloomKeys = (ns: string) => ({
+  current: `${ns}:bloom:current`,
+  building: `${ns}:bloom:building`,
+  lock: `${ns}:bloom:rebuild-lock`,
+  bitmapPrefix: `${ns}:bloom:`,
+  bitmap: (generation: string) => `${ns}:bloom:${generation}`,
+  channel: ns,
+})
+
+/** A generation as the pointer hash holds it. */
+export interface BloomGeneration {
+  generation: string
+  version: number
+  bits: number
+  hashes: number
+  count: number
+  at: number
+}
+
+export interface ChannelHandlers {
+  message(message: string): void
+  /** The subscription is active: at first and again after every reconnect of the subscriber. */
+  subscribed(): void
+  /** The subscriber connection dropped: messages published from now on until `subscribed` are lost. */
+  lost(): void
+}
+
+function parseGeneration(h: Record<string, string> | null | undefined): BloomGeneration | null {
+  if (!h || typeof h.g !== 'string') return null
+  return {
+    generation: h.g,
+    version: Number(h.v),
+    bits: Number(h.m),
+    hashes: Number(h.k),
+    count: Number(h.n),
+    at: Number(h.at),
+  }
 }
 
 export type SharedTokenLookup = 'revoked' | { value: unknown; ttlMs: number } | null
@@ -90,6 +183,8 @@ export class RedisStateStore {
   readonly #sub: Redis
   readonly #revokedHandlers: ((hashHex: string) => void)[] = []
   readonly #resyncHandlers: (() => void)[] = []
+  /** Channels other than REVOKED_CHANNEL (subscribeChannel), created on first use. */
+  #channels: Map<string, Set<ChannelHandlers>> | null = null
   /** Revocations published by this process, waiting to come back on the channel. */
   readonly #echoes = new Map<string, (() => void)[]>()
   readonly #timeoutMs: number
@@ -113,6 +208,9 @@ export class RedisStateStore {
     }) as Commands
     this.#cmd.defineCommand('quintTake', { numberOfKeys: 1, lua: TAKE_LUA })
     this.#cmd.defineCommand('quintPutToken', { numberOfKeys: 1, lua: PUT_TOKEN_LUA })
+    this.#cmd.defineCommand('quintBloomAdd', { lua: BLOOM_ADD_LUA })
+    this.#cmd.defineCommand('quintUnlock', { numberOfKeys: 1, lua: UNLOCK_LUA })
+    this.#cmd.defineCommand('quintBloomCommit', { numberOfKeys: 4, lua: BLOOM_COMMIT_LUA })
     // Subscriptions are queued until connected and renewed after every reconnect.
     this.#sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null, autoResubscribe: true })
     this.#watch(this.#cmd, 'command')
@@ -216,6 +314,157 @@ export class RedisStateStore {
 
   onResync(handler: () => void): void {
     this.#resyncHandlers.push(handler)
+  }
+
+  // --- JWT revocation filter (src/auth/revocation-filter.ts, docs/redis.md) ---
+
+  /**
+   * Subscribes to `channel` on the subscriber connection; `handlers.subscribed` runs once the
+   * server confirmed it, and again after every reconnect (re-subscribing explicitly, so the
+   * confirmation really follows the new SUBSCRIBE). Returns the unsubscribe function.
+   */
+  subscribeChannel(channel: string, handlers: ChannelHandlers): () => Promise<void> {
+    if (channel === REVOKED_CHANNEL) throw new Error(`${channel} is reserved`)
+    if (!this.#channels) {
+      const channels = new Map<string, Set<ChannelHandlers>>()
+      this.#channels = channels
+      this.#sub.on('message', (ch: string, message: string) => {
+        for (const h of channels.get(ch) ?? []) h.message(message)
+      })
+      let up = this.#sub.status === 'ready'
+      this.#sub.on('close', () => {
+        if (!up) return
+        up = false
+        for (const set of channels.values()) for (const h of set) h.lost()
+      })
+      this.#sub.on('ready', () => {
+        up = true
+        for (const [ch, set] of channels) this.#confirm(ch, set)
+      })
+    }
+    let set = this.#channels.get(channel)
+    if (!set) this.#channels.set(channel, (set = new Set()))
+    set.add(handlers)
+    this.#confirm(channel, new Set([handlers]))
+    return async () => {
+      set.delete(handlers)
+      if (set.size === 0 && this.#channels?.get(channel) === set) {
+        this.#channels.delete(channel)
+        // Only on a live connection: a down one would queue it forever, and on reconnect the
+        // channel is renewed with no handler left, which is harmless.
+        if (this.#sub.status !== 'ready') return
+        let timer: ReturnType<typeof setTimeout> | undefined
+        await Promise.race([
+          this.#sub.unsubscribe(channel).catch(() => {}),
+          new Promise((resolve) => (timer = setTimeout(resolve, this.#timeoutMs))),
+        ])
+        clearTimeout(timer)
+      }
+    }
+  }
+
+  #confirm(channel: string, handlers: Set<ChannelHandlers>): void {
+    this.#sub.subscribe(channel).then(
+      () => {
+        for (const h of handlers) if (this.#channels?.get(channel)?.has(h)) h.subscribed()
+      },
+      // The connection dropped before the reply: 'ready' confirms again after the reconnect.
+      (err) => this.log.debug({ err, channel }, 'subscribe not confirmed'),
+    )
+  }
+
+  /** The current generation and those being rebuilt (unexpired), in one round trip. */
+  async bloomTargets(ns: string): Promise<{ current: BloomGeneration | null; building: string[] }> {
+    const k = bloomKeys(ns)
+    const res = await this.#cmd.multi().hgetall(k.current).zrangebyscore(k.building, Date.now(), '+inf').exec()
+    const [[e1, current], [e2, building]] = res as [[Error | null, Record<string, string>], [Error | null, string[]]]
+    if (e1 || e2) throw e1 ?? e2
+    return { current: parseGeneration(current), building }
+  }
+
+  /** The current generation's name and the byte length of `generation`'s bitmap (0 if missing). */
+  async bloomVerify(ns: string, generation: string): Promise<{ current: string | null; length: number }> {
+    const k = bloomKeys(ns)
+    const res = await this.#cmd.multi().hget(k.current, 'g').strlen(k.bitmap(generation)).exec()
+    const [[e1, current], [e2, length]] = res as [[Error | null, string | null], [Error | null, number]]
+    if (e1 || e2) throw e1 ?? e2
+    return { current, length }
+  }
+
+  /** The whole bitmap of `generation`, or null when it is not there. */
+  bloomBitmap(ns: string, generation: string): Promise<Buffer | null> {
+    return this.#cmd.getBuffer(bloomKeys(ns).bitmap(generation))
+  }
+
+  /**
+   * Sets each item's positions in every listed generation that exists and publishes its message,
+   * one script per item, pipelined. Answers, per item, 1/0 per generation (1 = written).
+   */
+  async bloomAdd(
+    ns: string,
+    generations: readonly string[],
+    items: readonly { positions: ArrayLike<number>; message: string }[],
+  ): Promise<number[][]> {
+    const k = bloomKeys(ns)
+    const keys = generations.map(k.bitmap)
+    const p = this.#cmd.pipeline() as unknown as { quintBloomAdd: Commands['quintBloomAdd']; exec: Redis['exec'] }
+    for (const item of items) p.quintBloomAdd(keys.length, ...keys, k.channel, item.message, ...Array.from(item.positions))
+    const res = (await p.exec()) ?? []
+    return res.map(([err, wrote]) => {
+      if (err) throw err
+      return wrote as number[]
+    })
+  }
+
+  /**
+   * Starts a rebuild: creates `generation`'s bitmap, all zeros and `bits` long (SETBIT of the last
+   * bit), expiring unless committed, and lists it as being built so that every add from now on
+   * writes to it as well.
+   */
+  async bloomBegin(ns: string, generation: string, bits: number, ttlMs: number): Promise<void> {
+    const k = bloomKeys(ns)
+    const now = Date.now()
+    const res = await this.#cmd
+      .multi()
+      .setbit(k.bitmap(generation), bits - 1, 0)
+      .pexpire(k.bitmap(generation), ttlMs)
+      .zremrangebyscore(k.building, '-inf', `(${now}`)
+      .zadd(k.building, now + ttlMs, generation)
+      .pexpire(k.building, ttlMs)
+      .exec()
+    const failed = res?.find(([err]) => err)
+    if (failed) throw failed[0]
+  }
+
+  /** Commits a rebuild (BLOOM_COMMIT_LUA); false when its bitmap vanished meanwhile. */
+  async bloomCommit(
+    ns: string,
+    gen: BloomGeneration,
+    bytes: Uint8Array,
+    message: string,
+    previousTtlMs: number,
+  ): Promise<boolean> {
+    const k = bloomKeys(ns)
+    const tmp = `${k.bitmap(gen.generation)}:upload`
+    const multi = this.#cmd.multi().set(tmp, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', 60_000)
+    ;(multi as unknown as { quintBloomCommit(...keysAndArgs: (string | number)[]): unknown }).quintBloomCommit(
+      k.current, k.building, k.bitmap(gen.generation), tmp,
+      gen.generation, gen.version, gen.bits, gen.hashes, gen.count, gen.at,
+      k.bitmapPrefix, previousTtlMs, k.channel, message,
+    )
+    const res = await multi.exec()
+    const failed = res?.find(([err]) => err)
+    if (failed) throw failed[0]
+    return res?.[1]?.[1] === 1
+  }
+
+  /** One rebuild at a time when instances repair a lost generation by themselves. */
+  async bloomTryLock(ns: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.#cmd.set(bloomKeys(ns).lock, owner, 'PX', ttlMs, 'NX')) === 'OK'
+  }
+
+  async bloomUnlock(ns: string, owner: string): Promise<void> {
+    await this.#cmd.quintUnlock(bloomKeys(ns).lock, owner)
   }
 
   async close(): Promise<void> {
