@@ -22,6 +22,7 @@
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../ingest/bus.ts'
 import type { Claimed } from '../../workers/consume.ts'
+import { enqueueAlertDeliveries, type InsertedAlert } from '../webhooks/queue.ts'
 import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
 import { compileCondition, viewOf, type Predicate } from './condition.ts'
 
@@ -130,7 +131,8 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
         where alert_session_state.credential_read_at is null
            or excluded.credential_read_at < alert_session_state.credential_read_at`
   }
-  if (alerts.length > 0) await insertAlerts(tx, alerts)
+  // Webhook deliveries commit with the alerts they announce; only newly inserted alerts count.
+  if (alerts.length > 0) await enqueueAlertDeliveries(tx, await insertAlerts(tx, alerts))
 }
 
 /** Event messages in batch order, one entry per event key, sorted by occurredAt (stable). */
@@ -176,9 +178,9 @@ function contextOf(e: WireEvent): Record<string, unknown> {
   }
 }
 
-async function insertAlerts(tx: Tx, rows: AlertRow[]): Promise<void> {
+async function insertAlerts(tx: Tx, rows: AlertRow[]): Promise<InsertedAlert[]> {
   const col = <T>(f: (r: AlertRow) => T) => rows.map(f)
-  await tx`
+  return tx<InsertedAlert[]>`
     insert into alerts (org_id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
     select app_current_org(), rule_key, rule_id::uuid, event_key, session_key, machine_id::uuid, agent_key, severity, title,
            context::jsonb
@@ -187,5 +189,6 @@ async function insertAlerts(tx: Tx, rows: AlertRow[]): Promise<void> {
                   ${col((r) => r.event.agentKey)}::text[], ${col((r) => r.severity)}::text[], ${col((r) => r.title)}::text[],
                   ${col((r) => JSON.stringify(r.context))}::text[])
            as u(rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
-    on conflict (org_id, rule_key, event_key) do nothing`
+    on conflict (org_id, rule_key, event_key) do nothing
+    returning id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context, status, created_at`
 }
