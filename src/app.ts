@@ -3,7 +3,7 @@
  * The Hono application: middleware order, routes, and the single error mapper. Built from its
  * dependencies (no I/O at import), so tests build it against their own database.
  */
-import { Hono } from 'hono'
+import { Hono, type MiddlewareHandler } from 'hono'
 import { randomBytes } from 'node:crypto'
 import { CredentialResolver } from './auth/credentials.ts'
 import { SecretBox } from './auth/secret-box.ts'
@@ -14,7 +14,16 @@ import { LocalBus, type Bus } from './features/ingest/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
 import { mountMachines } from './features/machines/routes.ts'
-import { requireAuth } from './http/auth.ts'
+import { mountWebhooks } from './features/webhooks/routes.ts'
+import { SigningKeys } from './auth/keys.ts'
+import { MAX_TOKEN_TTL_MS } from './auth/tokens.ts'
+import { TokenValidator, type RevocationFilterLike } from './auth/validator.ts'
+import { mountIntrospection } from './features/auth-tokens/introspection.ts'
+import { mountSigningKeys } from './features/auth-tokens/keys-routes.ts'
+import { mountRevocation } from './features/auth-tokens/revocation-routes.ts'
+import { mountAuthTokens } from './features/auth-tokens/routes.ts'
+import { sessionEventBudget } from './features/auth-tokens/session-budget.ts'
+import { requireAnyAuth, requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
 import { RouteRegistry } from './http/openapi.ts'
@@ -41,6 +50,11 @@ export interface AppDeps {
   redis?: RedisStateStore | null
   /** Seals secrets at rest under the master key (signing keys, webhook secrets). */
   secrets: SecretBox
+  /**
+   * The JWT revocation filter (src/auth/revocation-filter.ts), filled from Postgres by the caller.
+   * Absent: every cold JWT validation confirms revocation state in Postgres (docs/auth.md).
+   */
+  revocationFilter?: RevocationFilterLike | null
 }
 
 export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
@@ -53,9 +67,36 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   mountMetrics(app, metrics)
 
   const routes = new RouteRegistry(app)
+  // JWT-bearing tokens (qt_app_ … qt_override_): keys, validator, minting, revocation (docs/auth.md).
+  const keys = new SigningKeys(sql, deps.secrets, log, { maxTokenTtlMs: MAX_TOKEN_TTL_MS })
+  const validator = new TokenValidator(sql, keys, {
+    clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
+    maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH,
+    filter: deps.revocationFilter ?? null,
+  })
+  resolver.useJwtValidator(validator)
+  const anyAuth = requireAnyAuth(resolver)
+  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, anyAuth })
+  mountSigningKeys(routes, { sql, keys, anyAuth })
+  mountRevocation(routes, {
+    sql,
+    anyAuth,
+    async onRevoked(entries) {
+      validator.evict(entries)
+      // Postgres is committed; a filter that misses an add turns to 'unknown' on its own repair.
+      await validator.filter?.add(entries).catch((err: unknown) => log.error({ err }, 'revocation committed but the revocation filter add failed'))
+    },
+  })
+  mountIntrospection(routes, { anyAuth })
   const admin = requireAuth(resolver, { scope: 'admin' })
   mountDeployTokens(routes, { sql, resolver, admin })
-  const ingest = requireAuth(resolver, { scope: 'ingest' })
+  const ingestAuth = requireAuth(resolver, { scope: 'ingest' })
+  // Session tokens draw each ingest request's events from their max_events budget (429 past it).
+  const budget = sessionEventBudget(sql)
+  const ingest: MiddlewareHandler<AppEnv> = (c, next) =>
+    ingestAuth(c, async () => {
+      await budget(c, next)
+    })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
     shared: deps.redis,
@@ -65,6 +106,12 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   mountIngest(routes, { sql, bus, limiter, ingest })
   mountMachines(routes, { sql, bus, limiter, resolver, ingest })
   mountAlerts(routes, { sql, admin, read: requireAuth(resolver, { scope: 'read' }) })
+  mountWebhooks(routes, {
+    sql,
+    admin,
+    secrets: deps.secrets,
+    policy: { allowInsecure: deps.config.WEBHOOK_ALLOW_INSECURE, allowPrivate: deps.config.WEBHOOK_ALLOW_PRIVATE_TARGETS },
+  })
 
   let doc: string | null = null
   app.get('/openapi.json', (c) => {

@@ -148,6 +148,18 @@ export const EnvSchema = Type.Object({
   SQS_QUEUE_URL_ALERTS: Type.Optional(
     Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.' }),
   ),
+  AUTH_MAX_DELEGATION_DEPTH: Type.Integer({
+    minimum: 1,
+    maximum: 10,
+    default: 3,
+    description: 'Deepest sub-agent delegation: a `qt_subagent_` token minted at a deeper `depth` is refused with 400 (docs/auth.md).',
+  }),
+  AUTH_CLOCK_SKEW_S: Type.Integer({
+    minimum: 0,
+    maximum: 300,
+    default: 30,
+    description: 'Clock skew tolerated when validating JWT `exp`, `iat` and `nbf` (docs/auth.md).',
+  }),
   AUTH_MASTER_KEY: Type.Optional(
     Type.String({
       pattern: '^[0-9a-fA-F]{64}$',
@@ -168,6 +180,45 @@ export const EnvSchema = Type.Object({
     default: 120,
     description:
       'How long received messages stay hidden while a consumer applies them; a message not deleted by then (consumer died, handler failed) is delivered again. Keep it above DATABASE_STATEMENT_TIMEOUT_MS.',
+  }),
+  // Outgoing webhooks (docs/webhooks.md).
+  WEBHOOK_DELIVERY: Type.Boolean({
+    default: true,
+    description: 'Run the webhook delivery loop in this process (any number of instances may: each claims due deliveries with SKIP LOCKED).',
+  }),
+  WEBHOOK_ALLOW_INSECURE: Type.Boolean({
+    default: false,
+    description: 'Accept plain `http://` webhook URLs. For tests and local development only; production endpoints must be HTTPS.',
+  }),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: Type.Boolean({
+    default: false,
+    description:
+      'Allow webhook targets on loopback, private (RFC 1918, ULA, CGNAT) and link-local addresses. For tests and local development only: the default refuses them as an SSRF guard (cloud metadata addresses stay refused either way).',
+  }),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 15_000,
+    description: 'Time allowed for one webhook delivery attempt, response included.',
+  }),
+  WEBHOOK_MAX_ATTEMPTS: Type.Integer({
+    minimum: 1,
+    maximum: 20,
+    default: 8,
+    description: 'Attempts per delivery before it is marked `dead` (exponential backoff with full jitter between them).',
+  }),
+  WEBHOOK_RETRY_BASE_MS: Type.Integer({
+    minimum: 1,
+    maximum: 3_600_000,
+    default: 60_000,
+    description:
+      'Backoff ceiling after the first failed attempt; it grows 4x per attempt up to 16 h, so 8 attempts span about a day. A longer Retry-After is honoured.',
+  }),
+  WEBHOOK_POLL_MS: Type.Integer({
+    minimum: 10,
+    maximum: 60_000,
+    default: 1_000,
+    description: 'How often the webhook delivery loop looks for due deliveries.',
   }),
 })
 

@@ -46,6 +46,16 @@ export class UnauthorizedError extends AppError {
   }
 }
 
+/** A genuine JWT past its `exp` (+ skew): 401 like any bad token, but with its own code. */
+export class TokenExpiredError extends AppError {
+  override name = 'TokenExpiredError'
+  constructor() {
+    super(401, 'token_expired', 'The token has expired.', {
+      headers: { 'WWW-Authenticate': 'Bearer realm="quint-cloud", error="invalid_token"' },
+    })
+  }
+}
+
 export class ForbiddenError extends AppError {
   override name = 'ForbiddenError'
   constructor(detail = 'This credential is not allowed to do that.') {

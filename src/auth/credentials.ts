@@ -16,16 +16,25 @@ import { withOrg, withSettings, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
 import type { Metrics } from '../infra/metrics.ts'
 import { hashToken, isOpaqueToken, type TokenKind } from './opaque-tokens.ts'
+import { typeOfToken } from './tokens.ts'
+import type { JwtPrincipal, TokenValidator } from './validator.ts'
 
-export interface Principal {
+/** An opaque credential (qk_, qt_deploy_, qt_dk_, qt_sk_, qt_pk_). */
+export interface OpaquePrincipal {
   orgId: string
   tokenId: string
   kind: TokenKind
   scopes: readonly string[]
 }
 
+/** Whoever presented an accepted credential: an opaque token or a verified JWT (`kind: 'jwt'`). */
+export type Principal = OpaquePrincipal | JwtPrincipal
+
+/** Outcome of `authenticate`: `expired` only for a genuine, correctly signed JWT past its `exp`. */
+export type AuthOutcome = { principal: Principal } | { principal: null; reason: 'invalid' | 'expired' }
+
 interface Entry {
-  principal: Principal | null
+  principal: OpaquePrincipal | null
   expiresAt: number
   /** Hard end of validity (token expiry), independent of the cache TTL. */
   validUntil: number
@@ -98,8 +107,26 @@ export class CredentialResolver {
     this.#shared?.onResync(() => this.#clear())
   }
 
-  /** The principal for a raw token, or null when it is unknown, revoked or expired. */
-  async resolve(raw: string): Promise<Principal | null> {
+  #jwt: TokenValidator | null = null
+
+  /** JWT-bearing tokens (`qt_app_` … `qt_override_`) go to this validator (src/auth/validator.ts). */
+  useJwtValidator(validator: TokenValidator): void {
+    this.#jwt = validator
+  }
+
+  /** Any accepted credential: opaque tokens here, JWT-bearing tokens through the validator. */
+  async authenticate(raw: string): Promise<AuthOutcome> {
+    if (typeOfToken(raw)) {
+      if (!this.#jwt) return { principal: null, reason: 'invalid' }
+      const r = await this.#jwt.validate(raw)
+      return r.ok ? { principal: r.principal } : { principal: null, reason: r.reason }
+    }
+    const principal = await this.resolve(raw)
+    return principal ? { principal } : { principal: null, reason: 'invalid' }
+  }
+
+  /** The principal for a raw opaque token, or null when it is unknown, revoked or expired. */
+  async resolve(raw: string): Promise<OpaquePrincipal | null> {
     if (!isOpaqueToken(raw)) return null
     const hash = hashToken(raw)
     const key = hash.toString('hex')
@@ -222,7 +249,7 @@ export class CredentialResolver {
     this.#cache.set(key, entry)
   }
 
-  #touch(p: Principal): void {
+  #touch(p: OpaquePrincipal): void {
     withOrg(this.sql, p.orgId, (tx) =>
       tx`update api_tokens set last_used_at = now() where id = ${p.tokenId}`,
     ).catch((err) => this.log.debug({ err }, 'last_used_at update failed'))

@@ -7,10 +7,13 @@
  */
 import { buildApp } from '../app.ts'
 import { CredentialResolver } from '../auth/credentials.ts'
+import { createRevocationFilter } from '../auth/revocation-filter.ts'
 import { loadMasterKey, SecretBox } from '../auth/secret-box.ts'
+import { revokedForFilter } from '../features/auth-tokens/repo.ts'
 import type { Config } from '../config.ts'
 import type { Bus } from '../features/ingest/bus.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
+import { WebhookDispatcher } from '../features/webhooks/dispatcher.ts'
 import { problem } from '../http/problem.ts'
 import { ensurePartitions, openDatabase } from '../infra/database.ts'
 import type { Sql } from '../infra/db.ts'
@@ -57,7 +60,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     const redis = config.REDIS_URL
       ? new RedisStateStore({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log, metrics })
       : null
-    const server = await startListening(config, log, db.app, lifecycle, metrics, redis, bus.bus).catch(async (err: unknown) => {
+    const secrets = new SecretBox(loadMasterKey(config, log))
+    const server = await startListening(config, log, db.app, lifecycle, metrics, redis, bus.bus, secrets).catch(async (err: unknown) => {
       await redis?.close()
       bus.close()
       throw err
@@ -87,6 +91,22 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     )
     consumers.start()
     lifecycle.onShutdown('consumers', () => consumers.stop())
+    // Webhook delivery: after the consumers (which enqueue), before the pool closes. In-flight
+    // attempts are aborted and come back when their lease ends (docs/webhooks.md).
+    if (config.WEBHOOK_DELIVERY) {
+      const webhooks = new WebhookDispatcher({
+        sql: db.app,
+        secrets,
+        log,
+        policy: { allowInsecure: config.WEBHOOK_ALLOW_INSECURE, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_TARGETS },
+        timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+        maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
+        retryBaseMs: config.WEBHOOK_RETRY_BASE_MS,
+        pollMs: config.WEBHOOK_POLL_MS,
+      })
+      webhooks.start()
+      lifecycle.onShutdown('webhook delivery', () => webhooks.stop())
+    }
     lifecycle.onShutdown('bus clients', () => bus.close())
     const partitions = setInterval(() => {
       ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
@@ -126,10 +146,21 @@ async function startListening(
   metrics: Metrics,
   redis: RedisStateStore | null,
   bus: Bus,
+  secrets: SecretBox,
 ) {
   const resolver = new CredentialResolver(sql, log, { shared: redis, metrics })
-  const secrets = new SecretBox(loadMasterKey(config, log))
-  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis, secrets })
+  // JWT revocation filter (docs/auth.md): filled from Postgres; with Redis shared by every
+  // instance, which rebuilds it from the same source when the shared generation is lost.
+  const revokedList = () => (async function* () {
+    yield* await revokedForFilter(sql, config.AUTH_CLOCK_SKEW_S)
+  })()
+  const revocationFilter = createRevocationFilter({ redis, log, metrics, source: revokedList })
+  lifecycle.onShutdown('revocation filter', () => revocationFilter.close())
+  if (!redis) {
+    // Until this finishes the filter answers 'unknown' and every check goes to Postgres.
+    revocationFilter.rebuild(revokedList()).catch((err: unknown) => log.error({ err }, 'revocation filter rebuild failed; revocation checks use Postgres'))
+  }
+  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis, secrets, revocationFilter })
   return Bun.serve({
     hostname: config.HOST,
     port: config.PORT,

@@ -1,28 +1,83 @@
 /**
  * @module http/auth
- * Bearer authentication for opaque credentials (admin keys, deploy/service/personal tokens).
- * 401 when the credential is missing, malformed, unknown, revoked or expired (one message for all,
- * so a caller learns nothing about which); 403 when it is valid but lacks the scope.
+ * Bearer authentication for every credential: opaque tokens (admin keys, deploy/service/personal
+ * tokens) and the JWT-bearing `qt_app_ … qt_override_` tokens (src/auth/validator.ts).
+ * 401 when the credential is missing, malformed, unknown, revoked or invalid (one message for all,
+ * so a caller learns nothing about which), with code `token_expired` only for a genuine token past
+ * its expiry; 403 when it is valid but lacks the scope.
+ *
+ * Legacy `X-API-Key: <key>` (SPEC §16.9) is accepted when there is no Authorization header, and
+ * every answer to such a request, errors included, carries the deprecation header.
  */
-import type { MiddlewareHandler } from 'hono'
-import { hasScope, type CredentialResolver } from '../auth/credentials.ts'
-import { ForbiddenError, UnauthorizedError } from '../errors.ts'
+import type { Context, MiddlewareHandler } from 'hono'
+import { hasScope, type CredentialResolver, type Principal } from '../auth/credentials.ts'
+import { AppError, ForbiddenError, TokenExpiredError, UnauthorizedError } from '../errors.ts'
 import type { AppEnv } from './request-context.ts'
+
+export const DEPRECATION_HEADER = 'X-Quint-Deprecation'
+export const DEPRECATION_TEXT = 'X-API-Key auth is deprecated; migrate to Bearer token auth'
+
+const INVALID_DETAIL = 'The token is invalid, expired or revoked.'
+
+/** The principal for the request's credential; throws 401 problems. Sets the legacy header. */
+export async function authenticate(c: Context<AppEnv>, resolver: CredentialResolver): Promise<Principal> {
+  const header = c.req.header('authorization')
+  let raw: string
+  if (header === undefined) {
+    const legacy = c.req.header('x-api-key')
+    if (legacy === undefined) throw new UnauthorizedError('Authorization header required.')
+    c.header(DEPRECATION_HEADER, DEPRECATION_TEXT)
+    raw = legacy.trim()
+  } else {
+    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
+    if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".')
+    raw = match[1]!
+  }
+  const out = await resolver.authenticate(raw)
+  if (out.principal) return out.principal
+  if (out.reason === 'expired') throw new TokenExpiredError()
+  throw new UnauthorizedError(INVALID_DETAIL)
+}
+
+/** Adds the deprecation header to an error answer of a legacy X-API-Key request. */
+function tagLegacy(c: Context<AppEnv>, err: unknown): unknown {
+  if (err instanceof AppError && isLegacy(c)) err.headers[DEPRECATION_HEADER] = DEPRECATION_TEXT
+  return err
+}
+
+const isLegacy = (c: Context<AppEnv>) => c.req.header('authorization') === undefined && c.req.header('x-api-key') !== undefined
+
+/** After the handler: its answer (or the error mapper's) carries the header too. */
+function tagLegacyResponse(c: Context<AppEnv>): void {
+  if (isLegacy(c)) c.res.headers.set(DEPRECATION_HEADER, DEPRECATION_TEXT)
+}
 
 export const requireAuth = (
   resolver: CredentialResolver,
   options: { scope: string },
 ): MiddlewareHandler<AppEnv> =>
   async function requireAuth(c, next) {
-    const header = c.req.header('authorization')
-    if (!header) throw new UnauthorizedError('Authorization header required.')
-    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
-    if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".')
-    const principal = await resolver.resolve(match[1]!)
-    if (!principal) throw new UnauthorizedError('The token is invalid, expired or revoked.')
-    if (!hasScope(principal, options.scope)) {
-      throw new ForbiddenError(`This credential lacks the "${options.scope}" scope.`)
+    try {
+      const principal = await authenticate(c, resolver)
+      if (!hasScope(principal, options.scope)) {
+        throw new ForbiddenError(`This credential lacks the "${options.scope}" scope.`)
+      }
+      c.set('principal', principal)
+    } catch (err) {
+      throw tagLegacy(c, err)
     }
-    c.set('principal', principal)
     await next()
+    tagLegacyResponse(c)
+  }
+
+/** Any accepted credential, whatever its scopes (introspection, parent-token minting). */
+export const requireAnyAuth = (resolver: CredentialResolver): MiddlewareHandler<AppEnv> =>
+  async function requireAnyAuth(c, next) {
+    try {
+      c.set('principal', await authenticate(c, resolver))
+    } catch (err) {
+      throw tagLegacy(c, err)
+    }
+    await next()
+    tagLegacyResponse(c)
   }

@@ -20,6 +20,8 @@ import m0007 from '../../sql/0007_ingest_bus.sql' with { type: 'text' }
 import m0008 from '../../sql/0008_machine_inventory.sql' with { type: 'text' }
 import m0009 from '../../sql/0009_ingest_tuning.sql' with { type: 'text' }
 import m0010 from '../../sql/0010_ingest_storage.sql' with { type: 'text' }
+import m0011 from '../../sql/0011_webhooks.sql' with { type: 'text' }
+import m0012 from '../../sql/0012_auth_tokens.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -39,6 +41,8 @@ const FILES: Record<string, string> = {
   '0008_machine_inventory.sql': m0008,
   '0009_ingest_tuning.sql': m0009,
   '0010_ingest_storage.sql': m0010,
+  '0011_webhooks.sql': m0011,
+  '0012_auth_tokens.sql': m0012,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

@@ -47,6 +47,7 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
       insert into webhook_deliveries (org_id, webhook_id, message_id, event_type, payload)
       values (${org}, ${w!.id}, ${crypto.randomUUID()}, 'alert.created', '{}')`
   },
+  'public.webhook_dispatch': (tx, org) => tx`insert into webhook_dispatch (org_id, due_at) values (${org}, now())`,
   'public.bus_batches': (tx, org) => tx`
     insert into bus_batches (org_id, kind, payload) values (${org}, 'events', '{}')`,
   // The batch belongs to the transaction's org, the pending row to `org` (see webhook_deliveries).
@@ -141,6 +142,13 @@ describe('catalog', () => {
         { name: r.name, policy: 'tenant_isolation', cmd: 'ALL', permissive: 'PERMISSIVE', qual: '(org_id = app_current_org())', check: '(org_id = app_current_org())' },
         ...(r.name === 'public.api_tokens'
           ? [{ name: r.name, policy: 'token_lookup', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: '(token_hash = app_lookup_token_hash())', check: null }]
+          : []),
+        ...(r.name === 'public.webhook_dispatch'
+          ? [{ name: r.name, policy: 'webhook_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(NULLIF(current_setting('app.webhook_dispatcher'::text, true), ''::text) = 'on'::text)", check: null }]
+          : []),
+        // Filling the JWT revocation filter reads revoked rows of every org (sql/0012_auth_tokens.sql).
+        ...(r.name === 'auth.issued_tokens'
+          ? [{ name: r.name, policy: 'revocation_filter_read', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "((revoked_at IS NOT NULL) AND (current_setting('app.revocation_filter_read'::text, true) = 'on'::text))", check: null }]
           : []),
         ...(r.name === 'public.bus_pending'
           ? [{ name: r.name, policy: 'bus_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(consumer = NULLIF(current_setting('app.bus_consumer'::text, true), ''::text))", check: null }]

@@ -1,0 +1,73 @@
+/**
+ * @module features/auth-tokens/introspection
+ * For operators debugging a denial: `GET /v1/auth/whoami` (the validated identity of any accepted
+ * credential) and `POST /v1/auth/check` (the caller's own RBAC decision for an action, with the
+ * step that decided; a credential without RBAC is allowed at step 6).
+ */
+import { Type } from '@sinclair/typebox'
+import type { MiddlewareHandler } from 'hono'
+import { evaluateRbac, parseRbac } from '../../auth/rbac.ts'
+import type { RouteRegistry } from '../../http/openapi.ts'
+import type { AppEnv } from '../../http/request-context.ts'
+import { CheckBody } from './schema.ts'
+
+const WhoAmI = Type.Object({}, { additionalProperties: true })
+const Decision = Type.Object({ allowed: Type.Boolean(), step: Type.Integer(), step_name: Type.String(), reason: Type.String() }, { additionalProperties: true })
+
+export function mountIntrospection(routes: RouteRegistry, deps: { anyAuth: MiddlewareHandler<AppEnv> }): void {
+  const tags = ['auth']
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/auth/whoami',
+      operationId: 'whoami',
+      summary: 'The validated identity of the presented credential',
+      tags,
+      auth: true,
+      responses: { 200: { description: 'Identity', schema: WhoAmI } },
+    },
+    [deps.anyAuth],
+    (c) => {
+      const p = c.get('principal')
+      if (p.kind !== 'jwt') {
+        return c.json({ kind: 'opaque', type: p.kind, org_id: p.orgId, token_id: p.tokenId, scopes: p.scopes, expires_at: null })
+      }
+      return c.json({
+        kind: 'jwt',
+        type: p.type,
+        org_id: p.orgId,
+        jti: p.jti,
+        ...(p.parentJti ? { parent_jti: p.parentJti } : {}),
+        ...(p.agentId ? { agent_id: p.agentId } : {}),
+        ...(p.sessionId ? { session_id: p.sessionId, max_events: p.maxEvents ?? null } : {}),
+        ...(p.depth !== undefined ? { delegation_depth: p.depth } : {}),
+        ...(p.eventId ? { event_id: p.eventId, allowed_decisions: p.allowedDecisions } : {}),
+        ...(p.env ? { environment: p.env } : {}),
+        ...(p.rbac ? { rbac: p.rbac } : {}),
+        scopes: p.scopes,
+        expires_at: new Date(p.exp * 1000).toISOString(),
+      })
+    },
+  )
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/auth/check',
+      operationId: 'checkRbac',
+      summary: "The caller's RBAC decision for an action (deny-first, six steps)",
+      tags,
+      auth: true,
+      body: CheckBody,
+      responses: { 200: { description: 'Decision', schema: Decision } },
+    },
+    [deps.anyAuth],
+    (c, { body }) => {
+      const p = c.get('principal')
+      const parsed = p.kind === 'jwt' && p.rbac ? parseRbac(p.rbac) : null
+      // A signed policy we cannot parse denies everything rather than nothing.
+      if (parsed && !parsed.ok) return c.json({ allowed: false, step: 1, step_name: 'denied_actions', reason: 'the credential carries an unreadable RBAC policy' })
+      const d = evaluateRbac(parsed ? parsed.policy : null, { action: body.action, resource: body.resource, sensitivity: body.sensitivity })
+      return c.json({ allowed: d.allowed, step: d.step, step_name: d.step_name, reason: d.reason, ...(d.pattern ? { pattern: d.pattern } : {}) })
+    },
+  )
+}

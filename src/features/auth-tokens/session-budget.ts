@@ -1,0 +1,41 @@
+/**
+ * @module features/auth-tokens/session-budget
+ * `max_events` of session tokens (SPEC §4.1): events submitted under one `qt_session_` token are
+ * counted in `auth.issued_tokens.events_used` with one atomic UPDATE per request, so every
+ * instance draws on the same budget; a request that would pass it is refused whole with 429 and
+ * takes nothing. The count is of events submitted (the body's `events` array, else 1), taken
+ * before the route runs: a batch later refused for validation still counts, which errs on the
+ * side of the limit. Other credentials pass straight through.
+ */
+import type { MiddlewareHandler } from 'hono'
+import { RateLimitedError } from '../../errors.ts'
+import { withOrg, type Sql } from '../../infra/db.ts'
+import type { AppEnv } from '../../http/request-context.ts'
+import { takeSessionEvents } from './repo.ts'
+
+/** Events in a body: `{"events":[…]}` or a bare array count their items; anything else is one. */
+async function eventsIn(req: Request): Promise<number> {
+  try {
+    const body: unknown = await req.clone().json()
+    if (Array.isArray(body)) return Math.max(1, body.length)
+    const events = (body as { events?: unknown } | null)?.events
+    return Array.isArray(events) ? Math.max(1, events.length) : 1
+  } catch {
+    return 1
+  }
+}
+
+export const sessionEventBudget = (sql: Sql): MiddlewareHandler<AppEnv> =>
+  async function sessionEventBudget(c, next) {
+    const p = c.get('principal')
+    if (p?.kind === 'jwt' && p.type === 'session' && p.maxEvents !== undefined && c.req.method === 'POST') {
+      const n = await eventsIn(c.req.raw)
+      const ok = await withOrg(sql, p.orgId, (tx) => takeSessionEvents(tx, p.jti, n, p.maxEvents!))
+      if (!ok) {
+        // The budget never refills: retrying cannot help before the token expires.
+        const retry = Math.max(1, p.exp - Math.floor(Date.now() / 1000))
+        throw new RateLimitedError(`This session token has used its max_events budget of ${p.maxEvents}.`, retry)
+      }
+    }
+    await next()
+  }
