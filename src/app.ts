@@ -23,6 +23,10 @@ import { mountSigningKeys } from './features/auth-tokens/keys-routes.ts'
 import { mountRevocation } from './features/auth-tokens/revocation-routes.ts'
 import { mountAuthTokens } from './features/auth-tokens/routes.ts'
 import { sessionEventBudget } from './features/auth-tokens/session-budget.ts'
+import { mountFilterRebuild } from './features/auth-tokens/rebuild-routes.ts'
+import { mountOverrides } from './features/overrides/routes.ts'
+import { ActionSignatureReplayGuard, verifyActionSignatures } from './http/action-signature.ts'
+import type { RevocationFilter } from './auth/revocation-filter.ts'
 import { requireAnyAuth, requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
@@ -54,7 +58,7 @@ export interface AppDeps {
    * The JWT revocation filter (src/auth/revocation-filter.ts), filled from Postgres by the caller.
    * Absent: every cold JWT validation confirms revocation state in Postgres (docs/auth.md).
    */
-  revocationFilter?: RevocationFilterLike | null
+  revocationFilter?: RevocationFilter | RevocationFilterLike | null
 }
 
 export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
@@ -75,8 +79,20 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
     filter: deps.revocationFilter ?? null,
   })
   resolver.useJwtValidator(validator)
-  const anyAuth = requireAnyAuth(resolver)
-  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, anyAuth })
+  // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
+  // for agent, sub-agent and session tokens, before the route reads the body.
+  const actionSecret = deps.secrets.derive('action-signature')
+  const checkSignature = verifyActionSignatures({
+    secret: actionSecret,
+    required: deps.config.AUTH_REQUIRE_ACTION_SIGNATURE,
+    replay: new ActionSignatureReplayGuard({ shared: deps.redis, log, metrics }),
+  })
+  const signed = (auth: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> => (c, next) =>
+    auth(c, async () => {
+      await checkSignature(c, next)
+    })
+  const anyAuth = signed(requireAnyAuth(resolver))
+  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, anyAuth, actionSecret })
   mountSigningKeys(routes, { sql, keys, anyAuth })
   mountRevocation(routes, {
     sql,
@@ -88,9 +104,18 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
     },
   })
   mountIntrospection(routes, { anyAuth })
-  const admin = requireAuth(resolver, { scope: 'admin' })
+  const filter = deps.revocationFilter
+  mountFilterRebuild(routes, {
+    sql,
+    anyAuth,
+    filter: filter && 'rebuild' in filter ? filter : null,
+    clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
+    onRebuilt: () => validator.evict([]),
+  })
+  mountOverrides(routes, { sql, anyAuth, secret: deps.secrets.derive('override-cosign') })
+  const admin = signed(requireAuth(resolver, { scope: 'admin' }))
   mountDeployTokens(routes, { sql, resolver, admin })
-  const ingestAuth = requireAuth(resolver, { scope: 'ingest' })
+  const ingestAuth = signed(requireAuth(resolver, { scope: 'ingest' }))
   // Session tokens draw each ingest request's events from their max_events budget (429 past it).
   const budget = sessionEventBudget(sql)
   const ingest: MiddlewareHandler<AppEnv> = (c, next) =>
@@ -105,7 +130,7 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   })
   mountIngest(routes, { sql, bus, limiter, ingest })
   mountMachines(routes, { sql, bus, limiter, resolver, ingest })
-  mountAlerts(routes, { sql, admin, read: requireAuth(resolver, { scope: 'read' }) })
+  mountAlerts(routes, { sql, admin, read: signed(requireAuth(resolver, { scope: 'read' })) })
   mountWebhooks(routes, {
     sql,
     admin,

@@ -160,6 +160,11 @@ export const EnvSchema = Type.Object({
     default: 30,
     description: 'Clock skew tolerated when validating JWT `exp`, `iat` and `nbf` (docs/auth.md).',
   }),
+  AUTH_REQUIRE_ACTION_SIGNATURE: Type.Boolean({
+    default: false,
+    description:
+      'Refuse (401 `invalid_action_signature`) requests made with an agent, sub-agent or session token that carry no `X-Action-Signature`. A signature that is present is always verified (docs/action-signatures.md).',
+  }),
   AUTH_MASTER_KEY: Type.Optional(
     Type.String({
       pattern: '^[0-9a-fA-F]{64}$',

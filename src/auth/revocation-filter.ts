@@ -37,6 +37,12 @@ export interface RevocationFilter {
   /** Every jti added anywhere (here, or another instance through the channel). */
   onAdded(handler: (orgId: string, jti: string) => void): void
   /**
+   * A different generation was swapped in (a rebuild here, or one loaded from Redis): it may hold
+   * revocations the previous one missed, which `onAdded` never reported, so caches built on the
+   * old answers must be dropped.
+   */
+  onGeneration(handler: (generation: string) => void): void
+  /**
    * A new generation from the authoritative list, swapped in atomically. Pass an iterable that
    * reads its snapshot when iterated (an async generator over a query): a revocation committed
    * after that read reaches the new generation through `add`. A list read earlier still ends up
@@ -120,6 +126,7 @@ class BloomRevocationFilter implements RevocationFilter {
   readonly #source: (() => RevocationEntries) | undefined
   readonly #id = crypto.randomUUID()
   readonly #handlers: ((orgId: string, jti: string) => void)[] = []
+  readonly #generationHandlers: ((generation: string) => void)[] = []
   /** Filters of rebuilds in progress: every add goes into them too. */
   readonly #building = new Set<BloomFilter>()
   #journal: { item: string; at: number }[] = []
@@ -191,6 +198,20 @@ class BloomRevocationFilter implements RevocationFilter {
     this.#handlers.push(handler)
   }
 
+  onGeneration(handler: (generation: string) => void): void {
+    this.#generationHandlers.push(handler)
+  }
+
+  #generationChanged(generation: string): void {
+    for (const h of this.#generationHandlers) {
+      try {
+        h(generation)
+      } catch (err) {
+        this.#log.error({ err }, 'revocation filter generation handler failed')
+      }
+    }
+  }
+
   async rebuild(entries: RevocationEntries): Promise<{ generation: string; count: number }> {
     const generation = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`
     const next = BloomFilter.create(this.#params)
@@ -235,6 +256,7 @@ class BloomRevocationFilter implements RevocationFilter {
       this.#epoch++
       this.#count = count
       this.#ready = this.#redis ? shared && this.#subscribed : true
+      this.#generationChanged(generation)
       this.#log.info({ generation, count, shared }, 'revocation filter rebuilt')
       if (shared) void this.#flushPending()
       return { generation, count }
@@ -409,6 +431,7 @@ class BloomRevocationFilter implements RevocationFilter {
     this.#epoch++
     if (changed) this.#count = current.count
     this.#ready = this.#subscribed
+    if (changed) this.#generationChanged(current.generation)
     if (this.#ready) this.#log.info({ generation: current.generation }, 'revocation filter loaded')
     await this.#flushPending()
   }

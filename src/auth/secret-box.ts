@@ -6,7 +6,7 @@
  * another org's or another key's row no longer opens (PITFALLS §2.7). Random nonces are safe
  * here: keys and webhooks are sealed thousands of times, far below GCM's 2^32 bound.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Config } from '../config.ts'
@@ -33,6 +33,18 @@ export class SecretBox {
     cipher.setAAD(Buffer.from(context, 'utf8'))
     const body = Buffer.concat([cipher.update(plaintext), cipher.final()])
     return Buffer.concat([Buffer.of(VERSION), nonce, body, cipher.getAuthTag()])
+  }
+
+  /**
+   * A 32-byte key for one purpose (`action-signature`, `override-cosign`, …), derived from the
+   * master key with HKDF-SHA256 (RFC 5869; no salt, info = "quint/" + purpose). Every instance
+   * with the same master key derives the same key, so no further secret needs configuring, and
+   * keys of different purposes are independent: one leaking reveals neither the master key nor
+   * the others. Rotating the master key changes every derived key.
+   */
+  derive(purpose: string): Buffer {
+    if (!/^[a-z0-9][a-z0-9:._-]{0,63}$/.test(purpose)) throw new Error(`bad key purpose: ${purpose}`)
+    return Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `quint/${purpose}`, 32))
   }
 
   open(sealed: Uint8Array, context: string): Buffer {

@@ -36,6 +36,7 @@ export interface RevocationFilterLike {
   check(orgId: string, jti: string): boolean | 'unknown'
   add(entries: readonly { orgId: string; jti: string }[]): Promise<void>
   onAdded(handler: (orgId: string, jti: string) => void): void
+  onGeneration?(handler: (generation: string) => void): void
 }
 
 export interface JwtPrincipal {
@@ -111,6 +112,8 @@ export class TokenValidator {
   useFilter(filter: RevocationFilterLike): void {
     this.#filter = filter
     filter.onAdded((orgId, jti) => this.evict([{ orgId, jti }]))
+    // A new generation may know revocations the old one missed (a rebuild on any instance).
+    filter.onGeneration?.(() => this.evict([], { confirmed: true }))
   }
 
   get filter(): RevocationFilterLike | null {
@@ -143,10 +146,11 @@ export class TokenValidator {
   }
 
   /** Drops cached state for revoked jtis (called after the Postgres commit and by the filter). */
-  evict(entries: readonly { orgId: string; jti: string }[]): void {
+  evict(entries: readonly { orgId: string; jti: string }[], options: { confirmed?: boolean } = {}): void {
     this.#generation++
     // Any cached token may descend from a revoked jti: start over (revocations are rare).
     this.#validated.clear()
+    if (options.confirmed) this.#confirmed.clear()
     for (const e of entries) this.#confirmed.delete(`${e.orgId}/${e.jti}`)
   }
 

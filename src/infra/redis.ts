@@ -4,6 +4,7 @@
  * of opaque-token lookups, and the revocation channel. Keys and channels (docs/redis.md):
  *
  *   tenant:{<org id>}:ingest:bucket   hash {tokens, at}: the org's ingest token bucket
+ *   tenant:{<org id>}:actsig:<jti>:<t>:<v1>  a used X-Action-Signature, until it leaves the window
  *   auth:token:<sha256 hex>           a resolved token (JSON), or the tombstone `revoked`
  *   auth:revoked (channel)            sha256 hex of each revoked token
  *   auth:revocation:bloom:current     hash {g, v, m, k, n, at}: the JWT revocation filter's generation
@@ -36,6 +37,8 @@ const HASH_HEX = /^[0-9a-f]{64}$/
 
 export const bucketKey = (orgId: string) => `tenant:{${orgId}}:ingest:bucket`
 export const tokenKey = (hashHex: string) => `auth:token:${hashHex}`
+/** A used action signature (org from the verified token; `v1` is the lower-case hex MAC). */
+export const actionSignatureKey = (orgId: string, jti: string, t: number, v1: string) => `tenant:{${orgId}}:actsig:${jti}:${t}:${v1}`
 
 /**
  * Refill by elapsed time on the server's clock (instances' clocks never meet), then take ARGV[3]
@@ -456,6 +459,14 @@ export class RedisStateStore {
     const failed = res?.find(([err]) => err)
     if (failed) throw failed[0]
     return res?.[1]?.[1] === 1
+  }
+
+  /**
+   * `SET key 1 PX ttl NX`: true for the first caller, false for every later one until it expires.
+   * For single-use checks shared by every instance (action-signature replay, `actionSignatureKey`).
+   */
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    return (await this.#cmd.set(key, '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK'
   }
 
   /** One rebuild at a time when instances repair a lost generation by themselves. */

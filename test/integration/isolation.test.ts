@@ -82,6 +82,15 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
     values (${org}, gen_random_uuid(), 'app', 'kid', '{}', now() + interval '1 hour')`,
   'auth.revocation_log': (tx, org) => tx`
     insert into auth.revocation_log (org_id, jti, token_type) values (${org}, gen_random_uuid(), 'app')`,
+  // The override token belongs to the transaction's org, the decision to `org` (see webhook_deliveries).
+  'auth.override_decisions': async (tx, org) => {
+    const [o] = await tx<{ jti: string }[]>`
+      insert into auth.issued_tokens (org_id, jti, token_type, kid, claims, expires_at)
+      values (app_current_org(), gen_random_uuid(), 'override', 'kid', '{}', now() + interval '5 minutes') returning jti`
+    return tx`
+      insert into auth.override_decisions (org_id, event_id, override_jti, decision, cosignature, decided_by)
+      values (${org}, 'evt-fixture', ${o!.jti}, 'approve', ${'0'.repeat(64)}, 'fixture')`
+  },
 }
 const TABLES = Object.keys(FIXTURES)
 

@@ -218,7 +218,9 @@ describe('POST /v1/machines/{id}/events', () => {
   })
 
   test('accepted (200), a resend after storage is duplicate, stored exactly once with the machine id', async () => {
-    const events = [daemonEvent({ action: 'tool:Read' }), daemonEvent({ action: 'http:api.github.com:get.repos' })]
+    // One id for both, as the daemon's `evt-<unix ms>` ids repeat (two Date.now() calls may differ).
+    const id = `tool-${Date.now()}`
+    const events = [daemonEvent({ event_id: id, action: 'tool:Read' }), daemonEvent({ event_id: id, action: 'http:api.github.com:get.repos' })]
     const first = await post(a.deploy_token, `/v1/machines/${machine}/events`, { events })
     expect(first.status).toBe(200)
     expect(first.body).toMatchObject({ ingested: 2, accepted: 2, duplicates: 0, rejected: 0 })

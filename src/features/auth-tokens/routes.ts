@@ -3,7 +3,8 @@
  * `POST /tokens/{app,bearer,agent,subagent,session,override}` (also under `/auth/tokens/…`, the
  * migration guide's paths): both request shapes of SPEC §7.5. Any accepted credential may call;
  * the service decides who may mint what (src/features/auth-tokens/service.ts, docs/auth.md).
- * Answers 201 `{"token","jti","token_type","expires_at","claims",…type fields}`.
+ * Answers 201 `{"token","jti","token_type","expires_at","claims",…type fields}`; agent, sub-agent
+ * and session answers add `action_key` (hex), shown once.
  */
 import type { Static, TSchema } from '@sinclair/typebox'
 import type { Context, MiddlewareHandler } from 'hono'
@@ -27,6 +28,8 @@ import {
   type MintInput,
 } from './service.ts'
 import { rbacClaim } from '../../auth/rbac.ts'
+import { actionKeyFor } from '../../auth/action-signature.ts'
+import { ACTION_SIGNED_TYPES } from '../../http/action-signature.ts'
 
 export interface AuthTokenDeps {
   sql: Sql
@@ -34,6 +37,11 @@ export interface AuthTokenDeps {
   maxDepth: number
   /** Any accepted credential (requireAnyAuth). */
   anyAuth: MiddlewareHandler<AppEnv>
+  /**
+   * SecretBox.derive('action-signature'): agent, sub-agent and session answers carry the token's
+   * `action_key` (docs/action-signatures.md), derived from it and shown only there.
+   */
+  actionSecret: Uint8Array
 }
 
 const DAY = 86_400
@@ -182,14 +190,14 @@ export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): voi
             if (!isManagement(p) && !selfParent) throw new ForbiddenError(`This credential may not mint ${def.type} tokens.`)
           }
           const minted = await mintFor(mintDeps, p, def.build(c, p, body, mintDeps), c.get('requestId'))
-          return c.json(view(minted), 201)
+          return c.json(view(minted, deps.actionSecret), 201)
         },
       )
     }
   }
 }
 
-function view(m: MintedJwt) {
+function view(m: MintedJwt, actionSecret: Uint8Array) {
   const c = m.claims
   return {
     token: m.token,
@@ -204,6 +212,8 @@ function view(m: MintedJwt) {
     ...(c.scopes !== undefined ? { scopes: c.scopes } : {}),
     // The hash a bearer-token request names its parent app token by (`app_token_hash`).
     ...(m.type === 'app' ? { token_hash: createHash('sha256').update(m.token).digest('hex') } : {}),
+    // Not stored anywhere: derived again from (org, jti) to verify X-Action-Signature.
+    ...(ACTION_SIGNED_TYPES.has(m.type) ? { action_key: actionKeyFor(actionSecret, String(c.sub), m.jti).toString('hex') } : {}),
     claims: c,
   }
 }

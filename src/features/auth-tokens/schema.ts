@@ -76,7 +76,10 @@ export const OverrideBody = Type.Object(
   {
     customer_id: Customer,
     event_id: Text('The event the override decides.'),
-    allowed_decisions: Type.Optional(Type.Array(Text('A decision.', 64), { minItems: 1, maxItems: 16 })),
+    // No `|`: the cosignature string separates fields with it (src/auth/override-cosign.ts).
+    allowed_decisions: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^|\\r\\n]+$', description: 'A decision.' }), { minItems: 1, maxItems: 16 }),
+    ),
     reason: Type.Optional(Type.String({ maxLength: 500 })),
     ttl_minutes: Ttl('minutes'),
   },
@@ -90,6 +93,9 @@ export const MintedToken = Type.Object(
     token_type: Type.String(),
     expires_at: Type.String({ format: 'date-time' }),
     claims: Type.Record(Type.String(), Type.Unknown()),
+    action_key: Type.Optional(
+      Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Agent, sub-agent and session tokens: the key for X-Action-Signature (hex). Shown only here.' }),
+    ),
   },
   { additionalProperties: true },
 )

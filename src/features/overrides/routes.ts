@@ -1,0 +1,153 @@
+/**
+ * @module features/overrides/routes
+ * The human override flow of SPEC §16.7 (docs/auth.md "Overrides"):
+ *
+ *   POST /overrides/{event_id}/decide  {override_jti?, customer_id?, decision, reason?}
+ *     → 200 {"event_id","decision","override_jti","cosignature","decided_at","reason"}
+ *   GET  /overrides/{event_id}         → {"event_id","decisions":[…]}
+ *
+ * Who decides: the override token itself as the bearer (its claims name the event and the allowed
+ * decisions; `override_jti`, when sent, must be its own), or a management credential naming
+ * `override_jti`. Either way the token must be of the caller's org (404), an override (404), not
+ * revoked with its whole chain, not expired (401 as a bearer, 409 when named), bound to the path's
+ * event (409 `override_event_mismatch`), and the decision one of its `allowed_decisions` (422).
+ * Single use: `auth.issued_tokens.used_at` is set by one conditional UPDATE, so of any number of
+ * concurrent decides on any instances exactly one succeeds; the others get 409 `override_used`.
+ * The decision, the audit entry and `used_at` commit together. Refusals of a genuine override of
+ * the org are audited too (in their own transaction). Never logged or stored: the token.
+ */
+import type { MiddlewareHandler } from 'hono'
+import { hasScope, type Principal } from '../../auth/credentials.ts'
+import { overrideCosignature } from '../../auth/override-cosign.ts'
+import { AppError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
+import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import type { RouteRegistry } from '../../http/openapi.ts'
+import type { AppEnv } from '../../http/request-context.ts'
+import { recordAudit } from '../audit/repo.ts'
+import { findIssued } from '../auth-tokens/repo.ts'
+import { checkCustomer, isManagement } from '../auth-tokens/service.ts'
+import { decisionsFor, insertDecision, markUsed, whyUnusable } from './repo.ts'
+import { DecideBody, DecisionList, DecisionView, EventParams } from './schema.ts'
+
+export interface OverrideDeps {
+  sql: Sql
+  anyAuth: MiddlewareHandler<AppEnv>
+  /** SecretBox.derive('override-cosign'): the cosignature key, the same on every instance. */
+  secret: Uint8Array
+}
+
+const conflict = (code: string, detail: string) => new AppError(409, code, detail)
+
+export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void {
+  const tags = ['overrides']
+  routes.add(
+    {
+      method: 'post',
+      path: '/overrides/:event_id/decide',
+      operationId: 'decideOverride',
+      summary: 'Record a human decision with a one-shot override token (single use, cosigned)',
+      tags,
+      auth: true,
+      params: EventParams,
+      body: DecideBody,
+      bodyLimit: 8 * 1024,
+      responses: { 200: { description: 'Decided; the token is now used', schema: DecisionView } },
+    },
+    [deps.anyAuth],
+    async (c, { params, body }) => {
+      const p = c.get('principal')
+      checkCustomer(p, body.customer_id)
+      const jti = overrideJtiOf(p, body.override_jti)
+      const eventId = params.event_id
+      const audit = (tx: Tx, action: string, details: Record<string, unknown>) =>
+        recordAudit(tx, {
+          actorType: p.kind === 'jwt' ? 'token' : 'api_key',
+          actorId: p.tokenId,
+          action,
+          targetType: 'event',
+          targetId: eventId,
+          requestId: c.get('requestId'),
+          details: { override_jti: jti, decision: body.decision, reason: body.reason ?? null, ...details },
+        })
+      const outcome = await withOrg(deps.sql, p.orgId, async (tx) => {
+        const token = await findIssued(tx, { jti })
+        if (!token || token.type !== 'override') return { refused: new NotFoundError('No such override token in this organization.') }
+        const refuse = async (err: AppError) => {
+          await audit(tx, 'override.refused', { refusal: err.code })
+          return { refused: err }
+        }
+        if (token.chainRevoked) return refuse(conflict('override_revoked', 'The override token (or the token that minted it) is revoked.'))
+        if (token.claims.event_id !== eventId) {
+          return refuse(conflict('override_event_mismatch', 'The override token is bound to another event.'))
+        }
+        const allowed = Array.isArray(token.claims.allowed_decisions) ? (token.claims.allowed_decisions as unknown[]) : []
+        if (!allowed.includes(body.decision)) {
+          return refuse(new ValidationError([{ path: '/decision', message: `must be one of the token's allowed_decisions: ${allowed.join(', ')}` }], 'Decision not allowed by this override token.'))
+        }
+        const decidedAt = await markUsed(tx, jti)
+        if (!decidedAt) {
+          const why = await whyUnusable(tx, jti)
+          return refuse(
+            why === 'used'
+              ? conflict('override_used', 'This override token has already been used; an override decides once.')
+              : conflict(`override_${why}`, `The override token is ${why}.`),
+          )
+        }
+        const cosignature = overrideCosignature(deps.secret, eventId, body.decision, jti)
+        const decidedBy = p.kind === 'jwt' ? `jwt:${p.type}:${p.jti}` : `${p.kind}:${p.tokenId}`
+        await insertDecision(tx, {
+          event_id: eventId,
+          decision: body.decision,
+          override_jti: jti,
+          cosignature,
+          decided_at: decidedAt,
+          reason: body.reason ?? null,
+          decided_by: decidedBy,
+        })
+        await audit(tx, 'override.decide', {})
+        return { decided: { event_id: eventId, decision: body.decision, override_jti: jti, cosignature, decided_at: decidedAt.toISOString(), reason: body.reason ?? null } }
+      })
+      if ('refused' in outcome) throw outcome.refused
+      return c.json(outcome.decided)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/overrides/:event_id',
+      operationId: 'listOverrideDecisions',
+      summary: 'The decisions recorded for an event',
+      tags,
+      auth: true,
+      params: EventParams,
+      responses: { 200: { description: 'Decisions, oldest first', schema: DecisionList } },
+    },
+    [deps.anyAuth],
+    async (c, { params }) => {
+      const p = c.get('principal')
+      const ownEvent = p.kind === 'jwt' && p.type === 'override' && p.eventId === params.event_id
+      if (!ownEvent && !isManagement(p) && !hasScope(p, 'read')) {
+        throw new ForbiddenError('Reading override decisions needs a management or read credential, or the override token of this event.')
+      }
+      const rows = await withOrg(deps.sql, p.orgId, (tx) => decisionsFor(tx, params.event_id))
+      return c.json({
+        event_id: params.event_id,
+        decisions: rows.map((r) => ({ ...r, decided_at: r.decided_at.toISOString() })),
+      })
+    },
+  )
+}
+
+/** The override being decided: the bearer itself, or the one a management credential names. */
+function overrideJtiOf(p: Principal, named: string | undefined): string {
+  if (p.kind === 'jwt' && p.type === 'override') {
+    if (named !== undefined && named.toLowerCase() !== p.jti) {
+      throw new ForbiddenError('An override token can only decide with itself.')
+    }
+    return p.jti
+  }
+  if (!isManagement(p)) throw new ForbiddenError('Deciding needs the override token itself or a management credential.')
+  if (named === undefined) throw new ValidationError([{ path: '/override_jti', message: 'required when the caller is not the override token' }])
+  return named.toLowerCase()
+}
