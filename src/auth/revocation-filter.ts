@@ -37,9 +37,10 @@ export interface RevocationFilter {
   /** Every jti added anywhere (here, or another instance through the channel). */
   onAdded(handler: (orgId: string, jti: string) => void): void
   /**
-   * A different generation was swapped in (a rebuild here, or one loaded from Redis): it may hold
-   * revocations the previous one missed, which `onAdded` never reported, so caches built on the
-   * old answers must be dropped.
+   * A different generation was swapped in (a rebuild here, or one loaded from Redis), or the
+   * filter stopped being sure (subscriber lost, bitmap gone: `'unknown'` is passed): revocations
+   * may have been missed that `onAdded` never reported, so caches built on the old answers must
+   * be dropped.
    */
   onGeneration(handler: (generation: string) => void): void
   /**
@@ -370,8 +371,13 @@ class BloomRevocationFilter implements RevocationFilter {
   }
 
   #invalidate(reason: string): void {
-    if (this.#ready) this.#log.warn({ reason, generation: this.#generation }, 'revocation filter unknown until reloaded')
+    const was = this.#ready
     this.#ready = false
+    if (!was) return
+    this.#log.warn({ reason, generation: this.#generation }, 'revocation filter unknown until reloaded')
+    // Revocations may have been missed meanwhile (lost messages): answers cached on the old
+    // state must go, so the next checks reach Postgres.
+    this.#generationChanged('unknown')
   }
 
   /** Coalesced: a request during a load runs one more load after it. */

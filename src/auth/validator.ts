@@ -66,7 +66,7 @@ const INVALID: ValidationResult = Object.freeze({ ok: false, reason: 'invalid' }
 const EXPIRED: ValidationResult = Object.freeze({ ok: false, reason: 'expired' }) as ValidationResult
 
 /** Scopes each type carries (docs/auth.md). App tokens carry their own `scopes` claim. */
-const TYPE_SCOPES: Record<Exclude<TokenType, 'app'>, readonly string[]> = {
+export const TYPE_SCOPES: Record<Exclude<TokenType, 'app'>, readonly string[]> = {
   bearer: Object.freeze(['ingest', 'read']),
   agent: Object.freeze(['ingest']),
   subagent: Object.freeze(['ingest']),

@@ -10,6 +10,7 @@ import { CredentialResolver } from '../auth/credentials.ts'
 import { createRevocationFilter } from '../auth/revocation-filter.ts'
 import { loadMasterKey, SecretBox } from '../auth/secret-box.ts'
 import { revokedForFilter } from '../features/auth-tokens/repo.ts'
+import { RevocationPoll } from '../features/auth-tokens/revocation-poll.ts'
 import type { Config } from '../config.ts'
 import type { Bus } from '../features/ingest/bus.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
@@ -157,8 +158,12 @@ async function startListening(
   const revocationFilter = createRevocationFilter({ redis, log, metrics, source: revokedList })
   lifecycle.onShutdown('revocation filter', () => revocationFilter.close())
   if (!redis) {
-    // Until this finishes the filter answers 'unknown' and every check goes to Postgres.
-    revocationFilter.rebuild(revokedList()).catch((err: unknown) => log.error({ err }, 'revocation filter rebuild failed; revocation checks use Postgres'))
+    // Until this finishes the filter answers 'unknown' and every check goes to Postgres. Other
+    // instances' revocations reach this one through the poll (no Redis to carry them).
+    const poll = new RevocationPoll({ sql, filter: revocationFilter, log })
+    const ready = poll.start().then(() => revocationFilter.rebuild(revokedList()))
+    ready.catch((err: unknown) => log.error({ err }, 'revocation filter rebuild failed; revocation checks use Postgres'))
+    lifecycle.onShutdown('revocation poll', () => poll.stop())
   }
   const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis, secrets, revocationFilter })
   return Bun.serve({

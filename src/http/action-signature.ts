@@ -40,6 +40,8 @@ export const ACTION_SIGNED_TYPES: ReadonlySet<string> = new Set(['agent', 'subag
 /** Bun's own request cap (src/cli/serve.ts); routes enforce their smaller limits afterwards. */
 const DEFAULT_MAX_BODY = 16 * 1024 * 1024
 const DEFAULT_MAX_REMEMBERED = 100_000
+/** One org may hold at most 1/ORG_SHARE of the replay memory. */
+const ORG_SHARE = 4
 const WWW_AUTHENTICATE = { 'WWW-Authenticate': 'Bearer realm="quint-cloud", error="invalid_request"' }
 
 export type ActionSignatureFailure = 'missing' | 'malformed' | 'timestamp_outside_tolerance' | 'mismatch'
@@ -78,17 +80,28 @@ export interface SharedOnce {
  */
 export class ActionSignatureReplayGuard {
   readonly #seen = new Map<string, number>()
+  /** Live entries per org, for its share of the memory. */
+  readonly #perOrg = new Map<string, number>()
   readonly #max: number
+  readonly #maxPerOrg: number
   readonly #shared: SharedOnce | null
   readonly #log: Logger
   readonly #metrics: Metrics | undefined
   #lastSweep = 0
 
-  constructor(options: { shared?: SharedOnce | null; log: Logger; metrics?: Metrics; maxRemembered?: number }) {
+  constructor(options: {
+    shared?: SharedOnce | null
+    log: Logger
+    metrics?: Metrics
+    maxRemembered?: number
+    /** Default: a quarter of `maxRemembered`. */
+    maxRememberedPerOrg?: number
+  }) {
     this.#shared = options.shared ?? null
     this.#log = options.log
     this.#metrics = options.metrics
     this.#max = options.maxRemembered ?? DEFAULT_MAX_REMEMBERED
+    this.#maxPerOrg = options.maxRememberedPerOrg ?? Math.max(1, Math.floor(this.#max / ORG_SHARE))
   }
 
   get size(): number {
@@ -100,13 +113,19 @@ export class ActionSignatureReplayGuard {
     const key = `${orgId}|${jti}|${t}|${v1}`
     // Past this moment the timestamp itself is refused, so the entry is no longer needed.
     const until = (t + ACTION_SIGNATURE_TOLERANCE_S + 1) * 1000
-    // A full sweep is O(n): at most once a second when full, else once a minute.
+    // A full sweep is O(n): at most once a second when full (or this org at its share), else
+    // once a minute.
     const since = nowMs - this.#lastSweep
-    if ((this.#seen.size >= this.#max && since > 1_000) || since > 60_000) this.#sweep(nowMs)
+    const pressed = this.#seen.size >= this.#max || (this.#perOrg.get(orgId) ?? 0) >= this.#maxPerOrg
+    if ((pressed && since > 1_000) || since > 60_000) this.#sweep(nowMs)
     const prev = this.#seen.get(key)
     if (prev !== undefined && prev > nowMs) return false
     // Set before any await: two identical requests racing on this instance cannot both pass.
-    const room = this.#seen.size < this.#max
+    // One org may fill only its share, so a flood of its own signed requests cannot deny the
+    // other orgs theirs.
+    const mine = this.#perOrg.get(orgId) ?? 0
+    const room = this.#seen.size < this.#max && mine < this.#maxPerOrg
+    if (room && prev === undefined) this.#perOrg.set(orgId, mine + 1)
     if (room) this.#seen.set(key, until)
     if (this.#shared) {
       try {
@@ -122,7 +141,14 @@ export class ActionSignatureReplayGuard {
 
   #sweep(nowMs: number): void {
     this.#lastSweep = nowMs
-    for (const [k, until] of this.#seen) if (until <= nowMs) this.#seen.delete(k)
+    for (const [k, until] of this.#seen) {
+      if (until > nowMs) continue
+      this.#seen.delete(k)
+      const org = k.slice(0, k.indexOf('|'))
+      const n = (this.#perOrg.get(org) ?? 1) - 1
+      if (n <= 0) this.#perOrg.delete(org)
+      else this.#perOrg.set(org, n)
+    }
   }
 }
 

@@ -23,6 +23,7 @@ import m0010 from '../../sql/0010_ingest_storage.sql' with { type: 'text' }
 import m0011 from '../../sql/0011_webhooks.sql' with { type: 'text' }
 import m0012 from '../../sql/0012_auth_tokens.sql' with { type: 'text' }
 import m0013 from '../../sql/0013_overrides.sql' with { type: 'text' }
+import m0014 from '../../sql/0014_revocation_poll.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -45,6 +46,7 @@ const FILES: Record<string, string> = {
   '0011_webhooks.sql': m0011,
   '0012_auth_tokens.sql': m0012,
   '0013_overrides.sql': m0013,
+  '0014_revocation_poll.sql': m0014,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

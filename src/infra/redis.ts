@@ -179,6 +179,8 @@ export interface RedisStateOptions {
   commandTimeoutMs: number
   log: Logger
   metrics?: Metrics
+  /** How often the subscriber connection is pinged (default 5 s); see the constructor. */
+  subscriberPingMs?: number
 }
 
 export class RedisStateStore {
@@ -192,6 +194,7 @@ export class RedisStateStore {
   readonly #echoes = new Map<string, (() => void)[]>()
   readonly #timeoutMs: number
   readonly #subscribed: Promise<void>
+  readonly #pinger: ReturnType<typeof setInterval>
   private readonly log: Logger
 
   constructor(options: RedisStateOptions) {
@@ -235,6 +238,22 @@ export class RedisStateStore {
       (err) => this.log.error({ err }, 'subscribing to the revocation channel failed'),
     )
     if (options.metrics) this.#gauge(options.metrics)
+    // A half-open subscriber connection (a NAT or balancer dropped the idle flow, a hung server)
+    // never closes by itself, and its lost messages would go unnoticed. A PING that does not
+    // come back in time drops the connection: the reconnect then runs the lost/resync handlers.
+    const every = options.subscriberPingMs ?? 5_000
+    this.#pinger = setInterval(() => {
+      if (this.#sub.status !== 'ready') return
+      const late = Bun.sleep(Math.max(every, 1_000)).then(() => 'late' as const)
+      void Promise.race([this.#sub.ping().then(() => 'ok' as const, () => 'late' as const), late]).then((r) => {
+        if (r === 'ok' || this.#sub.status !== 'ready') return
+        this.log.warn('the Redis subscriber did not answer a PING; reconnecting')
+        // Destroy, not end(): a FIN to a peer that no longer answers never completes the close,
+        // and only a closed socket makes ioredis reconnect (and run the lost/resync handlers).
+        ;(this.#sub as unknown as { stream?: { destroy(): void } }).stream?.destroy()
+      })
+    }, every)
+    this.#pinger.unref()
   }
 
   get connected(): boolean {
@@ -479,6 +498,7 @@ export class RedisStateStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#pinger)
     const quit = Promise.allSettled([this.#cmd.quit(), this.#sub.quit()])
     await Promise.race([quit, Bun.sleep(1_000)])
     this.#cmd.disconnect()

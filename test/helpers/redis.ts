@@ -15,10 +15,15 @@ export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6
 
 /** A store connected to the shared test Redis; throws (never skips) when Redis does not answer. */
 export async function testRedis(
-  options: { url?: string; commandTimeoutMs?: number } = {},
+  options: { url?: string; commandTimeoutMs?: number; subscriberPingMs?: number } = {},
 ): Promise<RedisStateStore> {
   const url = options.url ?? TEST_REDIS_URL
-  const store = new RedisStateStore({ url, commandTimeoutMs: options.commandTimeoutMs ?? 1_000, log: testLog })
+  const store = new RedisStateStore({
+    url,
+    commandTimeoutMs: options.commandTimeoutMs ?? 1_000,
+    subscriberPingMs: options.subscriberPingMs,
+    log: testLog,
+  })
   try {
     await store.whenReady(5_000)
   } catch (err) {

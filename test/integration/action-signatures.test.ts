@@ -270,7 +270,7 @@ describe('replay', () => {
 
 describe('replay memory bound', () => {
   test('full without Redis: 503, never an unchecked pass; expired entries make room; with Redis it takes over', async () => {
-    const guard = new ActionSignatureReplayGuard({ log: testLog, maxRemembered: 2 })
+    const guard = new ActionSignatureReplayGuard({ log: testLog, maxRemembered: 2, maxRememberedPerOrg: 2 })
     const now = Date.now()
     const t0 = Math.floor(now / 1000)
     expect(await guard.claim('o', 'j', t0, 'a', now)).toBe(true)
@@ -288,6 +288,20 @@ describe('replay memory bound', () => {
     expect(await shared.claim(id, 'j', t0, 'a', now)).toBe(true)
     expect(await shared.claim(id, 'j', t0, 'b', now)).toBe(true)
     expect(await shared.claim(id, 'j', t0, 'b', now)).toBe(false)
+  })
+})
+
+describe('replay memory shares', () => {
+  test('one org flooding its share gets 503; the other orgs keep their signed requests', async () => {
+    const guard = new ActionSignatureReplayGuard({ log: testLog, maxRemembered: 8 })
+    const now = Date.now()
+    // Future-dated signatures live longest in the memory: the flood an attacker would send.
+    const t = Math.floor(now / 1000) + 300
+    expect(await guard.claim('x', 'j', t, 'a', now)).toBe(true)
+    expect(await guard.claim('x', 'j', t, 'b', now)).toBe(true)
+    await expect(guard.claim('x', 'j', t, 'c', now)).rejects.toMatchObject({ status: 503 })
+    expect(await guard.claim('y', 'j', t, 'a', now + 1)).toBe(true)
+    expect(await guard.claim('z', 'j', t, 'a', now + 2)).toBe(true)
   })
 })
 

@@ -21,6 +21,7 @@ import { Lifecycle } from '../../src/lifecycle.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
 import { testRedis } from '../helpers/redis.ts'
+import { RevocationPoll } from '../../src/features/auth-tokens/revocation-poll.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -297,6 +298,15 @@ describe('minting', () => {
     expect(limited.status).toBe(201)
     expectProblem(await t.call('POST', '/tokens/app', { token: limited.body.token, json: { scopes: ['*'] } }), 403)
     expect((await t.call('POST', '/tokens/app', { token: limited.body.token, json: { scopes: ['tokens:write'] } })).status).toBe(201)
+    // An app token without a management scope hands on only what it holds: a read-only one
+    // cannot mint a bearer (ingest + read) nor any override; one holding both can mint a bearer.
+    const readOnly = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { scopes: ['read'] } })
+    expect(readOnly.status).toBe(201)
+    expectProblem(await t.call('POST', '/tokens/bearer', { token: readOnly.body.token, json: { environment: 'x' } }), 403)
+    expectProblem(await t.call('POST', '/tokens/override', { token: readOnly.body.token, json: { event_id: 'evt-x' } }), 403)
+    const both = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { scopes: ['ingest', 'read'] } })
+    expect((await t.call('POST', '/tokens/bearer', { token: both.body.token, json: { environment: 'x' } })).status).toBe(201)
+    expectProblem(await t.call('POST', '/tokens/override', { token: both.body.token, json: { event_id: 'evt-x' } }), 403)
   })
 })
 
@@ -448,6 +458,18 @@ describe('session tokens: max_events', () => {
     // The agent itself is not limited.
     expect((await t.call('POST', '/v1/ingest', { token: agent.token, json: { events: [event()] } })).status).toBeLessThan(300)
   })
+
+  test('a gzip batch is counted by the events it carries, not as one request', async () => {
+    const { agent } = await chain(a)
+    const s = await t.call('POST', '/tokens/session', { token: agent.token, json: { session_id: 'gz', max_events: 2 } })
+    const body = Bun.gzipSync(JSON.stringify({ events: Array.from({ length: 20 }, event) }))
+    const res = await t.call('POST', '/v1/ingest', {
+      token: s.body.token,
+      body,
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    })
+    expectProblem(res, 429, 'rate_limited')
+  })
 })
 
 describe('revocation filter', () => {
@@ -490,6 +512,38 @@ describe('revocation filter', () => {
     expect(one.filter.check(a.org_id, fresh.agent.jti)).toBe(true)
     expect((await one.call('GET', '/v1/auth/whoami', fresh.agent.token)).status).toBe(401)
     await one.filter.close()
+  })
+
+  test('memory mode, two instances: the poll carries a revocation to the other instance, cached token included', async () => {
+    const one = instance(null, `test:rev:${crypto.randomUUID()}`)
+    const two = instance(null, `test:rev:${crypto.randomUUID()}`)
+    const polls = [one, two].map((i) => new RevocationPoll({ sql: db.app, filter: i.filter, log: testLog, everyMs: 50 }))
+    try {
+      for (const [i, inst] of [one, two].entries()) {
+        await polls[i]!.start()
+        await inst.filter.rebuild((async function* () { yield* await revokedForFilter(db.app, 30) })())
+      }
+      const { agent } = await chain(a)
+      expect((await one.call('GET', '/v1/auth/whoami', agent.token)).status).toBe(200)
+      expect((await two.call('GET', '/v1/auth/whoami', agent.token)).status).toBe(200)
+      // Two's filter has never heard of this revocation: without the poll it would answer
+      // "definitely not revoked" until a restart.
+      expect((await one.call('DELETE', `/tokens/${agent.jti}`, a.admin_key)).status).toBe(200)
+      const started = performance.now()
+      let status = 200
+      while (status === 200 && performance.now() - started < 3000) {
+        status = (await two.call('GET', '/v1/auth/whoami', agent.token)).status
+        if (status === 200) await Bun.sleep(10)
+      }
+      expect(status).toBe(401)
+      expect(two.filter.check(a.org_id, agent.jti)).toBe(true)
+      // Each revocation is added once, however many polls overlap it.
+      expect(await polls[1]!.pollOnce()).toBe(0)
+    } finally {
+      for (const p of polls) await p.stop()
+      await one.filter.close()
+      await two.filter.close()
+    }
   })
 
   test('cluster mode: a revocation on one instance is refused by another within 100 ms', async () => {

@@ -177,6 +177,27 @@ describe('Redis unavailable', () => {
     expect(metrics.text).toMatch(/quint_redis_fallbacks_total\{op="token_revoke"\} 1/)
   })
 
+  test('a subscriber that stops answering (half-open: no close event) is dropped and resubscribed', async () => {
+    const server = await privateRedisServer()
+    try {
+      const redis = await store({ url: server.url, subscriberPingMs: 200 })
+      let lost = 0
+      let subscribed = 0
+      redis.subscribeChannel(`test:ping:${crypto.randomUUID()}`, { message() {}, subscribed: () => void subscribed++, lost: () => void lost++ })
+      for (let i = 0; i < 100 && subscribed === 0; i++) await Bun.sleep(20)
+      expect(subscribed).toBe(1)
+      // SIGSTOP keeps the TCP connection open: nothing but the PING can tell it is dead.
+      server.freeze()
+      for (let i = 0; i < 150 && lost === 0; i++) await Bun.sleep(20)
+      expect(lost).toBeGreaterThanOrEqual(1)
+      server.thaw()
+      for (let i = 0; i < 250 && subscribed < 2; i++) await Bun.sleep(20)
+      expect(subscribed).toBeGreaterThanOrEqual(2)
+    } finally {
+      await server.stop()
+    }
+  })
+
   test('a frozen server (commands time out) costs a short delay, not an error', async () => {
     const server = await privateRedisServer()
     try {

@@ -111,3 +111,22 @@ export async function revokedForFilter(sql: Sql, skewS: number): Promise<{ orgId
      where revoked_at is not null and expires_at > now() - ${skewS} * interval '1 second'`)
   return rows.map((r) => ({ orgId: r.org_id, jti: r.jti }))
 }
+
+/**
+ * Revocations committed at or after `since` (minus nothing: the caller overlaps its windows),
+ * with their time, for instances without Redis to learn other instances' revocations
+ * (src/features/auth-tokens/revocation-poll.ts). Uses the same read policy as `revokedForFilter`.
+ */
+export async function revokedSince(sql: Sql, since: Date): Promise<{ orgId: string; jti: string; at: number }[]> {
+  const rows = await withSettings(sql, { 'app.revocation_filter_read': 'on' }, (tx) => tx<{ org_id: string; jti: string; at: Date }[]>`
+    select org_id::text as org_id, jti::text as jti, revoked_at as at from auth.issued_tokens
+     where revoked_at is not null and revoked_at >= ${since.toISOString()}::timestamptz
+     order by revoked_at`)
+  return rows.map((r) => ({ orgId: r.org_id, jti: r.jti, at: r.at.getTime() }))
+}
+
+/** The database's clock, so that a poll cursor never depends on this host's. */
+export async function databaseNow(sql: Sql): Promise<Date> {
+  const [row] = await sql<{ now: Date }[]>`select now() as now`
+  return row!.now
+}

@@ -16,6 +16,7 @@ import { hasScope, type Principal } from '../../auth/credentials.ts'
 import type { SigningKeys } from '../../auth/keys.ts'
 import { checkNarrowing, parseRbac, rbacClaim, type RbacFieldError, type RbacPolicy } from '../../auth/rbac.ts'
 import { MintError, mintJwt, PARENT_TYPES, type MintedJwt, type ParentToken, type TokenType } from '../../auth/tokens.ts'
+import { TYPE_SCOPES } from '../../auth/validator.ts'
 import { BadRequestError, ForbiddenError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
@@ -90,6 +91,15 @@ async function resolveParent(tx: Tx, p: Principal, input: MintInput): Promise<Pa
   if (ref === null) {
     // The caller itself is the parent (client form), or there is none (app; override by management).
     if (p.kind === 'jwt' && allowed.includes(p.type)) {
+      // An app token without a management scope hands on only what it holds: a bearer carries
+      // ingest and read, and overrides (human decisions) are for management credentials.
+      if (p.type === 'app' && !mgmt) {
+        if (input.type === 'override') throw new ForbiddenError('Only a management credential may mint override tokens from an app token.')
+        const missing = TYPE_SCOPES.bearer.filter((s) => !p.scopes.includes(s))
+        if (input.type === 'bearer' && missing.length > 0) {
+          throw new ForbiddenError(`A bearer token carries ${TYPE_SCOPES.bearer.join(' and ')}; this app token lacks ${missing.join(', ')}.`)
+        }
+      }
       return {
         jti: p.jti,
         type: p.type,

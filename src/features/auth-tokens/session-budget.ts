@@ -9,14 +9,20 @@
  */
 import type { MiddlewareHandler } from 'hono'
 import { RateLimitedError } from '../../errors.ts'
+import { readJson } from '../../http/body.ts'
+import { MAX_BATCH_BYTES } from '../ingest/routes.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { takeSessionEvents } from './repo.ts'
 
-/** Events in a body: `{"events":[…]}` or a bare array count their items; anything else is one. */
+/**
+ * Events in a body: `{"events":[…]}` or a bare array count their items; anything else is one.
+ * Read exactly as the routes read it (decoded gzip/deflate, bounded), so a compressed batch
+ * counts every event it carries.
+ */
 async function eventsIn(req: Request): Promise<number> {
   try {
-    const body: unknown = await req.clone().json()
+    const body: unknown = await readJson(req.clone() as Request, MAX_BATCH_BYTES)
     if (Array.isArray(body)) return Math.max(1, body.length)
     const events = (body as { events?: unknown } | null)?.events
     return Array.isArray(events) ? Math.max(1, events.length) : 1
