@@ -282,10 +282,14 @@ describe('cluster mode (shared Redis)', () => {
     // B, finding no generation at its start, may have built one from its source as well.
     await until('both load one generation', () => loaded(a)() && loaded(b)() && a.stats().generation === b.stats().generation)
     const generation = a.stats().generation!
+    // Whoever caches on A's answers is told when A stops being sure, or swaps generations.
+    const told: string[] = []
+    a.onGeneration((g) => void told.push(g))
     await raw().send('DEL', [bloomKeys(ns).bitmap(generation)])
     const probe = entry()
     // A never answers false for what it cannot vouch for any more, whatever B is doing.
     await until("A goes 'unknown'", () => a.check(probe.orgId, probe.jti) === 'unknown' || a.stats().generation !== generation)
+    await until('A tells its listeners', () => told.length > 0)
     expectAllRevoked(a, list)
     // B (with the authoritative list) rebuilt the generation; both follow it.
     await until('a repaired generation', () => a.stats().loaded && a.stats().generation !== generation && b.stats().loaded)
