@@ -62,6 +62,8 @@ export class BusUsageError extends Error {
   override name = 'BusUsageError'
 }
 
+const DEFAULT_MAX_RECEIVE_COUNT = 20
+
 const USAGE = 'usage: quint-cloud bus setup [--prefix NAME] [--max-receive-count N] [--json]'
 
 /**
@@ -85,7 +87,10 @@ export async function busCommand(config: Config, args: string[]): Promise<number
   }
   const prefix = values.prefix ?? 'quint'
   if (!/^[A-Za-z0-9_-]{1,60}$/.test(prefix)) throw new BusUsageError('--prefix: 1–60 letters, digits, - or _')
-  const maxReceiveCount = Number(values['max-receive-count'] ?? 10)
+  // A database outage no longer consumes receives (the consumer stops receiving), so the count
+  // only has to outlast handler failures that a deploy fixes; 20 × the visibility timeout (2 min)
+  // is about 40 minutes before a failing message is dead-lettered.
+  const maxReceiveCount = Number(values['max-receive-count'] ?? DEFAULT_MAX_RECEIVE_COUNT)
   if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1 || maxReceiveCount > 1000) {
     throw new BusUsageError('--max-receive-count: an integer from 1 to 1000')
   }

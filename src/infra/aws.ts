@@ -13,6 +13,7 @@ import {
   type PublishBatchRequestEntry,
 } from '@aws-sdk/client-sns'
 import {
+  ChangeMessageVisibilityBatchCommand,
   CreateQueueCommand,
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
@@ -112,6 +113,11 @@ export interface ReceiveOptions {
   max: number
   waitTimeS: number
   visibilityTimeoutS: number
+  /**
+   * One per round (FIFO queues): the SDK resends the same command on a retry, so a retry after a
+   * lost response gets the messages of the first try back instead of leaving them hidden.
+   */
+  attemptId?: string
 }
 
 export async function receiveMessages(sqs: SQSClient, queueUrl: string, o: ReceiveOptions): Promise<ReceivedMessage[]> {
@@ -122,6 +128,7 @@ export async function receiveMessages(sqs: SQSClient, queueUrl: string, o: Recei
         MaxNumberOfMessages: o.max,
         WaitTimeSeconds: o.waitTimeS,
         VisibilityTimeout: o.visibilityTimeoutS,
+        ...(o.attemptId ? { ReceiveRequestAttemptId: o.attemptId } : {}),
         MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'],
       }),
     ),
@@ -142,6 +149,20 @@ export async function deleteMessages(sqs: SQSClient, queueUrl: string, receiptHa
       new DeleteMessageBatchCommand({
         QueueUrl: queueUrl,
         Entries: receiptHandles.map((h, i) => ({ Id: String(i), ReceiptHandle: h })),
+      }),
+    ),
+  )
+  const ok = new Set((out.Successful ?? []).map((s) => s.Id))
+  return receiptHandles.filter((_, i) => !ok.has(String(i)))
+}
+
+/** Sets the visibility timeout of up to 10 received messages; returns the handles SQS did not change. */
+export async function changeVisibility(sqs: SQSClient, queueUrl: string, receiptHandles: string[], timeoutS: number): Promise<string[]> {
+  const out = await call(() =>
+    sqs.send(
+      new ChangeMessageVisibilityBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: receiptHandles.map((h, i) => ({ Id: String(i), ReceiptHandle: h, VisibilityTimeout: timeoutS })),
       }),
     ),
   )

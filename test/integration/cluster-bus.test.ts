@@ -5,13 +5,15 @@
  * and derive sessions and alerts (worker threads included); duplicates (a re-sent batch, a
  * redelivery after commit but before delete) are applied once; a request above SNS's 256 KiB is
  * split and stored whole; SNS unreachable is a 503 with Retry-After and nothing acked; two orgs
- * sending the same event ids never mix.
+ * sending the same event ids never mix; a Postgres outage longer than maxReceiveCount visibility
+ * periods sends nothing to the dead-letter queue.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { CONSUMERS, type ConsumerName } from '../../src/features/ingest/bus.ts'
 import { SnsBus } from '../../src/features/ingest/sns-bus.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
-import { createSnsClient, createSqsClient, ensureTopology, type SNSClient, type SQSClient, type Topology } from '../../src/infra/aws.ts'
+import { createSnsClient, createSqsClient, ensureTopology, queueDepth, type SNSClient, type SQSClient, type Topology } from '../../src/infra/aws.ts'
+import { createPool } from '../../src/infra/db.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import type { Handler } from '../../src/workers/consume.ts'
 import { HANDLERS } from '../../src/workers/handlers.ts'
@@ -326,4 +328,107 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     expect(await sessionCount(a.org_id, session)).toBe(40)
     expect(await sessionCount(b.org_id, session)).toBe(40)
   })
+
+  test('a Postgres outage of many visibility periods sends nothing to the dead-letter queue', async () => {
+    // Its own queues: one visibility second and a DLQ after 2 receives, so that receiving during
+    // the outage would move the message within a few seconds.
+    const small = await ensureTopology(sns, sqs, {
+      prefix: `quint-outage-${crypto.randomUUID().slice(0, 8)}`,
+      queues: CONSUMERS,
+      visibilityTimeoutS: 1,
+      maxReceiveCount: 2,
+    })
+    const dlq = small.queueUrls.pipeline!.replace(/-pipeline\.fifo$/, '-pipeline-dlq.fifo')
+    const app = testApp(db, {}, new SnsBus(sns, small.topicArn))
+    const e = event(`outage-${crypto.randomUUID()}`)
+    const res = await app.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [e] } })
+    expect(res.status).toBe(200)
+    expect(res.body.accepted).toBe(1)
+
+    const run = async (sql: typeof db.app, ms: number) => {
+      const stop = new AbortController()
+      let applied = 0
+      const loop = runSqsConsumer({
+        sql,
+        sqs,
+        queueUrl: small.queueUrls.pipeline!,
+        consumer: 'pipeline',
+        handle: HANDLERS.pipeline,
+        log: testLog,
+        signal: stop.signal,
+        waitTimeS: 1,
+        visibilityTimeoutS: 1,
+        onApplied: (k) => (applied += k),
+      })
+      await Bun.sleep(ms)
+      stop.abort()
+      await loop
+      return applied
+    }
+    // Postgres down: nobody listens on this port. Six visibility periods, three times the DLQ's count.
+    const down = createPool({ url: `postgres://quint_app@127.0.0.1:${await freePort()}/quint` }, { max: 2 })
+    try {
+      expect(await run(down, 6_000)).toBe(0)
+    } finally {
+      await down.end({ timeout: 1 })
+    }
+    expect(await queueDepth(sqs, dlq)).toBe(0)
+    // Postgres back: the event is applied, nothing is dead-lettered.
+    const stored = () => n('select count(*)::int as n from actions where org_id = $1 and event_id = $2', a.org_id, e.event_id)
+    const stop = new AbortController()
+    const loop = runSqsConsumer({
+      sql: db.app,
+      sqs,
+      queueUrl: small.queueUrls.pipeline!,
+      consumer: 'pipeline',
+      handle: HANDLERS.pipeline,
+      log: testLog,
+      signal: stop.signal,
+      waitTimeS: 1,
+      visibilityTimeoutS: 30,
+    })
+    try {
+      await eventually(stored, (v) => v === 1, 10_000)
+      await eventually(() => queueDepth(sqs, small.queueUrls.pipeline!), (v) => v === 0, 10_000)
+    } finally {
+      stop.abort()
+      await loop
+    }
+    expect(await queueDepth(sqs, dlq)).toBe(0)
+  }, 30_000)
+
+  test('a stalling SNS holds no database connection: the pool still answers at once', async () => {
+    const STALL_MS = 1_500
+    // SNS that answers every request late, with a 500 (the SDK retries it: 3 attempts).
+    const stalling = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      async fetch() {
+        await Bun.sleep(STALL_MS)
+        return new Response('stalled', { status: 500 })
+      },
+    })
+    const slowSns = createSnsClient({ region: REGION, endpoint: `http://127.0.0.1:${stalling.port}` })
+    const small = createPool(db.appTarget, { max: 2 })
+    const app = testApp({ ...db, app: small }, {}, new SnsBus(slowSns, topo.topicArn))
+    try {
+      const send = (s: string) => app.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [event(s)] } })
+      const life = app.call('POST', '/v1/sessions/ingest', {
+        token: a.deploy_token,
+        json: { session_id: 'stall-session', state: 'active', timestamp: new Date().toISOString() },
+      })
+      const pending = [send(`stall-1-${crypto.randomUUID()}`), send(`stall-2-${crypto.randomUUID()}`), life]
+      await Bun.sleep(400) // authenticated, ledger checked, now waiting on SNS
+      const started = performance.now()
+      await small`select 1`
+      const waited = performance.now() - started
+      expect(waited).toBeLessThan(STALL_MS / 3)
+      const statuses = (await Promise.all(pending)).map((r) => r.status)
+      expect(statuses).toEqual([503, 503, 503])
+    } finally {
+      slowSns.destroy()
+      stalling.stop(true)
+      await small.end({ timeout: 1 })
+    }
+  }, 30_000)
 })

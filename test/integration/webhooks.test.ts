@@ -14,7 +14,7 @@ import { normalizeIngestItem } from '../../src/features/ingest/events.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { parseRetryAfter, retryDelayMs, WebhookDispatcher, MAX_BACKOFF_MS } from '../../src/features/webhooks/dispatcher.ts'
-import { addressRefusal, checkWebhookUrl } from '../../src/features/webhooks/url-guard.ts'
+import { addressRefusal, checkWebhookUrl, resolveTarget } from '../../src/features/webhooks/url-guard.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { drainOnce } from '../../src/workers/consume.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
@@ -37,6 +37,8 @@ const received: Received[] = []
 const script = new Map<string, { status: number; headers?: Record<string, string> }[]>()
 let receiver: ReturnType<typeof Bun.serve>
 let base: string
+/** While set, requests to /hold wait for it (an attempt kept in flight). */
+let hold: Promise<void> | null = null
 
 const lax = { allowInsecure: true, allowPrivate: true }
 const dispatcher = (over: Partial<ConstructorParameters<typeof WebhookDispatcher>[0]> = {}) =>
@@ -63,6 +65,7 @@ beforeAll(async () => {
     async fetch(req) {
       const path = new URL(req.url).pathname
       received.push({ path, headers: req.headers, body: await req.text() })
+      if (path === '/hold' && hold) await hold
       const steps = script.get(path) ?? [{ status: 200 }]
       const step = steps.length > 1 ? steps.shift()! : steps[0]!
       if (path === '/redirect') return new Response(null, { status: 302, headers: { location: `${base}/ok` } })
@@ -319,6 +322,33 @@ describe('delivery', () => {
     expect(x.attempts).toHaveLength(2)
   })
 
+  test('redeliver of a delivery in flight is 409 delivery_in_progress; the attempt records once', async () => {
+    const w = await createHook(a, '/hold')
+    const id = await ping(a, w.id)
+    let release!: () => void
+    hold = new Promise<void>((r) => (release = r))
+    const round = d.runOnce()
+    try {
+      for (const end = Date.now() + 5_000; at('/hold').length === 0; await Bun.sleep(5)) {
+        if (Date.now() > end) throw new Error('the attempt did not reach the receiver')
+      }
+      const res = await t.call('POST', `/v1/webhooks/${w.id}/deliveries/${id}/redeliver`, { token: a.admin_key })
+      expectProblem(res, 409)
+      expect(res.body.code).toBe('delivery_in_progress')
+    } finally {
+      release()
+      hold = null
+    }
+    expect(await round).toBe(1)
+    const x = await delivery(a, w.id, id)
+    expect(x).toMatchObject({ status: 'succeeded', attempt_count: 1 })
+    expect(x.attempts).toHaveLength(1)
+    // Finished: now it can be sent again.
+    expect((await t.call('POST', `/v1/webhooks/${w.id}/deliveries/${id}/redeliver`, { token: a.admin_key })).status).toBe(202)
+    await until(settled(a, w.id, id))
+    expect(at('/hold')).toHaveLength(2)
+  })
+
   test('rotation: old and new secrets both sign during the grace period, only the new one after', async () => {
     const w = await createHook(a, '/rotate')
     const rot = await t.call('POST', `/v1/webhooks/${w.id}/rotate-secret`, { token: a.admin_key, json: {} })
@@ -409,6 +439,39 @@ describe('URL rules and SSRF', () => {
     for (const ip of ['169.254.169.254', '0.0.0.0', '::', '224.0.0.1', 'fd00:ec2::254']) expect(addressRefusal(ip, true)).not.toBeNull()
     expect(addressRefusal('127.0.0.1', true)).toBeNull()
     expect(checkWebhookUrl('https://0x7f.1/x', { allowInsecure: false, allowPrivate: false }, '/url').ok).toBe(false)
+  })
+
+  test('IPv6 forms carrying an IPv4 address are judged by that address', () => {
+    const internal = [
+      '::127.0.0.1', // IPv4-compatible
+      '::a00:1',
+      '::ffff:0:127.0.0.1', // IPv4-translated
+      '::ffff:0:a00:1',
+      '64:ff9b::10.0.0.1', // NAT64
+      '64:ff9b:1::a00:1', // local-use NAT64: refused as internal, the IPv4 position is the network's choice
+      '2002:a00:1::1', // 6to4
+      '2001:0:4136:e378:8000:63bf:f5ff:fffe', // Teredo, client 10.0.0.1 (stored inverted)
+      '2001:0:a00:1:8000:63bf:f7f7:f7f7', // Teredo, server 10.0.0.1
+    ]
+    for (const ip of internal) expect([ip, addressRefusal(ip, false)]).toEqual([ip, expect.any(String)])
+    const metadata = ['::169.254.169.254', '::ffff:0:a9fe:a9fe', '64:ff9b::a9fe:a9fe', '2002:a9fe:a9fe::', '2001:0:4136:e378:8000:63bf:5601:5601']
+    for (const ip of metadata) expect([ip, addressRefusal(ip, true)]).toEqual([ip, expect.stringMatching(/metadata/)])
+    const publicOnes = ['::8.8.8.8', '::ffff:0:808:808', '64:ff9b::808:808', '2002:808:808::1', '2001:0:4136:e378:8000:63bf:f7f7:f7f7']
+    for (const ip of publicOnes) expect([ip, addressRefusal(ip, false)]).toEqual([ip, null])
+    // :: and ::1 stay IPv6 (unspecified, loopback), not 0.0.0.0 and 0.0.0.1.
+    expect(addressRefusal('::1', true)).toBeNull()
+    expect(addressRefusal('::', true)).not.toBeNull()
+    expect(checkWebhookUrl('https://[::127.0.0.1]/x', { allowInsecure: false, allowPrivate: false }, '/url').ok).toBe(false)
+  })
+
+  test('the DNS lookup before an attempt ends with the attempt\'s signal', async () => {
+    const reason = new DOMException('attempt timed out', 'TimeoutError')
+    const started = performance.now()
+    const err = await resolveTarget('https://hooks.example.com/x', { allowInsecure: false, allowPrivate: false }, AbortSignal.abort(reason)).catch(
+      (e: unknown) => e,
+    )
+    expect(err).toBe(reason)
+    expect(performance.now() - started).toBeLessThan(100)
   })
 })
 

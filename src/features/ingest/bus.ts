@@ -20,16 +20,32 @@ export type BusMessage =
   | { kind: 'events'; receivedAt: string; machineId: string | null; events: WireEvent[] }
   | { kind: 'lifecycle'; receivedAt: string; lifecycle: SessionLifecycle }
 
+/** Whose message it is and, for a transactional bus, the caller's tenant transaction. */
+export interface PublishContext {
+  orgId: string
+  /** The caller's open tenant transaction when the bus is `transactional`, otherwise null. */
+  tx: Tx | null
+}
+
 export interface Bus {
-  /** Durable once resolved. `tx` is the caller's tenant transaction (the local bus writes in it). */
-  publish(tx: Tx, message: BusMessage): Promise<void>
+  /**
+   * True when `publish` writes in the caller's tenant transaction (its commit is the ack). A bus
+   * that does not is called with no transaction open, so a slow publish holds no pooled
+   * connection (a slow SNS would otherwise exhaust the pool and fail /ready everywhere).
+   */
+  readonly transactional: boolean
+  /** Durable once resolved (for a transactional bus: once the caller's transaction commits). */
+  publish(message: BusMessage, ctx: PublishContext): Promise<void>
 }
 
 export const NOTIFY_CHANNEL = 'quint_bus'
 
 /** Embedded mode: the message is committed with the caller's transaction, once per consumer. */
 export class LocalBus implements Bus {
-  async publish(tx: Tx, message: BusMessage): Promise<void> {
+  readonly transactional = true
+
+  async publish(message: BusMessage, { tx }: PublishContext): Promise<void> {
+    if (!tx) throw new Error('LocalBus.publish: needs the caller\'s tenant transaction')
     // One round trip on the ack path: the batch, its pending row per consumer, and a NOTIFY
     // (delivered at commit, so consumers wake up instead of waiting for their next poll).
     await tx`

@@ -1,11 +1,12 @@
 /**
  * @module features/ingest/service
  * Accepting a batch: per-item outcomes, then one tenant transaction that finds events already
- * stored (answered `duplicate`, not sent again) and publishes the rest. When this resolves the
+ * stored (answered `duplicate`, not sent again) and publishes the rest: inside that transaction
+ * for a transactional bus (the local one), after its commit for one that is not (SNS). When this resolves the
  * accepted events are durable (the bus's ack point); the caller may answer 2xx.
  */
-import { withOrg, type Sql } from '../../infra/db.ts'
-import type { Bus, WireEvent } from './bus.ts'
+import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import type { Bus, BusMessage, WireEvent } from './bus.ts'
 import type { ItemResult } from './events.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 import type { OrgRateLimiter } from './rate-limit.ts'
@@ -53,7 +54,8 @@ export async function acceptEvents(
   })
 
   if (fresh.size > 0) {
-    await withOrg(deps.sql, orgId, async (tx) => {
+    // Events the ledger already holds are answered `duplicate` and not sent again.
+    const dropKnown = async (tx: Tx) => {
       const known = await tx<{ event_key: string }[]>`
         select event_key from event_keys where event_key = any(${[...fresh.keys()]}::text[])`
       for (const { event_key } of known) {
@@ -61,14 +63,23 @@ export async function acceptEvents(
         results[f.index] = { index: f.index, status: 'duplicate', event_id: f.event.eventId }
         fresh.delete(event_key)
       }
-      if (fresh.size === 0) return
-      await deps.bus.publish(tx, {
-        kind: 'events',
-        receivedAt: new Date().toISOString(),
-        machineId,
-        events: [...fresh.values()].map((f) => f.event),
-      })
+    }
+    const message = (): BusMessage => ({
+      kind: 'events',
+      receivedAt: new Date().toISOString(),
+      machineId,
+      events: [...fresh.values()].map((f) => f.event),
     })
+    if (deps.bus.transactional) {
+      await withOrg(deps.sql, orgId, async (tx) => {
+        await dropKnown(tx)
+        if (fresh.size > 0) await deps.bus.publish(message(), { orgId, tx })
+      })
+    } else {
+      // The ledger check commits first: the publish then holds no pooled connection.
+      await withOrg(deps.sql, orgId, dropKnown)
+      if (fresh.size > 0) await deps.bus.publish(message(), { orgId, tx: null })
+    }
   }
   let accepted = 0
   let duplicates = 0
@@ -83,7 +94,7 @@ export async function acceptEvents(
 
 export async function acceptLifecycle(deps: IngestDeps, orgId: string, lifecycle: SessionLifecycle): Promise<void> {
   await deps.limiter.take(orgId, 1)
-  return withOrg(deps.sql, orgId, (tx) =>
-    deps.bus.publish(tx, { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle }),
-  )
+  const message: BusMessage = { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle }
+  if (!deps.bus.transactional) return deps.bus.publish(message, { orgId, tx: null })
+  return withOrg(deps.sql, orgId, (tx) => deps.bus.publish(message, { orgId, tx }))
 }

@@ -8,8 +8,8 @@
  */
 import { EventTooLargeError, UnavailableError } from '../../errors.ts'
 import { AwsCallError, publishBatch, type PublishEntry, type SNSClient } from '../../infra/aws.ts'
-import type { Tx } from '../../infra/db.ts'
-import type { Bus, BusMessage } from './bus.ts'
+import { isUuid } from '../../infra/db.ts'
+import type { Bus, BusMessage, PublishContext } from './bus.ts'
 import { encodeMessage, PART_MAX_BYTES, PartTooLargeError, SNS_MAX_BYTES, type WirePart } from './bus-wire.ts'
 
 /** PublishBatch takes at most 10 entries. */
@@ -25,14 +25,12 @@ export class SnsBus implements Bus {
     this.#topicArn = topicArn
   }
 
-  /**
-   * `tx` is the caller's tenant transaction; SNS does not take part in it. It is read once for
-   * the org id (the message does not carry it), the authoritative org of this request.
-   */
-  async publish(tx: Tx, message: BusMessage): Promise<void> {
-    const [row] = await tx<{ org: string | null }[]>`select app_current_org()::text as org`
-    const orgId = row?.org
-    if (!orgId) throw new Error('SnsBus.publish: no org set on the transaction')
+  /** SNS takes no part in a Postgres transaction: publish runs with none open (see `Bus`). */
+  readonly transactional = false
+
+  /** `orgId` is the authenticated org of the request: the message group and the dedupe scope. */
+  async publish(message: BusMessage, { orgId }: PublishContext): Promise<void> {
+    if (!isUuid(orgId)) throw new TypeError('SnsBus.publish: org id must be a lowercase UUID')
     let parts: WirePart[]
     try {
       parts = encodeMessage(orgId, message)

@@ -146,8 +146,10 @@ export class WebhookDispatcher {
     let status: number | null = null
     let error: string | null = null
     let retryAfterMs: number | null = null
+    // One budget for the lookup and the request, both ended by shutdown too.
+    const signal = AbortSignal.any([AbortSignal.timeout(this.#o.timeoutMs), this.#abort.signal])
     try {
-      await resolveTarget(d.url, this.#o.policy)
+      await resolveTarget(d.url, this.#o.policy, signal)
       const body = JSON.stringify(d.payload)
       const headers = signDelivery(d.message_id, Math.floor(Date.now() / 1000), body, this.#openSecrets(orgId, d))
       const res = await fetch(d.url, {
@@ -155,7 +157,7 @@ export class WebhookDispatcher {
         body,
         headers: { ...headers, 'content-type': 'application/json', 'user-agent': this.#o.userAgent },
         redirect: 'manual',
-        signal: AbortSignal.any([AbortSignal.timeout(this.#o.timeoutMs), this.#abort.signal]),
+        signal,
       })
       status = res.status
       retryAfterMs = parseRetryAfter(res.headers.get('retry-after'))

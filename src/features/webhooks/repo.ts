@@ -150,12 +150,23 @@ export async function getDelivery(tx: Tx, webhookId: string, id: string): Promis
   return row ?? null
 }
 
-/** Puts a delivery back in the queue now, as a new round of attempts (its log is kept). */
-export async function requeueDelivery(tx: Tx, webhookId: string, id: string): Promise<DeliveryRow | null> {
+/**
+ * Puts a finished delivery (succeeded, failed, dead) back in the queue now, as a new round of
+ * attempts (its log is kept). A pending delivery is refused (`in_progress`): it may be claimed by an instance that
+ * is sending it right now, and resetting `attempt_count` under that lease would let the lease's
+ * outcome apply to the new round (two in-flight attempts both recording).
+ */
+export async function requeueDelivery(
+  tx: Tx,
+  webhookId: string,
+  id: string,
+): Promise<{ row: DeliveryRow } | 'not_found' | 'in_progress'> {
   const [row] = await tx<DeliveryRow[]>`
     update webhook_deliveries
        set status = 'pending', attempt_count = 0, next_attempt_at = now(), updated_at = now()
-     where webhook_id = ${webhookId}::uuid and id = ${id}::uuid
+     where webhook_id = ${webhookId}::uuid and id = ${id}::uuid and status <> 'pending'
     returning ${DELIVERY_COLUMNS(tx)}`
-  return row ?? null
+  if (row) return { row }
+  const [pending] = await tx`select 1 from webhook_deliveries where webhook_id = ${webhookId}::uuid and id = ${id}::uuid`
+  return pending ? 'in_progress' : 'not_found'
 }

@@ -299,10 +299,11 @@ export function mountWebhooks(
         if (!w) return null
         if (!w.enabled) throw disabledConflict()
         const d = await requeueDelivery(tx, id, deliveryId)
-        if (!d) return null
+        if (d === 'not_found') return null
+        if (d === 'in_progress') throw inProgressConflict()
         await markDue(tx, new Date(0))
         await audit(tx, c, 'webhook.redeliver', id, { delivery_id: deliveryId })
-        return d
+        return d.row
       })
       if (!row) throw deliveryNotFound()
       return c.json({ delivery_id: row.id, message_id: row.message_id, status: 'pending' as const }, 202)
@@ -351,6 +352,13 @@ function audit(tx: Tx, c: Ctx, action: string, targetId: string, details: Record
 
 const webhookNotFound = () => new NotFoundError('No webhook with that id in this organization.')
 const deliveryNotFound = () => new NotFoundError('No such delivery of that webhook in this organization.')
+const inProgressConflict = () =>
+  new AppError(
+    409,
+    'delivery_in_progress',
+    'The delivery is still pending (queued, being sent, or waiting for its next retry); redeliver it once it has succeeded, failed or is dead.',
+  )
+
 const disabledConflict = () =>
   new AppError(409, 'webhook_disabled', 'The webhook is disabled; enable it (PATCH {"enabled": true}) before sending to it.')
 

@@ -52,22 +52,28 @@ INTERNAL.addSubnet('fe80::', 10, 'ipv6') // link-local
 INTERNAL.addSubnet('fec0::', 10, 'ipv6') // deprecated site-local
 INTERNAL.addSubnet('100::', 64, 'ipv6') // discard
 INTERNAL.addSubnet('2001:db8::', 32, 'ipv6') // documentation
+INTERNAL.addSubnet('64:ff9b:1::', 48, 'ipv6') // local-use NAT64: the IPv4 inside is unreadable (see embeddedIpv4)
 
 /**
- * An IPv4 address carried inside an IPv6 one (mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4
- * 2002::/16): the embedded address is what the packet reaches, so it is judged instead.
+ * The IPv4 addresses carried inside an IPv6 one: the embedded address is what the packet
+ * reaches, so it is judged instead. Mapped ::ffff:a.b.c.d, translated ::ffff:0:a.b.c.d,
+ * compatible ::a.b.c.d (deprecated; :: and ::1 stay IPv6), NAT64 64:ff9b::/96, 6to4 2002::/16
+ * (the address in bits 16–47), Teredo 2001::/32 (the server, and the client stored inverted).
+ * The local-use NAT64 prefix 64:ff9b:1::/48 puts the address at a position set by each network,
+ * so it cannot be read: it is in INTERNAL instead.
  */
-function embeddedIpv4(v6: string): string | null {
-  const lower = v6.toLowerCase()
-  const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower)
-  if (dotted) return dotted[1]!
-  const words = expandIpv6(lower)
-  if (!words) return null
+function embeddedIpv4(v6: string): string[] {
+  const words = expandIpv6(v6.toLowerCase())
+  if (!words) return []
   const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return v4(words[6]!, words[7]!)
-  if (words[0] === 0x64 && words[1] === 0xff9b && words.slice(2, 6).every((w) => w === 0)) return v4(words[6]!, words[7]!)
-  if (words[0] === 0x2002) return v4(words[1]!, words[2]!)
-  return null
+  const zero = (from: number, to: number) => words.slice(from, to).every((w) => w === 0)
+  if (zero(0, 5) && words[5] === 0xffff) return [v4(words[6]!, words[7]!)]
+  if (zero(0, 4) && words[4] === 0xffff && words[5] === 0) return [v4(words[6]!, words[7]!)]
+  if (zero(0, 6) && (words[6] !== 0 || words[7]! > 1)) return [v4(words[6]!, words[7]!)]
+  if (words[0] === 0x64 && words[1] === 0xff9b && zero(2, 6)) return [v4(words[6]!, words[7]!)]
+  if (words[0] === 0x2002) return [v4(words[1]!, words[2]!)]
+  if (words[0] === 0x2001 && words[1] === 0) return [v4(words[2]!, words[3]!), v4(words[6]! ^ 0xffff, words[7]! ^ 0xffff)]
+  return []
 }
 
 function expandIpv6(addr: string): number[] | null {
@@ -92,8 +98,12 @@ export function addressRefusal(address: string, allowPrivate: boolean): string |
   const family = net.isIP(address)
   if (family === 0) return `${address} is not an IP address`
   if (family === 6) {
-    const v4 = embeddedIpv4(address)
-    if (v4) return addressRefusal(v4, allowPrivate)
+    const carried = embeddedIpv4(address)
+    for (const v4 of carried) {
+      const refusal = addressRefusal(v4, allowPrivate)
+      if (refusal) return `${address} carries ${refusal}`
+    }
+    if (carried.length > 0) return null
   }
   const type = family === 4 ? 'ipv4' : 'ipv6'
   if (NEVER.check(address, type)) return `${address} is a reserved or metadata address`
@@ -147,17 +157,20 @@ export class TargetRefusedError extends Error {
 
 /**
  * Resolves the URL's host and checks every address it resolves to; throws TargetRefusedError
- * when the URL or any address is not allowed. Called before each delivery attempt.
+ * when the URL or any address is not allowed. Called before each delivery attempt, with the
+ * attempt's signal (its timeout and the shutdown): a lookup cannot be cancelled, so it is raced
+ * against the signal instead, and a hanging resolver ends the attempt like a hanging endpoint.
  */
-export async function resolveTarget(rawUrl: string, policy: TargetPolicy): Promise<void> {
+export async function resolveTarget(rawUrl: string, policy: TargetPolicy, signal?: AbortSignal): Promise<void> {
   const checked = checkWebhookUrl(rawUrl, policy, '/url')
   if (!checked.ok) throw new TargetRefusedError(checked.errors[0]!.message)
   const host = hostOf(new URL(checked.url))
   if (net.isIP(host) !== 0) return
   let addresses: { address: string }[]
   try {
-    addresses = await lookup(host, { all: true, verbatim: true })
+    addresses = await abortable(lookup(host, { all: true, verbatim: true }), signal)
   } catch (err) {
+    if (signal?.aborted) throw signal.reason
     throw new Error(`DNS lookup of ${host} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
   if (addresses.length === 0) throw new Error(`DNS lookup of ${host} returned no address`)
@@ -165,4 +178,17 @@ export async function resolveTarget(rawUrl: string, policy: TargetPolicy): Promi
     const refusal = addressRefusal(address, policy.allowPrivate)
     if (refusal) throw new TargetRefusedError(`${host} resolves to a refused address: ${refusal}`)
   }
+}
+
+/** `p`, or the signal's reason as soon as it aborts (the lookup itself runs on, unobserved). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p
+  // Once abandoned, the lookup's own failure has nobody to report to.
+  p.catch(() => {})
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }
