@@ -27,7 +27,8 @@
  */
 import type { Context, MiddlewareHandler } from 'hono'
 import { ACTION_SIGNATURE_TOLERANCE_S, actionKeyFor, verifyActionSignature } from '../auth/action-signature.ts'
-import { AppError, BadRequestError, PayloadTooLargeError, UnavailableError } from '../errors.ts'
+import { AppError, UnavailableError } from '../errors.ts'
+import { readLimited, refuseDeclaredOver } from './body.ts'
 import { actionSignatureKey } from '../infra/redis.ts'
 import type { Logger } from '../infra/log.ts'
 import type { Metrics } from '../infra/metrics.ts'
@@ -219,35 +220,6 @@ function signedFields(header: string): { t: number; v1: string } {
 /** The raw body bytes from a clone (the route reads the original), at most `limit`. */
 async function signedBody(req: Request, limit: number): Promise<Uint8Array> {
   if (!req.body) return new Uint8Array(0)
-  const declared = req.headers.get('content-length')
-  if (declared !== null) {
-    if (!/^\d+$/.test(declared)) throw new BadRequestError('Content-Length is not a number.')
-    if (Number(declared) > limit) throw new PayloadTooLargeError(limit)
-  }
-  const reader = req.clone().body!.getReader()
-  const chunks: Uint8Array[] = []
-  let total = 0
-  for (;;) {
-    let step: Awaited<ReturnType<typeof reader.read>>
-    try {
-      step = await reader.read()
-    } catch {
-      throw new BadRequestError('The request body could not be read.')
-    }
-    if (step.done) break
-    total += step.value.byteLength
-    if (total > limit) {
-      await reader.cancel().catch(() => {})
-      throw new PayloadTooLargeError(limit)
-    }
-    chunks.push(step.value)
-  }
-  if (chunks.length === 1) return chunks[0]!
-  const out = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return out
+  refuseDeclaredOver(req, limit)
+  return readLimited(req.clone().body!, limit, 'The request body could not be read.')
 }

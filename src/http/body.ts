@@ -24,12 +24,25 @@ export async function readBytes(req: Request, limit: number): Promise<Uint8Array
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'deflate') {
     throw new UnsupportedMediaTypeError('identity, gzip or deflate encoded')
   }
-  if (declared !== null) {
-    if (!/^\d+$/.test(declared)) throw new BadRequestError('Content-Length is not a number.')
-    if (Number(declared) > limit) throw new PayloadTooLargeError(limit)
-  }
+  refuseDeclaredOver(req, limit)
   if (!req.body) return new Uint8Array(0)
   const body = encoding === 'identity' ? req.body : req.body.pipeThrough(new DecompressionStream(encoding))
+  return readLimited(body, limit, `The request body is not valid ${encoding === 'identity' ? 'data' : encoding}.`)
+}
+
+/** 400 for a Content-Length that is not a number, 413 for one over `limit`, before any byte is read. */
+export function refuseDeclaredOver(req: Request, limit: number): void {
+  const declared = req.headers.get('content-length')
+  if (declared === null) return
+  if (!/^\d+$/.test(declared)) throw new BadRequestError('Content-Length is not a number.')
+  if (Number(declared) > limit) throw new PayloadTooLargeError(limit)
+}
+
+/**
+ * Collects a body stream, refusing with 413 as soon as more than `limit` bytes arrived (the rest is
+ * not read); a stream that fails is a 400 with `unreadable` as its detail.
+ */
+export async function readLimited(body: ReadableStream<Uint8Array>, limit: number, unreadable: string): Promise<Uint8Array> {
   const chunks: Uint8Array[] = []
   let total = 0
   const reader = body.getReader()
@@ -38,7 +51,7 @@ export async function readBytes(req: Request, limit: number): Promise<Uint8Array
     try {
       step = await reader.read()
     } catch {
-      throw new BadRequestError(`The request body is not valid ${encoding === 'identity' ? 'data' : encoding}.`)
+      throw new BadRequestError(unreadable)
     }
     const { done, value } = step
     if (done) break
