@@ -13,6 +13,7 @@ import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
 import { testRedis } from '../helpers/redis.ts'
+import { v2Event } from '../helpers/events.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -52,20 +53,6 @@ async function mintAgent(): Promise<Minted> {
   return { token: res.body.token, jti: res.body.jti, key: Buffer.from(res.body.action_key, 'hex') }
 }
 
-const event = () => ({
-  schema_version: 2,
-  event_id: crypto.randomUUID(),
-  timestamp: new Date().toISOString(),
-  source: 'proxy',
-  platform: 'claude-code',
-  action_type: 'tools/call',
-  session_id: 's-1',
-  agent_id: 'agent-1',
-  tool_name: 'Bash',
-  arguments_json: '{"command":"ls"}',
-  decision: 'allow',
-})
-
 interface SignOptions {
   method?: string
   path?: string
@@ -83,7 +70,7 @@ interface SignOptions {
 async function signed(who: Minted, o: SignOptions = {}, app = t) {
   const method = o.method ?? 'POST'
   const path = o.path ?? '/v1/ingest'
-  const body = o.body ?? (method === 'GET' ? new Uint8Array(0) : enc.encode(JSON.stringify({ events: [event()] })))
+  const body = o.body ?? (method === 'GET' ? new Uint8Array(0) : enc.encode(JSON.stringify({ events: [v2Event()] })))
   const header =
     o.header ??
     signAction(o.key ?? who.key, { method, path, body, jti: o.jti ?? who.jti, orgId: a.org_id, timestamp: o.t ?? nowS() })
@@ -134,14 +121,14 @@ describe('verification', () => {
   })
 
   test('the signature covers the bytes on the wire: a gzip body is signed compressed', async () => {
-    const body = gzipSync(enc.encode(JSON.stringify({ events: [event()] })))
+    const body = gzipSync(enc.encode(JSON.stringify({ events: [v2Event()] })))
     const res = await signed(agent, { body, headers: { 'content-encoding': 'gzip' } })
     expect(res.status).toBe(200)
   })
 
   test('body, path, query, method tampering → 401 mismatch', async () => {
-    const body = enc.encode(JSON.stringify({ events: [event()] }))
-    const altered = enc.encode(JSON.stringify({ events: [event()] }))
+    const body = enc.encode(JSON.stringify({ events: [v2Event()] }))
+    const altered = enc.encode(JSON.stringify({ events: [v2Event()] }))
     expect401(await signed(agent, { body, send: { body: altered } }), 'invalid_action_signature', 'mismatch')
     expect401(await signed(agent, { body, send: { path: '/v1/events/ingest' } }), 'invalid_action_signature', 'mismatch')
     expect401(await signed(agent, { body, send: { path: '/v1/ingest?x=1' } }), 'invalid_action_signature', 'mismatch')
@@ -230,7 +217,7 @@ describe('verification', () => {
 
 describe('replay', () => {
   test('the same signature twice → 401 action_signature_replayed; a new timestamp signs anew', async () => {
-    const body = enc.encode(JSON.stringify({ events: [event()] }))
+    const body = enc.encode(JSON.stringify({ events: [v2Event()] }))
     const t0 = nowS()
     expect((await signed(agent, { body, t: t0 })).status).toBe(200)
     expect401(await signed(agent, { body, t: t0 }), 'action_signature_replayed')
@@ -241,7 +228,7 @@ describe('replay', () => {
   })
 
   test('concurrent replays on one instance: exactly one passes', async () => {
-    const body = enc.encode(JSON.stringify({ events: [event()] }))
+    const body = enc.encode(JSON.stringify({ events: [v2Event()] }))
     const header = signAction(agent.key, { method: 'POST', path: '/v1/ingest', body, jti: agent.jti, orgId: a.org_id, timestamp: nowS() })
     const results = await Promise.all(Array.from({ length: 8 }, () => signed(agent, { body, header })))
     expect(results.filter((r) => r.status === 200)).toHaveLength(1)
@@ -254,7 +241,7 @@ describe('replay', () => {
     redises.push(r1, r2)
     const one = testApp(db, {}, undefined, { redis: r1 })
     const two = testApp(db, {}, undefined, { redis: r2 })
-    const body = enc.encode(JSON.stringify({ events: [event()] }))
+    const body = enc.encode(JSON.stringify({ events: [v2Event()] }))
     const header = signAction(agent.key, { method: 'POST', path: '/v1/ingest', body, jti: agent.jti, orgId: a.org_id, timestamp: nowS() })
     expect((await signed(agent, { body, header }, one)).status).toBe(200)
     expect401(await signed(agent, { body, header }, two), 'action_signature_replayed')
@@ -309,13 +296,13 @@ describe('AUTH_REQUIRE_ACTION_SIGNATURE=true', () => {
   test('agent, sub-agent and session tokens must sign; other credentials need not', async () => {
     const strict = testApp(db, { AUTH_REQUIRE_ACTION_SIGNATURE: 'true' })
     expect401(await strict.call('GET', '/v1/auth/whoami', { token: agent.token }), 'invalid_action_signature', 'missing')
-    expect401(await strict.call('POST', '/v1/ingest', { token: agent.token, json: { events: [event()] } }), 'invalid_action_signature', 'missing')
+    expect401(await strict.call('POST', '/v1/ingest', { token: agent.token, json: { events: [v2Event()] } }), 'invalid_action_signature', 'missing')
     const sub = await t.call('POST', '/tokens/subagent', { token: agent.token, json: { agent_id: 'child' } })
     expect401(await strict.call('GET', '/v1/auth/whoami', { token: sub.body.token }), 'invalid_action_signature', 'missing')
     expect((await signed(agent, {}, strict)).status).toBe(200)
     expect((await signed(agent, { method: 'GET', path: '/v1/auth/whoami' }, strict)).status).toBe(200)
     expect((await strict.call('GET', '/v1/auth/whoami', { token: a.admin_key })).status).toBe(200)
-    expect((await strict.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [event()] } })).status).toBe(200)
+    expect((await strict.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [v2Event()] } })).status).toBe(200)
     // Legacy X-API-Key with an agent token: the same rule, and the deprecation header on the 401.
     const legacy = await strict.call('GET', '/v1/auth/whoami', { headers: { 'x-api-key': agent.token } })
     expect401(legacy, 'invalid_action_signature', 'missing')

@@ -22,6 +22,7 @@ import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
 import { testRedis } from '../helpers/redis.ts'
 import { RevocationPoll } from '../../src/features/auth-tokens/revocation-poll.ts'
+import { v2Event } from '../helpers/events.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -428,41 +429,27 @@ describe('introspection and wiring', () => {
 })
 
 describe('session tokens: max_events', () => {
-  const event = () => ({
-    schema_version: 2,
-    event_id: crypto.randomUUID(),
-    timestamp: new Date().toISOString(),
-    source: 'proxy',
-    platform: 'claude-code',
-    action_type: 'tools/call',
-    session_id: 's-1',
-    agent_id: 'agent-1',
-    tool_name: 'Bash',
-    arguments_json: '{"command":"ls"}',
-    decision: 'allow',
-  })
-
   test('ingest under a session token stops at max_events with 429; shared by instances', async () => {
     const { agent } = await chain(a)
     const s = await t.call('POST', '/tokens/session', { token: agent.token, json: { session_id: 'budget', max_events: 5 } })
-    const first = await t.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [event(), event(), event()] } })
+    const first = await t.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [v2Event(), v2Event(), v2Event()] } })
     expect(first.status).toBeLessThan(300)
     // A second instance draws on the same budget: 3 used, 3 more would pass 5.
     const other = testApp(db)
-    const over = await other.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [event(), event(), event()] } })
+    const over = await other.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [v2Event(), v2Event(), v2Event()] } })
     expectProblem(over, 429, 'rate_limited')
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0)
-    const fits = await other.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [event(), event()] } })
+    const fits = await other.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [v2Event(), v2Event()] } })
     expect(fits.status).toBeLessThan(300)
-    expectProblem(await t.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [event()] } }), 429)
+    expectProblem(await t.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [v2Event()] } }), 429)
     // The agent itself is not limited.
-    expect((await t.call('POST', '/v1/ingest', { token: agent.token, json: { events: [event()] } })).status).toBeLessThan(300)
+    expect((await t.call('POST', '/v1/ingest', { token: agent.token, json: { events: [v2Event()] } })).status).toBeLessThan(300)
   })
 
   test('a gzip batch is counted by the events it carries, not as one request', async () => {
     const { agent } = await chain(a)
     const s = await t.call('POST', '/tokens/session', { token: agent.token, json: { session_id: 'gz', max_events: 2 } })
-    const body = Bun.gzipSync(JSON.stringify({ events: Array.from({ length: 20 }, event) }))
+    const body = Bun.gzipSync(JSON.stringify({ events: Array.from({ length: 20 }, () => v2Event()) }))
     const res = await t.call('POST', '/v1/ingest', {
       token: s.body.token,
       body,

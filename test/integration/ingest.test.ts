@@ -10,6 +10,7 @@ import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import { drainOnce } from '../../src/workers/consume.ts'
 import { testApp, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
+import { v2Event } from '../helpers/events.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -23,22 +24,6 @@ afterAll(async () => {
   await db.drop()
 }, HOOK_TIMEOUT_MS)
 
-const event = (over: Record<string, unknown> = {}) => ({
-  schema_version: 2,
-  event_id: crypto.randomUUID(),
-  timestamp: new Date().toISOString(),
-  source: 'proxy',
-  platform: 'claude-code',
-  action_type: 'tools/call',
-  session_id: 's-1',
-  agent_id: 'agent-1',
-  tool_name: 'Bash',
-  arguments_json: '{"command":"ls"}',
-  decision: 'allow',
-  labels: { process_name: 'claude' },
-  ...over,
-})
-
 const ingest = (token: string, events: unknown[], path = '/v1/ingest') => t.call('POST', path, { token, json: { events } })
 const pipeline = () => drainOnce(db.app, 'pipeline', storeEvents)
 
@@ -49,7 +34,7 @@ async function stored(org: string, where = 'true'): Promise<number> {
 
 describe('POST /v1/ingest', () => {
   test('accepts a batch: 200, per-item results, durable before the answer, stored once by the pipeline', async () => {
-    const events = [event(), event(), event()]
+    const events = [v2Event(), v2Event(), v2Event()]
     const res = await ingest(a.deploy_token, events)
     expect(res.status).toBe(200)
     expect(res.body).toMatchObject({ ingested: 3, accepted: 3, duplicates: 0, rejected: 0 })
@@ -65,7 +50,7 @@ describe('POST /v1/ingest', () => {
   })
 
   test('a batch sent again after it was stored answers duplicate and stores nothing', async () => {
-    const events = [event(), event()]
+    const events = [v2Event(), v2Event()]
     await ingest(a.deploy_token, events)
     await pipeline()
     const before = await stored(a.org_id)
@@ -77,7 +62,7 @@ describe('POST /v1/ingest', () => {
   })
 
   test('retries that race the pipeline, and repeats inside one batch, are still stored once', async () => {
-    const e = event()
+    const e = v2Event()
     const first = await ingest(a.deploy_token, [e, e])
     expect(first.body.results.map((r: { status: string }) => r.status)).toEqual(['accepted', 'duplicate'])
     const second = await ingest(a.deploy_token, [e]) // before the pipeline ran: accepted again
@@ -87,7 +72,7 @@ describe('POST /v1/ingest', () => {
   })
 
   test('another org sending the same event ids is neither deduplicated against nor mixed with org A', async () => {
-    const events = [event(), event()]
+    const events = [v2Event(), v2Event()]
     await ingest(a.deploy_token, events)
     await pipeline()
     const res = await ingest(b.deploy_token, events)
@@ -99,16 +84,16 @@ describe('POST /v1/ingest', () => {
   })
 
   test('bad items are rejected one by one (207) and never sink the good ones', async () => {
-    const good = event()
+    const good = v2Event()
     const res = await ingest(a.deploy_token, [
-      event({ event_id: 'nul\u0000id' }),
+      v2Event({ event_id: 'nul\u0000id' }),
       good,
-      event({ timestamp: 'not-a-date' }),
-      event({ risk_score: 'high' }),
-      event({ event_id: undefined }),
-      event({ labels: { pid: 42 } }),
+      v2Event({ timestamp: 'not-a-date' }),
+      v2Event({ risk_score: 'high' }),
+      v2Event({ event_id: undefined }),
+      v2Event({ labels: { pid: 42 } }),
       'not an object',
-      event({ arguments_json: '{"path":"a\\u0000b","s":"\\ud83d"}' }),
+      v2Event({ arguments_json: '{"path":"a\\u0000b","s":"\\ud83d"}' }),
     ])
     expect(res.status).toBe(207)
     expect(res.body).toMatchObject({ accepted: 2, rejected: 6 })
@@ -121,7 +106,7 @@ describe('POST /v1/ingest', () => {
   })
 
   test('secrets are redacted before storage, the event marked, and the org counts them', async () => {
-    const e = event({ arguments_json: JSON.stringify({ command: 'curl -H "Authorization: Bearer ghp_abcdefghijklmnopqrstuvwxyz0123456789AB" api' }) })
+    const e = v2Event({ arguments_json: JSON.stringify({ command: 'curl -H "Authorization: Bearer ghp_abcdefghijklmnopqrstuvwxyz0123456789AB" api' }) })
     await ingest(a.deploy_token, [e])
     await pipeline()
     const [row] = await db.owner<{ arguments: unknown; redacted: boolean }[]>`
@@ -144,7 +129,7 @@ describe('POST /v1/ingest', () => {
   test.each([
     ['no events key', { items: [] }, 400],
     ['events not an array', { events: {} }, 400],
-    ['a bare array', [event()], 400],
+    ['a bare array', [v2Event()], 400],
     ['501 events', { events: Array.from({ length: 501 }, () => ({})) }, 413],
   ])('envelope: %s → %d', async (_n, json, status) => {
     const res = await t.call('POST', '/v1/ingest', { token: a.deploy_token, json })
@@ -169,7 +154,7 @@ describe('body limits on the bytes received', () => {
     )
 
   test('a gzip body is accepted and counted decoded', async () => {
-    const gz = gzipSync(JSON.stringify({ events: [event()] }))
+    const gz = gzipSync(JSON.stringify({ events: [v2Event()] }))
     const res = await post(gz, { 'content-encoding': 'gzip' })
     expect(res.status).toBe(200)
   })
@@ -208,11 +193,11 @@ describe('body limits on the bytes received', () => {
 describe('auth on the ingest path', () => {
   test('no token → 401; an admin key may ingest; a revoked deploy token is refused on its next request', async () => {
     expect((await t.call('POST', '/v1/ingest', { json: { events: [] } })).status).toBe(401)
-    expect((await ingest(a.admin_key, [event()])).status).toBe(200)
+    expect((await ingest(a.admin_key, [v2Event()])).status).toBe(200)
     const created = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, json: { name: 'to revoke' } })
-    expect((await ingest(created.body.token, [event()])).status).toBe(200)
+    expect((await ingest(created.body.token, [v2Event()])).status).toBe(200)
     await t.call('DELETE', `/v1/deploy-tokens/${created.body.id}`, { token: a.admin_key })
-    expect((await ingest(created.body.token, [event()])).status).toBe(401)
+    expect((await ingest(created.body.token, [v2Event()])).status).toBe(401)
   })
 })
 
@@ -235,9 +220,9 @@ describe('per-org rate limit', () => {
   test('over the quota → 429 + Retry-After with nothing stored; other orgs are unaffected', async () => {
     const limited = testApp(db, { INGEST_RATE_PER_S: '1', INGEST_RATE_BURST: '3' })
     const call = (token: string, events: unknown[]) => limited.call('POST', '/v1/ingest', { token, json: { events } })
-    expect((await call(a.deploy_token, [event(), event(), event()])).status).toBe(200)
+    expect((await call(a.deploy_token, [v2Event(), v2Event(), v2Event()])).status).toBe(200)
     const pendingBefore = await db.owner`select count(*)::int as n from bus_pending where org_id = ${a.org_id}`
-    const over = await call(a.deploy_token, [event(), event()])
+    const over = await call(a.deploy_token, [v2Event(), v2Event()])
     expect(over.status).toBe(429)
     expect(over.headers.get('content-type')).toContain('application/problem+json')
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
@@ -250,6 +235,6 @@ describe('per-org rate limit', () => {
       json: { session_id: 'rl', state: 'active', timestamp: new Date().toISOString() },
     })
     expect(lc.status).toBe(429)
-    expect((await call(b.deploy_token, [event(), event(), event()])).status).toBe(200)
+    expect((await call(b.deploy_token, [v2Event(), v2Event(), v2Event()])).status).toBe(200)
   })
 })

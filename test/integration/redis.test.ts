@@ -13,6 +13,7 @@ import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testDatabase, type TestDatabase } from '../helpers/db.ts'
 import { privateRedisServer, testRedis, unreachableRedis } from '../helpers/redis.ts'
+import { v2Event } from '../helpers/events.ts'
 
 let db: TestDatabase
 let org: CreatedOrg
@@ -33,19 +34,7 @@ afterAll(async () => {
   await db.drop()
 }, HOOK_TIMEOUT_MS)
 
-const event = () => ({
-  schema_version: 2,
-  event_id: crypto.randomUUID(),
-  timestamp: new Date().toISOString(),
-  source: 'proxy',
-  platform: 'claude-code',
-  action_type: 'tools/call',
-  session_id: 's-1',
-  agent_id: 'agent-1',
-  tool_name: 'Bash',
-  decision: 'allow',
-})
-const events = (n: number) => ({ events: Array.from({ length: n }, event) })
+const events = (n: number) => ({ events: Array.from({ length: n }, () => v2Event()) })
 const host = () => ({ machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: 'h', os: 'linux', arch: 'x64' })
 
 async function newDeployToken(app: ReturnType<typeof testApp>) {

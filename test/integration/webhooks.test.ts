@@ -19,6 +19,7 @@ import { withOrg } from '../../src/infra/db.ts'
 import { drainOnce } from '../../src/workers/consume.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
+import { v2Event } from '../helpers/events.ts'
 
 let db: TestDatabase
 /** Allows http:// and loopback targets (the receiver); `strict` has the production defaults. */
@@ -194,20 +195,12 @@ describe('registration', () => {
 describe('delivery', () => {
   test('an ingested high-risk event raises an alert that is delivered once, signed both ways', async () => {
     const w = await createHook(a, '/alerts', { event_types: ['alert.created'] })
-    const event = {
-      schema_version: 2,
-      event_id: crypto.randomUUID(),
-      timestamp: new Date().toISOString(),
-      source: 'proxy',
-      platform: 'claude-code',
-      action_type: 'tools/call',
+    const event = v2Event({
       session_id: `s-${crypto.randomUUID()}`,
-      agent_id: 'agent-1',
       tool_name: 'Read',
       arguments_json: '{"file_path":"src/index.ts"}',
       risk_score: 95,
-      decision: 'allow',
-    }
+    })
     const res = await t.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [event] } })
     expect(res.status).toBe(200)
     await drainOnce(db.app, 'pipeline', storeEvents)
