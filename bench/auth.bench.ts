@@ -7,9 +7,6 @@
  *   filter (memory mode, loaded from the throw-away database), as a token seen for the first time
  *   by a warm instance does. Target: cold within 1.5× of the raw verify.
  */
-import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import { createPublicKey, randomBytes, verify } from 'node:crypto'
 import { CredentialResolver } from '../src/auth/credentials.ts'
 import { SigningKeys } from '../src/auth/keys.ts'
@@ -17,22 +14,17 @@ import { createRevocationFilter } from '../src/auth/revocation-filter.ts'
 import { SecretBox } from '../src/auth/secret-box.ts'
 import { mintJwt, MAX_TOKEN_TTL_MS } from '../src/auth/tokens.ts'
 import { TokenValidator } from '../src/auth/validator.ts'
-import { loadConfig } from '../src/config.ts'
 import { createOrg } from '../src/features/orgs/service.ts'
-import { openDatabase } from '../src/infra/database.ts'
 import { withOrg } from '../src/infra/db.ts'
-import { removeDataDir } from '../src/infra/embedded-postgres.ts'
 import { createLogger } from '../src/infra/log.ts'
 import { round, timeLoop } from './lib/measure.ts'
+import { withThrowawayDatabase } from './lib/database.ts'
 
 export const name = 'auth'
 
 export async function run(opts: { seconds: number }) {
   const log = createLogger('warn', 'stderr')
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-bench-'))
-  // Always a throw-away embedded database: a benchmark must not write into a DATABASE_URL.
-  const db = await openDatabase(loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }), log)
-  try {
+  return withThrowawayDatabase(log, async (db) => {
     const org = await createOrg(db.app, 'bench', 'cli')
     const keys = new SigningKeys(db.app, new SecretBox(randomBytes(32)), log, { maxTokenTtlMs: MAX_TOKEN_TTL_MS })
     const signer = await keys.signer(org.org_id)
@@ -85,8 +77,5 @@ export async function run(opts: { seconds: number }) {
         ['ratio cold/raw (p50, target ≤ 1.5)', `${round(ratio, 3)}`, '', ''],
       ],
     }
-  } finally {
-    await db.close()
-    removeDataDir(dataDir)
-  }
+  })
 }

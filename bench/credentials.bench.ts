@@ -5,23 +5,15 @@
  */
 import { CredentialResolver } from '../src/auth/credentials.ts'
 import { createOrg } from '../src/features/orgs/service.ts'
-import { openDatabase } from '../src/infra/database.ts'
-import { loadConfig } from '../src/config.ts'
 import { createLogger } from '../src/infra/log.ts'
-import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import { round, timeLoop } from './lib/measure.ts'
-import { removeDataDir } from '../src/infra/embedded-postgres.ts'
+import { withThrowawayDatabase } from './lib/database.ts'
 
 export const name = 'credentials'
 
 export async function run(opts: { seconds: number }) {
   const log = createLogger('warn', 'stderr')
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-bench-'))
-  // Always a throw-away embedded database: a benchmark must not write into a DATABASE_URL.
-  const db = await openDatabase(loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }), log)
-  try {
+  return withThrowawayDatabase(log, async (db) => {
     const org = await createOrg(db.app, 'bench', 'cli')
     const resolver = new CredentialResolver(db.app, log)
     if (!(await resolver.resolve(org.deploy_token))) throw new Error('token did not resolve')
@@ -43,8 +35,5 @@ export async function run(opts: { seconds: number }) {
         ['ratio hit/raw', `${round(hit.ops_per_s / raw.ops_per_s, 4)}`, '', ''],
       ],
     }
-  } finally {
-    await db.close()
-    removeDataDir(dataDir)
-  }
+  })
 }
