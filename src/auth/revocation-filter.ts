@@ -17,7 +17,8 @@
  * in every state: it only ever costs a Postgres lookup.
  */
 import { Gauge, type Registry } from 'prom-client'
-import type { BloomGeneration, ChannelHandlers } from '../infra/redis.ts'
+import type { ChannelHandlers } from '../infra/redis.ts'
+import type { BloomGeneration, RedisBloom } from '../infra/redis-bloom.ts'
 import type { Logger } from '../infra/log.ts'
 import type { Metrics } from '../infra/metrics.ts'
 import { BloomFilter, bloomItem, bloomParams, bloomPositions, sameParams, type BloomParams } from './bloom.ts'
@@ -58,18 +59,7 @@ export interface RevocationFilter {
 /** What the filter needs from Redis; `RedisStateStore` (src/infra/redis.ts) provides it. */
 export interface RevocationStore {
   subscribeChannel(channel: string, handlers: ChannelHandlers): () => Promise<void>
-  bloomTargets(ns: string): Promise<{ current: BloomGeneration | null; building: string[] }>
-  bloomVerify(ns: string, generation: string): Promise<{ current: string | null; length: number }>
-  bloomBitmap(ns: string, generation: string): Promise<Uint8Array | null>
-  bloomAdd(
-    ns: string,
-    generations: readonly string[],
-    items: readonly { positions: ArrayLike<number>; message: string }[],
-  ): Promise<number[][]>
-  bloomBegin(ns: string, generation: string, bits: number, ttlMs: number): Promise<void>
-  bloomCommit(ns: string, gen: BloomGeneration, bytes: Uint8Array, message: string, previousTtlMs: number): Promise<boolean>
-  bloomTryLock(ns: string, owner: string, ttlMs: number): Promise<boolean>
-  bloomUnlock(ns: string, owner: string): Promise<void>
+  readonly bloom: Pick<RedisBloom, 'targets' | 'verify' | 'bitmap' | 'add' | 'begin' | 'commit' | 'tryLock' | 'unlock'>
 }
 
 export interface RevocationFilterOptions {
@@ -221,7 +211,7 @@ class BloomRevocationFilter implements RevocationFilter {
       let began = false
       if (this.#redis) {
         try {
-          await this.#redis.bloomBegin(this.#ns, generation, this.#params.bits, BUILD_TTL_MS)
+          await this.#redis.bloom.begin(this.#ns, generation, this.#params.bits, BUILD_TTL_MS)
           began = true
         } catch (err) {
           this.#fallback('revocation_bloom_rebuild', err, 'could not start the shared generation; using the rebuilt filter locally')
@@ -245,7 +235,7 @@ class BloomRevocationFilter implements RevocationFilter {
         const gen: BloomGeneration = { generation, ...this.#paramsFields(), count, at: Date.now() }
         try {
           const message: Message = { i: this.#id, t: 'g', g: generation }
-          shared = await this.#redis!.bloomCommit(this.#ns, gen, next.bytes, JSON.stringify(message), PREVIOUS_TTL_MS)
+          shared = await this.#redis!.bloom.commit(this.#ns, gen, next.bytes, JSON.stringify(message), PREVIOUS_TTL_MS)
           if (!shared) this.#log.error({ generation }, 'revocation filter bitmap vanished during the rebuild; not committed')
         } catch (err) {
           this.#fallback('revocation_bloom_rebuild', err, 'could not commit the shared generation; using the rebuilt filter locally')
@@ -323,14 +313,14 @@ class BloomRevocationFilter implements RevocationFilter {
   /** Into the shared generation(s) and onto the channel; on failure kept for the next load. */
   async #share(entries: readonly RevocationEntry[]): Promise<void> {
     try {
-      const { current, building } = await this.#redis!.bloomTargets(this.#ns)
+      const { current, building } = await this.#redis!.bloom.targets(this.#ns)
       const usable = current && sameParams(current, this.#params) ? current.generation : null
       const gens = [...(usable ? [usable] : []), ...building.filter((g) => GENERATION.test(g))]
       const items = entries.map((e) => {
         const message: Message = { i: this.#id, t: 'a', g: usable, o: e.orgId, j: e.jti }
         return { positions: bloomPositions(this.#params, bloomItem(e.orgId, e.jti)), message: JSON.stringify(message) }
       })
-      const wrote = await this.#redis!.bloomAdd(this.#ns, gens, items)
+      const wrote = await this.#redis!.bloom.add(this.#ns, gens, items)
       if (!usable || wrote.some((w) => w[0] !== 1)) {
         // Published, so running instances have it, but no complete shared bitmap holds it.
         this.#invalidate(usable ? 'shared bitmap missing' : 'no usable shared generation')
@@ -406,7 +396,7 @@ class BloomRevocationFilter implements RevocationFilter {
     if (!this.#subscribed) return
     const redis = this.#redis!
     const epoch = this.#epoch
-    const { current } = await redis.bloomTargets(this.#ns)
+    const { current } = await redis.bloom.targets(this.#ns)
     if (!current) {
       this.#invalidate('no shared generation')
       return this.#repair('no shared generation')
@@ -416,7 +406,7 @@ class BloomRevocationFilter implements RevocationFilter {
       this.#log.error({ shared: current, local: this.#params }, 'revocation filter parameters differ from the shared generation; every check goes to Postgres')
       return
     }
-    const bytes = await redis.bloomBitmap(this.#ns, current.generation)
+    const bytes = await redis.bloom.bitmap(this.#ns, current.generation)
     const loaded = bytes && BloomFilter.fromBytes(this.#params, bytes)
     if (!loaded) {
       this.#invalidate('shared bitmap missing or short')
@@ -455,7 +445,7 @@ class BloomRevocationFilter implements RevocationFilter {
     let locked = false
     try {
       // The others wait for the new generation's notice (or their next verify).
-      locked = await this.#redis!.bloomTryLock(this.#ns, this.#id, REPAIR_LOCK_MS)
+      locked = await this.#redis!.bloom.tryLock(this.#ns, this.#id, REPAIR_LOCK_MS)
       if (!locked) return
       this.#log.warn({ reason }, 'rebuilding the shared revocation filter from the authoritative list')
       await this.rebuild(this.#source())
@@ -463,14 +453,14 @@ class BloomRevocationFilter implements RevocationFilter {
       this.#log.error({ err }, 'revocation filter repair failed')
     } finally {
       this.#repairing = false
-      if (locked) await this.#redis!.bloomUnlock(this.#ns, this.#id).catch(() => {})
+      if (locked) await this.#redis!.bloom.unlock(this.#ns, this.#id).catch(() => {})
     }
   }
 
   async #periodicRebuild(every: number): Promise<void> {
     if (this.#closed || !this.#ready || this.#repairing) return
     try {
-      const { current } = await this.#redis!.bloomTargets(this.#ns)
+      const { current } = await this.#redis!.bloom.targets(this.#ns)
       if (current && Date.now() - current.at < every) return
       await this.#repair('periodic rebuild')
     } catch (err) {
@@ -484,7 +474,7 @@ class BloomRevocationFilter implements RevocationFilter {
     if (!this.#ready || this.#generation === null) return void this.#load()
     const generation = this.#generation
     try {
-      const { current, length } = await this.#redis!.bloomVerify(this.#ns, generation)
+      const { current, length } = await this.#redis!.bloom.verify(this.#ns, generation)
       if (current !== generation || length !== this.#params.bits / 8) {
         this.#invalidate(current !== generation ? 'generation changed' : 'shared bitmap missing or short')
         void this.#load()

@@ -7,10 +7,7 @@
  *   tenant:{<org id>}:actsig:<jti>:<t>:<v1>  a used X-Action-Signature, until it leaves the window
  *   auth:token:<sha256 hex>           a resolved token (JSON), or the tombstone `revoked`
  *   auth:revoked (channel)            sha256 hex of each revoked token
- *   auth:revocation:bloom:current     hash {g, v, m, k, n, at}: the JWT revocation filter's generation
- *   auth:revocation:bloom:building    zset: generations being rebuilt (score = expiry, ms)
- *   auth:revocation:bloom:<gen>       bitmap of one generation (src/auth/bloom.ts bit order)
- *   auth:revocation (channel)         JSON: a jti added, or a new generation
+ *   auth:revocation:bloom:…, auth:revocation (channel)   the JWT revocation filter (./redis-bloom.ts)
  *
  * Two connections: commands, and a subscriber (a connection in subscribe mode runs nothing else).
  * The command connection has no offline queue and a short command timeout: with a dead or hung
@@ -24,6 +21,7 @@ import Redis from 'ioredis'
 import { Gauge } from 'prom-client'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
+import { RedisBloom } from './redis-bloom.ts'
 
 export const REVOKED_CHANNEL = 'auth:revoked'
 const TOMBSTONE = 'revoked'
@@ -78,79 +76,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `
 
-/**
- * One revoked item into every generation's bitmap (KEYS: current first, then those being built),
- * then its message. A bitmap that does not exist is left alone: SETBIT would create a short,
- * nearly empty bitmap that a loader could take for the whole generation. Answers 1/0 per key.
- */
-const BLOOM_ADD_LUA = `
-local wrote = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    for j = 3, #ARGV do redis.call('SETBIT', key, ARGV[j], 1) end
-    wrote[i] = 1
-  else
-    wrote[i] = 0
-  end
-end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return wrote
-`
 
-/**
- * Finishes a rebuild: ORs the built bits (KEYS[4], a temporary key) into the new generation's
- * bitmap (KEYS[3], which concurrent adds have been writing to), makes it permanent, flips the
- * pointer (KEYS[1]), leaves the building set (KEYS[2]), lets the previous generation expire and
- * announces the new one, all at once. 0 (nothing changed) if the bitmap vanished meanwhile.
- */
-const BLOOM_COMMIT_LUA = `
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('DEL', KEYS[4])
-  return 0
-end
-redis.call('BITOP', 'OR', KEYS[3], KEYS[3], KEYS[4])
-redis.call('DEL', KEYS[4])
-redis.call('PERSIST', KEYS[3])
-local old = redis.call('HGET', KEYS[1], 'g')
-redis.call('HSET', KEYS[1], 'g', ARGV[1], 'v', ARGV[2], 'm', ARGV[3], 'k', ARGV[4], 'n', ARGV[5], 'at', ARGV[6])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if old and old ~= ARGV[1] then redis.call('PEXPIRE', ARGV[7] .. old, ARGV[8]) end
-redis.call('PUBLISH', ARGV[9], ARGV[10])
-return 1
-`
-
-/** Releases a lock only if it still holds this owner's token (it may have expired and moved on). */
-const UNLOCK_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`
 
 type Commands = Redis & {
   quintTake(key: string, rate: number, burst: number, n: number): Promise<number>
   quintPutToken(key: string, value: string, ttlMs: number): Promise<number>
-  quintUnlock(key: string, owner: string): Promise<number>
-  quintBloomAdd(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>
 }
 
-/** The revocation filter's keys under one namespace (default `auth:revocation`; tests use their own). */
-export const bloomKeys = (ns: string) => ({
-  current: `${ns}:bloom:current`,
-  building: `${ns}:bloom:building`,
-  lock: `${ns}:bloom:rebuild-lock`,
-  bitmapPrefix: `${ns}:bloom:`,
-  bitmap: (generation: string) => `${ns}:bloom:${generation}`,
-  channel: ns,
-})
-
-/** A generation as the pointer hash holds it. */
-export interface BloomGeneration {
-  generation: string
-  version: number
-  bits: number
-  hashes: number
-  count: number
-  at: number
-}
 
 export interface ChannelHandlers {
   message(message: string): void
@@ -160,17 +92,6 @@ export interface ChannelHandlers {
   lost(): void
 }
 
-function parseGeneration(h: Record<string, string> | null | undefined): BloomGeneration | null {
-  if (!h || typeof h.g !== 'string') return null
-  return {
-    generation: h.g,
-    version: Number(h.v),
-    bits: Number(h.m),
-    hashes: Number(h.k),
-    count: Number(h.n),
-    at: Number(h.at),
-  }
-}
 
 export type SharedTokenLookup = 'revoked' | { value: unknown; ttlMs: number } | null
 
@@ -185,6 +106,8 @@ export interface RedisStateOptions {
 
 export class RedisStateStore {
   readonly #cmd: Commands
+  /** The JWT revocation filter's shared bitmap (./redis-bloom.ts), on the command connection. */
+  readonly bloom: RedisBloom
   readonly #sub: Redis
   readonly #revokedHandlers: ((hashHex: string) => void)[] = []
   readonly #resyncHandlers: (() => void)[] = []
@@ -214,9 +137,7 @@ export class RedisStateStore {
     }) as Commands
     this.#cmd.defineCommand('quintTake', { numberOfKeys: 1, lua: TAKE_LUA })
     this.#cmd.defineCommand('quintPutToken', { numberOfKeys: 1, lua: PUT_TOKEN_LUA })
-    this.#cmd.defineCommand('quintBloomAdd', { lua: BLOOM_ADD_LUA })
-    this.#cmd.defineCommand('quintUnlock', { numberOfKeys: 1, lua: UNLOCK_LUA })
-    this.#cmd.defineCommand('quintBloomCommit', { numberOfKeys: 4, lua: BLOOM_COMMIT_LUA })
+    this.bloom = new RedisBloom(this.#cmd)
     // Subscriptions are queued until connected and renewed after every reconnect.
     this.#sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null, autoResubscribe: true })
     this.#watch(this.#cmd, 'command')
@@ -395,106 +316,12 @@ export class RedisStateStore {
     )
   }
 
-  /** The current generation and those being rebuilt (unexpired), in one round trip. */
-  async bloomTargets(ns: string): Promise<{ current: BloomGeneration | null; building: string[] }> {
-    const k = bloomKeys(ns)
-    const res = await this.#cmd.multi().hgetall(k.current).zrangebyscore(k.building, Date.now(), '+inf').exec()
-    const [[e1, current], [e2, building]] = res as [[Error | null, Record<string, string>], [Error | null, string[]]]
-    if (e1 || e2) throw e1 ?? e2
-    return { current: parseGeneration(current), building }
-  }
-
-  /** The current generation's name and the byte length of `generation`'s bitmap (0 if missing). */
-  async bloomVerify(ns: string, generation: string): Promise<{ current: string | null; length: number }> {
-    const k = bloomKeys(ns)
-    const res = await this.#cmd.multi().hget(k.current, 'g').strlen(k.bitmap(generation)).exec()
-    const [[e1, current], [e2, length]] = res as [[Error | null, string | null], [Error | null, number]]
-    if (e1 || e2) throw e1 ?? e2
-    return { current, length }
-  }
-
-  /** The whole bitmap of `generation`, or null when it is not there. */
-  bloomBitmap(ns: string, generation: string): Promise<Buffer | null> {
-    return this.#cmd.getBuffer(bloomKeys(ns).bitmap(generation))
-  }
-
-  /**
-   * Sets each item's positions in every listed generation that exists and publishes its message,
-   * one script per item, pipelined. Answers, per item, 1/0 per generation (1 = written).
-   */
-  async bloomAdd(
-    ns: string,
-    generations: readonly string[],
-    items: readonly { positions: ArrayLike<number>; message: string }[],
-  ): Promise<number[][]> {
-    const k = bloomKeys(ns)
-    const keys = generations.map(k.bitmap)
-    const p = this.#cmd.pipeline() as unknown as { quintBloomAdd: Commands['quintBloomAdd']; exec: Redis['exec'] }
-    for (const item of items) p.quintBloomAdd(keys.length, ...keys, k.channel, item.message, ...Array.from(item.positions))
-    const res = (await p.exec()) ?? []
-    return res.map(([err, wrote]) => {
-      if (err) throw err
-      return wrote as number[]
-    })
-  }
-
-  /**
-   * Starts a rebuild: creates `generation`'s bitmap, all zeros and `bits` long (SETBIT of the last
-   * bit), expiring unless committed, and lists it as being built so that every add from now on
-   * writes to it as well.
-   */
-  async bloomBegin(ns: string, generation: string, bits: number, ttlMs: number): Promise<void> {
-    const k = bloomKeys(ns)
-    const now = Date.now()
-    const res = await this.#cmd
-      .multi()
-      .setbit(k.bitmap(generation), bits - 1, 0)
-      .pexpire(k.bitmap(generation), ttlMs)
-      .zremrangebyscore(k.building, '-inf', `(${now}`)
-      .zadd(k.building, now + ttlMs, generation)
-      .pexpire(k.building, ttlMs)
-      .exec()
-    const failed = res?.find(([err]) => err)
-    if (failed) throw failed[0]
-  }
-
-  /** Commits a rebuild (BLOOM_COMMIT_LUA); false when its bitmap vanished meanwhile. */
-  async bloomCommit(
-    ns: string,
-    gen: BloomGeneration,
-    bytes: Uint8Array,
-    message: string,
-    previousTtlMs: number,
-  ): Promise<boolean> {
-    const k = bloomKeys(ns)
-    const tmp = `${k.bitmap(gen.generation)}:upload`
-    const multi = this.#cmd.multi().set(tmp, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', 60_000)
-    ;(multi as unknown as { quintBloomCommit(...keysAndArgs: (string | number)[]): unknown }).quintBloomCommit(
-      k.current, k.building, k.bitmap(gen.generation), tmp,
-      gen.generation, gen.version, gen.bits, gen.hashes, gen.count, gen.at,
-      k.bitmapPrefix, previousTtlMs, k.channel, message,
-    )
-    const res = await multi.exec()
-    const failed = res?.find(([err]) => err)
-    if (failed) throw failed[0]
-    return res?.[1]?.[1] === 1
-  }
-
   /**
    * `SET key 1 PX ttl NX`: true for the first caller, false for every later one until it expires.
    * For single-use checks shared by every instance (action-signature replay, `actionSignatureKey`).
    */
   async claimOnce(key: string, ttlMs: number): Promise<boolean> {
     return (await this.#cmd.set(key, '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK'
-  }
-
-  /** One rebuild at a time when instances repair a lost generation by themselves. */
-  async bloomTryLock(ns: string, owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.#cmd.set(bloomKeys(ns).lock, owner, 'PX', ttlMs, 'NX')) === 'OK'
-  }
-
-  async bloomUnlock(ns: string, owner: string): Promise<void> {
-    await this.#cmd.quintUnlock(bloomKeys(ns).lock, owner)
   }
 
   async close(): Promise<void> {
