@@ -15,12 +15,14 @@
  * (FLUSHALL, eviction, failover), other parameters (mixed versions), Redis not answering the
  * periodic check — turns non-hits into 'unknown' until a reload succeeds. A hit stays `true`
  * in every state: it only ever costs a Postgres lookup.
+ *
+ * One state machine (load, add, rebuild, repair, verify), kept in one file, past the usual size,
+ * so that the rules above can be checked against a single reading of it.
  */
-import { Gauge, type Registry } from 'prom-client'
 import type { ChannelHandlers } from '../infra/redis.ts'
 import type { BloomGeneration, RedisBloom } from '../infra/redis-bloom.ts'
 import type { Logger } from '../infra/log.ts'
-import type { Metrics } from '../infra/metrics.ts'
+import { registerRevocationFilterGauges, type Metrics } from '../infra/metrics.ts'
 import { BloomFilter, bloomItem, bloomParams, bloomPositions, sameParams, type BloomParams } from './bloom.ts'
 
 export interface RevocationEntry {
@@ -150,7 +152,7 @@ class BloomRevocationFilter implements RevocationFilter {
     this.#metrics = opts.metrics
     this.#source = opts.source
     this.#bloom = BloomFilter.create(this.#params)
-    if (opts.metrics) registerGauges(opts.metrics.registry, this)
+    if (opts.metrics) registerRevocationFilterGauges(opts.metrics.registry, () => this.stats())
     if (this.#redis) {
       this.#unsubscribe = this.#redis.subscribeChannel(this.#ns, {
         message: (m) => this.#onMessage(m),
@@ -494,39 +496,3 @@ class BloomRevocationFilter implements RevocationFilter {
   }
 }
 
-/** One set of gauges per registry, reading the filter created last with it. */
-const gaugeTargets = new WeakMap<Registry, RevocationFilter>()
-
-function registerGauges(registry: Registry, filter: RevocationFilter): void {
-  const first = !gaugeTargets.has(registry)
-  gaugeTargets.set(registry, filter)
-  if (!first || registry.getSingleMetric('quint_revocation_filter_fill_ratio')) return
-  const read = () => gaugeTargets.get(registry)?.stats()
-  new Gauge({
-    name: 'quint_revocation_filter_fill_ratio',
-    help: 'Share of the revocation bloom filter bits set; past ~0.5 the false-positive rate exceeds the design.',
-    registers: [registry],
-    collect() {
-      const s = read()
-      if (s) this.set(s.setBits / s.bits)
-    },
-  })
-  new Gauge({
-    name: 'quint_revocation_filter_items',
-    help: 'Revoked jtis in the current revocation filter generation (its list plus adds since).',
-    registers: [registry],
-    collect() {
-      const s = read()
-      if (s) this.set(s.count)
-    },
-  })
-  new Gauge({
-    name: 'quint_revocation_filter_loaded',
-    help: 'Whether the revocation filter answers definitively (1) or sends every check to Postgres (0).',
-    registers: [registry],
-    collect() {
-      const s = read()
-      if (s) this.set(s.loaded ? 1 : 0)
-    },
-  })
-}

@@ -73,3 +73,48 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
   }
 }
+
+/** What the revocation filter's gauges read (src/auth/revocation-filter.ts `stats()`). */
+export interface RevocationFilterStats {
+  bits: number
+  setBits: number
+  count: number
+  loaded: boolean
+}
+
+/** One set of gauges per registry, reading the filter registered last with it. */
+const revocationFilterStats = new WeakMap<Registry, () => RevocationFilterStats>()
+
+export function registerRevocationFilterGauges(registry: Registry, stats: () => RevocationFilterStats): void {
+  const first = !revocationFilterStats.has(registry)
+  revocationFilterStats.set(registry, stats)
+  if (!first || registry.getSingleMetric('quint_revocation_filter_fill_ratio')) return
+  const read = () => revocationFilterStats.get(registry)?.()
+  new Gauge({
+    name: 'quint_revocation_filter_fill_ratio',
+    help: 'Share of the revocation bloom filter bits set; past ~0.5 the false-positive rate exceeds the design.',
+    registers: [registry],
+    collect() {
+      const s = read()
+      if (s) this.set(s.setBits / s.bits)
+    },
+  })
+  new Gauge({
+    name: 'quint_revocation_filter_items',
+    help: 'Revoked jtis in the current revocation filter generation (its list plus adds since).',
+    registers: [registry],
+    collect() {
+      const s = read()
+      if (s) this.set(s.count)
+    },
+  })
+  new Gauge({
+    name: 'quint_revocation_filter_loaded',
+    help: 'Whether the revocation filter answers definitively (1) or sends every check to Postgres (0).',
+    registers: [registry],
+    collect() {
+      const s = read()
+      if (s) this.set(s.loaded ? 1 : 0)
+    },
+  })
+}
