@@ -112,10 +112,7 @@ export class OrgRateLimiter {
       this.#local.take(orgId, n)
       return DONE
     }
-    const decided = this.#takeShared(this.#shared, orgId, n)
-    // A caller that does not await must not turn a 429 into an unhandled rejection.
-    decided.catch(() => {})
-    return decided
+    return this.#takeShared(this.#shared, orgId, n)
   }
 
   async #takeShared(shared: SharedQuota, orgId: string, n: number): Promise<void> {

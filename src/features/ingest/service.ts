@@ -2,8 +2,8 @@
  * @module features/ingest/service
  * Accepting a batch: per-item outcomes, then one tenant transaction that finds events already
  * stored (answered `duplicate`, not sent again) and publishes the rest: inside that transaction
- * for a transactional bus (the local one), after its commit for one that is not (SNS). When this resolves the
- * accepted events are durable (the bus's ack point); the caller may answer 2xx.
+ * for a transactional bus (the local one), after its commit for one that is not (SNS). When this
+ * resolves the accepted events are durable (the bus's ack point); the caller may answer 2xx.
  */
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { Bus, BusMessage, WireEvent } from './bus.ts'
