@@ -8,7 +8,6 @@
  *   by a warm instance does. Target: cold within 1.5× of the raw verify.
  */
 import { createPublicKey, randomBytes, verify } from 'node:crypto'
-import { CredentialResolver } from '../src/auth/credentials.ts'
 import { SigningKeys } from '../src/auth/keys.ts'
 import { createRevocationFilter } from '../src/auth/revocation-filter.ts'
 import { SecretBox } from '../src/auth/secret-box.ts'
@@ -39,8 +38,6 @@ export async function run(opts: { seconds: number }) {
     const filter = createRevocationFilter({ redis: null, log })
     await filter.rebuild([])
     const validator = new TokenValidator(db.app, keys, { clockSkewS: 30, maxDepth: 3, filter })
-    const resolver = new CredentialResolver(db.app, log)
-    resolver.useJwtValidator(validator)
     if (!(await validator.validate(token)).ok) throw new Error('token did not validate')
     const ms = opts.seconds * 1000
 

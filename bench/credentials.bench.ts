@@ -15,7 +15,7 @@ export async function run(opts: { seconds: number }) {
   const log = createLogger('warn', 'stderr')
   return withThrowawayDatabase(log, async (db) => {
     const org = await createOrg(db.app, 'bench', 'cli')
-    const resolver = new CredentialResolver(db.app, log)
+    const resolver = new CredentialResolver(db.app, log, { jwt: null })
     if (!(await resolver.resolve(org.deploy_token))) throw new Error('token did not resolve')
     const hit = await timeLoop(() => resolver.resolve(org.deploy_token), opts.seconds * 1000)
     const map = new Map([[org.deploy_token, { orgId: org.org_id }]])

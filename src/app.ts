@@ -1,7 +1,9 @@
 /**
  * @module app
- * The Hono application: middleware order, routes, and the single error mapper. Built from its
- * dependencies (no I/O at import), so tests build it against their own database.
+ * The composition of the service: middleware order, routes, the single error mapper, and every
+ * object they share (credential resolver, JWT validator, revocation filter and poll). `serve`,
+ * the tests and the offline app all call `composeApp`, so what the tests run is what ships.
+ * No I/O at import or composition; `start` begins the background work.
  */
 import { Hono, type MiddlewareHandler } from 'hono'
 import { randomBytes } from 'node:crypto'
@@ -9,6 +11,7 @@ import { CredentialResolver } from './auth/credentials.ts'
 import { SecretBox } from './auth/secret-box.ts'
 import type { Config } from './config.ts'
 import { mountAlerts } from './features/alerts/routes.ts'
+import { mountDeadLetters } from './features/dead-letters/routes.ts'
 import { mountDeployTokens } from './features/deploy-tokens/routes.ts'
 import { LocalBus, type Bus } from './features/ingest/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
@@ -17,7 +20,7 @@ import { mountMachines } from './features/machines/routes.ts'
 import { mountWebhooks } from './features/webhooks/routes.ts'
 import { SigningKeys } from './auth/keys.ts'
 import { MAX_TOKEN_TTL_MS } from './auth/tokens.ts'
-import { TokenValidator, type RevocationFilterLike } from './auth/validator.ts'
+import { TokenValidator } from './auth/validator.ts'
 import { mountIntrospection } from './features/auth-tokens/introspection.ts'
 import { mountSigningKeys } from './features/auth-tokens/keys-routes.ts'
 import { mountRevocation } from './features/auth-tokens/revocation-routes.ts'
@@ -26,12 +29,17 @@ import { sessionEventBudget } from './features/auth-tokens/session-budget.ts'
 import { mountFilterRebuild } from './features/auth-tokens/rebuild-routes.ts'
 import { mountOverrides } from './features/overrides/routes.ts'
 import { ActionSignatureReplayGuard, verifyActionSignatures } from './http/action-signature.ts'
-import type { RevocationFilter } from './auth/revocation-filter.ts'
+import { createRevocationFilter, type RevocationFilter } from './auth/revocation-filter.ts'
+import { revokedForFilter } from './features/auth-tokens/repo.ts'
+import { RevocationPoll } from './features/auth-tokens/revocation-poll.ts'
 import { requireAnyAuth, requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
 import { RouteRegistry } from './http/openapi.ts'
-import { errorToProblem, problem } from './http/problem.ts'
+import { mountDocs } from './http/docs.ts'
+import { IdempotencyStore } from './http/idempotency.ts'
+import { notFoundOrNotAllowed } from './http/method-not-allowed.ts'
+import { errorToProblem } from './http/problem.ts'
 import { requestContext, type AppEnv } from './http/request-context.ts'
 import { createPool, type Sql } from './infra/db.ts'
 import type { Logger } from './infra/log.ts'
@@ -46,23 +54,46 @@ export interface AppDeps {
   config: Config
   sql: Sql
   log: Logger
-  metrics: Metrics
   lifecycle: Lifecycle
-  resolver: CredentialResolver
   bus: Bus
-  /** Cluster mode's shared state (REDIS_URL); null or absent: process memory only. */
-  redis?: RedisStateStore | null
   /** Seals secrets at rest under the master key (signing keys, webhook secrets). */
   secrets: SecretBox
+  /** Default: a fresh registry (tests, the offline app). */
+  metrics?: Metrics
+  /** Cluster mode's shared state (REDIS_URL); null or absent: process memory only. */
+  redis?: RedisStateStore | null
   /**
-   * The JWT revocation filter (src/auth/revocation-filter.ts), filled from Postgres by the caller.
-   * Absent: every cold JWT validation confirms revocation state in Postgres (docs/auth.md).
+   * The JWT revocation filter, when the caller needs its own (tests namespace or tune it).
+   * Default: one filled from Postgres and, with Redis, shared with every instance (docs/auth.md).
    */
-  revocationFilter?: RevocationFilter | RevocationFilterLike | null
+  revocationFilter?: RevocationFilter
 }
 
-export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegistry } {
-  const { sql, log, metrics, lifecycle, resolver, bus } = deps
+/** The composed service: what `serve`, the tests and the offline app all run. */
+export interface ComposedApp {
+  app: Hono<AppEnv>
+  routes: RouteRegistry
+  resolver: CredentialResolver
+  metrics: Metrics
+  revocationFilter: RevocationFilter
+  /**
+   * Loads the revocation filter from Postgres and, without Redis, starts polling Postgres for
+   * other instances' revocations. Until it has loaded, every JWT check asks Postgres. Resolves
+   * once loaded (or once loading failed and was logged); callers need not wait.
+   */
+  start(): Promise<void>
+  /** Stops what `start` began; bounded by the caller's shutdown deadline. */
+  stop(): Promise<void>
+}
+
+/**
+ * The one place the app is composed (issue 14: it was wired in three places, and a forgotten
+ * setter refused every JWT without an error). Every dependency is built here or passed in; none
+ * is set afterwards.
+ */
+export function composeApp(deps: AppDeps): ComposedApp {
+  const { sql, log, lifecycle, bus, redis = null } = deps
+  const metrics = deps.metrics ?? createMetrics()
   const app = new Hono<AppEnv>()
   app.use(requestContext(log))
   app.use(httpMetrics(metrics))
@@ -70,22 +101,32 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
   mountHealth(app, { lifecycle, sql, version: VERSION })
   mountMetrics(app, metrics)
 
-  const routes = new RouteRegistry(app)
+  // Idempotency-Key on the routes marked `idempotent` (src/http/idempotency.ts, issue 14).
+  const routes = new RouteRegistry(app, { idempotency: new IdempotencyStore(sql, deps.secrets) })
+  // The authoritative revocation list, read when a filter is (re)built.
+  const revokedList = () =>
+    (async function* () {
+      yield* await revokedForFilter(sql, deps.config.AUTH_CLOCK_SKEW_S)
+    })()
+  const revocationFilter = deps.revocationFilter ?? createRevocationFilter({ redis, log, metrics, source: revokedList })
+  // Without Redis nothing carries another instance's revocation here: poll Postgres for it.
+  const poll = redis ? null : new RevocationPoll({ sql, filter: revocationFilter, log })
   // JWT-bearing tokens (qt_app_ … qt_override_): keys, validator, minting, revocation (docs/auth.md).
   const keys = new SigningKeys(sql, deps.secrets, log, { maxTokenTtlMs: MAX_TOKEN_TTL_MS })
   const validator = new TokenValidator(sql, keys, {
     clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
     maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH,
-    filter: deps.revocationFilter ?? null,
+    filter: revocationFilter,
+    log,
   })
-  resolver.useJwtValidator(validator)
+  const resolver = new CredentialResolver(sql, log, { shared: redis, metrics, jwt: validator })
   // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
   // for agent, sub-agent and session tokens, before the route reads the body.
   const actionSecret = deps.secrets.derive('action-signature')
   const checkSignature = verifyActionSignatures({
     secret: actionSecret,
     required: deps.config.AUTH_REQUIRE_ACTION_SIGNATURE,
-    replay: new ActionSignatureReplayGuard({ shared: deps.redis, log, metrics }),
+    replay: new ActionSignatureReplayGuard({ shared: redis, log, metrics }),
   })
   const signed = (auth: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> => (c, next) =>
     auth(c, async () => {
@@ -100,15 +141,14 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
     async onRevoked(entries) {
       validator.evict(entries)
       // Postgres is committed; a filter that misses an add turns to 'unknown' on its own repair.
-      await validator.filter?.add(entries).catch((err: unknown) => log.error({ err }, 'revocation committed but the revocation filter add failed'))
+      await revocationFilter.add(entries).catch((err: unknown) => log.error({ err }, 'revocation committed but the revocation filter add failed'))
     },
   })
   mountIntrospection(routes, { anyAuth })
-  const filter = deps.revocationFilter
   mountFilterRebuild(routes, {
     sql,
     anyAuth,
-    filter: filter && 'rebuild' in filter ? filter : null,
+    filter: revocationFilter,
     clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
     onRebuilt: () => validator.evict([]),
   })
@@ -124,13 +164,14 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
     })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
-    shared: deps.redis,
+    shared: redis,
     log,
     metrics,
   })
-  mountIngest(routes, { sql, bus, limiter, ingest })
-  mountMachines(routes, { sql, bus, limiter, resolver, ingest })
+  mountIngest(routes, { sql, bus, limiter, ingest, metrics })
+  mountMachines(routes, { sql, bus, limiter, resolver, ingest, metrics })
   mountAlerts(routes, { sql, admin, read: signed(requireAuth(resolver, { scope: 'read' })) })
+  mountDeadLetters(routes, { sql, bus, admin, metrics })
   mountWebhooks(routes, {
     sql,
     admin,
@@ -143,32 +184,50 @@ export function buildApp(deps: AppDeps): { app: Hono<AppEnv>; routes: RouteRegis
     doc ??= JSON.stringify(routes.document({ title: 'quint-cloud', version: VERSION }))
     return c.body(doc, 200, { 'content-type': 'application/json' })
   })
+  mountDocs(app)
 
-  app.notFound((c) =>
-    problem({ status: 404, code: 'not_found', detail: `No route for ${c.req.method} ${c.req.path}.`, instance: `urn:request:${c.get('requestId')}` }),
-  )
+  // 405 + Allow for a known path with another method, else 404 (issue 14).
+  app.notFound(notFoundOrNotAllowed(app))
   app.onError((err, c) => errorToProblem(err, c.get('requestId'), c.get('log') ?? log))
-  return { app, routes }
+  let started: Promise<void> | null = null
+  return {
+    app,
+    routes,
+    resolver,
+    metrics,
+    revocationFilter,
+    start() {
+      started ??= (poll ? poll.start() : Promise.resolve())
+        .then(() => revocationFilter.rebuild(revokedList()))
+        .then(
+          () => {},
+          (err: unknown) => log.error({ err }, 'revocation filter rebuild failed; revocation checks use Postgres'),
+        )
+      return started
+    },
+    async stop() {
+      await poll?.stop()
+      await revocationFilter.close()
+    },
+  }
 }
 
 /**
  * The app with no database behind it (the pool is never connected): for `quint-cloud openapi`
- * and for benchmarking the HTTP stack on routes that touch no store.
+ * and for benchmarking the HTTP stack on routes that touch no store. Never started.
  */
 export function offlineApp(config: Config, log: Logger) {
   const sql = createPool({ url: 'postgres://unused@127.0.0.1:1/unused' }, { max: 1 })
   const lifecycle = new Lifecycle(log)
-  const built = buildApp({
+  const composed = composeApp({
     config,
     sql,
     log,
-    metrics: createMetrics(),
     lifecycle,
-    resolver: new CredentialResolver(sql, log),
     bus: new LocalBus(),
     // Nothing is sealed or opened offline: a throw-away key.
     secrets: new SecretBox(randomBytes(32)),
   })
   lifecycle.markReady()
-  return { ...built, close: () => sql.end({ timeout: 0 }) }
+  return { ...composed, close: () => sql.end({ timeout: 0 }) }
 }

@@ -20,6 +20,12 @@ describe('loadConfig', () => {
     expect(c.bootstrapOrg).toBeNull()
   })
 
+  test('from the filesystem root a relative data dir goes under the home directory, never /.quint', () => {
+    expect(loadConfig({ HOME: '/home/op' }, '/').dataDir).toBe('/home/op/.quint')
+    expect(loadConfig({ HOME: '/home/op', QUINT_DATA_DIR: '/var/lib/q' }, '/').dataDir).toBe('/var/lib/q')
+    expect(loadConfig({ HOME: '/home/op' }, '/srv').dataDir).toBe('/srv/.quint')
+  })
+
   test('reports every bad variable at once and never echoes a DSN', () => {
     let err: unknown
     try {

@@ -6,6 +6,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import os from 'node:os'
 import path from 'node:path'
 import { checkName } from './lib/names.ts'
 
@@ -19,7 +20,7 @@ export const EnvSchema = Type.Object({
     Type.String({
       pattern: '^postgres(ql)?://',
       description:
-        'Postgres DSN of the schema owner, used for migrations. Unset: an embedded Postgres is started under QUINT_DATA_DIR.',
+        'Postgres DSN of the schema owner, used for migrations (`?sslmode=require` for TLS; `?host=/dir` for a unix socket). Unset: an embedded Postgres is started under QUINT_DATA_DIR.',
     }),
   ),
   DATABASE_APP_URL: Type.Optional(
@@ -40,10 +41,17 @@ export const EnvSchema = Type.Object({
     default: 30_000,
     description: 'Server-side statement_timeout for the runtime role; bounds every query.',
   }),
+  DATABASE_ACQUIRE_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 5_000,
+    description:
+      'Longest a request waits for a connection of the runtime pool (all busy, or reconnecting after Postgres dropped them); it then gets 503 with Retry-After instead of queueing on.',
+  }),
   QUINT_DATA_DIR: Type.String({
     minLength: 1,
     default: '.quint',
-    description: 'Directory for embedded Postgres data and generated local secrets (created 0700; as root 0710, group postgres).',
+    description:
+      'Directory for embedded Postgres data and generated local secrets (created 0700; as root 0710, group postgres). A relative path is taken from the working directory, except from `/` (a container\'s default), where it is taken from the home directory.',
   }),
   QUINT_EMBEDDED_PG_BIN_DIR: Type.Optional(
     Type.String({
@@ -98,6 +106,13 @@ export const EnvSchema = Type.Object({
     maximum: 60_000,
     default: 1_000,
     description: 'How often an idle consumer looks for work when no notification woke it.',
+  }),
+  BUS_MAX_ATTEMPTS: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 5,
+    description:
+      'Attempts a bus message gets in one consumer before it is set aside as a dead letter, so the org\'s later messages go on (both bus modes; retries back off from 1 s, doubling). Listed and redriven with `GET /v1/dead-letters` or `quint-cloud dead-letters` (docs/dead-letters.md).',
   }),
   LOG_LEVEL: Type.Union(
     ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)),
@@ -225,6 +240,26 @@ export const EnvSchema = Type.Object({
     default: 1_000,
     description: 'How often the webhook delivery loop looks for due deliveries.',
   }),
+  WEBHOOK_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 1_024,
+    default: 64,
+    description:
+      'Webhook attempts in flight at once in this process, all orgs together. Each attempt runs on its own: a slow endpoint holds only its own slot.',
+  }),
+  WEBHOOK_CONCURRENCY_PER_ENDPOINT: Type.Integer({
+    minimum: 1,
+    maximum: 256,
+    default: 4,
+    description: 'Webhook attempts in flight at once to one endpoint (one webhook) in this process.',
+  }),
+  WEBHOOK_CONCURRENCY_PER_ORG: Type.Integer({
+    minimum: 1,
+    maximum: 1_024,
+    default: 16,
+    description:
+      'Webhook attempts in flight at once for one org in this process, so an org whose endpoints all hang cannot take every slot (keep it below WEBHOOK_CONCURRENCY).',
+  }),
 })
 
 export type Env = Static<typeof EnvSchema>
@@ -284,9 +319,20 @@ export function loadConfig(
     consumers: Object.freeze(
       QUINT_CONSUMERS === 'none' ? [] : [...new Set(QUINT_CONSUMERS.split(',') as ConsumerName[])],
     ),
-    dataDir: path.resolve(cwd, QUINT_DATA_DIR),
+    dataDir: dataDirOf(QUINT_DATA_DIR, cwd, env.HOME),
     bootstrapOrg: QUINT_BOOTSTRAP_ORG.trim() === '' ? null : QUINT_BOOTSTRAP_ORG.trim(),
   })
+}
+
+/**
+ * A relative data dir is the working directory's, except at the filesystem root: a process
+ * started from `/` (a container's or a service manager's default) must not write `/.quint`
+ * (issue 14); it goes under the home directory instead.
+ */
+function dataDirOf(dir: string, cwd: string, home: string | undefined): string {
+  if (path.isAbsolute(dir)) return path.resolve(dir)
+  const base = path.resolve(cwd) === path.parse(path.resolve(cwd)).root ? (home ?? os.homedir()) : cwd
+  return path.resolve(base, dir)
 }
 
 const QUEUE_VARIABLE = {

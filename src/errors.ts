@@ -102,9 +102,10 @@ export class UnavailableError extends AppError {
 
 export class RateLimitedError extends AppError {
   override name = 'RateLimitedError'
-  constructor(detail: string, retryAfterSeconds: number) {
+  /** `headers`: more headers for the answer (the quota's `RateLimit-Policy` and `RateLimit`, issue 14). */
+  constructor(detail: string, retryAfterSeconds: number, headers: Record<string, string> = {}) {
     super(429, 'rate_limited', detail, {
-      headers: { 'Retry-After': String(retryAfterSeconds) },
+      headers: { ...headers, 'Retry-After': String(retryAfterSeconds) },
       extensions: { retry_after_seconds: retryAfterSeconds },
     })
   }
@@ -119,6 +120,28 @@ export class EventTooLargeError extends AppError {
   constructor(eventId: string, limitBytes: number) {
     super(413, 'event_too_large', `Event ${eventId} is too large for the event bus, even compressed.`, {
       extensions: { event_id: eventId, limit_bytes: limitBytes },
+    })
+  }
+}
+
+/** An Idempotency-Key already used for a different request by the same credential (issue 14). */
+export class IdempotencyKeyMismatchError extends AppError {
+  override name = 'IdempotencyKeyMismatchError'
+  constructor() {
+    super(
+      422,
+      'idempotency_key_mismatch',
+      'This Idempotency-Key was already used for a different request (method, path, query or body); use a new key for a new request.',
+    )
+  }
+}
+
+/** The first request with this Idempotency-Key is still running (issue 14). */
+export class IdempotencyKeyInFlightError extends AppError {
+  override name = 'IdempotencyKeyInFlightError'
+  constructor() {
+    super(409, 'idempotency_key_in_flight', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
+      headers: { 'Retry-After': '1' },
     })
   }
 }

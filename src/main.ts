@@ -11,26 +11,46 @@ import { createOrg } from './features/orgs/service.ts'
 import { openDatabase } from './infra/database.ts'
 import { createLogger, scrub, type Logger } from './infra/log.ts'
 import { checkName } from './lib/names.ts'
-import { serve } from './cli/serve.ts'
+import { PortInUseError, serve } from './cli/serve.ts'
 import { busCommand, BusUsageError } from './cli/bus.ts'
+import { deadLettersCommand } from './cli/dead-letters.ts'
+
+/** Each command's own help (`quint-cloud <command> --help`), also listed by `quint-cloud help`. */
+const COMMANDS: Record<string, string> = {
+  serve: `serve
+    Run the service (the default command). Embedded Postgres under QUINT_DATA_DIR unless
+    DATABASE_URL is set. Configuration comes from the environment only (\`quint-cloud config\`).`,
+  migrate: `migrate [--json]
+    Apply pending database migrations and exit.`,
+  org: `org create --name NAME [--json]
+    Create an org; prints its org id, admin API key and a deploy token, once.`,
+  openapi: `openapi
+    Print the OpenAPI 3.1 document (also served at GET /openapi.json).`,
+  bus: `bus setup [--prefix NAME] [--max-receive-count N] [--json]
+    Create the cluster-mode SNS FIFO topic, SQS FIFO queues (with DLQs) and subscriptions
+    (needs AWS_REGION; AWS_ENDPOINT_URL for an emulator), and print the variables that point
+    quint-cloud at them (docs/cluster.md).`,
+  'dead-letters': `dead-letters list [--org ID] [--consumer NAME] [--limit N] [--json]
+       | dead-letters redrive (--id ID | --all) [--org ID] [--consumer NAME] [--json]
+    List, across orgs, the bus messages consumers set aside after BUS_MAX_ATTEMPTS failed
+    attempts, or hand them back to their consumer (docs/dead-letters.md).`,
+  healthcheck: `healthcheck [--url URL]
+    Exit 0 if the service answers /ready with 200 (for container health checks). URL is a base
+    URL (http://host:8000) or the full /ready URL; default: this configuration's HOST and PORT.`,
+  config: `config [--markdown] [--write FILE]
+    Print the effective configuration (secrets scrubbed), the reference table (--markdown), or
+    update FILE's table between its config markers (--write).`,
+}
 
 const USAGE = `quint-cloud ${VERSION}
 
 Usage: quint-cloud <command> [options]
+       quint-cloud <command> --help
 
 Commands:
-  serve                       Run the service (default). Embedded Postgres unless DATABASE_URL is set.
-  migrate [--json]            Apply pending database migrations and exit.
-  org create --name NAME [--json]
-                              Create an org; prints its admin API key and a deploy token once.
-  openapi                     Print the OpenAPI 3.1 document.
-  bus setup [--prefix NAME] [--max-receive-count N] [--json]
-                              Create the cluster-mode SNS FIFO topic, SQS FIFO queues (with DLQs) and
-                              subscriptions (needs AWS_REGION; AWS_ENDPOINT_URL for an emulator), and
-                              print the variables that point quint-cloud at them (docs/cluster.md).
-  healthcheck [--url URL]     Exit 0 if the service answers /ready (for container health checks).
-  config [--markdown] [--write FILE]
-                              Print the configuration reference (or update FILE's table).
+${Object.values(COMMANDS)
+  .map((text) => `  ${text.replace(/\n {4}/g, '\n      ')}`)
+  .join('\n')}
   help | --help | --version
 
 Configuration is read from the environment only; see README.md or \`quint-cloud config\`.`
@@ -49,6 +69,13 @@ async function main(argv: string[]): Promise<number> {
     console.log(VERSION)
     return 0
   }
+  // `<command> --help` anywhere after the command prints that command's help and does nothing.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    const help = COMMANDS[command]
+    if (!help) throw new UsageError(`unknown command "${command}"`)
+    console.log(`Usage: quint-cloud ${help}`)
+    return 0
+  }
   if (command === 'config') return configCommand(rest)
   if (command === 'healthcheck') return healthcheck(rest)
 
@@ -65,6 +92,8 @@ async function main(argv: string[]): Promise<number> {
       return orgCommand(config, rest)
     case 'bus':
       return busCommand(config, rest)
+    case 'dead-letters':
+      return deadLettersCommand(config, cliLogger(config), rest)
     case 'openapi':
       noArgs(rest, 'openapi')
       return openapiCommand(config)
@@ -134,7 +163,7 @@ async function healthcheck(args: string[]): Promise<number> {
   const config = loadConfig()
   // A wildcard bind is reached on loopback; a specific address only on itself.
   const host = ['0.0.0.0', '::', '[::]'].includes(config.HOST) ? '127.0.0.1' : config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST
-  const target = url ?? `http://${host}:${config.PORT}/ready`
+  const target = readyUrl(url ?? `http://${host}:${config.PORT}`)
   try {
     const res = await fetch(target, { signal: AbortSignal.timeout(3000) })
     if (res.ok) return 0
@@ -143,6 +172,19 @@ async function healthcheck(args: string[]): Promise<number> {
     console.error(`${target}: ${(err as Error).message}`)
   }
   return 1
+}
+
+/** A base URL (`http://host:8000`, with or without a path prefix) gets `/ready` appended. */
+function readyUrl(given: string): string {
+  let url: URL
+  try {
+    url = new URL(given)
+  } catch {
+    throw new UsageError(`--url: not a URL: ${given}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url: must be http(s): ${given}`)
+  if (!url.pathname.endsWith('/ready')) url.pathname = `${url.pathname.replace(/\/+$/, '')}/ready`
+  return url.toString()
 }
 
 async function configCommand(args: string[]): Promise<number> {
@@ -181,6 +223,10 @@ main(Bun.argv.slice(2)).then(
     if (code >= 0) process.exit(code)
   },
   (err: unknown) => {
+    if (err instanceof PortInUseError) {
+      console.error(`error: ${err.message}`)
+      process.exit(2)
+    }
     if (err instanceof UsageError || err instanceof BusUsageError) {
       console.error(`error: ${err.message}\nRun \`quint-cloud help\` for usage.`)
       process.exit(2)

@@ -78,6 +78,11 @@ export interface CredentialResolverOptions {
   /** Cluster mode: Redis. */
   shared?: SharedTokenCache | null
   metrics?: Metrics
+  /**
+   * JWT-bearing tokens (`qt_app_` … `qt_override_`) go to this validator (src/auth/validator.ts).
+   * Required, so that no composition can forget it (issue 14); null refuses every JWT.
+   */
+  jwt: TokenValidator | null
 }
 
 export class CredentialResolver {
@@ -90,11 +95,12 @@ export class CredentialResolver {
   readonly #lastUsedEvery: number
   readonly #shared: SharedTokenCache | null
   readonly #metrics: Metrics | undefined
+  readonly #jwt: TokenValidator | null
 
   private readonly sql: Sql
   private readonly log: Logger
 
-  constructor(sql: Sql, log: Logger, options: CredentialResolverOptions = {}) {
+  constructor(sql: Sql, log: Logger, options: CredentialResolverOptions) {
     this.sql = sql
     this.log = log
     this.#ttl = options.ttlMs ?? 30_000
@@ -103,15 +109,9 @@ export class CredentialResolver {
     this.#lastUsedEvery = options.lastUsedEveryMs ?? 60_000
     this.#shared = options.shared ?? null
     this.#metrics = options.metrics
+    this.#jwt = options.jwt
     this.#shared?.onRevoked((hashHex) => this.#evict(hashHex))
     this.#shared?.onResync(() => this.#clear())
-  }
-
-  #jwt: TokenValidator | null = null
-
-  /** JWT-bearing tokens (`qt_app_` … `qt_override_`) go to this validator (src/auth/validator.ts). */
-  useJwtValidator(validator: TokenValidator): void {
-    this.#jwt = validator
   }
 
   /** Any accepted credential: opaque tokens here, JWT-bearing tokens through the validator. */

@@ -16,6 +16,12 @@
  * periodic check — turns non-hits into 'unknown' until a reload succeeds. A hit stays `true`
  * in every state: it only ever costs a Postgres lookup.
  *
+ * The revocation SLO (issue 14): each revocation carries its commit time (`committedAt`, set by
+ * the instance that committed it, or derived from the database's clock by the poll) and, on its
+ * first arrival here, the time from that commit to its local add (after which the validator
+ * refuses it) is observed as `quint_revocation_propagation_seconds{path}`: `local` on the
+ * revoking instance, `pubsub` on the others with Redis, `poll` on the others without.
+ *
  * One state machine (load, add, rebuild, repair, verify), kept in one file, past the usual size,
  * so that the rules above can be checked against a single reading of it.
  */
@@ -28,15 +34,26 @@ import { BloomFilter, bloomItem, bloomParams, bloomPositions, sameParams, type B
 export interface RevocationEntry {
   orgId: string
   jti: string
+  /**
+   * When the revocation was committed, in ms since the epoch on this host's clock; absent for
+   * one that is only re-announced (revoked before) or whose commit time is unknown: not observed.
+   */
+  committedAt?: number
 }
+
+/** How a revocation reached this instance's filter (the `path` label of the SLO histogram). */
+export type RevocationPath = 'local' | 'pubsub' | 'poll'
 
 export type RevocationEntries = Iterable<RevocationEntry> | AsyncIterable<RevocationEntry>
 
 export interface RevocationFilter {
   /** false: definitely not revoked. true: maybe revoked → confirm. 'unknown': cannot answer → confirm. */
   check(orgId: string, jti: string): boolean | 'unknown'
-  /** After the Postgres commit: local filter, then (cluster) the shared bitmap + channel. Never throws for Redis. */
-  add(entries: readonly RevocationEntry[]): Promise<void>
+  /**
+   * After the Postgres commit: local filter, then (cluster) the shared bitmap + channel. Never
+   * throws for Redis. `path`: how the entries reached this instance (default `local`: revoked here).
+   */
+  add(entries: readonly RevocationEntry[], options?: { path?: Exclude<RevocationPath, 'pubsub'> }): Promise<void>
   /** Every jti added anywhere (here, or another instance through the channel). */
   onAdded(handler: (orgId: string, jti: string) => void): void
   /**
@@ -104,7 +121,8 @@ const GENERATION = /^[a-z0-9-]{1,64}$/
 /** Sync lists are added in slices so that checks keep running during a large rebuild. */
 const YIELD_EVERY = 16_384
 
-type Message = { i: string; t: 'a'; g: string | null; o: string; j: string } | { i: string; t: 'g'; g: string }
+/** `c`: the revocation's commit time (ms since the epoch, the revoking instance's clock). */
+type Message = { i: string; t: 'a'; g: string | null; o: string; j: string; c?: number } | { i: string; t: 'g'; g: string }
 
 export function createRevocationFilter(opts: RevocationFilterOptions): RevocationFilter {
   return new BloomRevocationFilter(opts)
@@ -123,6 +141,11 @@ class BloomRevocationFilter implements RevocationFilter {
   /** Filters of rebuilds in progress: every add goes into them too. */
   readonly #building = new Set<BloomFilter>()
   #journal: { item: string; at: number }[] = []
+  /**
+   * Items that arrived in the last JOURNAL_MS (insertion order = arrival order): a revocation is
+   * observed for the SLO on its first arrival only (the revoking instance's own poll sees it again).
+   */
+  readonly #arrived = new Map<string, number>()
   #journalHead = 0
   /** Bumped by every swap, so a load that raced a rebuild does not put an older generation back. */
   #epoch = 0
@@ -181,10 +204,34 @@ class BloomRevocationFilter implements RevocationFilter {
     return this.#ready ? false : 'unknown'
   }
 
-  async add(entries: readonly RevocationEntry[]): Promise<void> {
+  async add(entries: readonly RevocationEntry[], options: { path?: Exclude<RevocationPath, 'pubsub'> } = {}): Promise<void> {
     if (entries.length === 0) return
-    for (const e of entries) this.#addLocal(e.orgId, e.jti)
+    const path = options.path ?? 'local'
+    for (const e of entries) {
+      const first = this.#firstArrival(e.orgId, e.jti)
+      this.#addLocal(e.orgId, e.jti)
+      if (first) this.#observe(path, e.committedAt)
+    }
     if (this.#redis) await this.#share(entries)
+  }
+
+  /** True the first time an item arrives within JOURNAL_MS (bounded like the journal). */
+  #firstArrival(orgId: string, jti: string): boolean {
+    const item = bloomItem(orgId, jti)
+    const now = Date.now()
+    for (const [k, at] of this.#arrived) {
+      if (at >= now - JOURNAL_MS && this.#arrived.size < JOURNAL_MAX) break
+      this.#arrived.delete(k)
+    }
+    if (this.#arrived.has(item)) return false
+    this.#arrived.set(item, now)
+    return true
+  }
+
+  /** Commit → refused here, for the revocation SLO; a commit time from a clock ahead counts as 0. */
+  #observe(path: RevocationPath, committedAt: number | undefined): void {
+    if (!this.#metrics || typeof committedAt !== 'number' || !Number.isFinite(committedAt)) return
+    this.#metrics.revocationPropagation.observe({ path }, Math.max(0, Date.now() - committedAt) / 1000)
   }
 
   onAdded(handler: (orgId: string, jti: string) => void): void {
@@ -320,6 +367,7 @@ class BloomRevocationFilter implements RevocationFilter {
       const gens = [...(usable ? [usable] : []), ...building.filter((g) => GENERATION.test(g))]
       const items = entries.map((e) => {
         const message: Message = { i: this.#id, t: 'a', g: usable, o: e.orgId, j: e.jti }
+        if (e.committedAt !== undefined) message.c = e.committedAt
         return { positions: bloomPositions(this.#params, bloomItem(e.orgId, e.jti)), message: JSON.stringify(message) }
       })
       const wrote = await this.#redis!.bloom.add(this.#ns, gens, items)
@@ -351,7 +399,9 @@ class BloomRevocationFilter implements RevocationFilter {
     }
     if (!m || m.i === this.#id) return
     if (m.t === 'a' && typeof m.o === 'string' && typeof m.j === 'string') {
+      const first = this.#firstArrival(m.o, m.j)
       this.#addLocal(m.o, m.j)
+      if (first) this.#observe('pubsub', m.c)
       if (m.g !== null && m.g !== this.#generation && this.#ready) {
         this.#invalidate(`message for generation ${m.g}`)
         void this.#load()

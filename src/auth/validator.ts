@@ -10,7 +10,13 @@
  *
  * Revocation is keyed on `jti` (never on token bytes: an ECDSA signature re-encoded as (r, n−s)
  * is a different string for the same jti, PITFALLS §2.4) and covers every ancestor. Ancestry is
- * immutable, so it is loaded once per jti and cached long. Revocation state per jti comes from
+ * immutable, so it is loaded once per jti and cached long, with what the chain needs checked
+ * again at use (issue 14: narrowing used to be checked only at mint, so a correctly signed token
+ * wider than its parent, or outliving it, was accepted): the presented claims must be the ones
+ * recorded at mint, and every link of the recorded chain must obey the delegation rules (parent
+ * type, exp ≤ parent's, sub-agent depth, RBAC a subset of the parent's, a session's agent_id).
+ * This is defence in depth against a leaked signing key or a minting bug; its verdict is cached
+ * with the ancestry, so the hot path stays in process. Revocation state per jti comes from
  * the RevocationFilter when there is one (`false` = definitely not revoked), otherwise or on a
  * filter hit / 'unknown' from Postgres, cached for CONFIRM_TTL_MS. A validated token is cached for
  * at most min(exp, VALIDATED_TTL_MS); every revocation, local or reported by the filter's
@@ -20,9 +26,11 @@
  */
 import { createHash, type KeyObject } from 'node:crypto'
 import { isUuid, withOrg, type Sql } from '../infra/db.ts'
+import type { Logger } from '../infra/log.ts'
 import { parseJws, verifyEs256, type ParsedJws } from './jwt.ts'
 import type { SigningKeys } from './keys.ts'
-import { TTL_S, typeOfToken, type TokenType } from './tokens.ts'
+import { checkNarrowing, parseRbac } from './rbac.ts'
+import { PARENT_TYPES, TTL_S, typeOfToken, type TokenType } from './tokens.ts'
 
 export const VALIDATED_TTL_MS = 30_000
 const CONFIRM_TTL_MS = 5_000
@@ -60,7 +68,23 @@ export interface JwtPrincipal {
   env?: string
 }
 
-export type ValidationResult = { ok: true; principal: JwtPrincipal } | { ok: false; reason: 'invalid' | 'expired' }
+/**
+ * Why a correctly signed token's chain was refused (issue 14). `claims_not_recorded`: the claims
+ * differ from those recorded when its jti was minted (signed elsewhere with the org's key); the
+ * others name the delegation rule a link of the recorded chain breaks.
+ */
+export type ChainViolation =
+  | 'claims_not_recorded'
+  | 'wrong_parent_type'
+  | 'outlives_parent'
+  | 'depth'
+  | 'rbac_not_narrower'
+  | 'agent_id_mismatch'
+  | 'chain_too_long'
+
+export type ValidationResult =
+  | { ok: true; principal: JwtPrincipal }
+  | { ok: false; reason: 'invalid' | 'expired'; chain?: ChainViolation }
 
 const INVALID: ValidationResult = Object.freeze({ ok: false, reason: 'invalid' }) as ValidationResult
 const EXPIRED: ValidationResult = Object.freeze({ ok: false, reason: 'expired' }) as ValidationResult
@@ -83,12 +107,33 @@ export interface TokenValidatorOptions {
   clockSkewS: number
   maxDepth: number
   filter?: RevocationFilterLike | null
+  /** Where a chain violation is reported (a warning: a leaked signing key or a minting bug). */
+  log?: Logger
 }
+
+/** What is recorded for an issued jti; immutable, so cached per jti. */
+interface ChainRecord {
+  /** Ancestors, nearest first. */
+  ancestors: readonly string[]
+  /** SHA-256 of the canonical JSON of the claims recorded at mint. */
+  claimsHash: string
+  /**
+   * SHA-256 of the last token string whose claims were found equal to the recorded ones: the
+   * same string presented again (after the validated cache let it go) skips canonicalising its
+   * claims, which would cost ~10 % of the cold path.
+   */
+  matched: string | null
+  /** The first delegation rule the recorded chain breaks, or null. */
+  violation: ChainViolation | null
+}
+
+/** Longest chain the rules allow: app → bearer → agent → sub-agents → session/override. */
+const MAX_CHAIN = 16
 
 export class TokenValidator {
   readonly #validated = new Map<string, Validated>()
-  /** org/jti → ancestors (nearest first), or null when the jti was never issued. */
-  readonly #ancestry = new Map<string, readonly string[] | null>()
+  /** org/jti → what was recorded at mint (ancestry, claims, chain verdict). Only issued jtis. */
+  readonly #ancestry = new Map<string, ChainRecord>()
   /** org/jti → revoked?, confirmed against Postgres. */
   readonly #confirmed = new Map<string, { revoked: boolean; until: number }>()
   /** Bumped by every revocation: a validation that overlapped one must not cache its result. */
@@ -97,6 +142,7 @@ export class TokenValidator {
   readonly #keys: SigningKeys
   readonly #skew: number
   readonly #maxDepth: number
+  readonly #log: Logger | null
   #filter: RevocationFilterLike | null
 
   constructor(sql: Sql, keys: SigningKeys, options: TokenValidatorOptions) {
@@ -104,6 +150,7 @@ export class TokenValidator {
     this.#keys = keys
     this.#skew = options.clockSkewS
     this.#maxDepth = options.maxDepth
+    this.#log = options.log ?? null
     this.#filter = null
     if (options.filter) this.useFilter(options.filter)
   }
@@ -133,7 +180,7 @@ export class TokenValidator {
       this.#validated.delete(cacheKey)
     }
     const generation = this.#generation
-    const result = await this.#validateCold(raw, type, now)
+    const result = await this.#validateCold(raw, type, now, cacheKey)
     if (result.ok && generation === this.#generation) {
       const until = Math.min(now + VALIDATED_TTL_MS, (result.principal.exp + this.#skew) * 1000)
       if (this.#validated.size >= MAX_VALIDATED) {
@@ -154,7 +201,7 @@ export class TokenValidator {
     for (const e of entries) this.#confirmed.delete(`${e.orgId}/${e.jti}`)
   }
 
-  async #validateCold(raw: string, type: TokenType, now: number): Promise<ValidationResult> {
+  async #validateCold(raw: string, type: TokenType, now: number, tokenHash: string): Promise<ValidationResult> {
     const jws = parseJws(raw.slice(type.length + 4))
     if (!jws) return INVALID
     const sub = jws.payload.sub
@@ -167,7 +214,19 @@ export class TokenValidator {
     const claims = this.#checkClaims(jws.payload, type, sub, now)
     if (claims !== 'ok') return claims
     const principal = toPrincipal(jws.payload, type, sub)
-    if (!(await this.#chainValid(sub, principal))) return INVALID
+    const record = await this.#recordOf(sub, principal.jti)
+    if (record === null) return INVALID
+    const recorded = record.matched === tokenHash || record.claimsHash === claimsHash(jws.payload)
+    if (recorded) record.matched = tokenHash
+    const violation = recorded ? record.violation : 'claims_not_recorded'
+    if (violation) {
+      this.#log?.warn(
+        { org_id: sub, jti: principal.jti, token_type: type, rule: violation },
+        'correctly signed token refused: its chain breaks the delegation rules (leaked signing key or minting bug?)',
+      )
+      return { ok: false, reason: 'invalid', chain: violation }
+    }
+    if (!(await this.#chainValid(sub, principal, record.ancestors))) return INVALID
     return { ok: true, principal }
   }
 
@@ -207,10 +266,8 @@ export class TokenValidator {
     return 'ok'
   }
 
-  /** The token and every ancestor exist and none is revoked. */
-  async #chainValid(orgId: string, p: JwtPrincipal): Promise<boolean> {
-    const ancestors = await this.#ancestorsOf(orgId, p.jti)
-    if (ancestors === null) return false
+  /** The recorded parent is the claimed one and neither the token nor any ancestor is revoked. */
+  async #chainValid(orgId: string, p: JwtPrincipal, ancestors: readonly string[]): Promise<boolean> {
     // Overrides link to the token that minted them in the table only (SPEC §4.2 gives them no parent_jti).
     if (p.type !== 'override' && ancestors[0] !== p.parentJti) return false
     const chain = [p.jti, ...ancestors]
@@ -239,29 +296,87 @@ export class TokenValidator {
     return revoked.size === 0 && rows.length === unsure.length
   }
 
-  /** Ancestors of an issued jti, nearest first; null when the jti was never issued in that org. */
-  async #ancestorsOf(orgId: string, jti: string): Promise<readonly string[] | null> {
+  /** What was recorded for an issued jti; null when the jti was never issued in that org. */
+  async #recordOf(orgId: string, jti: string): Promise<ChainRecord | null> {
     const key = `${orgId}/${jti}`
     const cached = this.#ancestry.get(key)
     if (cached !== undefined) return cached
-    const rows = await withOrg(this.#sql, orgId, (tx) => tx<{ jti: string; depth: number }[]>`
-      with recursive chain(jti, parent_jti, n) as (
-        select jti, parent_jti, 0 from auth.issued_tokens where jti = ${jti}
+    const rows = await withOrg(this.#sql, orgId, (tx) => tx<RecordedRow[]>`
+      with recursive chain(jti, parent_jti, token_type, depth, claims, expires_at, n) as (
+        select jti, parent_jti, token_type, depth, claims, expires_at, 0 from auth.issued_tokens where jti = ${jti}
         union all
-        select t.jti, t.parent_jti, c.n + 1
+        select t.jti, t.parent_jti, t.token_type, t.depth, t.claims, t.expires_at, c.n + 1
           from auth.issued_tokens t join chain c on t.jti = c.parent_jti
-         where c.n < 16
+         where c.n < ${MAX_CHAIN}
       )
-      select jti::text as jti, n as depth from chain order by n`)
-    const value = rows.length === 0 ? null : Object.freeze(rows.slice(1).map((r) => r.jti))
+      select jti::text as jti, parent_jti::text as parent_jti, token_type, depth, claims, expires_at
+        from chain order by n`)
     // Unknown jtis are not cached: a signed token whose jti is missing is not ours anyway, and
-    // caching would let garbage fill the map. Known ancestry never changes.
-    if (value) {
-      if (this.#ancestry.size >= MAX_ANCESTRY) this.#ancestry.clear()
-      this.#ancestry.set(key, value)
+    // caching would let garbage fill the map. What was recorded never changes.
+    if (rows.length === 0) return null
+    const record: ChainRecord = {
+      ancestors: Object.freeze(rows.slice(1).map((r) => r.jti)),
+      claimsHash: claimsHash(rows[0]!.claims),
+      matched: null,
+      violation: chainViolation(rows, this.#maxDepth),
     }
-    return value
+    if (this.#ancestry.size >= MAX_ANCESTRY) this.#ancestry.clear()
+    this.#ancestry.set(key, record)
+    return record
   }
+}
+
+interface RecordedRow {
+  jti: string
+  parent_jti: string | null
+  token_type: TokenType
+  depth: number
+  claims: Record<string, unknown>
+  expires_at: Date
+}
+
+/**
+ * The first delegation rule the recorded chain (the token first, then its ancestors) breaks, or
+ * null. The rules are those minting enforces (src/features/auth-tokens/service.ts, routes.ts),
+ * checked again with the parents' recorded claims.
+ */
+function chainViolation(rows: readonly RecordedRow[], maxDepth: number): ChainViolation | null {
+  if (rows.length > MAX_CHAIN || rows.at(-1)!.parent_jti !== null) return 'chain_too_long'
+  for (let i = 0; i < rows.length; i++) {
+    const child = rows[i]!
+    const parent = rows[i + 1]
+    if (!parent) {
+      // Only app tokens, and overrides minted by a management credential, have no parent.
+      if (child.token_type !== 'app' && child.token_type !== 'override') return 'wrong_parent_type'
+      continue
+    }
+    if (!PARENT_TYPES[child.token_type].includes(parent.token_type)) return 'wrong_parent_type'
+    if (child.expires_at.getTime() > parent.expires_at.getTime()) return 'outlives_parent'
+    if (child.token_type === 'subagent') {
+      const depth = parent.token_type === 'agent' ? 1 : parent.depth + 1
+      if (child.depth !== depth || child.claims.depth !== depth || depth > maxDepth) return 'depth'
+      const p = parseRbac(parent.claims.rbac)
+      const c = parseRbac(child.claims.rbac)
+      if (!p.ok || !c.ok || !checkNarrowing(p.policy, c.policy).ok) return 'rbac_not_narrower'
+    }
+    if (child.token_type === 'session' && child.claims.agent_id !== parent.claims.agent_id) return 'agent_id_mismatch'
+  }
+  return null
+}
+
+/** SHA-256 of the canonical JSON (object keys sorted) of a claims object. */
+function claimsHash(claims: unknown): string {
+  return createHash('sha256').update(canonicalJson(claims)).digest('base64')
+}
+
+/** JSON with object keys sorted, so that jsonb's reordering of the recorded claims does not matter. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
+  }
+  return JSON.stringify(v) ?? 'null'
 }
 
 function verifyJws(jws: ParsedJws, key: KeyObject): boolean {

@@ -44,11 +44,12 @@ export function wireBus(config: Config, sql: Sql): BusWiring {
   }
   const target = awsTarget(config)
   const sns = createSnsClient(target)
-  // For the metric only; consumer threads build their own.
+  // For the backlog metric and dead-letter redrives; consumer threads build their own.
   const sqs = createSqsClient(target)
   const queues = queueUrls(config)
   return {
-    bus: new SnsBus(sns, config.SNS_TOPIC_ARN!),
+    // The SQS client also redrives dead letters to the queue they came from.
+    bus: new SnsBus(sns, config.SNS_TOPIC_ARN!, sqs),
     backlog: () => sqsBacklog(sqs, queues),
     sqs: { target, queueUrls: queues, waitTimeS: config.SQS_WAIT_TIME_S, visibilityTimeoutS: config.SQS_VISIBILITY_TIMEOUT_S },
     close() {

@@ -1,25 +1,26 @@
 /**
  * @module cli/serve
- * `quint-cloud serve`: database (embedded or external) → migrations → HTTP listener → consumer
- * threads → first-start org → ready. On SIGTERM/SIGINT: not ready → (drain delay) → stop
- * accepting and finish in-flight requests → consumers finish their round → stop timers → close
- * the pool → stop embedded Postgres → exit, all under SHUTDOWN_TIMEOUT_MS.
+ * `quint-cloud serve`: bind the port (a port in use fails before any database work) → database
+ * (embedded or external) → migrations → the composed app (src/app.ts) behind the listener →
+ * consumer threads → first-start org → ready. Until then every request but /health answers 503
+ * `starting`.
+ *
+ * On SIGTERM/SIGINT: not ready → (drain delay) → stop accepting and finish in-flight requests →
+ * consumers finish their round → webhook attempts aborted → revocation poll and filter → Redis →
+ * bus clients → timers → the pool → embedded Postgres → exit. The listener closes first, and each
+ * step has its share of SHUTDOWN_TIMEOUT_MS (src/lifecycle.ts), so a dead database cannot hold
+ * the others (issue 14).
  */
-import { buildApp } from '../app.ts'
-import { CredentialResolver } from '../auth/credentials.ts'
-import { createRevocationFilter } from '../auth/revocation-filter.ts'
+import { composeApp } from '../app.ts'
 import { loadMasterKey, SecretBox } from '../auth/secret-box.ts'
-import { revokedForFilter } from '../features/auth-tokens/repo.ts'
-import { RevocationPoll } from '../features/auth-tokens/revocation-poll.ts'
 import type { Config } from '../config.ts'
-import type { Bus } from '../features/ingest/bus.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
 import { WebhookDispatcher } from '../features/webhooks/dispatcher.ts'
+import { closeUnreadBodies } from '../http/body.ts'
 import { problem } from '../http/problem.ts'
 import { ensurePartitions, openDatabase } from '../infra/database.ts'
-import type { Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
-import { createMetrics, type Metrics } from '../infra/metrics.ts'
+import { createMetrics } from '../infra/metrics.ts'
 import { RedisStateStore } from '../infra/redis.ts'
 import { Lifecycle } from '../lifecycle.ts'
 import { ConsumerPool } from '../workers/pool.ts'
@@ -28,6 +29,11 @@ import { wireBus } from './bus.ts'
 /** Bun's own cap, above the largest route limit; routes enforce their own (10 MiB ingest). */
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024
 const PARTITION_CHECK_MS = 6 * 3600 * 1000
+
+/** The port is taken: reported before the embedded Postgres is initialised (issue 14). */
+export class PortInUseError extends Error {
+  override name = 'PortInUseError'
+}
 
 export async function serve(config: Config, log: Logger): Promise<void> {
   const lifecycle = new Lifecycle(log)
@@ -50,53 +56,62 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
 
-  const db = await openDatabase(config, log, { serve: true })
+  const server = listen(config, log)
+  lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS), {
+    budgetMs: config.SHUTDOWN_DRAIN_DELAY_MS + 1_000,
+  })
+  lifecycle.onShutdown(
+    'http listener',
+    async (budgetMs) => {
+      // Graceful: refuse new connections, let in-flight requests finish. A request that never
+      // ends must not hold the exit hostage (Bun #40043): force-close before the share runs out.
+      const closed = await Promise.race([server.stop().then(() => true), Bun.sleep(budgetMs * 0.8).then(() => false)])
+      if (!closed) {
+        log.warn({ budget_ms: budgetMs }, 'in-flight requests did not finish; closing connections')
+        void server.stop(true)
+      }
+    },
+    { share: 6 },
+  )
+
+  let db: Awaited<ReturnType<typeof openDatabase>> | null = null
   let dbStep = false
   try {
-    lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS))
+    db = await openDatabase(config, log, { serve: true })
+    const database = db
     // BUS=local: Postgres tables; BUS=sns: SNS FIFO → SQS FIFO (docs/cluster.md).
-    const bus = wireBus(config, db.app)
+    const bus = wireBus(config, database.app)
     const metrics = createMetrics({ backlog: bus.backlog })
     // Cluster mode's shared state; closed after the listener, so in-flight requests still use it.
     const redis = config.REDIS_URL
       ? new RedisStateStore({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log, metrics })
       : null
     const secrets = new SecretBox(loadMasterKey(config, log))
-    const server = await startListening(config, log, db.app, lifecycle, metrics, redis, bus.bus, secrets).catch(async (err: unknown) => {
-      await redis?.close()
-      bus.close()
-      throw err
-    })
-    lifecycle.onShutdown('http listener', async () => {
-      // Graceful: refuse new connections, let in-flight requests finish. A request that never
-      // ends must not hold the exit hostage (Bun #40043): force-close after most of the budget.
-      const budget = Math.floor(config.SHUTDOWN_TIMEOUT_MS * 0.6)
-      const closed = await Promise.race([server.stop().then(() => true), Bun.sleep(budget).then(() => false)])
-      if (!closed) {
-        log.warn({ budget_ms: budget }, 'in-flight requests did not finish; closing connections')
-        void server.stop(true)
-      }
-    })
-    if (redis) lifecycle.onShutdown('redis', () => redis.close())
+    const composed = composeApp({ config, sql: database.app, log, metrics, lifecycle, bus: bus.bus, redis, secrets })
+    server.reload({ fetch: closeUnreadBodies(composed.app.fetch), error: serverError(log) })
+    void composed.start()
+
     const consumers = new ConsumerPool(
       config.consumers,
       {
-        target: db.appTarget,
+        target: database.appTarget,
         statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+        acquireTimeoutMs: config.DATABASE_ACQUIRE_TIMEOUT_MS,
         logLevel: config.LOG_LEVEL,
         pollMs: config.CONSUMER_POLL_MS,
+        maxAttempts: config.BUS_MAX_ATTEMPTS,
         sqs: bus.sqs,
       },
       log,
       metrics,
     )
     consumers.start()
-    lifecycle.onShutdown('consumers', () => consumers.stop())
+    lifecycle.onShutdown('consumers', () => consumers.stop(), { share: 3 })
     // Webhook delivery: after the consumers (which enqueue), before the pool closes. In-flight
     // attempts are aborted and come back when their lease ends (docs/webhooks.md).
     if (config.WEBHOOK_DELIVERY) {
       const webhooks = new WebhookDispatcher({
-        sql: db.app,
+        sql: database.app,
         secrets,
         log,
         policy: { allowInsecure: config.WEBHOOK_ALLOW_INSECURE, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_TARGETS },
@@ -104,23 +119,29 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
         retryBaseMs: config.WEBHOOK_RETRY_BASE_MS,
         pollMs: config.WEBHOOK_POLL_MS,
+        concurrency: config.WEBHOOK_CONCURRENCY,
+        concurrencyPerEndpoint: config.WEBHOOK_CONCURRENCY_PER_ENDPOINT,
+        concurrencyPerOrg: config.WEBHOOK_CONCURRENCY_PER_ORG,
+        metrics,
       })
       webhooks.start()
       lifecycle.onShutdown('webhook delivery', () => webhooks.stop())
     }
+    lifecycle.onShutdown('revocation', () => composed.stop())
+    if (redis) lifecycle.onShutdown('redis', () => redis.close())
     lifecycle.onShutdown('bus clients', () => bus.close())
     const partitions = setInterval(() => {
-      ensurePartitions(db.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
+      ensurePartitions(database.app, config.PARTITION_MONTHS_AHEAD).catch((err) =>
         log.error({ err }, 'partition maintenance failed'),
       )
     }, PARTITION_CHECK_MS)
     partitions.unref()
     lifecycle.onShutdown('timers', () => clearInterval(partitions))
-    lifecycle.onShutdown('database', () => db.close())
+    lifecycle.onShutdown('database', () => database.close(), { share: 2 })
     dbStep = true
 
     if (config.bootstrapOrg) {
-      const created = await bootstrapFirstOrg(db.app, config.bootstrapOrg)
+      const created = await bootstrapFirstOrg(database.app, config.bootstrapOrg)
       if (created) printFirstStart(created)
     }
     lifecycle.markReady()
@@ -131,7 +152,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   } catch (err) {
     // Nothing may outlive a failed start: the listener, the pool, an embedded Postgres.
     await lifecycle.shutdown('start-up failed', config.SHUTDOWN_TIMEOUT_MS)
-    if (!dbStep) await db.close().catch(() => {})
+    if (db && !dbStep) await db.close().catch(() => {})
     throw err
   } finally {
     starting = false
@@ -139,45 +160,38 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   if (pendingSignal) stop(pendingSignal)
 }
 
-async function startListening(
-  config: Config,
-  log: Logger,
-  sql: Sql,
-  lifecycle: Lifecycle,
-  metrics: Metrics,
-  redis: RedisStateStore | null,
-  bus: Bus,
-  secrets: SecretBox,
-) {
-  const resolver = new CredentialResolver(sql, log, { shared: redis, metrics })
-  // JWT revocation filter (docs/auth.md): filled from Postgres; with Redis shared by every
-  // instance, which rebuilds it from the same source when the shared generation is lost.
-  const revokedList = () => (async function* () {
-    yield* await revokedForFilter(sql, config.AUTH_CLOCK_SKEW_S)
-  })()
-  const revocationFilter = createRevocationFilter({ redis, log, metrics, source: revokedList })
-  lifecycle.onShutdown('revocation filter', () => revocationFilter.close())
-  if (!redis) {
-    // Until this finishes the filter answers 'unknown' and every check goes to Postgres. Other
-    // instances' revocations reach this one through the poll (no Redis to carry them).
-    const poll = new RevocationPoll({ sql, filter: revocationFilter, log })
-    const ready = poll.start().then(() => revocationFilter.rebuild(revokedList()))
-    ready.catch((err: unknown) => log.error({ err }, 'revocation filter rebuild failed; revocation checks use Postgres'))
-    lifecycle.onShutdown('revocation poll', () => poll.stop())
+/**
+ * Binds the port before anything else, answering 503 `starting` (and /health 200) until the
+ * composed app replaces the handler, so a port in use is reported at once.
+ */
+function listen(config: Config, log: Logger) {
+  try {
+    return Bun.serve({
+      hostname: config.HOST,
+      port: config.PORT,
+      fetch: closeUnreadBodies((req: Request) =>
+        new URL(req.url).pathname === '/health'
+          ? Response.json({ status: 'starting' })
+          : problem({ status: 503, code: 'starting', detail: 'The service is starting.', headers: { 'Retry-After': '2' } }),
+      ),
+      // Above a typical load balancer's 60 s idle timeout, so the balancer closes first.
+      idleTimeout: 65,
+      maxRequestBodySize: MAX_REQUEST_BYTES,
+      error: serverError(log),
+    })
+  } catch (err) {
+    if ((err as { code?: string }).code === 'EADDRINUSE' || /in use/i.test(String((err as Error).message))) {
+      throw new PortInUseError(`Port ${config.PORT} on ${config.HOST} is already in use; set PORT to a free port.`)
+    }
+    throw err
   }
-  const { app } = buildApp({ config, sql, log, metrics, lifecycle, resolver, bus, redis, secrets, revocationFilter })
-  return Bun.serve({
-    hostname: config.HOST,
-    port: config.PORT,
-    fetch: app.fetch,
-    // Above a typical load balancer's 60 s idle timeout, so the balancer closes first.
-    idleTimeout: 65,
-    maxRequestBodySize: MAX_REQUEST_BYTES,
-    error(err) {
-      log.error({ err }, 'request failed outside the app')
-      return problem({ status: 500, code: 'internal_error', detail: 'An internal error occurred.' })
-    },
-  })
+}
+
+function serverError(log: Logger) {
+  return (err: Error) => {
+    log.error({ err }, 'request failed outside the app')
+    return problem({ status: 500, code: 'internal_error', detail: 'An internal error occurred.' })
+  }
 }
 
 /**

@@ -10,15 +10,43 @@ import { Value } from '@sinclair/typebox/value'
 import type { Context, Hono, MiddlewareHandler } from 'hono'
 import { BadRequestError, ValidationError, type FieldError } from '../errors.ts'
 import { readJson } from './body.ts'
+import { openApiDocument } from './openapi-document.ts'
+import type { IdempotencyStore } from './idempotency.ts'
 import type { AppEnv } from './request-context.ts'
+import { unstorableText } from './text-guard.ts'
 
 // @sinclair/typebox 0.34 ships no string formats; unknown formats fail every value.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/i
-if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v))
-if (!FormatRegistry.Has('date-time')) {
-  FormatRegistry.Set('date-time', (v) => DATE_TIME.test(v) && !Number.isNaN(Date.parse(v)))
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/
+const EPOCH_MS = 0
+const YEAR_10000_MS = Date.UTC(10000, 0, 1)
+export const DATE_TIME_MESSAGE = 'must be an RFC 3339 date-time of a real date between 1970 and 9999, e.g. 2026-01-31T12:00:00Z'
+
+/**
+ * RFC 3339, a real calendar date and time, at an instant from 1970 to 9999 (issue 14): `Date.parse`
+ * rolls 02-31 over to March and takes year 0, which Postgres then refuses (a 500), and no window of
+ * ours (partitions, retention, expiry) reaches outside those years.
+ */
+export function isDateTime(v: string): boolean {
+  const m = DATE_TIME.exec(v)
+  if (!m) return false
+  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number]
+  // Below 1969 no offset brings the instant to 1970 (and Date.UTC maps years 0–99 to 1900–1999).
+  if (y < 1969 || mo < 1 || mo > 12 || h > 23 || mi > 59 || s > 59) return false
+  if (d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate()) return false
+  let offsetMin = 0
+  if (m[7]) {
+    const [oh, om] = [Number(m[8]), Number(m[9])]
+    if (oh > 23 || om > 59) return false
+    offsetMin = (m[7] === '-' ? -1 : 1) * (oh * 60 + om)
+  }
+  const t = Date.UTC(y, mo - 1, d, h, mi, s) - offsetMin * 60_000
+  return t >= EPOCH_MS && t < YEAR_10000_MS
 }
+
+if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v))
+// Set unconditionally: this is the one definition every schema of the service is checked against.
+FormatRegistry.Set('date-time', isDateTime)
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete'
 type Maybe<T extends TSchema | undefined> = T extends TSchema ? Static<T> : undefined
@@ -39,6 +67,11 @@ export interface RouteSpec<P extends TSchema | undefined, Q extends TSchema | un
   rawBody?: TSchema
   /** Maximum body size in bytes (default 64 KiB). */
   bodyLimit?: number
+  /**
+   * Honour `Idempotency-Key` (src/http/idempotency.ts): a retried request with the same key gets
+   * the first answer back instead of doing the work twice. For creates and other non-idempotent POSTs.
+   */
+  idempotent?: boolean
   responses: Record<number, { description: string; schema?: TSchema; headers?: Record<string, string> }>
 }
 
@@ -54,9 +87,17 @@ export class RouteRegistry {
   readonly #specs: RouteSpec<TSchema | undefined, TSchema | undefined, TSchema | undefined>[] = []
 
   private readonly app: Hono<AppEnv>
+  readonly #idempotency: IdempotencyStore | null
 
-  constructor(app: Hono<AppEnv>) {
+  /** `idempotency`: where `idempotent` routes keep their keys; absent, the header is ignored. */
+  constructor(app: Hono<AppEnv>, options: { idempotency?: IdempotencyStore | null } = {}) {
     this.app = app
+    this.#idempotency = options.idempotency ?? null
+  }
+
+  /** Every registered route, in registration order (tests walk them; the document is built from them). */
+  get specs(): readonly RouteSpec<TSchema | undefined, TSchema | undefined, TSchema | undefined>[] {
+    return this.#specs
   }
 
   add<P extends TSchema | undefined = undefined, Q extends TSchema | undefined = undefined, B extends TSchema | undefined = undefined>(
@@ -69,103 +110,45 @@ export class RouteRegistry {
     const query = spec.query && TypeCompiler.Compile(spec.query)
     const body = spec.body && TypeCompiler.Compile(spec.body)
     const limit = spec.bodyLimit ?? DEFAULT_BODY_LIMIT
+    const idempotency = spec.idempotent ? this.#idempotency : null
     this.app.on([spec.method.toUpperCase()], [spec.path], ...middleware, async (c: Context<AppEnv>) => {
       const input = {
         params: params ? check(params, c.req.param(), 'params') : undefined,
         query: query ? check(query, c.req.query(), 'query') : undefined,
         body: body ? check(body, await readJson(c.req.raw, limit), 'body') : undefined,
       }
-      return handler(c, input as RouteInput<Maybe<P>, Maybe<Q>, Maybe<B>>)
+      const run = () => handler(c, input as RouteInput<Maybe<P>, Maybe<Q>, Maybe<B>>)
+      return idempotency ? idempotency.run(c, { query: input.query, body: input.body }, run) : run()
     })
   }
 
-  /** The OpenAPI 3.1 document for every registered route. */
+  /** The OpenAPI 3.1 document for every registered route (./openapi-document.ts). */
   document(info: { title: string; version: string }): Record<string, unknown> {
-    const paths: Record<string, Record<string, unknown>> = {}
-    for (const spec of this.#specs) {
-      const path = spec.path.replace(/:([A-Za-z_]+)/g, '{$1}')
-      const parameters = [
-        ...parametersOf(spec.params, 'path'),
-        ...parametersOf(spec.query, 'query'),
-      ]
-      const responses: Record<string, unknown> = {}
-      for (const [status, r] of Object.entries(spec.responses)) {
-        responses[status] = {
-          description: r.description,
-          ...(r.schema ? { content: { 'application/json': { schema: plain(r.schema) } } } : {}),
-        }
-      }
-      responses.default = {
-        description: 'Error (RFC 9457 problem details)',
-        content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-      }
-      ;(paths[path] ??= {})[spec.method] = {
-        operationId: spec.operationId,
-        summary: spec.summary,
-        tags: spec.tags,
-        ...(spec.auth ? { security: [{ bearer: [] }] } : { security: [] }),
-        ...(parameters.length ? { parameters } : {}),
-        ...(spec.body ?? spec.rawBody
-          ? { requestBody: { required: true, content: { 'application/json': { schema: plain((spec.body ?? spec.rawBody)!) } } } }
-          : {}),
-        responses,
-      }
-    }
-    return {
-      openapi: '3.1.0',
-      info,
-      paths,
-      components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'qk_ admin key or qt_ token' } },
-        schemas: { Problem: PROBLEM_SCHEMA },
-      },
-    }
+    return openApiDocument(this.#specs, info)
   }
 }
 
 function check<T extends TSchema>(compiled: TypeCheck<T>, raw: unknown, where: 'params' | 'query' | 'body'): Static<T> {
   // Query and path values arrive as strings: convert ("25" → 25) before checking.
   const value = where === 'body' ? raw : Value.Convert(compiled.Schema(), raw)
-  if (compiled.Check(value)) return value
-  const errors: FieldError[] = []
-  for (const e of compiled.Errors(value)) {
-    if (errors.length >= 20) break
-    if (!errors.some((x) => x.path === (e.path || '/'))) errors.push({ path: e.path || '/', message: e.message })
+  let errors: FieldError[] = []
+  if (compiled.Check(value)) {
+    // Valid by the schema, but Postgres cannot store a NUL or an unpaired surrogate (issue 14).
+    errors = unstorableText(compiled.Schema(), value, compiled.References())
+    if (errors.length === 0) return value
+  } else {
+    for (const e of compiled.Errors(value)) {
+      if (errors.length >= 20) break
+      const message = typeof e.value === 'string' && isDateTimeSchema(e.schema) ? DATE_TIME_MESSAGE : e.message
+      if (!errors.some((x) => x.path === (e.path || '/'))) errors.push({ path: e.path || '/', message })
+    }
   }
   if (where === 'body') throw new ValidationError(errors)
   throw new BadRequestError(`Invalid ${where === 'params' ? 'path parameter' : 'query parameter'}.`, errors)
 }
 
-function parametersOf(schema: TSchema | undefined, location: 'path' | 'query'): unknown[] {
-  if (!schema || !('properties' in schema)) return []
-  const required = new Set<string>((schema.required as string[] | undefined) ?? [])
-  return Object.entries(schema.properties as Record<string, TSchema>).map(([name, s]) => ({
-    name,
-    in: location,
-    required: location === 'path' || required.has(name),
-    schema: plain(s),
-    ...(s.description ? { description: s.description } : {}),
-  }))
-}
-
-/** TypeBox schemas carry symbol keys; a JSON round trip leaves plain JSON Schema. */
-function plain(schema: TSchema): unknown {
-  return JSON.parse(JSON.stringify(schema))
-}
-
-const PROBLEM_SCHEMA = {
-  type: 'object',
-  required: ['type', 'title', 'status', 'code'],
-  properties: {
-    type: { type: 'string' },
-    title: { type: 'string' },
-    status: { type: 'integer' },
-    code: { type: 'string' },
-    detail: { type: 'string' },
-    instance: { type: 'string' },
-    errors: {
-      type: 'array',
-      items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } },
-    },
-  },
+/** A date-time string, possibly optional-or-null (a union): its failures get one clear message. */
+function isDateTimeSchema(schema: TSchema): boolean {
+  const anyOf = (schema as { anyOf?: TSchema[] }).anyOf
+  return schema.format === 'date-time' || (Array.isArray(anyOf) && anyOf.some((s) => s.format === 'date-time'))
 }

@@ -65,7 +65,7 @@ export function problem(init: ProblemInit): Response {
 export function errorToProblem(err: unknown, requestId: string | undefined, log: Logger): Response {
   const instance = requestId ? `urn:request:${requestId}` : undefined
   if (err instanceof AppError) {
-    if (err.status >= 500) log.warn({ err, requestId }, err.message)
+    if (err.status >= 500) warnThrottled(log, err.code, { err, requestId }, err.message)
     return problem({
       status: err.status,
       code: err.code,
@@ -80,10 +80,28 @@ export function errorToProblem(err: unknown, requestId: string | undefined, log:
     return problem({ status, code: CODES[status] ?? 'error', detail: err.message || undefined, instance })
   }
   if (isTransientDbError(err)) {
-    log.warn({ err, requestId }, 'database unavailable')
+    warnThrottled(log, 'database_unavailable', { err, requestId }, 'database unavailable')
     const e = new UnavailableError('The database is temporarily unavailable; retry later.')
     return problem({ status: e.status, code: e.code, detail: e.message, instance, headers: e.headers })
   }
   log.error({ err, requestId }, 'unhandled error')
   return problem({ status: 500, code: 'internal_error', detail: 'An internal error occurred.', instance })
+}
+
+/**
+ * 503s come in floods during an outage, each already in the access log: their cause is logged
+ * once per kind and 10 s, with how many were held back (issue 14: 24 error lines in 5 s).
+ */
+const WARN_EVERY_MS = 10_000
+const warned = new Map<string, { at: number; held: number }>()
+
+function warnThrottled(log: Logger, kind: string, obj: Record<string, unknown>, msg: string): void {
+  const now = Date.now()
+  const last = warned.get(kind)
+  if (last && now - last.at < WARN_EVERY_MS) {
+    last.held++
+    return
+  }
+  warned.set(kind, { at: now, held: 0 })
+  log.warn({ ...obj, ...(last ? { held_back: last.held } : {}) }, msg)
 }

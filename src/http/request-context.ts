@@ -28,10 +28,13 @@ export const requestContext = (log: Logger): MiddlewareHandler<AppEnv> =>
     await next()
     c.header('X-Request-Id', requestId)
     const status = c.res.status
-    child[status >= 500 ? 'error' : 'info'](
+    child[accessLevel(status, c.req.routePath)](
       {
         method: c.req.method,
         route: c.req.routePath,
+        // An unmatched request has no route template: its path says what was asked (the query
+        // string is left out, it may carry a credential).
+        ...(status === 404 || status === 405 ? { path: c.req.path } : {}),
         status,
         duration_ms: Math.round((performance.now() - started) * 100) / 100,
         org_id: c.get('principal')?.orgId,
@@ -39,3 +42,13 @@ export const requestContext = (log: Logger): MiddlewareHandler<AppEnv> =>
       'request',
     )
   }
+
+/**
+ * 500s are errors; a 503 is a dependency or a start-up/drain state, expected in an outage and
+ * already bounded by Retry-After, so a warning; /ready's 503s are how readiness is reported, not
+ * a fault at all (issue 14: start-up 503s are not errors).
+ */
+function accessLevel(status: number, route: string): 'error' | 'warn' | 'info' {
+  if (status === 503) return route === '/ready' ? 'info' : 'warn'
+  return status >= 500 ? 'error' : 'info'
+}

@@ -18,6 +18,7 @@ import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
+  SendMessageCommand,
   SetQueueAttributesCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs'
@@ -34,29 +35,43 @@ export class AwsCallError extends Error {
 }
 
 /**
- * Publishing is on the ack path: a dependency that hangs must turn into a quick 503, so requests
- * are bounded and the SDK's own retries (3 attempts, jittered backoff) are all we wait for.
+ * Every call is bounded twice (issue 14: with the SNS endpoint frozen, an ingest request hung for
+ * the whole outage). The SDK's `requestTimeout` alone only logs a warning unless
+ * `throwOnRequestTimeout` is set, so it is set; and each call carries an AbortSignal for its
+ * whole duration, the SDK's retries included, which is what bounds the caller.
  */
-const PUBLISH_TIMEOUT_MS = 5_000
 const CONNECT_TIMEOUT_MS = 2_000
+/** One SNS or SQS attempt (not a long poll): a hung socket is given up and the SDK retries. */
+const ATTEMPT_TIMEOUT_MS = 2_000
+/** A whole call, retries included: on the ingest path this is the wait before a 503. */
+export const CALL_DEADLINE_MS = 5_000
+/** Above a receive's long poll: the socket may stay silent that long. */
+const LONG_POLL_MARGIN_MS = 5_000
 
 export function createSnsClient(target: AwsTarget): SNSClient {
   return new SNSClient({
     region: target.region,
     ...(target.endpoint ? { endpoint: target.endpoint } : {}),
     maxAttempts: 3,
-    requestHandler: { requestTimeout: PUBLISH_TIMEOUT_MS, connectionTimeout: CONNECT_TIMEOUT_MS },
+    requestHandler: { requestTimeout: ATTEMPT_TIMEOUT_MS, connectionTimeout: CONNECT_TIMEOUT_MS, throwOnRequestTimeout: true },
   })
 }
 
-/** `waitTimeS`: the long poll, which the socket timeout must outlast. */
+/**
+ * `waitTimeS`: the long poll. The client-wide request timeout must outlast it; the other calls
+ * get the short one per call (see `call`).
+ */
 export function createSqsClient(target: AwsTarget, waitTimeS = 20): SQSClient {
   return new SQSClient({
     region: target.region,
     // With an explicit endpoint the SDK keeps it rather than the queue URL's host.
     ...(target.endpoint ? { endpoint: target.endpoint } : {}),
     maxAttempts: 3,
-    requestHandler: { requestTimeout: (waitTimeS + 10) * 1000, connectionTimeout: CONNECT_TIMEOUT_MS },
+    requestHandler: {
+      requestTimeout: waitTimeS * 1000 + LONG_POLL_MARGIN_MS,
+      connectionTimeout: CONNECT_TIMEOUT_MS,
+      throwOnRequestTimeout: true,
+    },
   })
 }
 
@@ -71,8 +86,8 @@ export interface PublishEntry {
 }
 
 /** PublishBatch (≤ 10 entries); resolves only when every entry was accepted. */
-export async function publishBatch(sns: SNSClient, topicArn: string, entries: PublishEntry[]): Promise<void> {
-  const out = await call(() =>
+export async function publishBatch(sns: SNSClient, topicArn: string, entries: PublishEntry[], signal?: AbortSignal): Promise<void> {
+  const out = await call((o) =>
     sns.send(
       new PublishBatchCommand({
         TopicArn: topicArn,
@@ -88,7 +103,9 @@ export async function publishBatch(sns: SNSClient, topicArn: string, entries: Pu
           }),
         ),
       }),
+      o,
     ),
+    { signal },
   )
   const failed = out.Failed ?? []
   if (failed.length > 0 || (out.Successful?.length ?? 0) !== entries.length) {
@@ -107,6 +124,10 @@ export interface ReceivedMessage {
   /** System attribute; the org id for our messages. */
   groupId: string | undefined
   receiveCount: number
+  /** When SQS accepted it (epoch ms; SNS delivers at once): the consumer lag. */
+  sentAt: number
+  /** When it was first received (epoch ms): about its first failure when it fails. */
+  firstReceivedAt: number
 }
 
 export interface ReceiveOptions {
@@ -114,42 +135,74 @@ export interface ReceiveOptions {
   waitTimeS: number
   visibilityTimeoutS: number
   /**
-   * One per round (FIFO queues): the SDK resends the same command on a retry, so a retry after a
-   * lost response gets the messages of the first try back instead of leaving them hidden.
+   * FIFO queues: the SDK resends the same command on a retry, and the caller reuses the id for a
+   * receive it abandoned (timed out), so either gets the messages of the lost answer back instead
+   * of leaving them hidden for the visibility timeout.
    */
   attemptId?: string
 }
 
 export async function receiveMessages(sqs: SQSClient, queueUrl: string, o: ReceiveOptions): Promise<ReceivedMessage[]> {
-  const out = await call(() =>
-    sqs.send(
+  const out = await call(
+    (opts) =>
+      sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,
         MaxNumberOfMessages: o.max,
         WaitTimeSeconds: o.waitTimeS,
         VisibilityTimeout: o.visibilityTimeoutS,
         ...(o.attemptId ? { ReceiveRequestAttemptId: o.attemptId } : {}),
-        MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'],
+        MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount', 'SentTimestamp', 'ApproximateFirstReceiveTimestamp'],
       }),
-    ),
+        opts,
+      ),
+    // The long poll, one retry's worth of time after it, and no more.
+    { deadlineMs: o.waitTimeS * 1000 + LONG_POLL_MARGIN_MS + ATTEMPT_TIMEOUT_MS },
   )
+  const now = Date.now()
   return (out.Messages ?? []).map((m) => ({
     messageId: m.MessageId ?? '',
     receiptHandle: m.ReceiptHandle ?? '',
     body: m.Body ?? '',
     groupId: m.Attributes?.MessageGroupId,
     receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1),
+    sentAt: Number(m.Attributes?.SentTimestamp ?? now) || now,
+    firstReceivedAt: Number(m.Attributes?.ApproximateFirstReceiveTimestamp ?? now) || now,
   }))
+}
+
+export interface SendEntry {
+  body: string
+  groupId: string
+  dedupeId: string
+  attributes: Record<string, string>
+}
+
+/** SendMessage to a FIFO queue (a dead letter's redrive to the queue it came from). */
+export async function sendMessage(sqs: SQSClient, queueUrl: string, e: SendEntry): Promise<void> {
+  await call((o) =>
+    sqs.send(
+      new SendMessageCommand({
+        QueueUrl: queueUrl,
+        MessageBody: e.body,
+        MessageGroupId: e.groupId,
+        MessageDeduplicationId: e.dedupeId,
+        MessageAttributes: Object.fromEntries(Object.entries(e.attributes).map(([k, v]) => [k, { DataType: 'String', StringValue: v }])),
+      }),
+      o,
+    ),
+  )
 }
 
 /** Deletes up to 10 messages; returns the receipt handles SQS did not delete. */
 export async function deleteMessages(sqs: SQSClient, queueUrl: string, receiptHandles: string[]): Promise<string[]> {
-  const out = await call(() =>
+  const out = await call((o) =>
     sqs.send(
       new DeleteMessageBatchCommand({
         QueueUrl: queueUrl,
         Entries: receiptHandles.map((h, i) => ({ Id: String(i), ReceiptHandle: h })),
       }),
+      o,
     ),
   )
   const ok = new Set((out.Successful ?? []).map((s) => s.Id))
@@ -158,12 +211,13 @@ export async function deleteMessages(sqs: SQSClient, queueUrl: string, receiptHa
 
 /** Sets the visibility timeout of up to 10 received messages; returns the handles SQS did not change. */
 export async function changeVisibility(sqs: SQSClient, queueUrl: string, receiptHandles: string[], timeoutS: number): Promise<string[]> {
-  const out = await call(() =>
+  const out = await call((o) =>
     sqs.send(
       new ChangeMessageVisibilityBatchCommand({
         QueueUrl: queueUrl,
         Entries: receiptHandles.map((h, i) => ({ Id: String(i), ReceiptHandle: h, VisibilityTimeout: timeoutS })),
       }),
+      o,
     ),
   )
   const ok = new Set((out.Successful ?? []).map((s) => s.Id))
@@ -172,12 +226,13 @@ export async function changeVisibility(sqs: SQSClient, queueUrl: string, receipt
 
 /** Messages waiting plus in flight (received, not yet deleted): the consumer's backlog. */
 export async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
-  const out = await call(() =>
+  const out = await call((o) =>
     sqs.send(
       new GetQueueAttributesCommand({
         QueueUrl: queueUrl,
         AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
       }),
+      o,
     ),
   )
   const a = out.Attributes ?? {}
@@ -205,12 +260,13 @@ export interface TopologyOptions {
  * the same resources with its infrastructure tooling.
  */
 export async function ensureTopology(sns: SNSClient, sqs: SQSClient, o: TopologyOptions): Promise<Topology> {
-  const topic = await call(() =>
+  const topic = await call((c) =>
     sns.send(
       new CreateTopicCommand({
         Name: `${o.prefix}.fifo`,
         Attributes: { FifoTopic: 'true', ContentBasedDeduplication: 'false' },
       }),
+      c,
     ),
   )
   const topicArn = topic.TopicArn!
@@ -222,7 +278,7 @@ export async function ensureTopology(sns: SNSClient, sqs: SQSClient, o: Topology
     const arn = await queueArn(sqs, url)
     // Set apart from CreateQueue, which refuses an existing queue whose attributes differ: a
     // second run with another visibility timeout updates it instead of failing.
-    await call(() =>
+    await call((c) =>
       sqs.send(
         new SetQueueAttributesCommand({
           QueueUrl: url,
@@ -244,9 +300,10 @@ export async function ensureTopology(sns: SNSClient, sqs: SQSClient, o: Topology
             }),
           },
         }),
+        c,
       ),
     )
-    await call(() =>
+    await call((c) =>
       sns.send(
         new SubscribeCommand({
           TopicArn: topicArn,
@@ -255,6 +312,7 @@ export async function ensureTopology(sns: SNSClient, sqs: SQSClient, o: Topology
           Attributes: { RawMessageDelivery: 'true' },
           ReturnSubscriptionArn: true,
         }),
+        c,
       ),
     )
     queueUrls[name] = url
@@ -263,29 +321,48 @@ export async function ensureTopology(sns: SNSClient, sqs: SQSClient, o: Topology
 }
 
 async function createFifoQueue(sqs: SQSClient, name: string): Promise<string> {
-  const out = await call(() =>
+  const out = await call((c) =>
     sqs.send(
       new CreateQueueCommand({
         QueueName: name,
         Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' },
       }),
+      c,
     ),
   )
   return out.QueueUrl!
 }
 
 async function queueArn(sqs: SQSClient, url: string): Promise<string> {
-  const out = await call(() => sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] })))
+  const out = await call((c) => sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }), c))
   return out.Attributes!.QueueArn!
 }
 
-/** Every SDK failure, whatever its class, becomes one error type with the SDK error as cause. */
-async function call<T>(fn: () => Promise<T>): Promise<T> {
+export interface CallOptions {
+  /** The whole call's bound, retries included (default CALL_DEADLINE_MS). */
+  deadlineMs?: number
+  /** The caller's own abort (a stopping consumer), besides the deadline. */
+  signal?: AbortSignal
+}
+
+/**
+ * Runs one SDK call under its deadline, and turns every SDK failure, whatever its class, into
+ * one error type with the SDK error as cause. An aborted call is an AwsCallError too: to the
+ * caller a frozen endpoint and a refusing one are the same outage.
+ */
+async function call<T>(fn: (options: { abortSignal: AbortSignal }) => Promise<T>, o: CallOptions = {}): Promise<T> {
+  const deadline = AbortSignal.timeout(o.deadlineMs ?? CALL_DEADLINE_MS)
+  const abortSignal = o.signal ? AbortSignal.any([deadline, o.signal]) : deadline
   try {
-    return await fn()
+    return await fn({ abortSignal })
   } catch (err) {
     if (err instanceof AwsCallError) throw err
     const e = err as { name?: string; message?: string }
+    if (abortSignal.aborted) {
+      throw new AwsCallError(deadline.aborted ? `no answer within ${o.deadlineMs ?? CALL_DEADLINE_MS} ms (call abandoned)` : 'call aborted', {
+        cause: err,
+      })
+    }
     throw new AwsCallError(`${e.name ?? 'Error'}: ${e.message ?? String(err)}`, { cause: err })
   }
 }

@@ -33,6 +33,7 @@ export async function openDatabase(
     | 'DATABASE_APP_URL'
     | 'DATABASE_POOL_MAX'
     | 'DATABASE_STATEMENT_TIMEOUT_MS'
+    | 'DATABASE_ACQUIRE_TIMEOUT_MS'
     | 'dataDir'
     | 'QUINT_EMBEDDED_PG_BIN_DIR'
     | 'PARTITION_MONTHS_AHEAD'
@@ -85,7 +86,8 @@ export async function openDatabase(
  */
 export async function prepareDatabase(
   targets: { owner: DbTarget; app: DbTarget; appPassword?: string },
-  config: Pick<Config, 'DATABASE_POOL_MAX' | 'DATABASE_STATEMENT_TIMEOUT_MS' | 'PARTITION_MONTHS_AHEAD'>,
+  config: Pick<Config, 'DATABASE_POOL_MAX' | 'DATABASE_STATEMENT_TIMEOUT_MS' | 'PARTITION_MONTHS_AHEAD'> &
+    Partial<Pick<Config, 'DATABASE_ACQUIRE_TIMEOUT_MS'>>,
   log: Logger,
 ): Promise<{ app: Sql; migration: MigrationResult }> {
   const owner = createPool(targets.owner, { max: 1, applicationName: 'quint-cloud-migrate' })
@@ -104,6 +106,7 @@ export async function prepareDatabase(
   const app = createPool(targets.app, {
     max: config.DATABASE_POOL_MAX,
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    acquireTimeoutMs: config.DATABASE_ACQUIRE_TIMEOUT_MS,
   })
   try {
     await assertSafeRole(app)

@@ -19,6 +19,21 @@ export interface PoolOptions {
   max: number
   statementTimeoutMs?: number
   applicationName?: string
+  /**
+   * Longest a query or a `reserve()` waits for a connection (all busy, or reconnecting) before it
+   * fails with code ACQUIRE_TIMEOUT, which `isTransientDbError` maps to 503. Unset: no bound
+   * (migrations, tests).
+   */
+  acquireTimeoutMs?: number
+}
+
+/**
+ * Seconds before a lost connection is opened again: 50 ms doubling to at most 2 s, jittered. The
+ * library's own grows to 20 s, and after Postgres dropped every connection (issue 14) each
+ * reconnect waited that long, so the pool stayed down long after the database came back.
+ */
+export function reconnectBackoff(retries: number): number {
+  return Math.min(0.05 * 2 ** Math.max(0, retries - 1), 2) * (0.5 + Math.random() / 2)
 }
 
 export function createPool(target: DbTarget, options: PoolOptions): Sql {
@@ -27,6 +42,8 @@ export function createPool(target: DbTarget, options: PoolOptions): Sql {
     idle_timeout: 30,
     max_lifetime: 60 * 30,
     connect_timeout: 10,
+    backoff: reconnectBackoff,
+    acquire_timeout: options.acquireTimeoutMs ? options.acquireTimeoutMs / 1000 : null,
     onnotice: () => {},
     connection: {
       application_name: options.applicationName ?? 'quint-cloud',
@@ -35,7 +52,26 @@ export function createPool(target: DbTarget, options: PoolOptions): Sql {
       idle_in_transaction_session_timeout: 60_000,
     },
   } satisfies postgres.Options<Record<string, never>>
-  return 'url' in target ? postgres(target.url, common) : postgres({ ...target, ...common })
+  if (!('url' in target)) return postgres({ ...target, ...common })
+  const socket = socketOf(target.url)
+  return socket ? postgres(socket.url, { ...common, host: socket.dir }) : postgres(target.url, common)
+}
+
+/**
+ * A `?host=/dir` query names a unix-socket directory, as libpq reads it
+ * (`postgres://user:pw@localhost/db?host=/var/run/postgresql`); postgres.js takes only the URL's
+ * host, which cannot hold a path, and would send `host` to the server as a setting.
+ */
+function socketOf(url: string): { url: string; dir: string } | null {
+  try {
+    const u = new URL(url)
+    const dir = u.searchParams.get('host')
+    if (!dir?.startsWith('/')) return null
+    u.searchParams.delete('host')
+    return { url: u.toString(), dir }
+  } catch {
+    return null
+  }
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -94,6 +130,7 @@ export async function withSettings<T>(
 }
 
 const TRANSIENT_CODES = new Set([
+  'ACQUIRE_TIMEOUT', // no pooled connection within DATABASE_ACQUIRE_TIMEOUT_MS (issue 14)
   'CONNECTION_CLOSED',
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',

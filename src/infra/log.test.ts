@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { Writable } from 'node:stream'
-import { createLogger, scrub } from './log.ts'
+import { createLogger, scrub, ThrottledLog } from './log.ts'
 
 describe('log redaction', () => {
   test('scrub removes tokens, bearer values and DSN passwords from any text', () => {
@@ -37,5 +37,27 @@ describe('log redaction', () => {
     expect(out).not.toContain('abc123')
     expect(out).not.toContain('legacy-key-1')
     for (const l of lines) expect(JSON.parse(l)).toHaveProperty('service', 'quint-cloud')
+  })
+})
+
+describe('ThrottledLog', () => {
+  test('one line per key and interval, then one saying how many were held back; a recovery is logged once', async () => {
+    const lines: Record<string, unknown>[] = []
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(JSON.parse(String(chunk)))
+        done()
+      },
+    })
+    const throttled = new ThrottledLog(createLogger('info', sink), 50)
+    for (let i = 0; i < 20; i++) throttled.error('db', { attempt: i }, 'round failed')
+    throttled.error('other', {}, 'other failed')
+    expect(lines.map((l) => l.msg)).toEqual(['round failed', 'other failed'])
+    await Bun.sleep(60)
+    throttled.error('db', {}, 'round failed')
+    expect(lines[2]).toMatchObject({ level: 'error', failure: 'db', held_back: 19 })
+    throttled.recovered('db', 'database back')
+    throttled.recovered('db', 'database back')
+    expect(lines.slice(3).map((l) => l.msg)).toEqual(['database back'])
   })
 })

@@ -87,3 +87,54 @@ export function createLogger(level: string, target: 'stdout' | 'stderr' | pino.D
     destination,
   )
 }
+
+/**
+ * Repeated failures of one kind (a loop retrying against a database that is down) log their
+ * first occurrence at once, then at most once per `everyMs` with how many were held back; a
+ * success in between (`recovered`) logs the recovery and starts over. Issue 14: a database
+ * outage wrote 24 error lines in 5 s, drowning whatever else was wrong.
+ */
+/** A short, bounded name for an error's kind (its code, else its class): a throttling key. */
+export function errorKind(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && code.length <= 64) return code
+  return err instanceof Error ? err.name : typeof err
+}
+
+export class ThrottledLog {
+  readonly #log: Logger
+  readonly #everyMs: number
+  readonly #last = new Map<string, { at: number; held: number }>()
+
+  constructor(log: Logger, everyMs = 30_000) {
+    this.#log = log
+    this.#everyMs = everyMs
+  }
+
+  error(key: string, obj: Record<string, unknown>, msg: string): void {
+    this.#emit('error', key, obj, msg)
+  }
+
+  warn(key: string, obj: Record<string, unknown>, msg: string): void {
+    this.#emit('warn', key, obj, msg)
+  }
+
+  /** The failure `key` stopped: say so once, if it was logged. */
+  recovered(key: string, msg: string): void {
+    const entry = this.#last.get(key)
+    if (!entry) return
+    this.#last.delete(key)
+    this.#log.info({ failure: key, held_back: entry.held }, msg)
+  }
+
+  #emit(level: 'error' | 'warn', key: string, obj: Record<string, unknown>, msg: string): void {
+    const now = Date.now()
+    const entry = this.#last.get(key)
+    if (entry && now - entry.at < this.#everyMs) {
+      entry.held++
+      return
+    }
+    this.#last.set(key, { at: now, held: 0 })
+    this.#log[level]({ ...obj, failure: key, ...(entry ? { held_back: entry.held } : {}) }, msg)
+  }
+}

@@ -13,6 +13,27 @@ export interface Metrics {
   readonly consumerRestarts: Counter<'consumer'>
   /** Redis operations that failed or timed out and were answered by the local fallback. */
   readonly redisFallbacks: Counter<'op'>
+  /**
+   * The revocation SLO (issue 14): time from a JWT revocation's commit to this instance's
+   * filter and caches refusing the token, by how it arrived: local, pubsub (Redis) or poll.
+   */
+  readonly revocationPropagation: Histogram<'path'>
+  /** Ingested items by outcome: accepted, duplicate, rejected (src/features/ingest/service.ts). */
+  readonly ingestEvents: Counter<'outcome'>
+  /** Rejected ingest items by reason, a fixed set (`RejectCode` in src/features/ingest/events.ts). */
+  readonly ingestRejected: Counter<'reason'>
+  /** Secrets redacted from accepted events, by kind (`SECRET_KINDS` in src/features/ingest/redaction.ts). */
+  readonly ingestRedactions: Counter<'kind'>
+  /** Bus messages set aside after their last attempt, by consumer (docs/dead-letters.md). */
+  readonly busDeadLetters: Counter<'consumer'>
+  /** Webhook delivery attempts by outcome class (docs/webhooks.md lists them). */
+  readonly webhookAttempts: Counter<'outcome'>
+  /** Time of one webhook attempt (DNS check and HTTP exchange), by outcome class. */
+  readonly webhookAttemptDuration: Histogram<'outcome'>
+  /** Webhook deliveries that reached a final state: succeeded, failed (410) or dead. */
+  readonly webhookDeliveries: Counter<'result'>
+  /** Webhook attempts in flight in this process. */
+  readonly webhookInFlight: Gauge
 }
 
 export interface MetricsOptions {
@@ -65,10 +86,65 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       labelNames: ['consumer'],
       registers: [registry],
     }),
+    busDeadLetters: new Counter({
+      name: 'quint_bus_dead_letters_total',
+      help: 'Bus messages set aside as dead letters after their last attempt, by consumer (this process).',
+      labelNames: ['consumer'],
+      registers: [registry],
+    }),
     redisFallbacks: new Counter({
       name: 'quint_redis_fallbacks_total',
       help: 'Redis operations that failed or timed out and fell back to the local path, by operation.',
       labelNames: ['op'],
+      registers: [registry],
+    }),
+    revocationPropagation: new Histogram({
+      name: 'quint_revocation_propagation_seconds',
+      help: 'Time from a JWT revocation commit to its refusal taking effect on this instance, by path (local, pubsub, poll).',
+      labelNames: ['path'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    ingestEvents: new Counter({
+      name: 'quint_ingest_events_total',
+      help: 'Ingested events by outcome (accepted, duplicate, rejected), counted once the batch is durable.',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    ingestRejected: new Counter({
+      name: 'quint_ingest_rejected_total',
+      help: 'Rejected ingest items by reason (too_deep, too_many_values, too_large, not_object, wrong_type, missing_field, too_long, invalid_characters, invalid_timestamp, invalid_risk_score, unsupported_schema_version).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    ingestRedactions: new Counter({
+      name: 'quint_ingest_redactions_total',
+      help: 'Secrets redacted from accepted events before storage, by kind.',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    webhookAttempts: new Counter({
+      name: 'quint_webhook_attempts_total',
+      help: 'Webhook delivery attempts by outcome (success, http_error, redirect, gone, timeout, network_error, dns_error, target_refused, webhook_disabled, secret_error).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    webhookAttemptDuration: new Histogram({
+      name: 'quint_webhook_attempt_duration_seconds',
+      help: 'Webhook delivery attempt latency (DNS check and HTTP exchange) by outcome.',
+      labelNames: ['outcome'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60],
+      registers: [registry],
+    }),
+    webhookDeliveries: new Counter({
+      name: 'quint_webhook_deliveries_total',
+      help: 'Webhook deliveries that reached a final state, by result (succeeded, failed, dead).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    webhookInFlight: new Gauge({
+      name: 'quint_webhook_attempts_in_flight',
+      help: 'Webhook delivery attempts in flight in this process.',
       registers: [registry],
     }),
   }
@@ -115,6 +191,46 @@ export function registerRevocationFilterGauges(registry: Registry, stats: () => 
     collect() {
       const s = read()
       if (s) this.set(s.loaded ? 1 : 0)
+    },
+  })
+}
+
+/**
+ * `quint_bus_consumer_lag_seconds{consumer}`: the age of the oldest message still waiting for
+ * each consumer run by this process, from the time its thread last reported (computed at scrape,
+ * so a stuck consumer's lag keeps growing). Registered once per registry by the consumer pool.
+ */
+const consumerLagSources = new WeakMap<Registry, () => Record<string, number | null>>()
+
+export function registerConsumerLagGauge(registry: Registry, oldest: () => Record<string, number | null>): void {
+  consumerLagSources.set(registry, oldest)
+  if (registry.getSingleMetric('quint_bus_consumer_lag_seconds')) return
+  new Gauge({
+    name: 'quint_bus_consumer_lag_seconds',
+    help: 'Age of the oldest bus message not yet applied, by consumer (0 when none waits).',
+    labelNames: ['consumer'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      const now = Date.now()
+      for (const [consumer, at] of Object.entries(consumerLagSources.get(registry)?.() ?? {})) this.set({ consumer }, at === null ? 0 : Math.max(0, (now - at) / 1000))
+    },
+  })
+}
+
+/** `quint_bus_dead_letters_waiting{consumer}`: dead letters not yet redriven (all orgs), read at scrape. */
+export function registerDeadLetterGauge(registry: Registry, waiting: () => Promise<Record<string, number>>): void {
+  if (registry.getSingleMetric('quint_bus_dead_letters_waiting')) return
+  new Gauge({
+    name: 'quint_bus_dead_letters_waiting',
+    help: 'Bus dead letters waiting for a redrive, by consumer (all orgs).',
+    labelNames: ['consumer'],
+    registers: [registry],
+    async collect() {
+      this.reset()
+      // A scrape while the database is down reports no value rather than failing /metrics.
+      const counts = await waiting().catch(() => ({}))
+      for (const [consumer, n] of Object.entries(counts)) this.set({ consumer }, n)
     },
   })
 }

@@ -24,6 +24,8 @@ import m0011 from '../../sql/0011_webhooks.sql' with { type: 'text' }
 import m0012 from '../../sql/0012_auth_tokens.sql' with { type: 'text' }
 import m0013 from '../../sql/0013_overrides.sql' with { type: 'text' }
 import m0014 from '../../sql/0014_revocation_poll.sql' with { type: 'text' }
+import m0015 from '../../sql/0015_dead_letters.sql' with { type: 'text' }
+import m0016 from '../../sql/0016_idempotency.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -47,6 +49,8 @@ const FILES: Record<string, string> = {
   '0012_auth_tokens.sql': m0012,
   '0013_overrides.sql': m0013,
   '0014_revocation_poll.sql': m0014,
+  '0015_dead_letters.sql': m0015,
+  '0016_idempotency.sql': m0016,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

@@ -4,11 +4,12 @@
  * `bus_discovery` policy shows pending ids, nothing else), then per org, in one tenant
  * transaction, claim batches in order by deleting their pending rows, apply the handler, and
  * commit. The claim and the effects commit together, so each batch is applied exactly once; a
- * crash rolls both back and the batch is taken again.
+ * crash rolls both back and the batch is taken again. A batch that keeps failing in its handler
+ * is set aside in `bus_dead_letters` after BUS_MAX_ATTEMPTS attempts (docs/dead-letters.md).
  */
 import { CONSUMERS, NOTIFY_CHANNEL, type BusMessage, type ConsumerName } from '../features/ingest/bus.ts'
-import { withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
-import type { Logger } from '../infra/log.ts'
+import { isTransientDbError, withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
+import { errorKind, scrub, ThrottledLog, type Logger } from '../infra/log.ts'
 
 export interface Claimed {
   batchId: string
@@ -24,11 +25,25 @@ export interface DrainOptions {
   /** Batches claimed per org transaction. */
   batches?: number
   /**
-   * Called when one org's round fails (its claim rolls back); the other orgs go on. Without it
-   * the error is thrown.
+   * Called when one org's round fails as a whole (the database is unavailable; its claim rolls
+   * back); the other orgs go on. Without it the error is thrown.
    */
   onOrgError?: (orgId: string, err: unknown) => void
+  /** Failed attempts after which a batch is dead-lettered (BUS_MAX_ATTEMPTS). */
+  maxAttempts?: number
+  /** Wait before a failed batch is tried again; doubles per attempt, up to a minute. */
+  retryBaseMs?: number
+  /** A batch failed in its handler (its attempt is counted). */
+  onBatchError?: (orgId: string, batchId: string, attempts: number, err: unknown) => void
+  /** A batch was set aside in `bus_dead_letters` after its last attempt. */
+  onDeadLetter?: (orgId: string, batchId: string) => void
 }
+
+export const DEFAULT_MAX_ATTEMPTS = 5
+export const DEFAULT_RETRY_BASE_MS = 1_000
+const MAX_RETRY_MS = 60_000
+/** Failed batches retried per org and round (one transaction each). */
+const RETRIES_PER_ROUND = 5
 
 /** Batches waiting per consumer, across orgs (the discovery policy shows ids and nothing else). */
 export async function busBacklog(sql: Sql): Promise<Record<string, number>> {
@@ -42,17 +57,54 @@ export async function busBacklog(sql: Sql): Promise<Record<string, number>> {
   return out
 }
 
+/**
+ * When the oldest batch still waiting for `consumer` (any org) was published, in epoch ms; null
+ * when none waits. Batch ids grow with time, so the first by id is the oldest (a redriven batch
+ * is a new one).
+ */
+export async function oldestPending(sql: Sql, consumer: ConsumerName): Promise<number | null> {
+  return withSettings(sql, { 'app.bus_consumer': consumer }, async (tx) => {
+    const [row] = await tx<{ at: Date }[]>`
+      select created_at as at from bus_pending where consumer = ${consumer} order by batch_id limit 1`
+    return row ? row.at.getTime() : null
+  })
+}
+
+/**
+ * A database that cannot be reached (or is shutting down) is nobody's fault: the batch's
+ * attempt is not counted and the org is retried once it answers. Any other error counts,
+ * statement timeouts, deadlocks and serialisation failures included: one that repeats
+ * BUS_MAX_ATTEMPTS times, backing off, is the batch's.
+ */
+const COUNTED_TRANSIENT = new Set(['57014', '40001', '40P01', '55P03'])
+export function databaseUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (isTransientDbError(e) && !(typeof code === 'string' && COUNTED_TRANSIENT.has(code))) return true
+  }
+  return false
+}
+
+/** The delay before the next attempt of a batch that failed `attempts` times, as SQL. */
+function retryDue(retryBaseMs: number) {
+  return `last_failed_at + least(${Math.max(0, Math.floor(retryBaseMs))}::float8 * power(2, greatest(attempts - 1, 0)), ${MAX_RETRY_MS})
+    * interval '1 millisecond' <= now()`
+}
+
 /** One round over the pending work of `consumer`; returns the number of batches applied. */
 export async function drainOnce(sql: Sql, consumer: ConsumerName, handle: Handler, options: DrainOptions = {}): Promise<number> {
+  const due = retryDue(options.retryBaseMs ?? DEFAULT_RETRY_BASE_MS)
+  // Orgs whose only pending batches are waiting out a retry delay are not visited: with many of
+  // them they would otherwise fill the round and starve the orgs that have work.
   const orgs = await withSettings(sql, { 'app.bus_consumer': consumer }, (tx) =>
     tx<{ org_id: string }[]>`
-      select org_id from bus_pending where consumer = ${consumer}
+      select org_id from bus_pending where consumer = ${consumer} and (attempts = 0 or ${tx.unsafe(due)})
        group by org_id order by min(batch_id) limit ${options.orgs ?? 32}`,
   )
   let applied = 0
   for (const { org_id } of orgs) {
     try {
-      applied += await drainOrg(sql, org_id, consumer, handle, options.batches ?? 20)
+      applied += await drainOrg(sql, org_id, consumer, handle, options, due)
     } catch (err) {
       if (!options.onOrgError) throw err
       options.onOrgError(org_id, err)
@@ -61,34 +113,148 @@ export async function drainOnce(sql: Sql, consumer: ConsumerName, handle: Handle
   return applied
 }
 
-function drainOrg(sql: Sql, orgId: string, consumer: ConsumerName, handle: Handler, batches: number): Promise<number> {
-  return withOrg(sql, orgId, async (tx) => {
-    // Safe without waiting for the WAL flush: a crash can only lose a whole consumer transaction,
-    // claim and effects together, and the batch is then claimed again. The ack path (the bus
-    // insert) keeps synchronous commit.
-    await tx`select set_config('synchronous_commit', 'off', true)`
-    // DELETE locks what it claims; a concurrent claimer re-checks and skips rows already gone.
-    const claimed = await tx<{ batch_id: string }[]>`
-      delete from bus_pending where consumer = ${consumer} and batch_id in (
-        select batch_id from bus_pending where consumer = ${consumer}
-         order by batch_id limit ${batches})
-      returning batch_id`
-    if (claimed.length === 0) return 0
-    const ids = claimed.map((c) => c.batch_id)
-    const rows = await tx<{ id: string; payload: BusMessage }[]>`
-      select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
-    await handle(tx, rows.map((r) => ({ batchId: r.id, message: r.payload })))
-    // The last consumer to finish a batch removes it. A lock per batch (advisory: quint_app has
-    // no UPDATE privilege to lock rows with) serialises consumers finishing together, and the
-    // delete, a new statement, then sees the others' committed claims.
-    await tx`
-      select pg_advisory_xact_lock(hashtextextended('quint_bus:' || id, 0))
-        from unnest(${ids}::bigint[]) id order by id`
-    await tx`
-      delete from bus_batches b where b.id = any(${ids}::bigint[])
-         and not exists (select 1 from bus_pending p where p.org_id = b.org_id and p.batch_id = b.id)`
-    return claimed.length
+/**
+ * One org: its batches that never failed, together in one transaction; if that fails, each alone,
+ * so that only the failing batch is held back (issue 14: one poison batch used to stall the org's
+ * derived state forever). Then the failed batches whose retry is due, one per transaction. A
+ * failure is counted in its own transaction after the rollback, and the batch moves to
+ * `bus_dead_letters` at BUS_MAX_ATTEMPTS. The org's later batches do not wait for it: liveness
+ * wins over order (docs/dead-letters.md).
+ */
+async function drainOrg(
+  sql: Sql,
+  orgId: string,
+  consumer: ConsumerName,
+  handle: Handler,
+  o: DrainOptions,
+  due: string,
+): Promise<number> {
+  const claimed: string[] = []
+  let applied = 0
+  let alone: string[] = []
+  try {
+    applied = await withOrg(sql, orgId, async (tx) => {
+      const ids = await claim(tx, consumer, { fresh: o.batches ?? 20 })
+      claimed.push(...ids)
+      return ids.length === 0 ? 0 : apply(tx, handle, ids)
+    })
+  } catch (err) {
+    if (databaseUnavailable(err)) throw err
+    if (claimed.length === 1) await recordFailure(sql, orgId, consumer, claimed[0]!, err, o)
+    else alone = claimed
+  }
+  for (const id of alone) applied += await applyAlone(sql, orgId, consumer, handle, id, o)
+  const retries = await withOrg(sql, orgId, (tx) =>
+    tx<{ batch_id: string }[]>`
+      select batch_id from bus_pending where consumer = ${consumer} and attempts > 0 and ${tx.unsafe(due)}
+       order by batch_id limit ${RETRIES_PER_ROUND}`,
+  )
+  for (const { batch_id } of retries) applied += await applyAlone(sql, orgId, consumer, handle, batch_id, o)
+  return applied
+}
+
+/** One batch in its own transaction; a handler failure is counted (and may dead-letter it). */
+async function applyAlone(sql: Sql, orgId: string, consumer: ConsumerName, handle: Handler, id: string, o: DrainOptions): Promise<number> {
+  try {
+    return await withOrg(sql, orgId, async (tx) => {
+      const ids = await claim(tx, consumer, { id })
+      return ids.length === 0 ? 0 : apply(tx, handle, ids)
+    })
+  } catch (err) {
+    if (databaseUnavailable(err)) throw err
+    await recordFailure(sql, orgId, consumer, id, err, o)
+    return 0
+  }
+}
+
+/**
+ * Claims by deleting the pending rows (DELETE locks what it claims; a concurrent claimer
+ * re-checks and skips rows already gone), in batch order.
+ */
+async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | { id: string }): Promise<string[]> {
+  // Safe without waiting for the WAL flush: a crash can only lose a whole consumer transaction,
+  // claim and effects together, and the batch is then claimed again. The ack path (the bus
+  // insert) keeps synchronous commit.
+  await tx`select set_config('synchronous_commit', 'off', true)`
+  const rows =
+    'id' in which
+      ? await tx<{ batch_id: string }[]>`
+          delete from bus_pending where consumer = ${consumer} and batch_id = ${which.id}
+          returning batch_id`
+      : await tx<{ batch_id: string }[]>`
+          delete from bus_pending where consumer = ${consumer} and batch_id in (
+            select batch_id from bus_pending where consumer = ${consumer} and attempts = 0
+             order by batch_id limit ${which.fresh})
+          returning batch_id`
+  return rows.map((r) => r.batch_id).sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1))
+}
+
+async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
+  const rows = await tx<{ id: string; payload: BusMessage }[]>`
+    select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
+  await handle(tx, rows.map((r) => ({ batchId: r.id, message: r.payload })))
+  await finishBatches(tx, ids)
+  return ids.length
+}
+
+/**
+ * The last consumer to finish a batch removes it. A lock per batch (advisory: quint_app has no
+ * UPDATE privilege to lock rows with) serialises consumers finishing together, and the delete, a
+ * new statement, then sees the others' committed claims.
+ */
+async function finishBatches(tx: Tx, ids: string[]): Promise<void> {
+  await tx`
+    select pg_advisory_xact_lock(hashtextextended('quint_bus:' || id, 0))
+      from unnest(${ids}::bigint[]) id order by id`
+  await tx`
+    delete from bus_batches b where b.id = any(${ids}::bigint[])
+       and not exists (select 1 from bus_pending p where p.org_id = b.org_id and p.batch_id = b.id)`
+}
+
+/** An error as stored with a dead letter: class and message, scrubbed of tokens, bounded. */
+export function describeError(err: unknown): { errorClass: string; errorMessage: string } {
+  const e = err as { name?: unknown; code?: unknown; message?: unknown }
+  const name = typeof e?.name === 'string' && e.name !== '' ? e.name : 'Error'
+  const code = typeof e?.code === 'string' ? ` ${e.code}` : ''
+  const message = typeof e?.message === 'string' ? e.message : String(err)
+  return { errorClass: scrub(`${name}${code}`).slice(0, 200), errorMessage: scrub(message).slice(0, 1000) }
+}
+
+/**
+ * Counts a failed attempt, in its own transaction (the failing one rolled back, and the count
+ * with it, which is how a poison batch used to be retried forever), and dead-letters the batch
+ * once it has used its attempts.
+ */
+async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown, o: DrainOptions) {
+  const [row] = await withOrg(sql, orgId, (tx) =>
+    tx<{ attempts: number }[]>`
+      update bus_pending set attempts = attempts + 1, first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
+       where consumer = ${consumer} and batch_id = ${id}
+      returning attempts`,
+  )
+  // Gone: another instance applied or dead-lettered it meanwhile.
+  if (!row) return
+  o.onBatchError?.(orgId, id, row.attempts, err)
+  if (row.attempts < (o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) return
+  const { errorClass, errorMessage } = describeError(err)
+  const moved = await withOrg(sql, orgId, async (tx) => {
+    // Only this consumer's claim moves: the other consumers apply the batch as usual.
+    const [dead] = await tx<{ id: string }[]>`
+      with p as (
+        delete from bus_pending where consumer = ${consumer} and batch_id = ${id}
+        returning org_id, batch_id, attempts, first_failed_at, last_failed_at
+      )
+      insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
+                                    error_message, first_failed_at, last_failed_at)
+      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, b.payload, p.attempts, ${errorClass},
+             ${errorMessage}, p.first_failed_at, p.last_failed_at
+        from p join bus_batches b on b.org_id = p.org_id and b.id = p.batch_id
+      on conflict (org_id, consumer, source, message_id) do nothing
+      returning id`
+    await finishBatches(tx, [id])
+    return dead !== undefined
   })
+  if (moved) o.onDeadLetter?.(orgId, id)
 }
 
 export interface RunOptions extends DrainOptions {
@@ -101,15 +267,23 @@ export interface RunOptions extends DrainOptions {
   pollMs?: number
   /** Called after each round that applied batches. */
   onApplied?: (batches: number) => void
+  /**
+   * Called at most once a second with when the oldest batch still waiting for this consumer was
+   * published (epoch ms, null when none waits): the consumer lag gauge.
+   */
+  onLag?: (oldestMs: number | null) => void
 }
 
 const MAX_BACKOFF_MS = 5_000
+const LAG_EVERY_MS = 1_000
 
 /**
  * Runs one consumer until `signal` aborts: drain, then sleep until a NOTIFY on the bus channel
- * or the poll interval, whichever comes first. An org whose round fails (database down, a handler
- * error) is retried with exponential backoff; its claim rolled back, so nothing is lost, and the
- * other orgs go on. Resolves after the round in progress when aborted.
+ * or the poll interval, whichever comes first. An org whose round fails as a whole (database
+ * down) is retried with exponential backoff; its claim rolled back, so nothing is lost, and the
+ * other orgs go on. A batch failing in its handler is retried on its own with backoff and
+ * dead-lettered after `maxAttempts` (see `drainOrg`). Resolves after the round in progress when
+ * aborted.
  */
 export async function runConsumer(o: RunOptions): Promise<void> {
   const pollMs = o.pollMs ?? 1_000
@@ -128,6 +302,9 @@ export async function runConsumer(o: RunOptions): Promise<void> {
     return null
   })
   let failures = 0
+  let lagAt = 0
+  // A database outage fails every round the same way: one line per kind and interval (issue 14).
+  const throttled = new ThrottledLog(o.log)
   try {
     while (!o.signal.aborted) {
       notified = false
@@ -138,12 +315,28 @@ export async function runConsumer(o: RunOptions): Promise<void> {
           ...o,
           onOrgError(orgId, err) {
             failed = true
-            o.log.error({ err, consumer: o.consumer, org_id: orgId }, 'consumer round failed for org; will retry')
+            throttled.error(`org:${errorKind(err)}`, { err, consumer: o.consumer, org_id: orgId }, 'consumer round failed for org; will retry')
+          },
+          onBatchError(orgId, batchId, attempts, err) {
+            o.log.error(
+              { err, consumer: o.consumer, org_id: orgId, batch_id: batchId, attempts, max_attempts: o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS },
+              'bus batch failed in its handler; retried with backoff, then dead-lettered',
+            )
+            o.onBatchError?.(orgId, batchId, attempts, err)
+          },
+          onDeadLetter(orgId, batchId) {
+            o.log.error({ consumer: o.consumer, org_id: orgId, batch_id: batchId }, 'bus batch dead-lettered; the org\'s later batches go on')
+            o.onDeadLetter?.(orgId, batchId)
           },
         })
       } catch (err) {
         failed = true
-        o.log.error({ err, consumer: o.consumer }, 'consumer round failed; will retry')
+        throttled.error(`round:${errorKind(err)}`, { err, consumer: o.consumer }, 'consumer round failed; will retry')
+      }
+      if (o.onLag && Date.now() - lagAt >= LAG_EVERY_MS) {
+        lagAt = Date.now()
+        // A gauge only: a database that does not answer leaves the last value (the lag then grows).
+        await oldestPending(o.sql, o.consumer).then(o.onLag, () => {})
       }
       if (applied > 0) o.onApplied?.(applied)
       failures = failed ? failures + 1 : 0

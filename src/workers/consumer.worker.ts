@@ -21,6 +21,7 @@ const log = createLogger(init.logLevel, 'stdout').child({ worker: init.consumer 
 const sql = createPool(init.target, {
   max: 3,
   statementTimeoutMs: init.statementTimeoutMs,
+  acquireTimeoutMs: init.acquireTimeoutMs,
   applicationName: `quint-cloud:${init.consumer}`,
 })
 const stop = new AbortController()
@@ -30,6 +31,13 @@ port.on('message', (message: ToWorker) => {
 })
 
 send({ type: 'started' })
+const common = {
+  maxAttempts: init.maxAttempts,
+  ...(init.retryBaseMs !== undefined ? { retryBaseMs: init.retryBaseMs } : {}),
+  onApplied: (batches: number) => send({ type: 'applied', batches }),
+  onDeadLetter: () => send({ type: 'dead_lettered' }),
+  onLag: (oldestMs: number | null) => send({ type: 'lag', oldestMs }),
+}
 // Cluster mode (BUS=sns): the same handlers, fed from this consumer's SQS queue.
 const sqs = init.sqs ? createSqsClient(init.sqs.target, init.sqs.waitTimeS) : null
 try {
@@ -46,7 +54,7 @@ try {
       signal: stop.signal,
       waitTimeS: init.sqs.waitTimeS,
       visibilityTimeoutS: init.sqs.visibilityTimeoutS,
-      onApplied: (batches) => send({ type: 'applied', batches }),
+      ...common,
     })
   } else {
     await runConsumer({
@@ -56,7 +64,7 @@ try {
       log,
       signal: stop.signal,
       pollMs: init.pollMs,
-      onApplied: (batches) => send({ type: 'applied', batches }),
+      ...common,
     })
   }
 } finally {

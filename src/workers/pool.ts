@@ -11,15 +11,21 @@ import type { ConsumerName } from '../features/ingest/bus.ts'
 import type { AwsTarget } from '../infra/aws.ts'
 import type { DbTarget } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
-import type { Metrics } from '../infra/metrics.ts'
+import { registerConsumerLagGauge, type Metrics } from '../infra/metrics.ts'
 
 /** `workerData` of a consumer thread (structured-cloned). */
 export interface WorkerInit {
   consumer: ConsumerName
   target: DbTarget
   statementTimeoutMs: number
+  /** Longest wait for a pooled connection (DATABASE_ACQUIRE_TIMEOUT_MS). */
+  acquireTimeoutMs: number
   logLevel: string
   pollMs: number
+  /** Failed attempts before a message is dead-lettered (BUS_MAX_ATTEMPTS). */
+  maxAttempts: number
+  /** First retry delay of a failed message (tests shorten it); doubles per attempt. */
+  retryBaseMs?: number
   /** Cluster mode (BUS=sns): the thread consumes its SQS queue instead of the local tables. */
   sqs?: SqsWorkerInit
 }
@@ -31,7 +37,13 @@ export interface SqsWorkerInit {
   visibilityTimeoutS: number
 }
 export type ToWorker = { type: 'stop' }
-export type FromWorker = { type: 'started' } | { type: 'applied'; batches: number } | { type: 'stopped' }
+export type FromWorker =
+  | { type: 'started' }
+  | { type: 'applied'; batches: number }
+  | { type: 'dead_lettered' }
+  /** When the oldest message waiting for this consumer was sent (epoch ms), null: none waits. */
+  | { type: 'lag'; oldestMs: number | null }
+  | { type: 'stopped' }
 
 /**
  * The thread's entry. From a checkout this module is src/workers/pool.ts. In the compiled
@@ -58,6 +70,8 @@ interface Slot {
 
 export class ConsumerPool {
   readonly #slots: Slot[]
+  /** Per consumer, the oldest waiting message its thread last reported (the lag gauge). */
+  readonly #oldest: Record<string, number | null> = {}
   #stopping = false
   private readonly init: Omit<WorkerInit, 'consumer'>
   private readonly log: Logger
@@ -75,6 +89,7 @@ export class ConsumerPool {
       exited: Promise.resolve(),
       timer: null,
     }))
+    registerConsumerLagGauge(metrics.registry, () => ({ ...this.#oldest }))
   }
 
   start(): void {
@@ -99,6 +114,8 @@ export class ConsumerPool {
     slot.startedAt = Date.now()
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'applied') this.metrics.consumerBatches.inc({ consumer: slot.consumer }, message.batches)
+      else if (message.type === 'dead_lettered') this.metrics.busDeadLetters.inc({ consumer: slot.consumer })
+      else if (message.type === 'lag') this.#oldest[slot.consumer] = message.oldestMs
     })
     worker.on('error', (err) => this.log.error({ err, consumer: slot.consumer }, 'consumer thread failed'))
     slot.exited = new Promise<void>((resolve) => {

@@ -6,17 +6,24 @@
  * then delete that org's messages. A crash between commit and delete, or a failed delete, makes
  * SQS deliver the messages again after the visibility timeout; the handlers' ledgers make that
  * a no-op. An org whose handler fails is retried one message at a time, and only the failing
- * message is left undeleted (it comes back after the visibility timeout, and after the queue's
- * maxReceiveCount goes to its dead-letter queue) while the other orgs go on. A database outage
- * is not a message's fault: the messages are released and receiving pauses until the database
- * answers (see `runSqsConsumer`).
+ * message is left undeleted, hidden for a backoff (1 s, doubling) rather than the whole visibility
+ * timeout, while the org's later messages and the other orgs go on. At BUS_MAX_ATTEMPTS receives
+ * the failing message is moved to `bus_dead_letters` (Postgres, the same store as the local bus,
+ * listed and redriven the same way) and deleted from the queue; the queue's own dead-letter queue
+ * (maxReceiveCount) stays the backstop for what cannot be attributed to an org. A database
+ * outage is not a message's fault: the messages are released and receiving pauses until the
+ * database answers (see `runSqsConsumer`).
+ *
+ * Every SQS call is bounded (src/infra/aws.ts); a receive abandoned by its deadline is retried
+ * with the same ReceiveRequestAttemptId, so SQS hands back the messages of the lost answer
+ * instead of hiding them for the visibility timeout (issue 14).
  */
 import type { ConsumerName } from '../features/ingest/bus.ts'
 import { decodeBody, WireFormatError } from '../features/ingest/bus-wire.ts'
 import { changeVisibility, deleteMessages, queueDepth, receiveMessages, type ReceivedMessage, type SQSClient } from '../infra/aws.ts'
-import { isTransientDbError, withOrg, type Sql } from '../infra/db.ts'
+import { withOrg, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
-import type { Claimed, Handler } from './consume.ts'
+import { databaseUnavailable, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS, describeError, type Claimed, type Handler } from './consume.ts'
 
 export interface SqsRoundOptions {
   sql: Sql
@@ -29,6 +36,14 @@ export interface SqsRoundOptions {
   waitTimeS: number
   /** Hidden time of received messages; must outlast a round. */
   visibilityTimeoutS: number
+  /** Receives of a failing message before it is dead-lettered (BUS_MAX_ATTEMPTS). */
+  maxAttempts?: number
+  /** Hidden time after a first failure; doubles per receive, up to the visibility timeout. */
+  retryBaseMs?: number
+  /** A message was moved to `bus_dead_letters` and deleted from the queue. */
+  onDeadLetter?: (orgId: string, messageId: string) => void
+  /** When the oldest message of a receive was sent (epoch ms), null after an empty receive. */
+  onLag?: (oldestMs: number | null) => void
 }
 
 export interface RoundResult {
@@ -51,26 +66,30 @@ interface OrgWork {
   org: string
   claimed: Claimed[]
   handles: string[]
-  receiveCounts: number[]
+  received: ReceivedMessage[]
 }
 
-/** One receive and what it brought. Throws only when the receive itself fails. */
-export async function sqsRound(o: SqsRoundOptions): Promise<RoundResult> {
+/**
+ * One receive and what it brought. Throws only when the receive itself fails. `attemptId`: the
+ * ReceiveRequestAttemptId, the same as the last call's when that receive failed.
+ */
+export async function sqsRound(o: SqsRoundOptions, attemptId: string = crypto.randomUUID()): Promise<RoundResult> {
   const received = await receiveMessages(o.sqs, o.queueUrl, {
     max: MAX_MESSAGES,
     waitTimeS: o.waitTimeS,
     visibilityTimeoutS: o.visibilityTimeoutS,
-    attemptId: crypto.randomUUID(),
+    attemptId,
   })
+  o.onLag?.(received.length === 0 ? null : Math.min(...received.map((m) => m.sentAt)))
   const byOrg = new Map<string, OrgWork>()
   for (const m of received) {
     const decoded = decode(m, o)
     if (!decoded) continue
     let entry = byOrg.get(decoded.org)
-    if (!entry) byOrg.set(decoded.org, (entry = { org: decoded.org, claimed: [], handles: [], receiveCounts: [] }))
+    if (!entry) byOrg.set(decoded.org, (entry = { org: decoded.org, claimed: [], handles: [], received: [] }))
     entry.claimed.push({ batchId: m.messageId, message: decoded.message })
     entry.handles.push(m.receiptHandle)
-    entry.receiveCounts.push(m.receiveCount)
+    entry.received.push(m)
   }
   let applied = 0
   let failed = false
@@ -96,10 +115,10 @@ export async function sqsRound(o: SqsRoundOptions): Promise<RoundResult> {
 }
 
 /**
- * One org's messages in one transaction; on a handler (non-transient) error, again one message
- * per transaction, so that only the failing message stays undeleted and counts towards the DLQ.
- * That message is then applied after the ones behind it (when it is redriven or succeeds later):
- * a poison message cannot hold its org's group until it reaches the DLQ.
+ * One org's messages in one transaction; on a handler error, again one message per transaction,
+ * so that only the failing message stays undeleted. It is hidden for a short backoff and comes
+ * back first in its group, after the ones behind it were applied; at BUS_MAX_ATTEMPTS receives it
+ * is dead-lettered. A poison message thus holds its org's group for seconds, not for good.
  */
 async function applyOrg(
   o: SqsRoundOptions,
@@ -116,8 +135,8 @@ async function applyOrg(
       return { applied: 0, done: [], failed: true, release: w.handles }
     }
     if (w.claimed.length === 1) {
-      logHandlerFailure(o, w, 0, err)
-      return { applied: 0, done: [], failed: true, release: null }
+      const out = await messageFailed(o, w, 0, err)
+      return { applied: 0, done: out.done ? [w.handles[0]!] : [], failed: true, release: out.release ? [w.handles[0]!] : null }
     }
   }
   let applied = 0
@@ -134,31 +153,69 @@ async function applyOrg(
         o.log.warn({ err, consumer: o.consumer, org_id: w.org }, 'database unavailable; messages released, receiving paused')
         return { applied, done, failed, release: w.handles.slice(k) }
       }
-      logHandlerFailure(o, w, k, err)
+      const out = await messageFailed(o, w, k, err)
+      if (out.done) done.push(w.handles[k]!)
+      if (out.release) return { applied, done, failed, release: w.handles.slice(k) }
     }
   }
   return { applied, done, failed, release: null }
 }
 
-function logHandlerFailure(o: SqsRoundOptions, w: OrgWork, k: number, err: unknown): void {
+/**
+ * A message failed in its handler: dead-letter it at its last attempt (then it is `done`: the
+ * caller deletes it from the queue), otherwise hide it for a backoff. `release`: the database
+ * went away while dead-lettering.
+ */
+async function messageFailed(o: SqsRoundOptions, w: OrgWork, k: number, err: unknown): Promise<{ done: boolean; release: boolean }> {
+  const m = w.received[k]!
+  const max = o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
   o.log.error(
-    { err, consumer: o.consumer, org_id: w.org, message_id: w.claimed[k]!.batchId, receive_count: w.receiveCounts[k] },
-    'bus message failed in its handler; it comes back after the visibility timeout (the DLQ takes it after maxReceiveCount)',
+    { err, consumer: o.consumer, org_id: w.org, message_id: m.messageId, receive_count: m.receiveCount, max_attempts: max },
+    'bus message failed in its handler; retried with backoff, then dead-lettered',
   )
-}
-
-/** A transient database error, also when a handler wrapped it. */
-function transient(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (isTransientDbError(e)) return true
+  if (m.receiveCount >= max) {
+    try {
+      await deadLetter(o, w.org, w.claimed[k]!, m, err)
+      o.log.error({ consumer: o.consumer, org_id: w.org, message_id: m.messageId }, 'bus message dead-lettered; the org\'s later messages go on')
+      o.onDeadLetter?.(w.org, m.messageId)
+      return { done: true, release: false }
+    } catch (dlErr) {
+      if (transient(dlErr)) return { done: false, release: true }
+      // Left in the queue: the queue's own dead-letter queue takes it after maxReceiveCount.
+      o.log.error({ err: dlErr, consumer: o.consumer, org_id: w.org, message_id: m.messageId }, 'dead-lettering failed')
+      return { done: false, release: false }
+    }
   }
-  return false
+  const backoffS = Math.min(
+    Math.ceil(((o.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** Math.max(m.receiveCount - 1, 0)) / 1000),
+    o.visibilityTimeoutS,
+  )
+  await releaseMessages(o, [m.receiptHandle], Math.max(backoffS, 1))
+  return { done: false, release: false }
 }
 
-async function releaseMessages(o: SqsRoundOptions, handles: string[]): Promise<void> {
+/** Into `bus_dead_letters`; a retry after a crash before the delete finds the row already there. */
+async function deadLetter(o: SqsRoundOptions, org: string, c: Claimed, m: ReceivedMessage, err: unknown): Promise<void> {
+  const { errorClass, errorMessage } = describeError(err)
+  await withOrg(o.sql, org, (tx) => tx`
+    insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
+                                  error_message, first_failed_at, last_failed_at)
+    values (app_current_org(), ${o.consumer}, ${o.queueUrl}, ${m.messageId}, ${c.message.kind},
+            ${JSON.stringify(c.message)}::text::jsonb, ${m.receiveCount}, ${errorClass}, ${errorMessage},
+            ${new Date(Math.min(m.firstReceivedAt, Date.now())).toISOString()}::timestamptz, now())
+    on conflict (org_id, consumer, source, message_id) do nothing`)
+}
+
+/**
+ * The database is unavailable (also when a handler wrapped the error): not the message's fault.
+ * Statement timeouts and deadlocks are counted like any failure (see `databaseUnavailable`).
+ */
+const transient = databaseUnavailable
+
+async function releaseMessages(o: SqsRoundOptions, handles: string[], hideS = RELEASE_VISIBILITY_S): Promise<void> {
   if (handles.length === 0) return
   try {
-    const left = await changeVisibility(o.sqs, o.queueUrl, handles, Math.min(RELEASE_VISIBILITY_S, o.visibilityTimeoutS))
+    const left = await changeVisibility(o.sqs, o.queueUrl, handles, Math.min(hideS, o.visibilityTimeoutS))
     if (left.length > 0) o.log.warn({ consumer: o.consumer, not_released: left.length }, 'SQS did not release messages; they come back after the visibility timeout')
   } catch (err) {
     o.log.warn({ err, consumer: o.consumer, not_released: handles.length }, 'releasing messages failed; they come back after the visibility timeout')
@@ -201,6 +258,8 @@ export interface SqsRunOptions extends SqsRoundOptions {
 }
 
 const MAX_BACKOFF_MS = 5_000
+/** SQS keeps a ReceiveRequestAttemptId for five minutes; past that a new one is as good. */
+const ATTEMPT_ID_REUSE_MS = 4 * 60_000
 
 /**
  * Runs one consumer until `signal` aborts. The long poll is the idle wait; a failed round (SQS
@@ -217,6 +276,7 @@ const MAX_BACKOFF_MS = 5_000
  * those would stay hidden for the whole visibility timeout.
  */
 export async function runSqsConsumer(o: SqsRunOptions): Promise<void> {
+  let attempt: { id: string; at: number } | null = null
   let failures = 0
   let checkDb = true
   let down = false
@@ -236,8 +296,13 @@ export async function runSqsConsumer(o: SqsRunOptions): Promise<void> {
       failures = 0
     }
     let result: RoundResult
+    // A receive that failed (no answer within its deadline, connection reset) may have been
+    // answered with messages we never saw: the retry reuses its ReceiveRequestAttemptId, which
+    // SQS honours for five minutes, so that it gets them back.
+    if (!attempt || Date.now() - attempt.at > ATTEMPT_ID_REUSE_MS) attempt = { id: crypto.randomUUID(), at: Date.now() }
     try {
-      result = await sqsRound(o)
+      result = await sqsRound(o, attempt.id)
+      attempt = null
     } catch (err) {
       o.log.error({ err, consumer: o.consumer }, 'receiving from SQS failed; will retry')
       result = { applied: 0, failed: true, dbDown: false }

@@ -1,11 +1,13 @@
-/** The Hono app built on a test database, driven in process through app.fetch. */
-import { buildApp } from '../../src/app.ts'
+/**
+ * The service composed exactly as `serve` composes it (src/app.ts composeApp), on a test database,
+ * driven in process through app.fetch.
+ */
+import { composeApp } from '../../src/app.ts'
 import { randomBytes } from 'node:crypto'
-import { CredentialResolver } from '../../src/auth/credentials.ts'
+import type { RevocationFilter } from '../../src/auth/revocation-filter.ts'
 import { SecretBox } from '../../src/auth/secret-box.ts'
 import { loadConfig } from '../../src/config.ts'
 import { LocalBus, type Bus } from '../../src/features/ingest/bus.ts'
-import { createMetrics } from '../../src/infra/metrics.ts'
 import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { Lifecycle } from '../../src/lifecycle.ts'
 import { createOrg } from '../../src/features/orgs/service.ts'
@@ -17,29 +19,30 @@ export const testSecrets = new SecretBox(randomBytes(32))
 /**
  * `env`: configuration overrides, as environment variables; `bus`: the cluster bus in its tests;
  * `redis`: cluster mode's shared state (test/helpers/redis.ts), one per app as each instance has
- * its own connections.
+ * its own connections; `revocationFilter`: a namespaced or tuned filter instead of the default;
+ * `start: false` leaves loading that filter (and the revocation poll) to the test.
  */
 export function testApp(
   db: TestDatabase,
   env: Record<string, string> = {},
   bus: Bus = new LocalBus(),
-  options: { redis?: RedisStateStore } = {},
+  options: { redis?: RedisStateStore; revocationFilter?: RevocationFilter; start?: boolean } = {},
 ) {
   const lifecycle = new Lifecycle(testLog)
-  const metrics = createMetrics()
-  const resolver = new CredentialResolver(db.app, testLog, { shared: options.redis, metrics })
-  const { app } = buildApp({
+  const composed = composeApp({
     config: loadConfig(env),
     sql: db.app,
     log: testLog,
-    metrics,
     lifecycle,
-    resolver,
     bus,
     redis: options.redis,
     secrets: testSecrets,
+    revocationFilter: options.revocationFilter,
   })
+  const ready = options.start === false ? Promise.resolve() : composed.start()
+  db.onDrop(() => composed.stop())
   lifecycle.markReady()
+  const { app, resolver } = composed
 
   async function call(
     method: string,
@@ -64,7 +67,7 @@ export function testApp(
     return { status: res.status, headers: res.headers, body: parsed, text }
   }
 
-  return { app, lifecycle, resolver, call }
+  return { app, lifecycle, resolver, metrics: composed.metrics, routes: composed.routes, ready, call }
 }
 
 /** A fresh database, the app on it, and two orgs (A and B) with their first credentials. */

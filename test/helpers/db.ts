@@ -85,6 +85,8 @@ export interface TestDatabase {
   owner: Sql
   ownerTarget: DbTarget
   appTarget: DbTarget
+  /** Runs `stop` (an app's background work on this database) before the database is dropped. */
+  onDrop(stop: () => Promise<void>): void
   drop(): Promise<void>
 }
 
@@ -120,11 +122,14 @@ export async function testDatabase(options: { poolMax?: number } = {}): Promise<
     { DATABASE_POOL_MAX: options.poolMax ?? 5, DATABASE_STATEMENT_TIMEOUT_MS: 30_000, PARTITION_MONTHS_AHEAD: 2 },
     testLog,
   )
+  const stops: (() => Promise<void>)[] = []
   return {
     ...empty,
     app,
     appTarget,
+    onDrop: (stop) => void stops.push(stop),
     async drop() {
+      for (const stop of stops.splice(0)) await stop()
       await app.end({ timeout: 1 })
       await empty.drop()
     },
@@ -136,3 +141,16 @@ export async function testDatabase(options: { poolMax?: number } = {}): Promise<
  * migrating a database or stopping Postgres can take longer on a loaded 2-core machine.
  */
 export const HOOK_TIMEOUT_MS = 60_000
+
+/**
+ * Environment for a child `quint-cloud` process on this test database, as owner (DATABASE_URL)
+ * and runtime role (DATABASE_APP_URL), on either server (the embedded one listens on a unix
+ * socket: `?host=<dir>`).
+ */
+export function databaseEnv(db: Pick<TestDatabase, 'ownerTarget' | 'appTarget'>): Record<string, string> {
+  const url = (t: DbTarget) =>
+    'url' in t
+      ? t.url
+      : `postgres://${encodeURIComponent(t.user)}:${encodeURIComponent(t.password)}@localhost:${t.port}/${t.database}?host=${encodeURIComponent(t.host)}`
+  return { DATABASE_URL: url(db.ownerTarget), DATABASE_APP_URL: url(db.appTarget) }
+}

@@ -10,6 +10,14 @@ const CLI = path.join(ROOT, 'node_modules/fauxqs/dist/cli.js')
 
 export interface Fauxqs {
   endpoint: string
+  /**
+   * SIGSTOP: the emulator stays up but answers nothing. Connections are still accepted by the
+   * kernel and requests sent, so a caller hangs on its socket instead of being refused: the
+   * outage of issue 14 (an endpoint frozen, not down).
+   */
+  freeze(): void
+  /** SIGCONT: it answers again (requests sent meanwhile included). */
+  thaw(): void
   stop(): Promise<void>
 }
 
@@ -35,6 +43,8 @@ export async function startFauxqs(timeoutMs = 20_000): Promise<Fauxqs> {
       if ((await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) })).ok) {
         return {
           endpoint,
+          freeze: () => proc.kill('SIGSTOP'),
+          thaw: () => proc.kill('SIGCONT'),
           async stop() {
             proc.kill('SIGKILL')
             await proc.exited

@@ -97,3 +97,16 @@ export async function startServer(env: Record<string, string>, timeoutMs = 60_00
   proc.kill('SIGKILL')
   throw new Error(`server did not become ready (exit: ${dead ? proc.exitCode : 'none'})\n${err}\n${out.slice(-2000)}`)
 }
+
+export interface CreatedOrg {
+  org_id: string
+  admin_key: string
+  deploy_token: string
+}
+
+/** Creates an org with the real CLI (`org create --json`), as an operator would; works while a server runs. */
+export async function createOrg(env: Record<string, string>, name: string): Promise<CreatedOrg> {
+  const res = await runCli(['org', 'create', '--name', name, '--json'], env)
+  if (res.code !== 0) throw new Error(`org create exited ${res.code}: ${res.stderr}`)
+  return JSON.parse(res.stdout) as CreatedOrg
+}

@@ -6,18 +6,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createHash, createPublicKey, verify } from 'node:crypto'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
-import { buildApp } from '../../src/app.ts'
-import { CredentialResolver } from '../../src/auth/credentials.ts'
 import { SigningKeys } from '../../src/auth/keys.ts'
 import { MAX_TOKEN_TTL_MS } from '../../src/auth/tokens.ts'
 import { createOrg } from '../../src/features/orgs/service.ts'
 import { createRevocationFilter, type RevocationFilter } from '../../src/auth/revocation-filter.ts'
-import { loadConfig } from '../../src/config.ts'
 import { revokedForFilter } from '../../src/features/auth-tokens/repo.ts'
-import { LocalBus } from '../../src/features/ingest/bus.ts'
-import { createMetrics } from '../../src/infra/metrics.ts'
 import type { RedisStateStore } from '../../src/infra/redis.ts'
-import { Lifecycle } from '../../src/lifecycle.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
 import { testRedis } from '../helpers/redis.ts'
@@ -466,13 +460,7 @@ describe('revocation filter', () => {
       yield* await revokedForFilter(db.app, 30)
     })()
     const filter = createRevocationFilter({ redis, log: testLog, namespace, source, verifyIntervalMs: 200 })
-    const lifecycle = new Lifecycle(testLog)
-    const resolver = new CredentialResolver(db.app, testLog, { shared: redis })
-    const { app } = buildApp({
-      config: loadConfig({}), sql: db.app, log: testLog, metrics: createMetrics(), lifecycle, resolver,
-      bus: new LocalBus(), redis, secrets: testSecrets, revocationFilter: filter,
-    })
-    lifecycle.markReady()
+    const { app } = testApp(db, {}, undefined, { redis: redis ?? undefined, revocationFilter: filter, start: false })
     const call = async (method: string, path: string, token: string) => {
       const res = await app.fetch(new Request(`http://test${path}`, { method, headers: { authorization: `Bearer ${token}` } }))
       return { status: res.status, body: await res.json().catch(() => null) }

@@ -6,22 +6,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Hono } from 'hono'
-import { buildApp } from '../../src/app.ts'
 import { CredentialResolver } from '../../src/auth/credentials.ts'
 import { createRevocationFilter, type RevocationFilter } from '../../src/auth/revocation-filter.ts'
-import { loadConfig } from '../../src/config.ts'
 import { mountFilterRebuild } from '../../src/features/auth-tokens/rebuild-routes.ts'
 import { revokedForFilter } from '../../src/features/auth-tokens/repo.ts'
-import { LocalBus } from '../../src/features/ingest/bus.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { requireAnyAuth } from '../../src/http/auth.ts'
 import { RouteRegistry } from '../../src/http/openapi.ts'
 import { errorToProblem } from '../../src/http/problem.ts'
 import type { AppEnv } from '../../src/http/request-context.ts'
-import { createMetrics } from '../../src/infra/metrics.ts'
 import type { RedisStateStore } from '../../src/infra/redis.ts'
-import { Lifecycle } from '../../src/lifecycle.ts'
-import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
+import { testApp, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
 import { testRedis } from '../helpers/redis.ts'
 
@@ -60,13 +55,7 @@ function instance(redis: RedisStateStore | null, namespace: string) {
   })()
   const filter = createRevocationFilter({ redis, log: testLog, namespace, source, verifyIntervalMs: 200 })
   closers.push(() => filter.close())
-  const lifecycle = new Lifecycle(testLog)
-  const { app } = buildApp({
-    config: loadConfig({}), sql: db.app, log: testLog, metrics: createMetrics(), lifecycle,
-    resolver: new CredentialResolver(db.app, testLog, { shared: redis }),
-    bus: new LocalBus(), redis, secrets: testSecrets, revocationFilter: filter,
-  })
-  lifecycle.markReady()
+  const { app } = testApp(db, {}, undefined, { redis: redis ?? undefined, revocationFilter: filter, start: false })
   const call = async (method: string, path: string, token?: string) => {
     const res = await app.fetch(new Request(`http://test${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} }))
     return { status: res.status, headers: res.headers, body: (await res.json().catch(() => null)) as any }
@@ -115,10 +104,10 @@ describe('memory mode', () => {
     expect(audit!.details).toEqual({ count: res.body.count })
   })
 
-  test('an instance without a filter answers 503, never a 500', async () => {
+  test('every composed instance has a filter to rebuild (the test app is wired as serve is)', async () => {
     const res = await t.call('POST', '/bloom/rebuild', { token: a.admin_key })
-    expect(res.status).toBe(503)
-    expect(res.headers.get('retry-after')).not.toBeNull()
+    expect(res.status).toBe(200)
+    expect(res.body.generation).toMatch(/^[a-z0-9-]+$/)
   })
 
   test('one rebuild at a time: a second while one runs is 409 rebuild_in_progress', async () => {
@@ -136,7 +125,7 @@ describe('memory mode', () => {
       c.set('requestId', 'r')
       await next()
     })
-    const resolver = new CredentialResolver(db.app, testLog)
+    const resolver = new CredentialResolver(db.app, testLog, { jwt: null })
     mountFilterRebuild(new RouteRegistry(app), { sql: db.app, anyAuth: requireAnyAuth(resolver), filter: held, clockSkewS: 30, minIntervalMs: 0 })
     app.onError((err) => errorToProblem(err, 'r', testLog))
     const post = () => app.fetch(new Request('http://test/bloom/rebuild', { method: 'POST', headers: { authorization: `Bearer ${a.admin_key}` } }))

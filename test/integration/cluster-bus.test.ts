@@ -6,7 +6,9 @@
  * redelivery after commit but before delete) are applied once; a request above SNS's 256 KiB is
  * split and stored whole; SNS unreachable is a 503 with Retry-After and nothing acked; two orgs
  * sending the same event ids never mix; a Postgres outage longer than maxReceiveCount visibility
- * periods sends nothing to the dead-letter queue.
+ * periods sends nothing to the dead-letter queue; a message failing in its handler is set aside
+ * in bus_dead_letters after BUS_MAX_ATTEMPTS receives while the org's later messages go on, and
+ * its redrive goes back to that consumer's queue only.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { CONSUMERS, type ConsumerName } from '../../src/features/ingest/bus.ts'
@@ -100,7 +102,13 @@ async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms =
 /** The three consumer loops (in this thread) while `fn` runs; stopped whatever `fn` does. */
 async function withConsumers(
   fn: () => Promise<void>,
-  o: { client?: SQSClient; visibilityTimeoutS?: number; wrap?: (c: ConsumerName, h: Handler) => Handler } = {},
+  o: {
+    client?: SQSClient
+    visibilityTimeoutS?: number
+    wrap?: (c: ConsumerName, h: Handler) => Handler
+    maxAttempts?: number
+    onDeadLetter?: (c: ConsumerName) => void
+  } = {},
 ) {
   const stop = new AbortController()
   const runs = CONSUMERS.map((c) =>
@@ -114,6 +122,8 @@ async function withConsumers(
       signal: stop.signal,
       waitTimeS: 1,
       visibilityTimeoutS: o.visibilityTimeoutS ?? 30,
+      ...(o.maxAttempts ? { maxAttempts: o.maxAttempts, retryBaseMs: 200 } : {}),
+      ...(o.onDeadLetter ? { onDeadLetter: () => o.onDeadLetter!(c) } : {}),
     }),
   )
   try {
@@ -138,8 +148,10 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
       {
         target: db.appTarget,
         statementTimeoutMs: 30_000,
+        acquireTimeoutMs: 5_000,
         logLevel: 'silent',
         pollMs: 100,
+        maxAttempts: 5,
         sqs: { target: { region: REGION, endpoint: fauxqs.endpoint }, queueUrls: topo.queueUrls, waitTimeS: 1, visibilityTimeoutS: 30 },
       },
       testLog,
@@ -431,4 +443,47 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
       await small.end({ timeout: 1 })
     }
   }, 30_000)
+  test('a failing message is dead-lettered after BUS_MAX_ATTEMPTS receives; later ones go on; redrive re-applies it once fixed', async () => {
+    const app = testApp(db, {}, new SnsBus(sns, topo.topicArn, sqs))
+    let broken = true
+    const wrap = (c: ConsumerName, h: Handler): Handler => async (tx, batches) => {
+      const poisoned = batches.some((x) => x.message.kind === 'events' && x.message.events.some((e) => e.toolName === 'needs-fix'))
+      if (c === 'pipeline' && broken && poisoned) throw new Error('simulated bug in the pipeline handler')
+      return h(tx, batches)
+    }
+    const stored = (tool: string) => n('select count(*)::int as n from actions where org_id = $1 and tool_name = $2', a.org_id, tool)
+    const session = `dl-${crypto.randomUUID()}`
+    expect((await ingest(a.deploy_token, [event(session, { tool_name: 'needs-fix' })])).status).toBe(200)
+    expect((await ingest(a.deploy_token, [event(session, { tool_name: 'behind-it' })])).status).toBe(200)
+    const dead: string[] = []
+    await withConsumers(
+      async () => {
+        // Same org, same FIFO group: the later message is applied while the failing one backs off.
+        await eventually(() => stored('behind-it'), (v) => v === 1)
+        await eventually(async () => dead.length, (v) => v === 1, 30_000)
+        await eventually(backlog, drained)
+      },
+      { wrap, maxAttempts: 2, onDeadLetter: (c) => dead.push(c) },
+    )
+    expect(dead).toEqual(['pipeline'])
+    expect(await stored('needs-fix')).toBe(0)
+    expect(await sessionCount(a.org_id, session)).toBe(2)
+    const list = await app.call('GET', '/v1/dead-letters?consumer=pipeline', { token: a.admin_key })
+    const dl = list.body.dead_letters.find((d: { error_message: string }) => d.error_message === 'simulated bug in the pipeline handler')
+    expect(dl).toMatchObject({ source: 'sqs', consumer: 'pipeline', kind: 'events', events: 1, attempts: 2, error_class: 'Error' })
+    expect((await app.call('GET', '/v1/dead-letters', { token: b.admin_key })).body.dead_letters).toEqual([])
+
+    // Fixed; the redrive goes back to the pipeline's queue only, and is applied once.
+    broken = false
+    const res = await app.call('POST', `/v1/dead-letters/${dl.id}/redrive`, { token: a.admin_key })
+    expect(res.status).toBe(200)
+    expect(await backlog()).toEqual({ pipeline: 1, sessions: 0, alerts: 0 })
+    await withConsumers(async () => {
+      await eventually(() => stored('needs-fix'), (v) => v === 1)
+      await eventually(backlog, drained)
+    }, { wrap, maxAttempts: 2 })
+    expect(await stored('needs-fix')).toBe(1)
+    expect(await sessionCount(a.org_id, session)).toBe(2)
+    expect(await n('select count(*)::int as n from bus_dead_letters where org_id = $1 and id = $2', a.org_id, dl.id)).toBe(0)
+  }, 60_000)
 })

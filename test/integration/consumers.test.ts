@@ -129,7 +129,7 @@ describe('ConsumerPool (worker threads)', () => {
     const metrics = createMetrics()
     const pool = new ConsumerPool(
       ['pipeline', 'sessions', 'alerts'],
-      { target: db.appTarget, statementTimeoutMs: 30_000, logLevel: 'silent', pollMs: 100 },
+      { target: db.appTarget, statementTimeoutMs: 30_000, acquireTimeoutMs: 5_000, logLevel: 'silent', pollMs: 100, maxAttempts: 5 },
       testLog,
       metrics,
     )

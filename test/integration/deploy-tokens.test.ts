@@ -323,11 +323,13 @@ describe('service endpoints', () => {
     expect(post.responses['201'].content['application/json'].schema.properties).toHaveProperty('token')
   })
 
-  test('unknown routes and methods → 404 problem, with the request id echoed', async () => {
+  test('unknown routes → 404 problem, known paths with another method → 405 with Allow; the request id echoed', async () => {
     const res = await t.call('GET', '/v1/nope', { headers: { 'x-request-id': 'abc-123' } })
     expectProblem(res, 404, 'not_found')
     expect(res.body.instance).toBe('urn:request:abc-123')
     expect(res.headers.get('x-request-id')).toBe('abc-123')
-    expectProblem(await t.call('PUT', '/v1/deploy-tokens', { token: a.admin_key }), 404, 'not_found')
+    const wrong = await t.call('PUT', '/v1/deploy-tokens', { token: a.admin_key })
+    expectProblem(wrong, 405, 'method_not_allowed')
+    expect(wrong.headers.get('allow')).toBe('GET, HEAD, POST')
   })
 })

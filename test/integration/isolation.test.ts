@@ -63,6 +63,12 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
   'public.org_ingest_stats': (tx, org) => tx`
     insert into org_ingest_stats (org_id, day) values (${org}, current_date - ${Math.floor(Math.random() * 100000)}::int)`,
   // The machine belongs to the transaction's org, the inventory row to `org` (see webhook_deliveries).
+  'public.bus_dead_letters': (tx, org) => tx`
+    insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class, error_message, first_failed_at, last_failed_at)
+    values (${org}, 'pipeline', 'local', ${crypto.randomUUID()}, 'events', '{}', 1, 'Error', 'fixture', now(), now())`,
+  'public.idempotency_keys': (tx, org) => tx`
+    insert into idempotency_keys (org_id, credential, key, method, path, fingerprint, claim, expires_at)
+    values (${org}, 'fixture', ${crypto.randomUUID()}, 'POST', '/v1/x', ${Buffer.alloc(32)}, gen_random_uuid(), now() + interval '1 day')`,
   'public.machine_processes': async (tx, org) => {
     const [m] = await tx<{ id: string }[]>`
       insert into machines (org_id, client_machine_id) values (app_current_org(), ${crypto.randomUUID()}) returning id`
@@ -158,6 +164,10 @@ describe('catalog', () => {
         // Filling the JWT revocation filter reads revoked rows of every org (sql/0012_auth_tokens.sql).
         ...(r.name === 'auth.issued_tokens'
           ? [{ name: r.name, policy: 'revocation_filter_read', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "((revoked_at IS NOT NULL) AND (current_setting('app.revocation_filter_read'::text, true) = 'on'::text))", check: null }]
+          : []),
+        // Operators list every org's dead letters (CLI, the waiting gauge): sql/0015_dead_letters.sql.
+        ...(r.name === 'public.bus_dead_letters'
+          ? [{ name: r.name, policy: 'dead_letter_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(NULLIF(current_setting('app.dead_letter_discovery'::text, true), ''::text) = 'on'::text)", check: null }]
           : []),
         ...(r.name === 'public.bus_pending'
           ? [{ name: r.name, policy: 'bus_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(consumer = NULLIF(current_setting('app.bus_consumer'::text, true), ''::text))", check: null }]

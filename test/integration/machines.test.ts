@@ -193,11 +193,14 @@ describe('heartbeat and policies', () => {
     expect((await policies(service, machine)).headers.get('etag')).toBe(etag)
   })
 
-  test('unknown, malformed and other-org machine ids → 404 problem', async () => {
-    for (const id of [crypto.randomUUID(), 'not-a-uuid', '%00', machine.slice(0, 35)]) {
+  test('unknown, malformed and other-org machine ids → 404 problem; a NUL in the id → 400 naming it', async () => {
+    for (const id of [crypto.randomUUID(), 'not-a-uuid', machine.slice(0, 35)]) {
       expectProblem(await hb(a.deploy_token, id), 404)
       expectProblem(await policies(a.deploy_token, id), 404)
     }
+    const nul = await hb(a.deploy_token, '%00')
+    expectProblem(nul, 400)
+    expect(nul.body.errors[0].path).toBe('/id')
     expectProblem(await hb(b.deploy_token, machine), 404)
     expectProblem(await policies(b.deploy_token, machine), 404)
     expectProblem(await hb(a.deploy_token, machine, { uptime: 'long' }), 422)

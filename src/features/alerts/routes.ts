@@ -46,6 +46,7 @@ export function mountAlerts(
       auth: true,
       body: CreateAlertRuleBody,
       bodyLimit: RULE_BODY_LIMIT,
+      idempotent: true,
       responses: { 201: { description: 'Created', schema: AlertRuleView } },
     },
     [admin],

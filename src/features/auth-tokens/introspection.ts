@@ -6,13 +6,61 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
+import type { TokenKind } from '../../auth/opaque-tokens.ts'
 import { evaluateRbac, parseRbac } from '../../auth/rbac.ts'
+import { TOKEN_TYPES } from '../../auth/tokens.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { CheckBody } from './schema.ts'
 
-const WhoAmI = Type.Object({}, { additionalProperties: true })
-const Decision = Type.Object({ allowed: Type.Boolean(), step: Type.Integer(), step_name: Type.String(), reason: Type.String() }, { additionalProperties: true })
+// Documented field by field (issue 14: an empty schema gave generated clients nothing to read).
+const OPAQUE_KINDS = ['install', 'enrollment', 'service', 'personal', 'api_key'] as const satisfies readonly TokenKind[]
+const Scopes = Type.Array(Type.String(), { description: 'admin, ingest, read, override, …' })
+
+const OpaqueIdentity = Type.Object(
+  {
+    kind: Type.Literal('opaque'),
+    type: Type.Union(OPAQUE_KINDS.map((k) => Type.Literal(k)), {
+      description: 'api_key: a qk_ admin key; install: a qt_deploy_ deploy token; service: a machine qt_sk_ token.',
+    }),
+    org_id: Type.String({ format: 'uuid' }),
+    token_id: Type.String({ format: 'uuid' }),
+    scopes: Scopes,
+    expires_at: Type.Null({ description: 'Opaque credentials live until revoked.' }),
+  },
+  { $id: 'OpaqueIdentity', description: 'An opaque credential (qk_, qt_deploy_, qt_sk_, …).' },
+)
+
+const JwtIdentity = Type.Object(
+  {
+    kind: Type.Literal('jwt'),
+    type: Type.Union(TOKEN_TYPES.map((t) => Type.Literal(t))),
+    org_id: Type.String({ format: 'uuid' }),
+    jti: Type.String(),
+    parent_jti: Type.Optional(Type.String({ description: 'The token this one was minted from.' })),
+    agent_id: Type.Optional(Type.String()),
+    session_id: Type.Optional(Type.String()),
+    max_events: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'Session tokens: event budget; null: none.' })),
+    delegation_depth: Type.Optional(Type.Integer({ minimum: 0 })),
+    event_id: Type.Optional(Type.String({ description: 'Override tokens: the event they decide.' })),
+    allowed_decisions: Type.Optional(Type.Array(Type.String())),
+    environment: Type.Optional(Type.String()),
+    rbac: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'The signed RBAC policy (agent and sub-agent tokens).' })),
+    scopes: Scopes,
+    expires_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'JwtIdentity', description: 'A qt_ JWT of the token hierarchy.' },
+)
+
+export const WhoAmI = Type.Union([OpaqueIdentity, JwtIdentity], { description: 'Which credential this is; `kind` tells the two apart.' })
+
+export const Decision = Type.Object({
+  allowed: Type.Boolean(),
+  step: Type.Integer({ minimum: 1, maximum: 6 }),
+  step_name: Type.String(),
+  reason: Type.String(),
+  pattern: Type.Optional(Type.String({ description: 'The policy pattern that decided, when one did.' })),
+})
 
 export function mountIntrospection(routes: RouteRegistry, deps: { anyAuth: MiddlewareHandler<AppEnv> }): void {
   const tags = ['auth']

@@ -31,6 +31,7 @@ export function mountSigningKeys(
       tags,
       auth: true,
       body: KeyOrgBody,
+      idempotent: true,
       responses: { 200: { description: 'The active key', schema: SigningKeyView }, 201: { description: 'Created', schema: SigningKeyView } },
     },
     [anyAuth],
@@ -53,6 +54,8 @@ export function mountSigningKeys(
       auth: true,
       params: KidParams,
       body: KeyOrgBody,
+      // A retried rotation would otherwise be a 404 (the kid it names is no longer active).
+      idempotent: true,
       responses: { 201: { description: 'The new active key', schema: SigningKeyView } },
     },
     [anyAuth],

@@ -13,7 +13,7 @@
 import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
 import type { RevocationFilter } from '../../auth/revocation-filter.ts'
-import { AppError, ForbiddenError, RateLimitedError, UnavailableError } from '../../errors.ts'
+import { AppError, ForbiddenError, RateLimitedError } from '../../errors.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
@@ -26,8 +26,7 @@ export const REBUILD_EVERY_MS = 10_000
 export interface RebuildDeps {
   sql: Sql
   anyAuth: MiddlewareHandler<AppEnv>
-  /** Absent in processes without one (tests, offline): 503. */
-  filter: Pick<RevocationFilter, 'rebuild'> | null
+  filter: Pick<RevocationFilter, 'rebuild'>
   clockSkewS: number
   minIntervalMs?: number
   /**
@@ -58,7 +57,6 @@ export function mountFilterRebuild(routes: RouteRegistry, deps: RebuildDeps): vo
       const p = c.get('principal')
       if (!isManagement(p)) throw new ForbiddenError('Rebuilding the revocation filter needs a management credential.')
       const filter = deps.filter
-      if (!filter) throw new UnavailableError('This instance runs without a revocation filter; every check already goes to Postgres.', 60)
       if (running) throw new AppError(409, 'rebuild_in_progress', 'A rebuild is already running on this instance.')
       const now = Date.now()
       if (now - lastStart < every) {

@@ -117,12 +117,17 @@ export async function revokedForFilter(sql: Sql, skewS: number): Promise<{ orgId
  * with their time, for instances without Redis to learn other instances' revocations
  * (src/features/auth-tokens/revocation-poll.ts). Uses the same read policy as `revokedForFilter`.
  */
-export async function revokedSince(sql: Sql, since: Date): Promise<{ orgId: string; jti: string; at: number }[]> {
-  const rows = await withSettings(sql, { 'app.revocation_filter_read': 'on' }, (tx) => tx<{ org_id: string; jti: string; at: Date }[]>`
-    select org_id::text as org_id, jti::text as jti, revoked_at as at from auth.issued_tokens
+export async function revokedSince(sql: Sql, since: Date): Promise<{ orgId: string; jti: string; at: number; ageMs: number }[]> {
+  // age_ms: how long ago each was revoked, on the database's clock alone (the revocation SLO
+  // metric, issue 14), so that this host's clock skew does not enter it.
+  type Row = { org_id: string; jti: string; at: Date; age_ms: number }
+  const rows = await withSettings(sql, { 'app.revocation_filter_read': 'on' }, (tx) => tx<Row[]>`
+    select org_id::text as org_id, jti::text as jti, revoked_at as at,
+           (extract(epoch from clock_timestamp() - revoked_at) * 1000)::float8 as age_ms
+      from auth.issued_tokens
      where revoked_at is not null and revoked_at >= ${since.toISOString()}::timestamptz
      order by revoked_at`)
-  return rows.map((r) => ({ orgId: r.org_id, jti: r.jti, at: r.at.getTime() }))
+  return rows.map((r) => ({ orgId: r.org_id, jti: r.jti, at: r.at.getTime(), ageMs: Number(r.age_ms) }))
 }
 
 /** The database's clock, so that a poll cursor never depends on this host's. */

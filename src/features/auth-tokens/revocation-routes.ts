@@ -26,8 +26,11 @@ import { Type, type Static } from '@sinclair/typebox'
 export interface RevocationDeps {
   sql: Sql
   anyAuth: MiddlewareHandler<AppEnv>
-  /** Called after the commit with every jti of the revoked tree: evict caches, feed the filter. */
-  onRevoked: (entries: { orgId: string; jti: string }[]) => Promise<void>
+  /**
+   * Called after the commit with every jti of the revoked tree: evict caches, feed the filter.
+   * `committedAt` (ms since the epoch) is set on those revoked by this call.
+   */
+  onRevoked: (entries: { orgId: string; jti: string; committedAt?: number }[]) => Promise<void>
 }
 
 const bodyCheck = TypeCompiler.Compile(RevokeBody)
@@ -73,7 +76,10 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
       }
       return rows
     })
-    await deps.onRevoked(revoked.map((r) => ({ orgId: p.orgId, jti: r.jti })))
+    // Taken once withOrg has committed: the start of the revocation SLO (issue 14). Tokens that
+    // were already revoked are only announced again, not measured.
+    const committedAt = Date.now()
+    await deps.onRevoked(revoked.map((r) => ({ orgId: p.orgId, jti: r.jti, ...(r.revokedNow ? { committedAt } : {}) })))
     return revoked
   }
 

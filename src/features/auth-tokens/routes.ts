@@ -178,6 +178,7 @@ export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): voi
           tags: ['auth tokens'],
           auth: true,
           body: def.body,
+          idempotent: true,
           responses: { 201: { description: 'Minted (the token is shown only here)', schema: MintedToken } },
         },
         [deps.anyAuth],

@@ -5,6 +5,7 @@
  * Parent-naming fields are optional: without them the bearer token itself is the parent.
  */
 import { Type } from '@sinclair/typebox'
+import { STORABLE_TEXT_PATTERN } from '../../http/text-guard.ts'
 
 const Customer = Type.Optional(Type.String({ maxLength: 64, description: 'Must be the caller\'s org id (404 otherwise).' }))
 const Jti = (description: string) => Type.Optional(Type.String({ format: 'uuid', description }))
@@ -122,11 +123,15 @@ export const PublicKeys = Type.Object({
   public_key: Type.String(),
 })
 
+// The revocation routes read this body themselves (it is optional), so the registry's text guard
+// does not see it: the pattern refuses what Postgres cannot store (NUL, lone surrogates; issue 14).
+const StorableText = (maxLength: number) => Type.String({ maxLength, pattern: STORABLE_TEXT_PATTERN })
+
 export const RevokeBody = Type.Object(
   {
-    token_type: Type.Optional(Type.String({ maxLength: 32 })),
-    customer_id: Customer,
-    reason: Type.Optional(Type.String({ maxLength: 500 })),
+    token_type: Type.Optional(StorableText(32)),
+    customer_id: Type.Optional(StorableText(64)),
+    reason: Type.Optional(StorableText(500)),
   },
   strict,
 )

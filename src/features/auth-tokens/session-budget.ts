@@ -9,23 +9,20 @@
  */
 import type { MiddlewareHandler } from 'hono'
 import { RateLimitedError } from '../../errors.ts'
-import { readJson } from '../../http/body.ts'
+import { readEventBatch } from '../ingest/batch.ts'
 import { MAX_BATCH_BYTES } from '../ingest/routes.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { takeSessionEvents } from './repo.ts'
 
 /**
- * Events in a body: `{"events":[…]}` or a bare array count their items; anything else is one.
- * Read exactly as the routes read it (decoded gzip/deflate, bounded), so a compressed batch
- * counts every event it carries.
+ * Events in a body: `{"events":[…]}` counts its items; anything else is one. Read exactly as the
+ * ingest routes read it (decoded gzip/deflate, bounded, scanned without parsing: issue 14), so a
+ * compressed batch counts every event it carries and a hostile one costs no JSON.parse here.
  */
 async function eventsIn(req: Request): Promise<number> {
   try {
-    const body: unknown = await readJson(req.clone() as Request, MAX_BATCH_BYTES)
-    if (Array.isArray(body)) return Math.max(1, body.length)
-    const events = (body as { events?: unknown } | null)?.events
-    return Array.isArray(events) ? Math.max(1, events.length) : 1
+    return Math.max(1, (await readEventBatch(req.clone() as Request, MAX_BATCH_BYTES)).items.length)
   } catch {
     return 1
   }

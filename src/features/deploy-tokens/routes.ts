@@ -36,6 +36,7 @@ export function mountDeployTokens(
       tags,
       auth: true,
       body: CreateDeployTokenBody,
+      idempotent: true,
       responses: { 201: { description: 'Created', schema: CreatedDeployToken } },
     },
     [admin],

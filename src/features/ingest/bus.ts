@@ -36,6 +36,21 @@ export interface Bus {
   readonly transactional: boolean
   /** Durable once resolved (for a transactional bus: once the caller's transaction commits). */
   publish(message: BusMessage, ctx: PublishContext): Promise<void>
+  /**
+   * A dead letter's redrive (docs/dead-letters.md): hands `message` again to one consumer only,
+   * as a new message behind the org's others. Called inside the tenant transaction that deletes
+   * the dead letter, so a failure leaves it in place.
+   */
+  redeliver(message: BusMessage, to: RedeliverTarget, ctx: PublishContext & { tx: Tx }): Promise<void>
+}
+
+/** Where a dead letter goes back to. */
+export interface RedeliverTarget {
+  consumer: ConsumerName
+  /** 'local', or the SQS queue the message was taken from. */
+  source: string
+  /** Unique per redrive (the dead letter's id): an SQS dedupe id must not repeat a past one. */
+  redriveId: string
 }
 
 export const NOTIFY_CHANNEL = 'quint_bus'
@@ -55,6 +70,18 @@ export class LocalBus implements Bus {
       ), pending as (
         insert into bus_pending (org_id, consumer, batch_id)
         select app_current_org(), c, batch.id from batch, unnest(${CONSUMERS as string[]}::text[]) c
+      )
+      select pg_notify(${NOTIFY_CHANNEL}, '')`
+  }
+
+  /** A new batch with one pending row, for that consumer only: the others applied it already. */
+  async redeliver(message: BusMessage, to: RedeliverTarget, { tx }: PublishContext & { tx: Tx }): Promise<void> {
+    await tx`
+      with batch as (
+        insert into bus_batches (org_id, kind, payload)
+        values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text::json) returning id
+      ), pending as (
+        insert into bus_pending (org_id, consumer, batch_id) select app_current_org(), ${to.consumer}, batch.id from batch
       )
       select pg_notify(${NOTIFY_CHANNEL}, '')`
   }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { CLOCK_WINDOW, normalizeDaemonEvent, normalizeIngestItem, type ItemResult } from './events.ts'
+import { CLOCK_WINDOW, normalizeDaemonEvent, normalizeIngestItem, REJECT_CODES, type ItemResult } from './events.ts'
 
 const NOW = Date.parse('2026-11-22T12:00:00.000Z')
 const v2 = (over: Record<string, unknown> = {}) => ({
@@ -123,6 +123,40 @@ describe('schema v2 items', () => {
     const e = ok(normalizeIngestItem(JSON.parse('{"schema_version":2,"event_id":"x1","__proto__":{"polluted":true}}'), '', NOW))
     expect(Object.keys(e.extra)).toEqual(['__proto__'])
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+
+  test('deep nesting is measured before any recursive walk: 100,000 levels, no id, rejected with its path (issue 14)', () => {
+    let deep: unknown = []
+    for (let i = 0; i < 100_000; i++) deep = [deep]
+    // An API item without an id: its dedupe hash (a JSON.stringify) used to overflow the stack here.
+    const r = rejected(normalizeIngestItem({ action_type: 'tools/call', parameters: deep }, '/events/4', NOW))
+    expect(r).toMatchObject({ path: `/events/4/parameters${'/0'.repeat(31)}`, code: 'too_deep' })
+    const daemon = rejected(normalizeDaemonEvent({ event_id: 'e', action: 'tool:x', deep }, '/events/0', NOW, 'm'))
+    expect(daemon).toMatchObject({ path: `/events/0/deep${'/0'.repeat(31)}`, code: 'too_deep' })
+  })
+
+  test('JSON text inside arguments_json is measured before it is parsed', () => {
+    const text = `${'['.repeat(200_000)}${']'.repeat(200_000)}`
+    const r = rejected(normalizeIngestItem(v2({ arguments_json: text }), '/events/2', NOW))
+    expect(r).toMatchObject({ path: `/events/2/arguments_json${'/0'.repeat(32)}`, code: 'too_deep' })
+    const wide = rejected(normalizeIngestItem(v2({ arguments_json: `[${'0,'.repeat(60_000)}0]` }), '/events/2', NOW))
+    expect(wide).toMatchObject({ path: '/events/2/arguments_json', code: 'too_many_values' })
+  })
+
+  test('every rejection carries a code from the fixed set', () => {
+    for (const [over, code] of [
+      [{ event_id: undefined }, 'missing_field'],
+      [{ timestamp: 'x' }, 'invalid_timestamp'],
+      [{ risk_score: 101 }, 'invalid_risk_score'],
+      [{ schema_version: 3 }, 'unsupported_schema_version'],
+      [{ tool_name: 1 }, 'wrong_type'],
+      [{ session_id: 'x'.repeat(300) }, 'too_long'],
+      [{ event_id: 'a\u0000' }, 'invalid_characters'],
+    ] as const) {
+      const r = rejected(normalizeIngestItem(v2(over), '', NOW))
+      expect(REJECT_CODES).toContain(r.code)
+      expect(r.code).toBe(code)
+    }
   })
 
   test('deep nesting and oversized content are rejected, not truncated', () => {

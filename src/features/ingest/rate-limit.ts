@@ -13,8 +13,17 @@
  * outage each instance admits up to the org's full rate, as before cluster mode. After a failure
  * Redis is left alone for a second so that a hung server costs one timeout per second, not one
  * per request.
+ *
+ * Every answer of a charged route says where the org stands, in the IETF RateLimit fields
+ * (draft-ietf-httpapi-ratelimit-headers-11; issue 14), one event being one quota unit:
+ *   RateLimit-Policy: "ingest";q=<burst>;w=<seconds to refill the whole burst>
+ *   RateLimit: "ingest";r=<events available now>;t=<seconds until the bucket is full again>
+ * A 429 carries `RateLimit: "ingest";r=0;t=<Retry-After>`. In cluster mode the shared bucket's
+ * level is not read back, so 2xx answers carry only the policy.
  */
+import type { MiddlewareHandler } from 'hono'
 import { RateLimitedError } from '../../errors.ts'
+import type { AppEnv } from '../../http/request-context.ts'
 import type { Logger } from '../../infra/log.ts'
 import type { Metrics } from '../../infra/metrics.ts'
 
@@ -45,6 +54,14 @@ export class LocalBuckets {
     this.perSecond = perSecond
     this.burst = Math.max(burst, 1)
     this.now = now
+  }
+
+  /** Events `orgId` may send now, and the whole seconds until its bucket is full again. */
+  peek(orgId: string): { available: number; fullInS: number } {
+    const b = this.#buckets.get(orgId)
+    if (!b) return { available: this.burst, fullInS: 0 }
+    const tokens = Math.min(this.burst, b.tokens + ((this.now() - b.at) / 1000) * this.perSecond)
+    return { available: Math.floor(tokens), fullInS: Math.ceil((this.burst - tokens) / this.perSecond) }
   }
 
   /** Takes `n` tokens for `orgId` or throws 429 with the seconds until they are available. */
@@ -101,6 +118,20 @@ export class OrgRateLimiter {
   }
 
   /**
+   * The RateLimit fields for `orgId`'s answers (module comment); none when the limit is off. The
+   * current level only when it is known here: without Redis, or while Redis is being bypassed.
+   */
+  headers(orgId: string): Record<string, string> {
+    if (this.perSecond <= 0) return {}
+    const out: Record<string, string> = { 'RateLimit-Policy': policyField(this.perSecond, this.burst) }
+    if (!this.#shared || performance.now() < this.#redisPausedUntil) {
+      const { available, fullInS } = this.#local.peek(orgId)
+      out.RateLimit = `${POLICY};r=${available};t=${fullInS}`
+    }
+    return out
+  }
+
+  /**
    * Takes `cost` tokens for `orgId`; rejects with a 429 (RateLimitedError, with Retry-After)
    * when they are not available. Callers must await it. The in-memory decision is made (and
    * thrown) synchronously: the embedded hot path allocates no promise.
@@ -134,10 +165,33 @@ export class OrgRateLimiter {
   }
 }
 
+/** The policy's name in the RateLimit fields (an sf-string). */
+const POLICY = '"ingest"'
+
+/** `q`: the burst; `w`: the seconds the rate takes to refill it, so q/w is the sustained rate. */
+function policyField(perSecond: number, burst: number): string {
+  return `${POLICY};q=${burst};w=${Math.max(1, Math.ceil(burst / perSecond))}`
+}
+
 function rateLimited(perSecond: number, burst: number, waitMs: number): RateLimitedError {
   const seconds = Math.max(1, Math.ceil(waitMs / 1000))
   return new RateLimitedError(
     `This organization is over its ingest rate (${perSecond} events/s, bursts of ${burst}); retry after ${seconds} s.`,
     seconds,
+    // t = Retry-After: the draft wants Retry-After no earlier than the end of the effective window.
+    { 'RateLimit-Policy': policyField(perSecond, burst), RateLimit: `${POLICY};r=0;t=${seconds}` },
   )
+}
+
+/**
+ * Route middleware for the routes charged to the quota: their answers (errors included) carry the
+ * org's RateLimit fields. A 429 of the quota already has its own.
+ */
+export function quotaHeaders(limiter: OrgRateLimiter): MiddlewareHandler<AppEnv> {
+  return async function quotaHeaders(c, next) {
+    await next()
+    const orgId = c.get('principal')?.orgId
+    if (!orgId || c.res.headers.has('RateLimit-Policy')) return
+    for (const [name, value] of Object.entries(limiter.headers(orgId))) c.res.headers.set(name, value)
+  }
 }

@@ -43,3 +43,34 @@ describe('redactString', () => {
     expect(r.count).toBe(3)
   })
 })
+
+describe('secrets by name (issue 14)', () => {
+  test.each([
+    ['DB_PASSWORD=hunter2', 'hunter2', 'secret_assignment'],
+    ['password: "a b c d"', 'a b c d', 'secret_assignment'],
+    ['--token f00dfeed', 'f00dfeed', 'secret_assignment'],
+    ['Authorization: Bearer f00dfeed', 'f00dfeed', 'authorization'],
+    ['access_token=ya29.a0AfH6SMB', 'ya29.a0AfH6SMB', 'secret_assignment'],
+  ])('%s', (text, secret, kind) => {
+    const counts = {}
+    const r = redactString(text, counts)
+    expect(r.text).not.toContain(secret)
+    expect(counts).toEqual({ [kind]: 1 })
+  })
+
+  test('a known shape inside an assignment or a URL is counted once, under its own kind', () => {
+    const counts = {}
+    const token = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789AB'
+    expect(redactString(`GH=${token} https://x:${token}@h`, counts).count).toBe(2)
+    expect(counts).toEqual({ github_token: 2 })
+  })
+
+  test.each(['max_tokens=4096', 'PWD=/home/x', 'docker login --password-stdin', 'token = getToken()', 'password: string'])(
+    'look-alike survives: %s',
+    (text) => expect(redactString(text)).toEqual({ text, count: 0 }),
+  )
+
+  test('a PEM block cut short is redacted to the end of the text', () => {
+    expect(redactString('-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B').text).toBe('[REDACTED:private_key]')
+  })
+})

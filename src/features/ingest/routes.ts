@@ -7,24 +7,18 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
-import { AppError, BadRequestError } from '../../errors.ts'
-import { readJson } from '../../http/body.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
+import { normalizeBatch, readEventBatch } from './batch.ts'
 import { normalizeIngestItem } from './events.ts'
+import { IngestBatch, MAX_BATCH_EVENTS } from './schema.ts'
 import { SessionLifecycleBody } from './lifecycle.ts'
 import { acceptEvents, acceptLifecycle, type BatchOutcome, type IngestDeps } from './service.ts'
+import { quotaHeaders } from './rate-limit.ts'
 
-export const MAX_BATCH_EVENTS = 500
+export { MAX_BATCH_EVENTS }
 /** 10 MiB, counted on the decoded bytes actually received. */
 export const MAX_BATCH_BYTES = 10 * 1024 * 1024
-
-const Envelope = Type.Object({
-  events: Type.Array(Type.Object({}, { additionalProperties: true }), {
-    maxItems: MAX_BATCH_EVENTS,
-    description: 'schema_version 2 events (SPEC §8.2) or API-reference items (§8.3); unknown fields are kept',
-  }),
-})
 
 export const BatchResponse = Type.Object({
   ingested: Type.Integer({ description: 'accepted + duplicate: events the server now holds' }),
@@ -41,20 +35,6 @@ export const BatchResponse = Type.Object({
     }),
   ),
 })
-
-/** The `{"events":[…]}` envelope: anything else is a 400; more than 500 events a 413. */
-export function eventsOf(body: unknown): unknown[] {
-  if (body === null || typeof body !== 'object' || Array.isArray(body) || !Array.isArray((body as { events?: unknown }).events)) {
-    throw new BadRequestError('The body must be {"events": [ … ]}.', [{ path: '/events', message: 'must be an array' }])
-  }
-  const events = (body as { events: unknown[] }).events
-  if (events.length > MAX_BATCH_EVENTS) {
-    throw new AppError(413, 'too_many_events', `At most ${MAX_BATCH_EVENTS} events per request (got ${events.length}).`, {
-      extensions: { limit_events: MAX_BATCH_EVENTS },
-    })
-  }
-  return events
-}
 
 export function batchBody(out: BatchOutcome) {
   return {
@@ -83,17 +63,19 @@ export function mountIngest(
         summary: 'Ingest a batch of events (at most 500 events and 10 MiB, gzip allowed)',
         tags,
         auth: true,
-        rawBody: Envelope,
+        rawBody: IngestBatch,
         responses: {
           200: { description: 'Every event accepted or already held', schema: BatchResponse },
           207: { description: 'Some events rejected (see results)', schema: BatchResponse },
         },
       },
-      [deps.ingest],
+      // RateLimit fields on every answer of a route charged to the quota (issue 14).
+      [deps.ingest, quotaHeaders(deps.limiter)],
       async (c) => {
-        const events = eventsOf(await readJson(c.req.raw, MAX_BATCH_BYTES))
+        // Each item measured before it is parsed: a hostile one is rejected alone (issue 14).
+        const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
         const now = Date.now()
-        const items = events.map((e, i) => normalizeIngestItem(e, `/events/${i}`, now))
+        const items = await normalizeBatch(batch, (e, base) => normalizeIngestItem(e, base, now))
         const out = await acceptEvents(deps, c.get('principal').orgId, items, null)
         return c.json(batchBody(out), out.rejected > 0 ? 207 : 200)
       },
@@ -111,7 +93,7 @@ export function mountIngest(
       body: SessionLifecycleBody,
       responses: { 200: { description: 'Durably recorded', schema: Type.Object({ ok: Type.Literal(true) }) } },
     },
-    [deps.ingest],
+    [deps.ingest, quotaHeaders(deps.limiter)],
     async (c, { body }) => {
       await acceptLifecycle(deps, c.get('principal').orgId, body)
       return c.json({ ok: true as const })

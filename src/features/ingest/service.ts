@@ -4,10 +4,15 @@
  * stored (answered `duplicate`, not sent again) and publishes the rest: inside that transaction
  * for a transactional bus (the local one), after its commit for one that is not (SNS). When this
  * resolves the accepted events are durable (the bus's ack point); the caller may answer 2xx.
+ * Outcomes are counted once durable (issue 14): `quint_ingest_events_total{outcome}`,
+ * `quint_ingest_rejected_total{reason}` and `quint_ingest_redactions_total{kind}`, every label
+ * from a fixed set (no free text, no org: per-org redaction counts live in `org_ingest_stats`).
  */
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import type { Metrics } from '../../infra/metrics.ts'
 import type { Bus, BusMessage, WireEvent } from './bus.ts'
-import type { ItemResult } from './events.ts'
+import { REJECT_CODES, type ItemResult, type RejectCode } from './events.ts'
+import { SECRET_KINDS, type KindCounts, type SecretKind } from './redaction.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 import type { OrgRateLimiter } from './rate-limit.ts'
 
@@ -16,6 +21,8 @@ export interface IngestDeps {
   bus: Bus
   /** Per-org quota; each item of a batch costs one token (429 + Retry-After when exhausted). */
   limiter: OrgRateLimiter
+  /** Ingest outcome counters (required: a forgotten wiring must not leave them at zero). */
+  metrics: Pick<Metrics, 'ingestEvents' | 'ingestRejected' | 'ingestRedactions'>
 }
 
 export type Outcome =
@@ -37,19 +44,22 @@ export async function acceptEvents(
 ): Promise<BatchOutcome> {
   await deps.limiter.take(orgId, items.length)
   const results: Outcome[] = new Array(items.length)
-  const fresh = new Map<string, { index: number; event: WireEvent }>()
+  const fresh = new Map<string, { index: number; event: WireEvent; kinds: KindCounts | undefined }>()
+  const rejectedBy: RejectCode[] = []
   items.forEach((item, index) => {
     if (!item.ok) {
       results[index] = { index, status: 'rejected', path: item.path, reason: item.reason }
+      rejectedBy.push(item.code)
       return
     }
-    const e = item.event
+    // Per-kind counts are for the metrics only: they do not travel on the bus.
+    const { redactionKinds, ...e } = item.event
     // The same event twice in one batch: the first copy wins.
     if (fresh.has(e.eventKey)) {
       results[index] = { index, status: 'duplicate', event_id: e.eventId }
       return
     }
-    fresh.set(e.eventKey, { index, event: { ...e, occurredAt: e.occurredAt.toISOString() } })
+    fresh.set(e.eventKey, { index, event: { ...e, occurredAt: e.occurredAt.toISOString() }, kinds: redactionKinds })
     results[index] = { index, status: 'accepted', event_id: e.eventId }
   })
 
@@ -89,7 +99,32 @@ export async function acceptEvents(
     else if (r.status === 'duplicate') duplicates++
     else rejected++
   }
+  countOutcomes(deps.metrics, { accepted, duplicates, rejectedBy, stored: [...fresh.values()].map((f) => f.kinds) })
   return { results, accepted, duplicates, rejected }
+}
+
+const initialised = new WeakSet<object>()
+
+/** Every label value of the fixed sets starts at 0, so a rate() or an alert sees the series from the start. */
+function countOutcomes(
+  metrics: NonNullable<IngestDeps['metrics']>,
+  o: { accepted: number; duplicates: number; rejectedBy: RejectCode[]; stored: (KindCounts | undefined)[] },
+): void {
+  if (!initialised.has(metrics.ingestEvents)) {
+    initialised.add(metrics.ingestEvents)
+    for (const outcome of ['accepted', 'duplicate', 'rejected']) metrics.ingestEvents.inc({ outcome }, 0)
+    for (const reason of REJECT_CODES) metrics.ingestRejected.inc({ reason }, 0)
+    for (const kind of SECRET_KINDS) metrics.ingestRedactions.inc({ kind }, 0)
+  }
+  if (o.accepted > 0) metrics.ingestEvents.inc({ outcome: 'accepted' }, o.accepted)
+  if (o.duplicates > 0) metrics.ingestEvents.inc({ outcome: 'duplicate' }, o.duplicates)
+  if (o.rejectedBy.length > 0) metrics.ingestEvents.inc({ outcome: 'rejected' }, o.rejectedBy.length)
+  for (const reason of o.rejectedBy) metrics.ingestRejected.inc({ reason })
+  // Redactions in the events accepted here (a duplicate's were counted when it was first accepted).
+  for (const kinds of o.stored) {
+    if (!kinds) continue
+    for (const [kind, n] of Object.entries(kinds) as [SecretKind, number][]) if (n > 0) metrics.ingestRedactions.inc({ kind }, n)
+  }
 }
 
 export async function acceptLifecycle(deps: IngestDeps, orgId: string, lifecycle: SessionLifecycle): Promise<void> {

@@ -4,12 +4,14 @@
  * and published to the SNS FIFO topic, which fans it out to one SQS FIFO queue per consumer.
  * `publish` resolves only when SNS accepted every part: that is the ack point. Any AWS failure
  * is a 503 with Retry-After for the client, never a 2xx; parts published before the failure are
- * published again by the client's retry, which consumers apply idempotently (their ledgers).
+ * published again by the client's retry, which consumers apply idempotently (their ledgers). The
+ * whole publish is bounded (CALL_DEADLINE_MS): an SNS that hangs instead of refusing is a 503 in
+ * about 5 s, not a request held for the whole outage (issue 14).
  */
-import { EventTooLargeError, UnavailableError } from '../../errors.ts'
-import { AwsCallError, publishBatch, type PublishEntry, type SNSClient } from '../../infra/aws.ts'
-import { isUuid } from '../../infra/db.ts'
-import type { Bus, BusMessage, PublishContext } from './bus.ts'
+import { AppError, EventTooLargeError, UnavailableError } from '../../errors.ts'
+import { AwsCallError, CALL_DEADLINE_MS, publishBatch, sendMessage, type PublishEntry, type SNSClient, type SQSClient } from '../../infra/aws.ts'
+import { isUuid, type Tx } from '../../infra/db.ts'
+import type { Bus, BusMessage, PublishContext, RedeliverTarget } from './bus.ts'
 import { encodeMessage, PART_MAX_BYTES, PartTooLargeError, SNS_MAX_BYTES, type WirePart } from './bus-wire.ts'
 
 /** PublishBatch takes at most 10 entries. */
@@ -19,10 +21,13 @@ const RETRY_AFTER_S = 5
 export class SnsBus implements Bus {
   readonly #sns: SNSClient
   readonly #topicArn: string
+  readonly #sqs: SQSClient | null
 
-  constructor(sns: SNSClient, topicArn: string) {
+  /** `sqs`: for redriving dead letters to the queue they came from (admin routes, CLI). */
+  constructor(sns: SNSClient, topicArn: string, sqs: SQSClient | null = null) {
     this.#sns = sns
     this.#topicArn = topicArn
+    this.#sqs = sqs
   }
 
   /** SNS takes no part in a Postgres transaction: publish runs with none open (see `Bus`). */
@@ -38,9 +43,39 @@ export class SnsBus implements Bus {
       if (err instanceof PartTooLargeError) throw new EventTooLargeError(err.eventId, PART_MAX_BYTES)
       throw err
     }
+    // One bound for the whole publish, whatever the number of PublishBatch calls.
+    const signal = AbortSignal.timeout(CALL_DEADLINE_MS)
     try {
       // In order, one batch after the other: FIFO keeps an org's parts in publishing order.
-      for (const batch of batches(parts)) await publishBatch(this.#sns, this.#topicArn, batch)
+      for (const batch of batches(parts)) await publishBatch(this.#sns, this.#topicArn, batch, signal)
+    } catch (err) {
+      if (err instanceof AwsCallError) {
+        throw new UnavailableError('The event bus is temporarily unavailable; retry later.', RETRY_AFTER_S, err)
+      }
+      throw err
+    }
+  }
+
+  /**
+   * Back to the SQS queue the dead letter came from, for that consumer only (publishing to the
+   * topic would hand it to every consumer again). The dedupe id is the redrive's own, so SQS's
+   * five-minute deduplication never drops it as a repeat of the original.
+   */
+  async redeliver(message: BusMessage, to: RedeliverTarget, { orgId }: PublishContext & { tx: Tx }): Promise<void> {
+    if (!this.#sqs) throw new UnavailableError('Redrive needs the SQS client of the cluster bus; it is not configured here.', RETRY_AFTER_S)
+    if (!/^https?:\/\/.+\.fifo$/.test(to.source)) {
+      throw new AppError(409, 'redrive_unavailable', 'This dead letter came from the local bus; it can only be redriven with BUS=local.')
+    }
+    const parts = encodeMessage(orgId, message)
+    try {
+      for (const [i, p] of parts.entries()) {
+        await sendMessage(this.#sqs, to.source, {
+          body: p.body,
+          groupId: p.groupId,
+          dedupeId: `${orgId}:r:${to.redriveId}:${i}`,
+          attributes: { [ORG_ATTRIBUTE]: p.groupId },
+        })
+      }
     } catch (err) {
       if (err instanceof AwsCallError) {
         throw new UnavailableError('The event bus is temporarily unavailable; retry later.', RETRY_AFTER_S, err)

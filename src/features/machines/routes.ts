@@ -8,17 +8,18 @@
  */
 import type { MiddlewareHandler } from 'hono'
 import type { CredentialResolver } from '../../auth/credentials.ts'
-import { readJson } from '../../http/body.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { normalizeDaemonEvent } from '../ingest/events.ts'
-import { batchBody, eventsOf, MAX_BATCH_BYTES } from '../ingest/routes.ts'
+import { readEventBatch, normalizeBatch } from '../ingest/batch.ts'
+import { batchBody, MAX_BATCH_BYTES } from '../ingest/routes.ts'
+import { DaemonEventBatch } from '../ingest/schema.ts'
 import { acceptEvents } from '../ingest/service.ts'
+import { quotaHeaders } from '../ingest/rate-limit.ts'
 import { notModified } from './policies.ts'
 import {
   AgentsBody,
   AgentsResponse,
-  EventsEnvelope,
   EventsResponse,
   GraphsBody,
   GraphsResponse,
@@ -111,7 +112,7 @@ export function mountMachines(
       tags,
       auth: true,
       params: MachineParams,
-      rawBody: EventsEnvelope,
+      rawBody: DaemonEventBatch,
       responses: {
         200: {
           description: 'Durably accepted; per-item outcomes (also when some or all items were rejected: a retry cannot fix them)',
@@ -119,13 +120,15 @@ export function mountMachines(
         },
       },
     },
-    guard,
+    // RateLimit fields on every answer of a route charged to the ingest quota (issue 14).
+    [...guard, quotaHeaders(deps.limiter)],
     async (c, { params }) => {
       const principal = c.get('principal')
       const machineId = await resolveMachine(deps, principal, params.id)
-      const events = eventsOf(await readJson(c.req.raw, MAX_BATCH_BYTES))
+      // Each item measured before it is parsed: a hostile one is rejected alone (issue 14).
+      const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
       const now = Date.now()
-      const items = events.map((e, i) => normalizeDaemonEvent(e, `/events/${i}`, now, machineId))
+      const items = await normalizeBatch(batch, (e, base) => normalizeDaemonEvent(e, base, now, machineId))
       const out = await acceptEvents(deps, principal.orgId, items, machineId)
       return c.json(batchBody(out), 200)
     },

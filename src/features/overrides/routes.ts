@@ -51,6 +51,8 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
       params: EventParams,
       body: DecideBody,
       bodyLimit: 8 * 1024,
+      // A retry whose first answer was lost gets that answer, not 409 override_used.
+      idempotent: true,
       responses: { 200: { description: 'Decided; the token is now used', schema: DecisionView } },
     },
     [deps.anyAuth],

@@ -12,7 +12,7 @@
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../ingest/bus.ts'
-import type { SessionLifecycle } from '../ingest/lifecycle.ts'
+import { lifecycleTime, type SessionLifecycle } from '../ingest/lifecycle.ts'
 import type { Claimed } from '../../workers/consume.ts'
 
 interface SessionDelta {
@@ -48,17 +48,19 @@ export function parentKeyOf(sessionKey: string, explicit: unknown): string | nul
 
 export async function applySessions(tx: Tx, batches: Claimed[]): Promise<void> {
   const events = new Map<string, { event: WireEvent; machineId: string | null }>()
-  const lifecycles: SessionLifecycle[] = []
+  const lifecycles: { l: SessionLifecycle; at: string }[] = []
   for (const { message } of batches) {
-    if (message.kind === 'lifecycle') lifecycles.push(message.lifecycle)
+    // Clamped to the clock window (issue 14): an impossible or absurd time, such as year 0,
+    // which Postgres cannot store, used to fail this batch forever.
+    if (message.kind === 'lifecycle') lifecycles.push({ l: message.lifecycle, at: lifecycleTime(message.lifecycle, message.receivedAt) })
     else for (const event of message.events) events.set(event.eventKey, { event, machineId: message.machineId })
   }
   const touched = new Set<string>()
   if (events.size > 0) await countEvents(tx, events, touched)
   // Lifecycle after events: a batch of both leaves the session in its reported state.
-  lifecycles.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp))
-  for (const l of lifecycles) {
-    await applyLifecycle(tx, l)
+  lifecycles.sort((a, b) => Date.parse(a.at) - Date.parse(b.at))
+  for (const { l, at } of lifecycles) {
+    await applyLifecycle(tx, l, at)
     touched.add(l.session_id)
   }
   if (touched.size > 0) await linkParents(tx, [...touched])
@@ -192,8 +194,7 @@ async function countEvents(tx: Tx, all: Map<string, { event: WireEvent; machineI
  * One lifecycle event. Out-of-order delivery is expected (SPEC §9.3): an `ended` session is only
  * reopened by a report newer than its end.
  */
-async function applyLifecycle(tx: Tx, l: SessionLifecycle) {
-  const at = new Date(l.timestamp).toISOString()
+async function applyLifecycle(tx: Tx, l: SessionLifecycle, at: string) {
   await tx`
     insert into sessions (org_id, session_key, parent_key, session_name, model, signing_id, platform, state,
                           started_at, ended_at)

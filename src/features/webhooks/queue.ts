@@ -104,11 +104,17 @@ export async function markDue(tx: Tx, at: Date): Promise<void> {
     on conflict (org_id) do update set due_at = least(webhook_dispatch.due_at, excluded.due_at)`
 }
 
-/** Orgs with deliveries due now, most overdue first (through the `webhook_discovery` policy). */
-export function dueOrgs(sql: Sql, limit: number): Promise<{ org: string }[]> {
+/**
+ * Orgs with deliveries due now, most overdue first (through the `webhook_discovery` policy),
+ * leaving out `exclude`: orgs the caller cannot serve at the moment (all their slots busy). Without
+ * it, a few saturated orgs that stay overdue would fill every answer and hide the others (issue 14).
+ */
+export function dueOrgs(sql: Sql, limit: number, exclude: readonly string[] = []): Promise<{ org: string }[]> {
   return withSettings(sql, { 'app.webhook_dispatcher': 'on' }, (tx) =>
     tx<{ org: string }[]>`
-      select org_id::text as org from webhook_dispatch where due_at <= now() order by due_at limit ${limit}`,
+      select org_id::text as org from webhook_dispatch
+       where due_at <= now() and not (org_id = any(${exclude as string[]}::uuid[]))
+       order by due_at limit ${limit}`,
   )
 }
 
@@ -125,25 +131,55 @@ export interface ClaimedDelivery {
   previous_secret_ciphertext: Buffer | null
 }
 
+/** How much a claim may take: in all, and per endpoint given what is already in flight. */
+export interface ClaimLimits {
+  /** Deliveries claimed at most. */
+  limit: number
+  /** Attempts allowed in flight to one webhook at once. */
+  perEndpoint: number
+  /** Attempts already in flight, by webhook id (this org's webhooks only). */
+  busy: ReadonlyMap<string, number>
+}
+
 /**
- * Claims up to `limit` due deliveries of the transaction's org, leasing each for `leaseMs`.
- * Returns null when another instance holds the org's dispatch row (it is working on this org).
+ * Claims due deliveries of the transaction's org, leasing each for `leaseMs`. Returns null when
+ * another instance holds the org's dispatch row (it is working on this org).
+ *
+ * Per webhook, at most its free slots (`perEndpoint` less what is in flight) are taken, oldest
+ * first; across webhooks the claim goes round-robin (every webhook's first due delivery before any
+ * webhook's second), so one endpoint with a deep backlog neither fills the claim nor holds back
+ * the org's other endpoints (issue 14).
  *
  * Ordering: the dispatch row is locked first, then deliveries are claimed, then the due time is
  * recomputed from what is still pending (leased rows included, so a lost lease is found again).
  * An enqueue committed before the lock is seen by the claim; one committing after it waits on the
  * lock and then lowers the due time itself.
  */
-export async function claimDue(tx: Tx, limit: number, leaseMs: number): Promise<ClaimedDelivery[] | null> {
+export async function claimDue(tx: Tx, limits: ClaimLimits, leaseMs: number): Promise<ClaimedDelivery[] | null> {
   const held = await tx`select 1 from webhook_dispatch where org_id = app_current_org() for update skip locked`
   if (held.length === 0) return null
+  const busyIds = [...limits.busy.keys()]
+  const busyCounts = busyIds.map((id) => limits.busy.get(id)!)
   const rows = await tx<ClaimedDelivery[]>`
-    with due as (
-      select id from webhook_deliveries
-       where status = 'pending' and next_attempt_at <= now()
-       order by next_attempt_at, id
-       limit ${limit}
-       for update skip locked),
+    with busy as (
+      select * from unnest(${busyIds}::uuid[], ${busyCounts}::int[]) as b(webhook_id, n)),
+    candidates as (
+      select c.id, c.rank, c.next_attempt_at
+        from webhooks w
+        left join busy on busy.webhook_id = w.id
+       cross join lateral (
+         select d.id, d.next_attempt_at, row_number() over (order by d.next_attempt_at, d.id) as rank
+           from webhook_deliveries d
+          where d.webhook_id = w.id and d.status = 'pending' and d.next_attempt_at <= now()
+          order by d.next_attempt_at, d.id
+          limit greatest(${limits.perEndpoint}::int - coalesce(busy.n, 0), 0)) c),
+    due as (
+      select d.id from webhook_deliveries d
+        join candidates c on c.id = d.id
+       where d.status = 'pending' and d.next_attempt_at <= now()
+       order by c.rank, c.next_attempt_at, d.id
+       limit ${limits.limit}
+       for update of d skip locked),
     claimed as (
       update webhook_deliveries d
          set attempt_count = d.attempt_count + 1,

@@ -155,6 +155,11 @@ export class TargetRefusedError extends Error {
   override name = 'TargetRefusedError'
 }
 
+/** The host of a webhook URL did not resolve (an error, or no address). */
+export class DnsLookupError extends Error {
+  override name = 'DnsLookupError'
+}
+
 /**
  * Resolves the URL's host and checks every address it resolves to; throws TargetRefusedError
  * when the URL or any address is not allowed. Called before each delivery attempt, with the
@@ -171,9 +176,9 @@ export async function resolveTarget(rawUrl: string, policy: TargetPolicy, signal
     addresses = await abortable(lookup(host, { all: true, verbatim: true }), signal)
   } catch (err) {
     if (signal?.aborted) throw signal.reason
-    throw new Error(`DNS lookup of ${host} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new DnsLookupError(`DNS lookup of ${host} failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
-  if (addresses.length === 0) throw new Error(`DNS lookup of ${host} returned no address`)
+  if (addresses.length === 0) throw new DnsLookupError(`DNS lookup of ${host} returned no address`)
   for (const { address } of addresses) {
     const refusal = addressRefusal(address, policy.allowPrivate)
     if (refusal) throw new TargetRefusedError(`${host} resolves to a refused address: ${refusal}`)
