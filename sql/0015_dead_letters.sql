@@ -16,7 +16,10 @@ GRANT UPDATE (attempts, first_failed_at, last_failed_at) ON bus_pending TO quint
 -- consumer's claim of a batch here; the SQS consumer moves the message here and deletes it from
 -- its queue (the queue's own dead-letter queue stays the backstop for what cannot be attributed
 -- to an org). The payload is the message as that consumer received it, so a redrive replays
--- exactly it, to that consumer only.
+-- exactly it, to that consumer only; the one exception is what jsonb cannot hold (a NUL or a lone
+-- surrogate, which the bus's json payload accepts), stored as U+FFFD by the consumer, so that
+-- every message can be set aside (issue 14). The column stays jsonb: the routes count a dead
+-- letter's events with jsonb_array_length.
 CREATE TABLE bus_dead_letters (
   org_id          uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
   id              uuid NOT NULL DEFAULT gen_random_uuid(),

@@ -24,6 +24,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ HOME: '/home/op' }, '/').dataDir).toBe('/home/op/.quint')
     expect(loadConfig({ HOME: '/home/op', QUINT_DATA_DIR: '/var/lib/q' }, '/').dataDir).toBe('/var/lib/q')
     expect(loadConfig({ HOME: '/home/op' }, '/srv').dataDir).toBe('/srv/.quint')
+    // A uid with no passwd entry gets HOME=/ (docker run --user): refuse rather than write /.quint.
+    expect(() => loadConfig({ HOME: '/' }, '/')).toThrow(/QUINT_DATA_DIR: relative/)
+    expect(loadConfig({ HOME: '/', QUINT_DATA_DIR: '/data' }, '/').dataDir).toBe('/data')
+  })
+
+  test('a drain delay past half the shutdown deadline is refused', () => {
+    expect(() => loadConfig({ SHUTDOWN_TIMEOUT_MS: '2000', SHUTDOWN_DRAIN_DELAY_MS: '3000' })).toThrow(/SHUTDOWN_DRAIN_DELAY_MS/)
+    expect(loadConfig({ SHUTDOWN_TIMEOUT_MS: '2000', SHUTDOWN_DRAIN_DELAY_MS: '1000' }).SHUTDOWN_DRAIN_DELAY_MS).toBe(1000)
   })
 
   test('reports every bad variable at once and never echoes a DSN', () => {

@@ -311,6 +311,16 @@ export function loadConfig(
     if (!name.ok) problems.push(`QUINT_BOOTSTRAP_ORG: ${name.reason}`)
   }
   problems.push(...busProblems(value as Partial<Env>))
+  const v = value as Partial<Env>
+  // The drain delay is taken off the top of the deadline: at or past it, no step after it would
+  // get any time (the embedded Postgres would be left running).
+  if (v.SHUTDOWN_DRAIN_DELAY_MS !== undefined && v.SHUTDOWN_TIMEOUT_MS !== undefined && v.SHUTDOWN_DRAIN_DELAY_MS > v.SHUTDOWN_TIMEOUT_MS / 2) {
+    problems.push('SHUTDOWN_DRAIN_DELAY_MS: must be at most half of SHUTDOWN_TIMEOUT_MS, which the drain delay is part of')
+  }
+  const dataDir = typeof v.QUINT_DATA_DIR === 'string' ? dataDirOf(v.QUINT_DATA_DIR, cwd, env.HOME) : null
+  if (dataDir !== null && path.dirname(dataDir) === path.parse(dataDir).root && !path.isAbsolute(v.QUINT_DATA_DIR!)) {
+    problems.push('QUINT_DATA_DIR: relative, and both the working directory and HOME are `/`: set an absolute directory')
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   const parsed = value as Env
   const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, QUINT_CONSUMERS, ...rest } = parsed

@@ -35,8 +35,9 @@ const COMMANDS: Record<string, string> = {
     List, across orgs, the bus messages consumers set aside after BUS_MAX_ATTEMPTS failed
     attempts, or hand them back to their consumer (docs/dead-letters.md).`,
   healthcheck: `healthcheck [--url URL]
-    Exit 0 if the service answers /ready with 200 (for container health checks). URL is a base
-    URL (http://host:8000) or the full /ready URL; default: this configuration's HOST and PORT.`,
+    Exit 0 if the service answers /ready with 200, else 1, bad usage included (for container
+    health checks, which reserve 2). URL is a base URL (http://host:8000) or the full /ready URL;
+    default: this configuration's HOST and PORT.`,
   config: `config [--markdown] [--write FILE]
     Print the effective configuration (secrets scrubbed), the reference table (--markdown), or
     update FILE's table between its config markers (--write).`,
@@ -62,7 +63,9 @@ class UsageError extends Error {
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv
   if (command === 'help' || command === '--help' || command === '-h') {
-    console.log(USAGE)
+    const [topic] = rest
+    if (topic !== undefined && !COMMANDS[topic]) throw new UsageError(`unknown command "${topic}"`)
+    console.log(topic === undefined ? USAGE : `Usage: quint-cloud ${COMMANDS[topic]}`)
     return 0
   }
   if (command === '--version' || command === 'version') {
@@ -77,7 +80,13 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'config') return configCommand(rest)
-  if (command === 'healthcheck') return healthcheck(rest)
+  if (command === 'healthcheck') {
+    // Docker reserves exit code 2 of a HEALTHCHECK: anything wrong here is "unhealthy" (1).
+    return healthcheck(rest).catch((err: unknown) => {
+      console.error(`error: ${scrub(err instanceof Error ? err.message : String(err))}`)
+      return 1
+    })
+  }
 
   const config = loadConfig()
   switch (command) {
@@ -183,7 +192,8 @@ function readyUrl(given: string): string {
     throw new UsageError(`--url: not a URL: ${given}`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url: must be http(s): ${given}`)
-  if (!url.pathname.endsWith('/ready')) url.pathname = `${url.pathname.replace(/\/+$/, '')}/ready`
+  const base = url.pathname.replace(/\/+$/, '')
+  url.pathname = base.endsWith('/ready') ? base : `${base}/ready`
   return url.toString()
 }
 
@@ -205,8 +215,13 @@ async function configCommand(args: string[]): Promise<number> {
   else {
     try {
       const { dataDir, bootstrapOrg, ...rest } = loadConfig()
+      // Keys and secrets by name (a 64-hex master key has no shape to recognise), DSNs by shape.
+      const secret = /(_KEY|_SECRET|_PASSWORD|_TOKEN)$/
       const shown = Object.fromEntries(
-        Object.entries({ ...rest, dataDir, bootstrapOrg }).map(([k, v]) => [k, typeof v === 'string' ? scrub(v) : v]),
+        Object.entries({ ...rest, dataDir, bootstrapOrg }).map(([k, v]) => [
+          k,
+          typeof v === 'string' ? (secret.test(k) ? '[REDACTED]' : scrub(v)) : v,
+        ]),
       )
       console.log(JSON.stringify(shown, null, 2))
     } catch (err) {

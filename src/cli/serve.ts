@@ -18,7 +18,7 @@ import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
 import { WebhookDispatcher } from '../features/webhooks/dispatcher.ts'
 import { closeUnreadBodies } from '../http/body.ts'
 import { problem } from '../http/problem.ts'
-import { ensurePartitions, openDatabase } from '../infra/database.ts'
+import { ensurePartitions, openDatabase, OpenAbortedError, type Database } from '../infra/database.ts'
 import type { Logger } from '../infra/log.ts'
 import { createMetrics } from '../infra/metrics.ts'
 import { RedisStateStore } from '../infra/redis.ts'
@@ -41,17 +41,32 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   // is acted on as soon as the steps registered so far can be unwound, never by dying mid-way.
   let starting = true
   let pendingSignal: NodeJS.Signals | null = null
+  // Set by a signal during start-up: the step in progress is abandoned (a migration waiting on
+  // another instance's lock can wait forever) and no later step runs (issue 14).
+  const interrupted = new AbortController()
+  let db: Database | null = null
+  const exit = async (code: number) => {
+    // A database step left behind must not leave an embedded Postgres running without us.
+    db?.abandon()
+    await new Promise<void>((resolve) => log.flush(() => resolve()))
+    process.exit(code)
+  }
   const stop = (signal: NodeJS.Signals) => {
-    void lifecycle.shutdown(signal, config.SHUTDOWN_TIMEOUT_MS).then(async (clean) => {
-      await new Promise<void>((resolve) => log.flush(() => resolve()))
-      process.exit(clean ? 0 : 1)
-    })
+    void lifecycle.shutdown(signal, config.SHUTDOWN_TIMEOUT_MS).then((clean) => exit(clean ? 0 : 1))
   }
   const onSignal = (signal: NodeJS.Signals) => {
-    if (starting) {
-      log.info({ signal }, 'signal during start-up; stopping once start-up steps are unwound')
-      pendingSignal ??= signal
-    } else stop(signal)
+    if (!starting) return stop(signal)
+    if (pendingSignal) {
+      log.warn({ signal }, 'second signal during start-up; exiting now')
+      return void exit(1)
+    }
+    log.info({ signal }, 'signal during start-up; abandoning start-up and stopping')
+    pendingSignal = signal
+    interrupted.abort()
+  }
+  /** Between start-up steps: a signal that arrived meanwhile ends start-up here. */
+  const checkpoint = () => {
+    if (pendingSignal) throw new OpenAbortedError('start-up interrupted by a signal')
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
@@ -74,10 +89,10 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     { share: 6 },
   )
 
-  let db: Awaited<ReturnType<typeof openDatabase>> | null = null
   let dbStep = false
   try {
-    db = await openDatabase(config, log, { serve: true })
+    db = await openDatabase(config, log, { serve: true, signal: interrupted.signal })
+    checkpoint()
     const database = db
     // BUS=local: Postgres tables; BUS=sns: SNS FIFO → SQS FIFO (docs/cluster.md).
     const bus = wireBus(config, database.app)
@@ -90,6 +105,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     const composed = composeApp({ config, sql: database.app, log, metrics, lifecycle, bus: bus.bus, redis, secrets })
     server.reload({ fetch: closeUnreadBodies(composed.app.fetch), error: serverError(log) })
     void composed.start()
+    checkpoint()
 
     const consumers = new ConsumerPool(
       config.consumers,
@@ -137,27 +153,29 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     }, PARTITION_CHECK_MS)
     partitions.unref()
     lifecycle.onShutdown('timers', () => clearInterval(partitions))
-    lifecycle.onShutdown('database', () => database.close(), { share: 2 })
+    lifecycle.onShutdown('database', (budgetMs) => database.close(budgetMs), { share: 2 })
     dbStep = true
 
+    checkpoint()
     if (config.bootstrapOrg) {
       const created = await bootstrapFirstOrg(database.app, config.bootstrapOrg)
       if (created) printFirstStart(created)
     }
+    checkpoint()
     lifecycle.markReady()
     log.info(
       { port: server.port, host: config.HOST, database: config.DATABASE_URL ? 'external' : 'embedded', data_dir: config.dataDir },
       'quint-cloud ready',
     )
   } catch (err) {
-    // Nothing may outlive a failed start: the listener, the pool, an embedded Postgres.
-    await lifecycle.shutdown('start-up failed', config.SHUTDOWN_TIMEOUT_MS)
+    // Nothing may outlive a failed or interrupted start: the listener, the pool, an embedded Postgres.
+    const clean = await lifecycle.shutdown(pendingSignal ?? 'start-up failed', config.SHUTDOWN_TIMEOUT_MS)
     if (db && !dbStep) await db.close().catch(() => {})
-    throw err
+    if (!pendingSignal) throw err
+    return void exit(clean ? 0 : 1)
   } finally {
     starting = false
   }
-  if (pendingSignal) stop(pendingSignal)
 }
 
 /**

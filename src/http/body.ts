@@ -133,19 +133,23 @@ export async function readLimited(body: ReadableStream<Uint8Array>, limit: numbe
 
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-/** Parses a JSON body: 415 unless the type is JSON, 413 over `limit`, 400 when malformed. */
-export async function readJson(req: Request, limit: number): Promise<unknown> {
+/** A JSON body's text: 415 unless the type is JSON, 413 over `limit` (decoded bytes), 400 unless UTF-8. */
+export async function readJsonText(req: Request, limit: number): Promise<string> {
   const type = req.headers.get('content-type') ?? ''
   if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) {
     throw new UnsupportedMediaTypeError('application/json')
   }
   const bytes = await readBytes(req, limit)
-  let text: string
   try {
-    text = decoder.decode(bytes)
+    return decoder.decode(bytes)
   } catch {
     throw new BadRequestError('The request body is not valid UTF-8.')
   }
+}
+
+/** Parses a JSON body: 415 unless the type is JSON, 413 over `limit`, 400 when malformed, 422 when hostile in shape. */
+export async function readJson(req: Request, limit: number): Promise<unknown> {
+  const text = await readJsonText(req, limit)
   if (text.trim() === '') throw new BadRequestError('The request body is empty; a JSON document is required.')
   refuseHostileShape(text)
   try {

@@ -57,6 +57,16 @@ interface Existing {
   response: Buffer | null
 }
 
+interface ClaimRequest {
+  orgId: string
+  credential: string
+  key: string
+  method: string
+  path: string
+  fingerprint: Buffer
+  claim: string
+}
+
 export class IdempotencyStore {
   private readonly sql: Sql
   private readonly secrets: SecretBox
@@ -67,23 +77,12 @@ export class IdempotencyStore {
   }
 
   /**
-   * Runs `handler` at most once per key: without the header, or without an authenticated caller,
-   * it simply runs. `input` is the validated query and body (the fingerprint with method and path).
+   * Claims the key for this request (null), or returns the row another request holds or
+   * completed; undefined when that row was released between the two statements.
    */
-  async run(c: Context<AppEnv>, input: { query: unknown; body: unknown }, handler: () => Response | Promise<Response>): Promise<Response> {
-    const header = c.req.header('idempotency-key')
-    const principal = c.get('principal')
-    if (header === undefined || !principal) return handler()
-    const key = parseIdempotencyKey(header)
-    const orgId = principal.orgId
-    const credential = principal.tokenId
-    const method = c.req.method
-    const path = c.req.path
-    const fingerprint = requestFingerprint(method, path, input.query, input.body)
-    const claim = randomUUID()
-    const context = JSON.stringify(['idempotency', orgId, credential, key])
-
-    const existing = await withOrg(this.sql, orgId, async (tx) => {
+  #claim(r: ClaimRequest): Promise<Existing | null | undefined> {
+    const { credential, key, method, path, fingerprint, claim } = r
+    return withOrg(this.sql, r.orgId, async (tx) => {
       // Expired keys of this org go a batch at a time, on the way: no sweeper to run or forget.
       await tx`
         delete from idempotency_keys where ctid = any(array(
@@ -104,8 +103,35 @@ export class IdempotencyStore {
       const [row] = await tx<Existing[]>`
         select state, fingerprint, status, response from idempotency_keys
          where credential = ${credential} and key = ${key}`
-      return row ?? null
+      // Released meanwhile: nothing to replay and no claim of ours; the caller claims again.
+      return row ?? undefined
     })
+  }
+
+  /**
+   * Runs `handler` at most once per key: without the header, or without an authenticated caller,
+   * it simply runs. `input` is the validated query and body (the fingerprint with method and path).
+   */
+  async run(c: Context<AppEnv>, input: { query: unknown; body: unknown }, handler: () => Response | Promise<Response>): Promise<Response> {
+    const header = c.req.header('idempotency-key')
+    const principal = c.get('principal')
+    if (header === undefined || !principal) return handler()
+    const key = parseIdempotencyKey(header)
+    const orgId = principal.orgId
+    const credential = principal.tokenId
+    const method = c.req.method
+    const path = c.req.path
+    const fingerprint = requestFingerprint(method, path, input.query, input.body)
+    const claim = randomUUID()
+    const context = JSON.stringify(['idempotency', orgId, credential, key])
+
+    // A claim released between our insert and our select leaves no row to read: claim again
+    // (a bounded number of times), never run the handler without a claim.
+    let existing: Existing | null | undefined
+    for (let round = 0; round < 3 && existing === undefined; round++) {
+      existing = await this.#claim({ orgId, credential, key, method, path, fingerprint, claim })
+    }
+    if (existing === undefined) throw new IdempotencyKeyInFlightError()
 
     if (existing) {
       if (!Buffer.from(existing.fingerprint).equals(fingerprint)) throw new IdempotencyKeyMismatchError()

@@ -12,25 +12,10 @@
  * - operationIds are unique (a duplicate throws) and every tag is declared.
  */
 import type { TSchema } from '@sinclair/typebox'
+import type { RouteSpec } from './openapi.ts'
 
-type Method = 'get' | 'post' | 'put' | 'patch' | 'delete'
-
-/** What the document needs of a route spec (src/http/openapi.ts `RouteSpec`). */
-export interface DocumentedRoute {
-  method: Method
-  path: string
-  operationId: string
-  summary: string
-  tags: string[]
-  auth: boolean
-  params?: TSchema
-  query?: TSchema
-  body?: TSchema
-  rawBody?: TSchema
-  /** Honours `Idempotency-Key`: documented as a header parameter with its 409 and 422. */
-  idempotent?: boolean
-  responses: Record<number, { description: string; schema?: TSchema; headers?: Record<string, string> }>
-}
+/** What the document needs of a route: its spec as registered (src/http/openapi.ts). */
+export type DocumentedRoute = RouteSpec<TSchema | undefined, TSchema | undefined, TSchema | undefined>
 
 export interface DocumentInfo {
   title: string
@@ -62,7 +47,7 @@ const API_DESCRIPTION = [
 const BEARER_DESCRIPTION = [
   'One of:',
   '- an admin API key: `qk_` + 64 hex (scope `admin`);',
-  '- a deploy token: `qt_deploy_` + 32 hex (scopes `ingest`, `read`), or a machine service token `qt_sk_…` (`ingest`);',
+  '- a deploy token: `qt_deploy_` + 32 hex (scopes `ingest`, `read`), or a machine service token `qt_sk_…` (`ingest`, `read`);',
   '- a signed ES256 JWT of the token hierarchy, sent with its type prefix: `qt_app_`, `qt_bearer_`, `qt_agent_`,',
   '  `qt_subagent_`, `qt_session_` or `qt_override_` followed by the JWT.',
   '',

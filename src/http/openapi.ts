@@ -20,7 +20,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/
 const EPOCH_MS = 0
 const YEAR_10000_MS = Date.UTC(10000, 0, 1)
-export const DATE_TIME_MESSAGE = 'must be an RFC 3339 date-time of a real date between 1970 and 9999, e.g. 2026-01-31T12:00:00Z'
+export const DATE_TIME_MESSAGE =
+  'must be an RFC 3339 date-time of a real date between 1970 and 9999, offset within ±15:59, e.g. 2026-01-31T12:00:00Z'
 
 /**
  * RFC 3339, a real calendar date and time, at an instant from 1970 to 9999 (issue 14): `Date.parse`
@@ -37,7 +38,8 @@ export function isDateTime(v: string): boolean {
   let offsetMin = 0
   if (m[7]) {
     const [oh, om] = [Number(m[8]), Number(m[9])]
-    if (oh > 23 || om > 59) return false
+    // RFC 3339 allows offsets to ±23:59; Postgres takes ±15:59 and no real zone is past ±14:00.
+    if (oh > 15 || om > 59) return false
     offsetMin = (m[7] === '-' ? -1 : 1) * (oh * 60 + om)
   }
   const t = Date.UTC(y, mo - 1, d, h, mi, s) - offsetMin * 60_000

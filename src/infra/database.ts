@@ -16,8 +16,15 @@ export interface Database {
   readonly appTarget: DbTarget
   readonly ownerTarget: DbTarget
   readonly migration: MigrationResult
-  /** Ends the pool, then stops the embedded server if this process runs it. */
-  close(): Promise<void>
+  /** Ends the pool (within `budgetMs`, default 5 s), then stops the embedded server if this process runs it. */
+  close(budgetMs?: number): Promise<void>
+  /** The embedded server (if this process runs it) is told to stop, without waiting. */
+  abandon(): void
+}
+
+/** Start-up was interrupted (a signal) while the database was being opened or migrated. */
+export class OpenAbortedError extends Error {
+  override name = 'OpenAbortedError'
 }
 
 export class UnsafeRoleError extends Error {
@@ -39,7 +46,7 @@ export async function openDatabase(
     | 'PARTITION_MONTHS_AHEAD'
   >,
   log: Logger,
-  options: { serve: boolean } = { serve: false },
+  options: { serve: boolean; signal?: AbortSignal } = { serve: false },
 ): Promise<Database> {
   let embedded: EmbeddedPostgres | null = null
   let ownerTarget: DbTarget
@@ -60,24 +67,46 @@ export async function openDatabase(
   }
 
   try {
-    const prepared = await prepareDatabase(
-      { owner: ownerTarget, app: appTarget, appPassword: embedded?.app.password },
-      config,
-      log,
-    )
+    const preparing = prepareDatabase({ owner: ownerTarget, app: appTarget, appPassword: embedded?.app.password }, config, log)
+    // Migrations can wait on another instance's lock for as long as it holds it: a signal must
+    // not wait with them (issue 14). The abandoned migration dies with the process.
+    options.signal?.addEventListener('abort', () => void preparing.then((p) => p.app.end({ timeout: 0 }), () => {}), { once: true })
+    const prepared = await abortable(preparing, options.signal)
     return {
       ...prepared,
       appTarget,
       ownerTarget,
-      async close() {
-        await prepared.app.end({ timeout: 5 })
+      async close(budgetMs = 10_000) {
+        await prepared.app.end({ timeout: Math.max(0.1, budgetMs / 2_000) })
         await embedded?.stop()
+      },
+      abandon() {
+        embedded?.signalStop()
       },
     }
   } catch (err) {
     await embedded?.stop()
     throw err
   }
+}
+
+function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new OpenAbortedError('start-up interrupted while the database was being prepared'))
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (r) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(r)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
+  })
 }
 
 /**

@@ -41,6 +41,11 @@ export interface EmbeddedPostgres {
   readonly app: { user: string; password: string }
   /** Stops the server if this process started or adopted it. */
   stop(): Promise<void>
+  /**
+   * Asks the server to stop (fast shutdown) without waiting: for an exit that cannot wait for
+   * `stop`, so that no Postgres outlives the process that owns it.
+   */
+  signalStop(): void
 }
 
 const PORT = 5432
@@ -109,6 +114,10 @@ export async function startEmbeddedPostgres(options: {
       async stop() {
         if (owns) await stopPostmaster(pgDir, log)
         serving?.release()
+      },
+      signalStop() {
+        const pid = owns ? verifiedPostmaster(pgDir)?.pid : undefined
+        if (pid) process.kill(pid, 'SIGINT')
       },
     }
   } catch (err) {

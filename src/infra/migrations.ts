@@ -67,7 +67,7 @@ export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)
   .sort((a, b) => a.version - b.version)
 
 // pg_advisory_xact_lock key: any constant unique to this purpose.
-const LOCK_KEY = 0x71756e74
+export const MIGRATION_LOCK_KEY = 0x71756e74
 
 export class MigrationError extends Error {
   override name = 'MigrationError'
@@ -85,7 +85,7 @@ export async function migrate(
 ): Promise<MigrationResult> {
   // Under the lock too: concurrent `create table if not exists` race on pg_type (42710).
   await owner.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`
     await tx`
       create table if not exists quint_schema_migrations (
         version    integer primary key,
@@ -97,7 +97,7 @@ export async function migrate(
   const applied: MigrationResult['applied'] = []
   for (;;) {
     const next = await owner.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
+      await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`
       const rows = await tx<{ version: number; name: string; checksum: string }[]>`
         select version, name, checksum from quint_schema_migrations order by version`
       verifyHistory(rows, migrations)

@@ -37,6 +37,11 @@ export interface DrainOptions {
   onBatchError?: (orgId: string, batchId: string, attempts: number, err: unknown) => void
   /** A batch was set aside in `bus_dead_letters` after its last attempt. */
   onDeadLetter?: (orgId: string, batchId: string) => void
+  /**
+   * Setting a batch aside failed (not a database outage): the batch stays pending, is retried
+   * with backoff and the move tried again; the org's round goes on.
+   */
+  onDeadLetterError?: (orgId: string, batchId: string, err: unknown) => void
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 5
@@ -221,9 +226,31 @@ export function describeError(err: unknown): { errorClass: string; errorMessage:
 }
 
 /**
+ * A message's JSON text as `jsonb` can hold it. Postgres's `json` (the bus's payload) keeps any
+ * escape, but `jsonb` refuses `\u0000` (22P05) and lone surrogates (issue 14: a bus message with
+ * a NUL in a lifecycle report's unknown field could never be dead-lettered, and the failed move
+ * aborted the org's round every time). Those escapes become `\ufffd`, as ingest does for
+ * free-form content; everything else is kept byte for byte. One left-to-right pass over the
+ * escapes, so an escaped backslash (`\\u0000`, the text "\u0000") is never taken for one.
+ */
+export function storableJson(text: string): string {
+  if (!text.includes('\\u')) return text
+  return text.replace(
+    /\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\[^u]/g,
+    (m: string, _high?: string, _low?: string, one?: string) => {
+      if (one === undefined) return m
+      const c = Number.parseInt(one, 16)
+      return c === 0 || (c >= 0xd800 && c <= 0xdfff) ? '\\ufffd' : m
+    },
+  )
+}
+
+/**
  * Counts a failed attempt, in its own transaction (the failing one rolled back, and the count
  * with it, which is how a poison batch used to be retried forever), and dead-letters the batch
- * once it has used its attempts.
+ * once it has used its attempts. A move that fails for any reason but an outage is reported
+ * (onDeadLetterError) and leaves the batch pending, retried with backoff: it never aborts the
+ * org's round (issue 14).
  */
 async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown, o: DrainOptions) {
   const [row] = await withOrg(sql, orgId, (tx) =>
@@ -236,8 +263,23 @@ async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id
   if (!row) return
   o.onBatchError?.(orgId, id, row.attempts, err)
   if (row.attempts < (o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) return
+  let moved: boolean
+  try {
+    moved = await deadLetter(sql, orgId, consumer, id, err)
+  } catch (moveErr) {
+    if (databaseUnavailable(moveErr)) throw moveErr
+    o.onDeadLetterError?.(orgId, id, moveErr)
+    return
+  }
+  if (moved) o.onDeadLetter?.(orgId, id)
+}
+
+/** Moves this consumer's claim of batch `id` to `bus_dead_letters`; false when it is already gone. */
+async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown): Promise<boolean> {
   const { errorClass, errorMessage } = describeError(err)
-  const moved = await withOrg(sql, orgId, async (tx) => {
+  return withOrg(sql, orgId, async (tx) => {
+    const [batch] = await tx<{ payload: string }[]>`select payload::text as payload from bus_batches where id = ${id}`
+    if (!batch) return false
     // Only this consumer's claim moves: the other consumers apply the batch as usual.
     const [dead] = await tx<{ id: string }[]>`
       with p as (
@@ -246,15 +288,14 @@ async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id
       )
       insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
                                     error_message, first_failed_at, last_failed_at)
-      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, b.payload, p.attempts, ${errorClass},
-             ${errorMessage}, p.first_failed_at, p.last_failed_at
+      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(batch.payload)}::text::jsonb, p.attempts,
+             ${errorClass}, ${errorMessage}, p.first_failed_at, p.last_failed_at
         from p join bus_batches b on b.org_id = p.org_id and b.id = p.batch_id
       on conflict (org_id, consumer, source, message_id) do nothing
       returning id`
     await finishBatches(tx, [id])
     return dead !== undefined
   })
-  if (moved) o.onDeadLetter?.(orgId, id)
 }
 
 export interface RunOptions extends DrainOptions {
@@ -327,6 +368,13 @@ export async function runConsumer(o: RunOptions): Promise<void> {
           onDeadLetter(orgId, batchId) {
             o.log.error({ consumer: o.consumer, org_id: orgId, batch_id: batchId }, 'bus batch dead-lettered; the org\'s later batches go on')
             o.onDeadLetter?.(orgId, batchId)
+          },
+          onDeadLetterError(orgId, batchId, err) {
+            o.log.error(
+              { err, consumer: o.consumer, org_id: orgId, batch_id: batchId },
+              'dead-lettering a bus batch failed; it stays pending and the move is tried again after its next attempt',
+            )
+            o.onDeadLetterError?.(orgId, batchId, err)
           },
         })
       } catch (err) {

@@ -7,7 +7,9 @@
  * SQS deliver the messages again after the visibility timeout; the handlers' ledgers make that
  * a no-op. An org whose handler fails is retried one message at a time, and only the failing
  * message is left undeleted, hidden for a backoff (1 s, doubling) rather than the whole visibility
- * timeout, while the org's later messages and the other orgs go on. At BUS_MAX_ATTEMPTS receives
+ * timeout. The other orgs go on; the org itself does not: its message group in the FIFO queue
+ * returns nothing while one of its messages is in flight or hidden, so the org's later messages
+ * wait out each backoff until the failing one is dead-lettered (docs/dead-letters.md). At BUS_MAX_ATTEMPTS receives
  * the failing message is moved to `bus_dead_letters` (Postgres, the same store as the local bus,
  * listed and redriven the same way) and deleted from the queue; the queue's own dead-letter queue
  * (maxReceiveCount) stays the backstop for what cannot be attributed to an org. A database
@@ -23,7 +25,15 @@ import { decodeBody, WireFormatError } from '../features/ingest/bus-wire.ts'
 import { changeVisibility, deleteMessages, queueDepth, receiveMessages, type ReceivedMessage, type SQSClient } from '../infra/aws.ts'
 import { withOrg, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
-import { databaseUnavailable, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE_MS, describeError, type Claimed, type Handler } from './consume.ts'
+import {
+  databaseUnavailable,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_RETRY_BASE_MS,
+  describeError,
+  storableJson,
+  type Claimed,
+  type Handler,
+} from './consume.ts'
 
 export interface SqsRoundOptions {
   sql: Sql
@@ -194,14 +204,18 @@ async function messageFailed(o: SqsRoundOptions, w: OrgWork, k: number, err: unk
   return { done: false, release: false }
 }
 
-/** Into `bus_dead_letters`; a retry after a crash before the delete finds the row already there. */
+/**
+ * Into `bus_dead_letters`; a retry after a crash before the delete finds the row already there.
+ * The payload as `jsonb` can hold it (issue 14: a NUL in the message made this insert fail, 22P05,
+ * on every receive; storableJson).
+ */
 async function deadLetter(o: SqsRoundOptions, org: string, c: Claimed, m: ReceivedMessage, err: unknown): Promise<void> {
   const { errorClass, errorMessage } = describeError(err)
   await withOrg(o.sql, org, (tx) => tx`
     insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
                                   error_message, first_failed_at, last_failed_at)
     values (app_current_org(), ${o.consumer}, ${o.queueUrl}, ${m.messageId}, ${c.message.kind},
-            ${JSON.stringify(c.message)}::text::jsonb, ${m.receiveCount}, ${errorClass}, ${errorMessage},
+            ${storableJson(JSON.stringify(c.message))}::text::jsonb, ${m.receiveCount}, ${errorClass}, ${errorMessage},
             ${new Date(Math.min(m.firstReceivedAt, Date.now())).toISOString()}::timestamptz, now())
     on conflict (org_id, consumer, source, message_id) do nothing`)
 }

@@ -1,6 +1,8 @@
 /** Runs the real CLI (`bun src/main.ts …`) as a child process, as an operator would. */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
+import { removeDataDir } from '../../src/infra/embedded-postgres.ts'
 
 export const ROOT = path.resolve(import.meta.dir, '../..')
 const MAIN = path.join(ROOT, 'src/main.ts')
@@ -24,6 +26,20 @@ export async function runCli(args: string[], env: Record<string, string>) {
 }
 
 const spawned = new Set<{ proc: ReturnType<typeof Bun.spawn>; dataDir?: string }>()
+const scratch: string[] = []
+
+/** A fresh data dir for a server or command this test file runs; `cleanUp` removes it. */
+export function scratchDataDir(prefix = 'quint-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  scratch.push(dir)
+  return dir
+}
+
+/** Kills what the file started and removes its data dirs (with a relocated cluster, if any). */
+export async function cleanUp(): Promise<void> {
+  await killSpawned()
+  for (const dir of scratch.splice(0)) removeDataDir(dir)
+}
 
 /**
  * Kills every server a test started and still running, and the embedded Postgres under its data

@@ -5,22 +5,12 @@
  */
 import { afterAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { childEnv, freePort, killSpawned, runCli, startServer } from '../helpers/process.ts'
+import { childEnv, cleanUp, freePort, runCli, scratchDataDir, startServer } from '../helpers/process.ts'
 import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
-import { removeDataDir } from '../../src/infra/embedded-postgres.ts'
 
-const dirs: string[] = []
-function dataDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-cli-'))
-  dirs.push(d)
-  return d
-}
-afterAll(async () => {
-  await killSpawned()
-  for (const d of dirs) removeDataDir(d)
-}, HOOK_TIMEOUT_MS)
+const dataDir = () => scratchDataDir('quint-cli-')
+afterAll(cleanUp, HOOK_TIMEOUT_MS)
 
 function postmasterPid(dir: string): number | null {
   try {

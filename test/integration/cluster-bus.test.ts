@@ -25,6 +25,7 @@ import { testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testDatabase, testLog, type TestDatabase } from '../helpers/db.ts'
 import { startFauxqs, type Fauxqs } from '../helpers/fauxqs.ts'
 import { freePort } from '../helpers/process.ts'
+import { eventually } from '../helpers/wait.ts'
 
 // The SDK wants credentials; the emulator accepts any. Worker threads inherit the environment.
 process.env.AWS_ACCESS_KEY_ID ??= 'test'
@@ -88,16 +89,6 @@ const n = async (sql: string, ...params: unknown[]): Promise<number> =>
 const backlog = () => sqsBacklog(sqs, topo.queueUrls)
 const drained = (d: Record<string, number>) => CONSUMERS.every((c) => d[c] === 0)
 
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms
-  let last = await read()
-  while (!ok(last)) {
-    if (Date.now() > until) throw new Error(`condition not reached in ${ms} ms; last value: ${JSON.stringify(last)}`)
-    await Bun.sleep(25)
-    last = await read()
-  }
-  return last
-}
 
 /** The three consumer loops (in this thread) while `fn` runs; stopped whatever `fn` does. */
 async function withConsumers(

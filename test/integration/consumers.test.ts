@@ -11,6 +11,7 @@ import { runConsumer, type Handler } from '../../src/workers/consume.ts'
 import { ConsumerPool } from '../../src/workers/pool.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
+import { eventually } from '../helpers/wait.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -52,17 +53,6 @@ const ingest = async (token: string, events: unknown[]) => {
 const count = async (sql: string, org: string): Promise<number> =>
   ((await db.owner.unsafe(sql, [org]))[0] as unknown as { n: number }).n
 
-/** Waits for a condition the system must reach; fails loudly with what it last saw. */
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms
-  let last = await read()
-  while (!ok(last)) {
-    if (Date.now() > until) throw new Error(`condition not reached in ${ms} ms; last value: ${JSON.stringify(last)}`)
-    await Bun.sleep(25)
-    last = await read()
-  }
-  return last
-}
 
 /** Runs a consumer while `fn` runs; it is stopped whatever `fn` does. */
 async function withConsumer(handle: Handler, pollMs: number, fn: () => Promise<void>) {

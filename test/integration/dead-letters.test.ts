@@ -4,17 +4,20 @@
  * keeps failing is set aside after BUS_MAX_ATTEMPTS attempts while the org's later batches go
  * on, in worker threads with a real poison batch and in the loop with a handler that fails until
  * fixed; the metrics count it; the admin routes and the CLI list and redrive it, org by org.
+ * Every message can be set aside, a NUL in it included, and a move that fails never aborts the
+ * org's round.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
-import { runConsumer, type Handler } from '../../src/workers/consume.ts'
+import { drainOnce, runConsumer, storableJson, type Handler } from '../../src/workers/consume.ts'
 import { HANDLERS } from '../../src/workers/handlers.ts'
 import { ConsumerPool } from '../../src/workers/pool.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { databaseEnv, HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
 import { v2Event } from '../helpers/events.ts'
 import { ROOT } from '../helpers/process.ts'
+import { eventually } from '../helpers/wait.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -33,16 +36,6 @@ const event = (session: string, over: Record<string, unknown> = {}) => v2Event({
 const n = async (sql: string, ...params: unknown[]): Promise<number> =>
   ((await db.owner.unsafe(sql, params as never[]))[0] as unknown as { n: number }).n
 
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms
-  let last = await read()
-  while (!ok(last)) {
-    if (Date.now() > until) throw new Error(`condition not reached in ${ms} ms; last value: ${JSON.stringify(last)}`)
-    await Bun.sleep(25)
-    last = await read()
-  }
-  return last
-}
 
 /** One consumer loop in this thread while `fn` runs. */
 async function withConsumer(
@@ -289,4 +282,99 @@ describe('quint-cloud dead-letters (CLI, across orgs)', () => {
       expect({ bad, code: (await cli(...bad)).code }).toEqual({ bad, code: 2 })
     }
   }, 60_000)
+})
+
+describe('every message can be set aside (issue 14, second review)', () => {
+  /** A bus batch of `org` for one consumer, written as the bus writes it (json, which keeps `\u0000`). */
+  async function insertBatch(org: string, consumer: 'pipeline' | 'sessions', message: unknown): Promise<string> {
+    const [row] = await db.owner<{ id: string }[]>`
+      insert into bus_batches (org_id, kind, payload)
+      values (${org}, ${(message as { kind: string }).kind}, ${JSON.stringify(message)}::text::json) returning id::text as id`
+    await db.owner`insert into bus_pending (org_id, consumer, batch_id) values (${org}, ${consumer}, ${row!.id}::bigint)`
+    return row!.id
+  }
+  const lifecycleMessage = (session: string, extra: Record<string, unknown>) => ({
+    kind: 'lifecycle',
+    receivedAt: new Date().toISOString(),
+    lifecycle: { session_id: session, state: 'active', timestamp: new Date().toISOString(), ...extra },
+  })
+
+  test('a message holding \\u0000 or a lone surrogate is dead-lettered (jsonb refuses them), not retried forever', async () => {
+    const id = await insertBatch(b.org_id, 'sessions', lifecycleMessage(`nul-${crypto.randomUUID()}`, { note: 'a\u0000b', odd: 'x\ud800y' }))
+    const failing: Handler = async (_tx, batches) => {
+      if (batches.some((x) => x.batchId === id)) throw new Error('simulated failure of a message holding NUL')
+    }
+    const orgErrors: unknown[] = []
+    const dead: string[] = []
+    for (let round = 0; round < 3; round++) {
+      await drainOnce(db.app, 'sessions', failing, {
+        maxAttempts: 2,
+        retryBaseMs: 0,
+        onOrgError: (_org, err) => orgErrors.push(err),
+        onDeadLetter: (_org, batchId) => dead.push(batchId),
+      })
+    }
+    // Before the fix the move failed with 22P05 on every round and the attempts climbed past the maximum.
+    expect(orgErrors).toEqual([])
+    expect(dead).toEqual([id])
+    const [row] = await db.owner<{ attempts: number; payload: { lifecycle: Record<string, string> } }[]>`
+      select attempts, payload from bus_dead_letters where org_id = ${b.org_id} and message_id = ${id}`
+    expect(row!.attempts).toBe(2)
+    expect(row!.payload.lifecycle.note).toBe('a\uFFFDb')
+    expect(row!.payload.lifecycle.odd).toBe('x\uFFFDy')
+    expect(await n('select count(*)::int as n from bus_pending where org_id = $1 and batch_id = $2', b.org_id, id)).toBe(0)
+  })
+
+  test('storableJson: only NUL and lone-surrogate escapes change; the SQS insert form (::text::jsonb) accepts the result', async () => {
+    const text = JSON.stringify({ nul: 'a\u0000b', lone: '\udc00', pair: '😀', literal: '\\u0000', escaped: '\\\u0000', '\u0000key': 1 })
+    const out = storableJson(text)
+    expect(JSON.parse(out)).toEqual({ nul: 'a\uFFFDb', lone: '\uFFFD', pair: '😀', literal: '\\u0000', escaped: '\\\uFFFD', '\uFFFDkey': 1 })
+    const [row] = await db.owner<{ v: unknown }[]>`select ${out}::text::jsonb as v`
+    expect(row!.v).toEqual(JSON.parse(out))
+    const plain = JSON.stringify({ a: 'no escapes at all', b: 'tab\there' })
+    expect(storableJson(plain)).toBe(plain)
+  })
+
+  test('a dead-letter move that fails is logged and leaves the batch pending; the org\'s other batches are still applied in that round', async () => {
+    // A database refusing the move for this one message (a trigger in the test database): the
+    // move fails for a reason that is not an outage.
+    await db.owner.unsafe(`
+      create or replace function test_refuse_dead_letter() returns trigger language plpgsql as $$
+      begin
+        if new.error_message like 'refuse-move%' then raise exception 'dead letter refused for the test'; end if;
+        return new;
+      end $$;
+      drop trigger if exists test_refuse_dead_letter on bus_dead_letters;
+      create trigger test_refuse_dead_letter before insert on bus_dead_letters
+        for each row execute function test_refuse_dead_letter();`)
+    try {
+      const poison = await insertBatch(b.org_id, 'pipeline', { kind: 'events', receivedAt: new Date().toISOString(), machineId: null, events: [] })
+      const fine = await insertBatch(b.org_id, 'pipeline', { kind: 'events', receivedAt: new Date().toISOString(), machineId: null, events: [] })
+      const applied: string[] = []
+      const handler: Handler = async (_tx, batches) => {
+        if (batches.some((x) => x.batchId === poison)) throw new Error('refuse-move: simulated handler failure')
+        applied.push(...batches.map((x) => x.batchId))
+      }
+      const orgErrors: unknown[] = []
+      const moveErrors: string[] = []
+      await drainOnce(db.app, 'pipeline', handler, {
+        maxAttempts: 1,
+        // Not retried again within this round: one attempt, one failed move.
+        retryBaseMs: 60_000,
+        onOrgError: (_org, err) => orgErrors.push(err),
+        onDeadLetterError: (_org, batchId) => moveErrors.push(batchId),
+      })
+      expect(orgErrors).toEqual([])
+      expect(moveErrors).toEqual([poison])
+      expect(applied).toContain(fine)
+      // Still pending, with its attempt counted: the move is tried again after its next attempt.
+      const [pending] = await db.owner<{ attempts: number }[]>`
+        select attempts from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline' and batch_id = ${poison}`
+      expect(pending!.attempts).toBe(1)
+      expect(await n('select count(*)::int as n from bus_dead_letters where org_id = $1 and message_id = $2', b.org_id, poison)).toBe(0)
+    } finally {
+      await db.owner.unsafe('drop trigger if exists test_refuse_dead_letter on bus_dead_letters')
+      await db.owner`delete from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline'`
+    }
+  })
 })

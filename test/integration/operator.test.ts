@@ -5,23 +5,14 @@
  */
 import { afterAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { Lifecycle } from '../../src/lifecycle.ts'
-import { removeDataDir } from '../../src/infra/embedded-postgres.ts'
-import { HOOK_TIMEOUT_MS, testLog } from '../helpers/db.ts'
-import { childEnv, killSpawned, ROOT, runCli, startServer } from '../helpers/process.ts'
+import { MIGRATION_LOCK_KEY } from '../../src/infra/migrations.ts'
+import { databaseEnv, HOOK_TIMEOUT_MS, testDatabase, testLog } from '../helpers/db.ts'
+import { childEnv, cleanUp, freePort, ROOT, runCli, scratchDataDir, startServer } from '../helpers/process.ts'
 
-const dirs: string[] = []
-function dataDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-op-'))
-  dirs.push(d)
-  return d
-}
-afterAll(async () => {
-  await killSpawned()
-  for (const d of dirs) removeDataDir(d)
-}, HOOK_TIMEOUT_MS)
+const dataDir = () => scratchDataDir('quint-op-')
+afterAll(cleanUp, HOOK_TIMEOUT_MS)
 
 describe('CLI', () => {
   const commands = ['serve', 'migrate', 'org', 'openapi', 'bus', 'dead-letters', 'healthcheck', 'config']
@@ -35,6 +26,9 @@ describe('CLI', () => {
     }
     // `serve --help` neither started a server nor initialised a database.
     expect(fs.readdirSync(dir)).toEqual([])
+    const help = await runCli(['help', 'org'], childEnv({ QUINT_DATA_DIR: dir }))
+    expect(help.stdout).toStartWith('Usage: quint-cloud org create')
+    expect((await runCli(['help', 'nope'], childEnv({ QUINT_DATA_DIR: dir }))).code).toBe(2)
   })
 
   test('healthcheck --url takes a base URL (and a full /ready URL)', async () => {
@@ -42,12 +36,13 @@ describe('CLI', () => {
     const server = Bun.serve({ port: 0, fetch: (req) => new Response(null, { status: new URL(req.url).pathname === '/ready' ? status : 404 }) })
     try {
       const base = `http://127.0.0.1:${server.port}`
-      for (const url of [base, `${base}/`, `${base}/ready`]) {
+      for (const url of [base, `${base}/`, `${base}/ready`, `${base}/ready/`]) {
         expect((await runCli(['healthcheck', '--url', url], childEnv({}))).code).toBe(0)
       }
       status = 503
       expect((await runCli(['healthcheck', '--url', base], childEnv({}))).code).toBe(1)
-      expect((await runCli(['healthcheck', '--url', 'not a url'], childEnv({}))).code).toBe(2)
+      // Docker reserves 2: bad usage is "unhealthy" too.
+      expect((await runCli(['healthcheck', '--url', 'not a url'], childEnv({}))).code).toBe(1)
     } finally {
       server.stop(true)
     }
@@ -73,6 +68,15 @@ describe('CLI', () => {
     }
   })
 
+  test('config never prints a secret: keys and secrets by name, DSN passwords by shape', async () => {
+    const r = await runCli(['config'], childEnv({ AUTH_MASTER_KEY: 'ab'.repeat(32), DATABASE_URL: 'postgres://u:pw-secret@h/db' }))
+    expect(r.code).toBe(0)
+    const shown = JSON.parse(r.stdout) as Record<string, unknown>
+    expect(shown.AUTH_MASTER_KEY).toBe('[REDACTED]')
+    expect(r.stdout).not.toContain('abab')
+    expect(r.stdout).not.toContain('pw-secret')
+  })
+
   test('started from / with a relative data dir, it uses the home directory, not /.quint', async () => {
     const home = dataDir()
     const proc = Bun.spawn(['bun', path.join(ROOT, 'src/main.ts'), 'config'], {
@@ -87,6 +91,45 @@ describe('CLI', () => {
 })
 
 describe('shutdown', () => {
+  test('a signal during start-up abandons it: a migration stuck on a lock does not hold the exit, no org is created', async () => {
+    const db = await testDatabase()
+    try {
+      // Another instance migrating, as the start-up sees it: the migration lock, held.
+      const holder = await db.owner.reserve()
+      await holder`begin`
+      await holder`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`
+      const port = await freePort()
+      const proc = Bun.spawn(['bun', path.join(ROOT, 'src/main.ts'), 'serve'], {
+        cwd: ROOT,
+        env: childEnv({ ...databaseEnv(db), PORT: String(port), HOST: '127.0.0.1', QUINT_DATA_DIR: dataDir() }),
+        stdout: 'pipe',
+        stderr: 'pipe',
+      })
+      // Listening (503 "starting") while the migration waits.
+      for (let i = 0; i < 100; i++) {
+        const status = await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0)
+        if (status === 503) break
+        await Bun.sleep(100)
+      }
+      // Still starting a while later: the migration is waiting on the lock.
+      await Bun.sleep(1_500)
+      expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(503)
+      const sent = Date.now()
+      proc.kill('SIGTERM')
+      const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => -1)])
+      const waited = Date.now() - sent
+      await holder`rollback`
+      holder.release()
+      expect(code).toBe(0)
+      expect(waited).toBeLessThan(8_000)
+      expect(await new Response(proc.stderr).text()).not.toContain('First start')
+      const [orgs] = await db.owner<{ n: number }[]>`select count(*)::int as n from organizations`
+      expect(orgs!.n).toBe(0)
+    } finally {
+      await db.drop()
+    }
+  }, 60_000)
+
   test('a step that hangs is left behind at its share; the steps after it still run, within the deadline', async () => {
     const lifecycle = new Lifecycle(testLog)
     const ran: string[] = []
@@ -131,6 +174,15 @@ describe('shutdown', () => {
       const exited = await Promise.race([server.exited.then(() => Date.now() - sent), Bun.sleep(9_000).then(() => -1)])
       expect(exited).toBeGreaterThan(0)
       expect(exited).toBeLessThan(5_000 + 2_000)
+      // The database step could not finish with Postgres frozen, but the exit told it to stop:
+      // thawed, it stops by itself rather than running on without its owner.
+      for (const pid of frozen) process.kill(pid, 'SIGCONT')
+      let gone = false
+      for (let i = 0; i < 100 && !gone; i++) {
+        gone = !alive(postmaster)
+        await Bun.sleep(100)
+      }
+      expect(gone).toBe(true)
     } finally {
       for (const pid of frozen) {
         try {
@@ -147,6 +199,15 @@ describe('shutdown', () => {
     }
   }, 60_000)
 })
+
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
+}
 
 /** Direct children of a process (Postgres backends and auxiliary processes of a postmaster). */
 function childrenOf(pid: number): number[] {

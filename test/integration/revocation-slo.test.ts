@@ -15,6 +15,7 @@ import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testDatabase, testLog, type TestDatabase } from '../helpers/db.ts'
 import { testRedis } from '../helpers/redis.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 let db: TestDatabase
 let org: CreatedOrg
@@ -34,13 +35,6 @@ async function observed(metrics: Metrics): Promise<Record<string, { count: numbe
 
 const count = async (metrics: Metrics, path: string) => (await observed(metrics))[path]?.count ?? 0
 
-async function until(what: string, ok: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await Bun.sleep(25)
-  }
-}
 
 /** An agent token (with a sub-agent under it) to revoke; returns their jtis. */
 async function tokens(t: ReturnType<typeof testApp>): Promise<{ agent: string; sub: string }> {
@@ -71,7 +65,7 @@ describe('without Redis: local on the revoking instance, poll on the others', ()
     expect((await a.call('POST', `/revoke/cascade/${agent}`, { token: org.admin_key })).status).toBe(200)
     expect(await count(a.metrics, 'local')).toBe(2)
     // B learns both through its poll (every 2 s).
-    await until('the poll on instance B', async () => (await count(b.metrics, 'poll')) === 2)
+    await waitFor('the poll on instance B', async () => (await count(b.metrics, 'poll')) === 2, 15_000)
     const seen = await observed(b.metrics)
     expect(seen.poll!.sum).toBeGreaterThan(0)
     expect(seen.local).toBeUndefined()
@@ -115,7 +109,7 @@ describe('with Redis: pubsub on the others', () => {
       })()
       const revocationFilter = createRevocationFilter({ redis, log: testLog, metrics, namespace: ns, source, verifyIntervalMs: 200 })
       const t = testApp(db, {}, new LocalBus(), { redis, revocationFilter })
-      await until('the filter to load', async () => revocationFilter.stats().loaded)
+      await waitFor('the filter to load', () => revocationFilter.stats().loaded, 15_000)
       return { t, metrics, revocationFilter }
     }
     const a = await instance()
@@ -123,7 +117,7 @@ describe('with Redis: pubsub on the others', () => {
     const { agent } = await tokens(a.t)
     expect((await a.t.call('POST', `/revocation/cascade/${agent}`, { token: org.admin_key })).status).toBe(200)
     expect(await count(a.metrics, 'local')).toBe(2)
-    await until('the message on instance B', async () => (await count(b.metrics, 'pubsub')) === 2)
+    await waitFor('the message on instance B', async () => (await count(b.metrics, 'pubsub')) === 2, 15_000)
     expect(b.revocationFilter.check(org.org_id, agent)).toBe(true)
     const seen = await observed(b.metrics)
     expect(seen.pubsub!.sum).toBeGreaterThanOrEqual(0)

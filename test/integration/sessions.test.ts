@@ -1,7 +1,8 @@
 /**
  * The sessions consumer on real Postgres: sessions and agents derived from ingested events and
  * lifecycle reports, counting each event once across duplicate batches and replays, hierarchy in
- * both arrival orders, out-of-order lifecycle, and tenant separation.
+ * both arrival orders, out-of-order lifecycle, and tenant separation. Lifecycle reports are
+ * cleaned and redacted before they travel (issue 14).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
@@ -113,6 +114,67 @@ describe('sessions consumer', () => {
     await lifecycle(a.deploy_token, { session_id: id, state: 'active', timestamp: at(9000) })
     await sessions()
     expect(await session(a.org_id, id)).toMatchObject({ state: 'active', ended_at: null })
+  })
+
+  test('lifecycle free-form and unknown fields are cleaned and redacted before the bus, counted per org and in the metrics (issue 14)', async () => {
+    const id = crypto.randomUUID()
+    const orgRedactions = async () =>
+      Number((await db.owner<{ n: string | null }[]>`select sum(redactions)::text as n from org_ingest_stats where org_id = ${a.org_id}`)[0]!.n ?? 0)
+    const metric = async () => {
+      const text = (await t.metrics.registry.getSingleMetricAsString('quint_ingest_redactions_total')) ?? ''
+      const sum = (kind: string) => Number(new RegExp(`kind="${kind}"} (\\d+)`).exec(text)?.[1] ?? 0)
+      return { assignment: sum('secret_assignment'), url: sum('url_password'), field: sum('secret_field') }
+    }
+    const before = { org: await orgRedactions(), metric: await metric() }
+    const res = await lifecycle(a.deploy_token, {
+      session_id: id,
+      state: 'active',
+      session_name: 'run DB_PASSWORD=hunter2xyz psql postgres://u:pw12345@h/db',
+      model: 'claude-sonnet-4',
+      platform: 'cursor',
+      signing_id: 'api_key=ak-77xx88yy',
+      api_key: 'sk_test_abcdef',
+      env: { PGPASSWORD: 'pgsecret99', note: 'a\u0000b' },
+      tags: ['token=tok-11aa22bb'],
+    })
+    expect(res.status).toBe(200)
+    // The bus carries no secret and no NUL: the dead letters and every consumer see the same.
+    const [batch] = await db.owner<{ payload: string }[]>`
+      select payload::text as payload from bus_batches
+       where org_id = ${a.org_id} and kind = 'lifecycle' and payload::text like ${`%${id}%`}`
+    for (const secret of ['hunter2xyz', 'pw12345', 'ak-77xx88yy', 'sk_test_abcdef', 'pgsecret99', 'tok-11aa22bb', '\\u0000']) {
+      expect(batch!.payload).not.toContain(secret)
+    }
+    const sent = JSON.parse(batch!.payload).lifecycle
+    expect(sent).toMatchObject({
+      session_id: id,
+      state: 'active',
+      model: 'claude-sonnet-4',
+      session_name: 'run DB_PASSWORD=[REDACTED:secret_assignment] psql postgres://u:[REDACTED:url_password]@h/db',
+      signing_id: 'api_key=[REDACTED:secret_assignment]',
+      api_key: '[REDACTED:secret_field]',
+      env: { PGPASSWORD: '[REDACTED:secret_field]', note: 'a\uFFFDb' },
+      tags: ['token=[REDACTED:secret_assignment]'],
+    })
+    await sessions()
+    const s = await session(a.org_id, id)
+    expect(s!.session_name).toBe('run DB_PASSWORD=[REDACTED:secret_assignment] psql postgres://u:[REDACTED:url_password]@h/db')
+    // Six redactions, counted like an event's: per org and day, and per kind in the metrics.
+    expect((await orgRedactions()) - before.org).toBe(6)
+    const after = await metric()
+    expect({
+      assignment: after.assignment - before.metric.assignment,
+      url: after.url - before.metric.url,
+      field: after.field - before.metric.field,
+    }).toEqual({ assignment: 3, url: 1, field: 2 })
+  })
+
+  test('a lifecycle report whose unknown fields are nested past the limit is a 422 naming where', async () => {
+    let deep: unknown = 'x'
+    for (let i = 0; i < 40; i++) deep = [deep]
+    const res = await lifecycle(a.deploy_token, { session_id: crypto.randomUUID(), state: 'active', deep })
+    expect(res.status).toBe(422)
+    expect(res.body.errors[0].path).toStartWith('/deep')
   })
 
   test('lifecycle parent_id links the hierarchy; events then count on the lifecycle-created session', async () => {

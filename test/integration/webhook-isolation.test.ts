@@ -17,6 +17,7 @@ import { createLogger } from '../../src/infra/log.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -161,13 +162,6 @@ async function delivery(org: CreatedOrg, hook: string, id: string) {
   return res.body
 }
 
-async function waitFor(what: string, done: () => boolean | Promise<boolean>, ms = 10_000) {
-  const end = Date.now() + ms
-  while (!(await done())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await Bun.sleep(10)
-  }
-}
 
 /** Runs passes until `done` holds (retries are due within milliseconds here). */
 async function until(d: WebhookDispatcher, done: () => Promise<boolean>, ms = 10_000) {

@@ -139,6 +139,29 @@ describe('deep nesting is rejected per item, with its path, and the good items a
   })
 })
 
+describe('an org over its quota is refused before any item is parsed or redacted (issue 14)', () => {
+  test('429 before normalisation, on both batch routes: an item only normalisation can find malformed is never reached', async () => {
+    // A scan-valid item that JSON.parse refuses (`"\\q"` is no JSON escape): normalising it is a
+    // 400, so a 400 here would mean the items were parsed (and redacted) before the quota.
+    const malformed = '{"events":[{"schema_version":2,"event_id":"q1","note":"\\q"}]}'
+    const limited = testApp(db, { INGEST_RATE_PER_S: '1', INGEST_RATE_BURST: '3' })
+    const sendLimited = (path: string, text: string) =>
+      limited.call('POST', path, { token: a.deploy_token, body: text, headers: { 'content-type': 'application/json' } })
+    // Within the quota the item is parsed, and refused as malformed.
+    expect((await sendLimited('/v1/ingest', malformed)).status).toBe(400)
+    const pendingBefore = await db.owner<{ n: number }[]>`select count(*)::int as n from bus_pending where org_id = ${a.org_id}`
+    // Spend the rest of the burst, then the same body again.
+    await sendLimited('/v1/ingest', JSON.stringify({ events: [v2Event(), v2Event()] }))
+    for (const path of ['/v1/ingest', `/v1/machines/${machine}/events`]) {
+      const res = await sendLimited(path, malformed)
+      expect({ path, status: res.status }).toEqual({ path, status: 429 })
+    }
+    // A refused request stores nothing: only the batch sent within the quota is pending (a row per consumer).
+    const pendingAfter = await db.owner<{ n: number }[]>`select count(*)::int as n from bus_pending where org_id = ${a.org_id}`
+    expect(pendingAfter[0]!.n - pendingBefore[0]!.n).toBe(3)
+  })
+})
+
 describe("one org's worst body does not stall another org", () => {
   test('two 10 MiB bodies of 5 million nested arrays are answered 207, and org B is served meanwhile', async () => {
     const file = `${tmpdir()}/quint-hostile-${process.pid}.json`

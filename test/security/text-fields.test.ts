@@ -334,6 +334,8 @@ describe('every text field of every route', () => {
     const bad = [
       '0000-01-01T00:00:00Z', '2026-02-31T00:00:00Z', '2025-02-29T00:00:00Z', '2026-13-01T00:00:00Z', '2026-01-01T24:00:00Z',
       '2026-01-01T00:00:60Z', '1969-12-31T23:59:59Z', '9999-12-31T23:59:59-01:00', '2026-01-01', '2026-01-01T00:00:00+24:00',
+      // Offsets RFC 3339 allows but Postgres refuses (a 500 before the fix).
+      '2026-01-01T00:00:00+16:00', '2026-01-01T00:00:00-23:59',
     ]
     for (const since of bad) {
       const res = await t.call('GET', `/v1/alerts?since=${encodeURIComponent(since)}`, { token: org.admin_key })
@@ -342,11 +344,26 @@ describe('every text field of every route', () => {
     }
     const good = [
       '1970-01-01T00:00:00Z', '2024-02-29T12:00:00+05:30', '2026-02-28T23:59:59.123456789Z', '1969-12-31T23:00:00-02:00',
-      '2026-01-01t00:00:00z', '9999-12-31T23:59:59Z',
+      '2026-01-01t00:00:00z', '9999-12-31T23:59:59Z', '2026-01-01T00:00:00+15:59', '2026-01-01T00:00:00-14:00',
     ]
     for (const since of good) {
       const res = await t.call('GET', `/v1/alerts?since=${encodeURIComponent(since)}`, { token: org.admin_key })
       expect(res.status, `${since}: ${res.text}`).toBe(200)
     }
+  })
+})
+
+describe('doctored cursors', () => {
+  test('an offset Postgres cannot take is a 400 on every paginated list, never a 500', async () => {
+    const lists = ['/v1/alerts', '/v1/webhooks', '/v1/alert-rules', '/v1/deploy-tokens', '/v1/dead-letters']
+    for (const offset of ['+16', '+99', '+05:99', '+05:30:99', '-16']) {
+      const cursor = Buffer.from(JSON.stringify([`2026-01-01 00:00:00${offset}`, '00000000-0000-4000-8000-000000000001'])).toString('base64url')
+      for (const list of lists) {
+        const res = await t.call('GET', `${list}?cursor=${cursor}`, { token: org.admin_key })
+        expect({ list, offset, status: res.status }).toEqual({ list, offset, status: 400 })
+      }
+    }
+    const fine = Buffer.from(JSON.stringify(['2026-01-01 00:00:00+05:30', '00000000-0000-4000-8000-000000000001'])).toString('base64url')
+    expect((await t.call('GET', `/v1/alerts?cursor=${fine}`, { token: org.admin_key })).status).toBe(200)
   })
 })

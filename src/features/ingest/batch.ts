@@ -12,8 +12,8 @@
  * (400), structure outside the items nested deeper than the item limit (400), more than 500
  * items (413), over 10 MiB decoded (413).
  */
-import { AppError, BadRequestError, UnsupportedMediaTypeError } from '../../errors.ts'
-import { readBytes } from '../../http/body.ts'
+import { AppError, BadRequestError } from '../../errors.ts'
+import { readJsonText } from '../../http/body.ts'
 import { EVENT_LIMITS, type ItemResult } from './events.ts'
 import { JsonShapeError, scanValue, skipSpace, skipString, type ShapeProblem } from '../../lib/json-scan.ts'
 import { MAX_BATCH_EVENTS } from './schema.ts'
@@ -32,20 +32,10 @@ export interface EventBatch {
   items: BatchItem[]
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /** Reads and scans an ingest body: 415 unless JSON, 413 over `limit` (decoded bytes) or 500 items, 400 when malformed. */
 export async function readEventBatch(req: Request, limit: number): Promise<EventBatch> {
-  const type = req.headers.get('content-type') ?? ''
-  if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) throw new UnsupportedMediaTypeError('application/json')
-  const bytes = await readBytes(req, limit)
-  let text: string
-  try {
-    text = decoder.decode(bytes)
-  } catch {
-    throw new BadRequestError('The request body is not valid UTF-8.')
-  }
-  return scanEventBatch(text)
+  return scanEventBatch(await readJsonText(req, limit))
 }
 
 const notEnvelope = () =>

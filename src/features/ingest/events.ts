@@ -30,6 +30,7 @@
 import { createHash } from 'node:crypto'
 import { measureValue, scanValue, skipSpace, type ShapeCode, type ShapeLimits, type ShapeProblem } from '../../lib/json-scan.ts'
 import { isSecretName, redactSecretField, redactString, type KindCounts } from './redaction.ts'
+import type { SessionLifecycle } from './lifecycle.ts'
 
 export interface NormalizedEvent {
   eventKey: string
@@ -391,14 +392,90 @@ function content(v: unknown, path: string, tally: Tally, depth: number): unknown
   // A plain object: `__proto__` from JSON.parse stays an ordinary key, never a prototype.
   const out: Record<string, unknown> = {}
   for (const [k, x] of Object.entries(v)) {
+    // Everything under a secret name is secret (issue 14: `{"password":["hunter2"]}` and
+    // `{"token":{"value":"…"}}` were stored verbatim: only a string or number was replaced).
+    const under = isSecretName(k) && x !== null && typeof x === 'object'
     Object.defineProperty(out, clean(k, tally), {
-      value: secretField(k, x, tally) ?? content(x, `${path}/${pointer(k)}`, tally, depth + 1),
+      value: under
+        ? secretContent(x, `${path}/${pointer(k)}`, tally, depth + 1)
+        : (secretField(k, x, tally) ?? content(x, `${path}/${pointer(k)}`, tally, depth + 1)),
       enumerable: true,
       writable: true,
       configurable: true,
     })
   }
   return out
+}
+
+/** Content under a secret-named key: every string and number replaced (placeholders kept), keys cleaned. */
+function secretContent(v: unknown, path: string, tally: Tally, depth: number): unknown {
+  tally.size += 8
+  if (typeof v === 'string' || typeof v === 'number') {
+    const before = tally.kinds.secret_field ?? 0
+    const out = redactSecretField(typeof v === 'string' ? v.replace(NUL_OR_LONE, '\uFFFD') : v, tally.kinds)
+    if ((tally.kinds.secret_field ?? 0) !== before) tally.redactions++
+    else if (typeof v === 'string') return clean(v, tally)
+    return out
+  }
+  if (v === null || typeof v !== 'object') return v
+  if (depth >= MAX_DEPTH) throw new Reject(path, `is nested deeper than ${MAX_DEPTH} levels`, 'too_deep')
+  if (Array.isArray(v)) return v.map((x, i) => secretContent(x, `${path}/${i}`, tally, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [k, x] of Object.entries(v)) {
+    Object.defineProperty(out, clean(k, tally), {
+      value: secretContent(x, `${path}/${pointer(k)}`, tally, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
+  }
+  return out
+}
+
+/** The lifecycle fields that are identities or enums: validated by the route's schema, never rewritten. */
+const LIFECYCLE_IDENTITY = new Set(['session_id', 'parent_id', 'state', 'timestamp'])
+
+export type LifecycleResult =
+  | { ok: true; lifecycle: SessionLifecycle; redactions: number; redactionKinds: KindCounts; replacedChars: number }
+  | { ok: false; path: string; reason: string; code: RejectCode }
+
+/**
+ * A session lifecycle report as it may travel on the bus (issue 14: it was published as sent,
+ * so `session_name: "run DB_PASSWORD=…"` was stored verbatim, an unknown field
+ * `"api_key": "sk_test_…"` travelled into the bus and dead letters, and a NUL in an unknown
+ * field made the message impossible to dead-letter). Every free-form field (session name,
+ * model, signing id, platform) and every unknown field is cleaned and redacted as an event's
+ * content is: NUL and lone surrogates become U+FFFD, secrets `[REDACTED:kind]`, counted. The
+ * unknown fields are measured first (depth, values, size), as an event is.
+ */
+export function normalizeLifecycle(body: SessionLifecycle): LifecycleResult {
+  try {
+    const problem = measureValue(body, EVENT_LIMITS)
+    if (problem) throw shapeReject('', problem)
+    const tally: Tally = { redactions: 0, replaced: 0, size: 0, kinds: {} }
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
+      const value = LIFECYCLE_IDENTITY.has(k) ? v : (secretField(k, v, tally) ?? secretUnder(k, v, tally) ?? content(v, `/${pointer(k)}`, tally, 0))
+      Object.defineProperty(out, LIFECYCLE_IDENTITY.has(k) ? k : clean(k, tally), { value, enumerable: true, writable: true, configurable: true })
+    }
+    if (tally.size > MAX_EVENT_BYTES) throw new Reject('/', `content exceeds ${MAX_EVENT_BYTES} bytes`, 'too_large')
+    return {
+      ok: true,
+      lifecycle: out as SessionLifecycle,
+      redactions: tally.redactions,
+      redactionKinds: tally.kinds,
+      replacedChars: tally.replaced,
+    }
+  } catch (err) {
+    if (err instanceof Reject) return { ok: false, path: err.path, reason: err.message, code: err.code }
+    throw err
+  }
+}
+
+/** An object or array under a secret-named top-level key, redacted whole; undefined otherwise. */
+function secretUnder(key: string, value: unknown, tally: Tally): unknown {
+  if (value === null || typeof value !== 'object' || !isSecretName(key)) return undefined
+  return secretContent(value, `/${pointer(key)}`, tally, 1)
 }
 
 function clean(s: string, tally: Tally): string {

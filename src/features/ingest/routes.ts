@@ -9,11 +9,11 @@ import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import { normalizeBatch, readEventBatch } from './batch.ts'
+import { readEventBatch } from './batch.ts'
 import { normalizeIngestItem } from './events.ts'
 import { IngestBatch, MAX_BATCH_EVENTS } from './schema.ts'
 import { SessionLifecycleBody } from './lifecycle.ts'
-import { acceptEvents, acceptLifecycle, type BatchOutcome, type IngestDeps } from './service.ts'
+import { acceptBatch, acceptLifecycle, type BatchOutcome, type IngestDeps } from './service.ts'
 import { quotaHeaders } from './rate-limit.ts'
 
 export { MAX_BATCH_EVENTS }
@@ -75,8 +75,8 @@ export function mountIngest(
         // Each item measured before it is parsed: a hostile one is rejected alone (issue 14).
         const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
         const now = Date.now()
-        const items = await normalizeBatch(batch, (e, base) => normalizeIngestItem(e, base, now))
-        const out = await acceptEvents(deps, c.get('principal').orgId, items, null)
+        // The quota is taken before the items are normalised (issue 14).
+        const out = await acceptBatch(deps, c.get('principal').orgId, batch, (e, base) => normalizeIngestItem(e, base, now), null)
         return c.json(batchBody(out), out.rejected > 0 ? 207 : 200)
       },
     )

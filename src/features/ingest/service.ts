@@ -7,11 +7,18 @@
  * Outcomes are counted once durable (issue 14): `quint_ingest_events_total{outcome}`,
  * `quint_ingest_rejected_total{reason}` and `quint_ingest_redactions_total{kind}`, every label
  * from a fixed set (no free text, no org: per-org redaction counts live in `org_ingest_stats`).
+ *
+ * The quota is taken before any item is normalised (issue 14: an org over its quota still had
+ * every item parsed and redacted, up to 10 MiB of CPU, before its 429): `acceptBatch` charges
+ * the number of items found by the scan of the body, then normalises. A refused request takes
+ * nothing and stores nothing.
  */
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { Metrics } from '../../infra/metrics.ts'
 import type { Bus, BusMessage, WireEvent } from './bus.ts'
-import { REJECT_CODES, type ItemResult, type RejectCode } from './events.ts'
+import { ValidationError } from '../../errors.ts'
+import { normalizeBatch, type EventBatch } from './batch.ts'
+import { normalizeLifecycle, REJECT_CODES, type ItemResult, type RejectCode } from './events.ts'
 import { SECRET_KINDS, type KindCounts, type SecretKind } from './redaction.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 import type { OrgRateLimiter } from './rate-limit.ts'
@@ -36,6 +43,19 @@ export interface BatchOutcome {
   rejected: number
 }
 
+/** A scanned body: its items charged to the quota first, then normalised one by one, then accepted. */
+export async function acceptBatch(
+  deps: IngestDeps,
+  orgId: string,
+  batch: EventBatch,
+  normalize: (raw: unknown, base: string) => ItemResult,
+  machineId: string | null,
+): Promise<BatchOutcome> {
+  await deps.limiter.take(orgId, batch.items.length)
+  return store(deps, orgId, await normalizeBatch(batch, normalize), machineId)
+}
+
+/** Items already normalised (by a caller that did not need the quota first). */
 export async function acceptEvents(
   deps: IngestDeps,
   orgId: string,
@@ -43,6 +63,10 @@ export async function acceptEvents(
   machineId: string | null,
 ): Promise<BatchOutcome> {
   await deps.limiter.take(orgId, items.length)
+  return store(deps, orgId, items, machineId)
+}
+
+async function store(deps: IngestDeps, orgId: string, items: ItemResult[], machineId: string | null): Promise<BatchOutcome> {
   const results: Outcome[] = new Array(items.length)
   const fresh = new Map<string, { index: number; event: WireEvent; kinds: KindCounts | undefined }>()
   const rejectedBy: RejectCode[] = []
@@ -127,9 +151,37 @@ function countOutcomes(
   }
 }
 
-export async function acceptLifecycle(deps: IngestDeps, orgId: string, lifecycle: SessionLifecycle): Promise<void> {
+/**
+ * One lifecycle report: quota first, then its free-form and unknown fields cleaned and redacted
+ * like an event's content (issue 14; normalizeLifecycle), then published. Its redactions are
+ * counted with the publish (the same transaction on the local bus): in `org_ingest_stats` and in
+ * `quint_ingest_redactions_total`, as an event's are.
+ */
+export async function acceptLifecycle(deps: IngestDeps, orgId: string, body: SessionLifecycle): Promise<void> {
   await deps.limiter.take(orgId, 1)
-  const message: BusMessage = { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle }
-  if (!deps.bus.transactional) return deps.bus.publish(message, { orgId, tx: null })
-  return withOrg(deps.sql, orgId, (tx) => deps.bus.publish(message, { orgId, tx }))
+  const r = normalizeLifecycle(body)
+  if (!r.ok) throw new ValidationError([{ path: r.path, message: r.reason }])
+  const message: BusMessage = { kind: 'lifecycle', receivedAt: new Date().toISOString(), lifecycle: r.lifecycle }
+  const count = async (tx: Tx) => {
+    if (r.redactions === 0) return
+    await tx`
+      insert into org_ingest_stats (org_id, day, stored, redactions)
+      values (app_current_org(), (now() at time zone 'utc')::date, 0, ${r.redactions})
+      on conflict (org_id, day) do update set redactions = org_ingest_stats.redactions + excluded.redactions`
+  }
+  if (deps.bus.transactional) {
+    await withOrg(deps.sql, orgId, async (tx) => {
+      await deps.bus.publish(message, { orgId, tx })
+      await count(tx)
+    })
+  } else {
+    await deps.bus.publish(message, { orgId, tx: null })
+    // After the publish (the ack point): a count lost to a failure here is a statistic, not data.
+    if (r.redactions > 0) await withOrg(deps.sql, orgId, count).catch(() => {})
+  }
+  countRedactions(deps.metrics, r.redactionKinds)
+}
+
+function countRedactions(metrics: IngestDeps['metrics'], kinds: KindCounts): void {
+  for (const [kind, n] of Object.entries(kinds) as [SecretKind, number][]) if (n > 0) metrics.ingestRedactions.inc({ kind }, n)
 }

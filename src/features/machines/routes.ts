@@ -11,10 +11,10 @@ import type { CredentialResolver } from '../../auth/credentials.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { normalizeDaemonEvent } from '../ingest/events.ts'
-import { readEventBatch, normalizeBatch } from '../ingest/batch.ts'
+import { readEventBatch } from '../ingest/batch.ts'
 import { batchBody, MAX_BATCH_BYTES } from '../ingest/routes.ts'
 import { DaemonEventBatch } from '../ingest/schema.ts'
-import { acceptEvents } from '../ingest/service.ts'
+import { acceptBatch, acceptEvents } from '../ingest/service.ts'
 import { quotaHeaders } from '../ingest/rate-limit.ts'
 import { notModified } from './policies.ts'
 import {
@@ -128,8 +128,8 @@ export function mountMachines(
       // Each item measured before it is parsed: a hostile one is rejected alone (issue 14).
       const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
       const now = Date.now()
-      const items = await normalizeBatch(batch, (e, base) => normalizeDaemonEvent(e, base, now, machineId))
-      const out = await acceptEvents(deps, principal.orgId, items, machineId)
+      // The quota is taken before the items are normalised (issue 14).
+      const out = await acceptBatch(deps, principal.orgId, batch, (e, base) => normalizeDaemonEvent(e, base, now, machineId), machineId)
       return c.json(batchBody(out), 200)
     },
   )

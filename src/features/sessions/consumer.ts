@@ -12,6 +12,7 @@
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../ingest/bus.ts'
+import { normalizeLifecycle } from '../ingest/events.ts'
 import { lifecycleTime, type SessionLifecycle } from '../ingest/lifecycle.ts'
 import type { Claimed } from '../../workers/consume.ts'
 
@@ -52,8 +53,15 @@ export async function applySessions(tx: Tx, batches: Claimed[]): Promise<void> {
   for (const { message } of batches) {
     // Clamped to the clock window (issue 14): an impossible or absurd time, such as year 0,
     // which Postgres cannot store, used to fail this batch forever.
-    if (message.kind === 'lifecycle') lifecycles.push({ l: message.lifecycle, at: lifecycleTime(message.lifecycle, message.receivedAt) })
-    else for (const event of message.events) events.set(event.eventKey, { event, machineId: message.machineId })
+    if (message.kind === 'lifecycle') {
+      // Cleaned and redacted again (idempotent): a report published before ingest did it (issue
+      // 14), or redriven from a dead letter, must not store a secret or a NUL either.
+      const r = normalizeLifecycle(message.lifecycle)
+      const l = r.ok ? r.lifecycle : message.lifecycle
+      lifecycles.push({ l, at: lifecycleTime(l, message.receivedAt) })
+    } else {
+      for (const event of message.events) events.set(event.eventKey, { event, machineId: message.machineId })
+    }
   }
   const touched = new Set<string>()
   if (events.size > 0) await countEvents(tx, events, touched)
