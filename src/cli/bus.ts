@@ -5,13 +5,13 @@
  */
 import { parseArgs } from 'node:util'
 import { queueVariable, type Config } from '../config.ts'
-import { CONSUMERS, LocalBus, type Bus, type ConsumerName } from '../features/ingest/bus.ts'
-import { SnsBus } from '../features/ingest/sns-bus.ts'
+import { CONSUMERS, LocalBus, type Bus, type ConsumerName } from '../bus/bus.ts'
+import { SnsBus } from '../bus/sns.ts'
 import { createSnsClient, createSqsClient, ensureTopology, type AwsTarget } from '../infra/aws.ts'
 import type { Sql } from '../infra/db.ts'
-import { busBacklog } from '../workers/consume.ts'
-import type { SqsWorkerInit } from '../workers/pool.ts'
-import { sqsBacklog } from '../workers/sqs-consume.ts'
+import { busBacklog } from '../bus/consume-local.ts'
+import type { SqsWorkerInit } from '../bus/pool.ts'
+import { sqsBacklog } from '../bus/consume-sqs.ts'
 
 export interface BusWiring {
   bus: Bus

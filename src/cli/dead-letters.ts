@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util'
 import type { Config } from '../config.ts'
 import { listAcrossOrgs, redriveOne } from '../features/dead-letters/repo.ts'
-import { CONSUMERS, type ConsumerName } from '../features/ingest/bus.ts'
+import { CONSUMERS, type ConsumerName } from '../bus/bus.ts'
 import { openDatabase } from '../infra/database.ts'
 import { isUuid } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'

@@ -23,7 +23,7 @@ import type { Logger } from '../infra/log.ts'
 import { createMetrics } from '../infra/metrics.ts'
 import { RedisStateStore } from '../infra/redis.ts'
 import { Lifecycle } from '../lifecycle.ts'
-import { ConsumerPool } from '../workers/pool.ts'
+import { ConsumerPool } from '../bus/pool.ts'
 import { wireBus } from './bus.ts'
 
 /** Bun's own cap, above the largest route limit; routes enforce their own (10 MiB ingest). */

@@ -7,12 +7,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
-import type { BusMessage, WireEvent } from '../../src/features/ingest/bus.ts'
+import type { BusMessage, WireEvent } from '../../src/bus/bus.ts'
 import { normalizeIngestItem } from '../../src/features/ingest/events.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { withOrg } from '../../src/infra/db.ts'
-import { drainOnce } from '../../src/workers/consume.ts'
+import { drainOnce } from '../../src/bus/consume-local.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
 

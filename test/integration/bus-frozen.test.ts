@@ -6,8 +6,8 @@
  * carries the same ReceiveRequestAttemptId; deletes are bounded too.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { CONSUMERS } from '../../src/features/ingest/bus.ts'
-import { SnsBus } from '../../src/features/ingest/sns-bus.ts'
+import { CONSUMERS } from '../../src/bus/bus.ts'
+import { SnsBus } from '../../src/bus/sns.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import {
   AwsCallError,
@@ -19,8 +19,8 @@ import {
   type SQSClient,
   type Topology,
 } from '../../src/infra/aws.ts'
-import { HANDLERS } from '../../src/workers/handlers.ts'
-import { runSqsConsumer, sqsRound } from '../../src/workers/sqs-consume.ts'
+import { HANDLERS } from '../../src/bus/handlers.ts'
+import { runSqsConsumer, sqsRound } from '../../src/bus/consume-sqs.ts'
 import { testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testDatabase, testLog, type TestDatabase } from '../helpers/db.ts'
 import { v2Event } from '../helpers/events.ts'

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import { withOrg } from '../../src/infra/db.ts'
-import { drainOnce } from '../../src/workers/consume.ts'
+import { drainOnce } from '../../src/bus/consume-local.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
 

@@ -3,7 +3,7 @@
  * each with positive cases and the near-misses that must stay quiet.
  */
 import { describe, expect, test } from 'bun:test'
-import type { WireEvent } from '../ingest/bus.ts'
+import type { WireEvent } from '../../bus/bus.ts'
 import { normalizeDaemonEvent, normalizeIngestItem, type ItemResult } from '../ingest/events.ts'
 import { analyzeEvent, BUILTIN_RULES, credentialPath } from './builtin.ts'
 import { findDestructive, isBroadPath, parseShell } from './shell.ts'

@@ -13,7 +13,7 @@
  * Everything here is linear in the size of the event: no backtracking pattern runs over
  * client-controlled text, so a hostile event cannot stall the consumer.
  */
-import type { WireEvent } from '../ingest/bus.ts'
+import type { WireEvent } from '../../bus/bus.ts'
 import { basename, commandOf, findDestructive, findOutbound, isLoopback, onlyLoopback, parseShell, type Segment } from './shell.ts'
 
 export type Severity = 'low' | 'medium' | 'high' | 'critical'

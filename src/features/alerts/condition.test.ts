@@ -1,7 +1,7 @@
 /** The custom rule format: every op, the field list, validation errors with paths, limits. */
 import { describe, expect, test } from 'bun:test'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import type { WireEvent } from '../ingest/bus.ts'
+import type { WireEvent } from '../../bus/bus.ts'
 import { normalizeIngestItem } from '../ingest/events.ts'
 import { compileCondition, ConditionSchema, globMatch, viewOf } from './condition.ts'
 

@@ -14,7 +14,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import type { FieldError } from '../../errors.ts'
-import type { WireEvent } from '../ingest/bus.ts'
+import type { WireEvent } from '../../bus/bus.ts'
 
 export const CONDITION_LIMITS = { depth: 6, nodes: 64, children: 32, inItems: 100, valueChars: 1024, globChars: 256, globTextChars: 64 * 1024 }
 

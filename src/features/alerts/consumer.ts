@@ -4,7 +4,7 @@
  * (./builtin.ts) and the org's enabled custom rules (./condition.ts), and each match becomes one
  * row of `alerts`.
  *
- * Idempotency: the claim of a batch and these writes commit together (workers/consume.ts), so a
+ * Idempotency: the claim of a batch and these writes commit together (src/bus/consume-local.ts), so a
  * batch is applied once; what can repeat is an EVENT (a client retry lands in a later batch with
  * the same event key). `alerts` is unique on (org_id, rule_key, event_key) and inserted with
  * ON CONFLICT DO NOTHING, so a rule fires once per triggering event whatever the retries.
@@ -20,8 +20,8 @@
  * Writes are batched: one SELECT per state kind and one INSERT for all alerts of the call.
  */
 import type { Tx } from '../../infra/db.ts'
-import type { WireEvent } from '../ingest/bus.ts'
-import type { Claimed } from '../../workers/consume.ts'
+import type { WireEvent } from '../../bus/bus.ts'
+import type { Claimed } from '../../bus/consume-local.ts'
 import { enqueueAlertDeliveries, type InsertedAlert } from '../webhooks/queue.ts'
 import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
 import { compileCondition, viewOf, type Predicate } from './condition.ts'
@@ -58,7 +58,7 @@ interface SessionState {
 
 const OUTBOUND = BUILTIN_RULES.outboundAfterCredentialRead
 
-/** The alerts consumer's handler (see workers/consume.ts `Handler`). */
+/** The alerts consumer's handler (see src/bus/consume-local.ts `Handler`). */
 export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> {
   const events = collect(batches)
   if (events.length === 0) return

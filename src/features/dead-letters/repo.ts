@@ -8,8 +8,8 @@
  * A redrive deletes the dead letter and hands its message back to the one consumer that failed
  * it (Bus.redeliver) in the same tenant transaction: if the bus refuses, the dead letter stays.
  */
-import type { Bus, BusMessage, ConsumerName } from '../ingest/bus.ts'
-import { CONSUMERS } from '../ingest/bus.ts'
+import type { Bus, BusMessage, ConsumerName } from '../../bus/bus.ts'
+import { CONSUMERS } from '../../bus/bus.ts'
 import { withOrg, withSettings, type Sql, type Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
 

@@ -14,7 +14,7 @@ import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { registerDeadLetterGauge, type Metrics } from '../../infra/metrics.ts'
 import { recordAudit } from '../audit/repo.ts'
-import type { Bus } from '../ingest/bus.ts'
+import type { Bus } from '../../bus/bus.ts'
 import { deadLettersWaiting, getDeadLetter, listDeadLetters, redriveAll, redriveOne, type DeadLetterRow } from './repo.ts'
 import {
   DeadLetterDetail,

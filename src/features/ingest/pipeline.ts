@@ -6,8 +6,8 @@
  * two statements whatever its size.
  */
 import type { Tx } from '../../infra/db.ts'
-import type { WireEvent } from './bus.ts'
-import type { Claimed } from '../../workers/consume.ts'
+import type { WireEvent } from '../../bus/bus.ts'
+import type { Claimed } from '../../bus/consume-local.ts'
 
 interface Row {
   event: WireEvent

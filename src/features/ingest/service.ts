@@ -15,7 +15,7 @@
  */
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { Metrics } from '../../infra/metrics.ts'
-import type { Bus, BusMessage, WireEvent } from './bus.ts'
+import type { Bus, BusMessage, WireEvent } from '../../bus/bus.ts'
 import { ValidationError } from '../../errors.ts'
 import { normalizeBatch, type EventBatch } from './batch.ts'
 import { normalizeLifecycle, REJECT_CODES, type ItemResult, type RejectCode } from './events.ts'

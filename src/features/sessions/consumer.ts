@@ -3,7 +3,7 @@
  * The sessions consumer: derives `sessions` and `agents` from the bus. Every batch reaches every
  * consumer, and a retried event arrives again in a later batch, so events are first entered in
  * this consumer's own ledger (`session_event_keys`); only keys new to it are counted. The ledger
- * insert and the counts commit together with the claim (./workers/consume.ts), so a crash
+ * insert and the counts commit together with the claim (src/bus/consume-local.ts), so a crash
  * neither loses nor double-counts an event.
  *
  * Hierarchy: a session's parent is named by a lifecycle `parent_id`, by an event's
@@ -11,10 +11,10 @@
  * `parent_id` is resolved whichever of the two arrives first.
  */
 import type { Tx } from '../../infra/db.ts'
-import type { WireEvent } from '../ingest/bus.ts'
+import type { WireEvent } from '../../bus/bus.ts'
 import { normalizeLifecycle } from '../ingest/events.ts'
 import { lifecycleTime, type SessionLifecycle } from '../ingest/lifecycle.ts'
-import type { Claimed } from '../../workers/consume.ts'
+import type { Claimed } from '../../bus/consume-local.ts'
 
 interface SessionDelta {
   key: string

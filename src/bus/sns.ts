@@ -1,6 +1,6 @@
 /**
- * @module features/ingest/sns-bus
- * Cluster mode's bus: each message is split into parts under SNS's size limit (./bus-wire.ts)
+ * @module bus/sns
+ * Cluster mode's bus: each message is split into parts under SNS's size limit (./wire.ts)
  * and published to the SNS FIFO topic, which fans it out to one SQS FIFO queue per consumer.
  * `publish` resolves only when SNS accepted every part: that is the ack point. Any AWS failure
  * is a 503 with Retry-After for the client, never a 2xx; parts published before the failure are
@@ -8,11 +8,11 @@
  * whole publish is bounded (CALL_DEADLINE_MS): an SNS that hangs instead of refusing is a 503 in
  * about 5 s, not a request held for the whole outage (issue 14).
  */
-import { AppError, EventTooLargeError, UnavailableError } from '../../errors.ts'
-import { AwsCallError, CALL_DEADLINE_MS, publishBatch, sendMessage, type PublishEntry, type SNSClient, type SQSClient } from '../../infra/aws.ts'
-import { isUuid, type Tx } from '../../infra/db.ts'
+import { AppError, EventTooLargeError, UnavailableError } from '../errors.ts'
+import { AwsCallError, CALL_DEADLINE_MS, publishBatch, sendMessage, type PublishEntry, type SNSClient, type SQSClient } from '../infra/aws.ts'
+import { isUuid, type Tx } from '../infra/db.ts'
 import type { Bus, BusMessage, PublishContext, RedeliverTarget } from './bus.ts'
-import { encodeMessage, PART_MAX_BYTES, PartTooLargeError, SNS_MAX_BYTES, type WirePart } from './bus-wire.ts'
+import { encodeMessage, PART_MAX_BYTES, PartTooLargeError, SNS_MAX_BYTES, type WirePart } from './wire.ts'
 
 /** PublishBatch takes at most 10 entries. */
 const BATCH_ENTRIES = 10

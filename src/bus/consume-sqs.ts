@@ -1,5 +1,5 @@
 /**
- * @module workers/sqs-consume
+ * @module bus/consume-sqs
  * The cluster bus consumer loop, beside the local one (./consume.ts) and running the same
  * handlers. For one consumer's SQS FIFO queue: long-poll up to 10 messages, group them by org
  * (in received order), apply each org's messages in one tenant transaction, commit, and only
@@ -20,8 +20,8 @@
  * with the same ReceiveRequestAttemptId, so SQS hands back the messages of the lost answer
  * instead of hiding them for the visibility timeout (issue 14).
  */
-import type { ConsumerName } from '../features/ingest/bus.ts'
-import { decodeBody, WireFormatError } from '../features/ingest/bus-wire.ts'
+import type { ConsumerName } from './bus.ts'
+import { decodeBody, WireFormatError } from './wire.ts'
 import { changeVisibility, deleteMessages, queueDepth, receiveMessages, type ReceivedMessage, type SQSClient } from '../infra/aws.ts'
 import { withOrg, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
@@ -33,7 +33,7 @@ import {
   storableJson,
   type Claimed,
   type Handler,
-} from './consume.ts'
+} from './consume-local.ts'
 
 export interface SqsRoundOptions {
   sql: Sql

@@ -1,5 +1,5 @@
 /**
- * @module workers/consumer.worker
+ * @module bus/consumer.worker
  * Entry point of one consumer thread (see ./pool.ts). It opens its own small pool as the runtime
  * role, runs the consumer loop until the parent posts `stop`, then closes the pool and reports
  * `stopped`. The thread is long-lived: the parent never terminates it (Bun #15964).
@@ -8,10 +8,10 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { createSqsClient } from '../infra/aws.ts'
 import { createPool } from '../infra/db.ts'
 import { createLogger } from '../infra/log.ts'
-import { runConsumer } from './consume.ts'
+import { runConsumer } from './consume-local.ts'
 import { HANDLERS } from './handlers.ts'
 import type { FromWorker, ToWorker, WorkerInit } from './pool.ts'
-import { runSqsConsumer } from './sqs-consume.ts'
+import { runSqsConsumer } from './consume-sqs.ts'
 
 const init = workerData as WorkerInit
 const port = parentPort!

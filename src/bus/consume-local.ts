@@ -1,5 +1,5 @@
 /**
- * @module workers/consume
+ * @module bus/consume-local
  * The local bus consumer loop. For one consumer: find orgs with pending batches (the
  * `bus_discovery` policy shows pending ids, nothing else), then per org, in one tenant
  * transaction, claim batches in order by deleting their pending rows, apply the handler, and
@@ -7,7 +7,7 @@
  * crash rolls both back and the batch is taken again. A batch that keeps failing in its handler
  * is set aside in `bus_dead_letters` after BUS_MAX_ATTEMPTS attempts (docs/dead-letters.md).
  */
-import { CONSUMERS, NOTIFY_CHANNEL, type BusMessage, type ConsumerName } from '../features/ingest/bus.ts'
+import { CONSUMERS, NOTIFY_CHANNEL, type BusMessage, type ConsumerName } from './bus.ts'
 import { isTransientDbError, withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
 import { errorKind, scrub, ThrottledLog, type Logger } from '../infra/log.ts'
 

@@ -1,14 +1,14 @@
 /**
- * @module features/ingest/bus
+ * @module bus/bus
  * The bus between ingest and its three consumers (pipeline, sessions, alerts). `publish`
  * resolving means durable: that is the ack point. Locally (embedded mode) the bus is two
  * Postgres tables written in the request's own tenant transaction (sql/0007_ingest_bus.sql);
  * in cluster mode SNS FIFO → SQS FIFO takes its place behind the same interface.
  */
-import type { ConsumerName } from '../../config.ts'
-import type { Tx } from '../../infra/db.ts'
-import type { NormalizedEvent } from './events.ts'
-import type { SessionLifecycle } from './lifecycle.ts'
+import type { ConsumerName } from '../config.ts'
+import type { Tx } from '../infra/db.ts'
+import type { NormalizedEvent } from '../features/ingest/events.ts'
+import type { SessionLifecycle } from '../features/ingest/lifecycle.ts'
 
 export const CONSUMERS: readonly ConsumerName[] = ['pipeline', 'sessions', 'alerts']
 export type { ConsumerName }

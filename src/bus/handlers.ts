@@ -1,13 +1,13 @@
 /**
- * @module workers/handlers
+ * @module bus/handlers
  * What each consumer does with a claimed batch. Kept apart from the pool so that a worker thread
  * imports only what it runs.
  */
 import { evaluateAlerts } from '../features/alerts/consumer.ts'
-import type { ConsumerName } from '../features/ingest/bus.ts'
+import type { ConsumerName } from './bus.ts'
 import { storeEvents } from '../features/ingest/pipeline.ts'
 import { applySessions } from '../features/sessions/consumer.ts'
-import type { Handler } from './consume.ts'
+import type { Handler } from './consume-local.ts'
 
 export const HANDLERS: Record<ConsumerName, Handler> = {
   pipeline: storeEvents,

@@ -1,5 +1,5 @@
 /**
- * @module workers/pool
+ * @module bus/pool
  * One long-lived worker thread per consumer (pipeline, sessions, alerts), so a slow consumer
  * never holds up the HTTP thread or the others. Threads are never terminated (Bun #15964, #41022):
  * `stop` asks each to finish its round and close its pool, then waits for it. A thread that dies
@@ -7,7 +7,7 @@
  * transaction, so the new one resumes where it stopped.
  */
 import { Worker } from 'node:worker_threads'
-import type { ConsumerName } from '../features/ingest/bus.ts'
+import type { ConsumerName } from './bus.ts'
 import type { AwsTarget } from '../infra/aws.ts'
 import type { DbTarget } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
@@ -46,12 +46,12 @@ export type FromWorker =
   | { type: 'stopped' }
 
 /**
- * The thread's entry. From a checkout this module is src/workers/pool.ts. In the compiled
+ * The thread's entry. From a checkout this module is src/bus/pool.ts. In the compiled
  * executable (`bun run build` lists the worker as a second entrypoint) every bundled module's
  * `import.meta.url` is the executable's, at the root of the embedded tree that mirrors `src/`.
  */
 const WORKER_ENTRY = import.meta.url.startsWith('file:///$bunfs/')
-  ? new URL('./workers/consumer.worker.ts', import.meta.url)
+  ? new URL('./bus/consumer.worker.ts', import.meta.url)
   : new URL('./consumer.worker.ts', import.meta.url)
 
 const RESTART_MIN_MS = 500

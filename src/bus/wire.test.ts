@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import type { BusMessage, WireEvent } from './bus.ts'
-import { decodeBody, encodeMessage, PART_MAX_BYTES, PartTooLargeError, WireFormatError } from './bus-wire.ts'
+import { decodeBody, encodeMessage, PART_MAX_BYTES, PartTooLargeError, WireFormatError } from './wire.ts'
 
 const ORG = '6f1c2a8e-1d1b-4c5e-9a70-2f1b8c9d0e11'
 const OTHER = '0b7e4c3a-5d6f-4a1b-8c9d-0e1f2a3b4c5d'

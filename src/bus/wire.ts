@@ -1,5 +1,5 @@
 /**
- * @module features/ingest/bus-wire
+ * @module bus/wire
  * The cluster bus's message format (docs/cluster.md). One bus message (up to 500 events and
  * 10 MiB) becomes one or more parts, each an SNS message under SNS's 256 KiB limit:
  *
@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { isUuid } from '../../infra/db.ts'
+import { isUuid } from '../infra/db.ts'
 import type { BusMessage, WireEvent } from './bus.ts'
 
 export const WIRE_VERSION = 1
