@@ -27,12 +27,36 @@ export async function run(opts: { seconds: number }) {
     const org = await createOrg(db.app, 'bench', 'cli')
     const keys = new SigningKeys(db.app, new SecretBox(randomBytes(32)), log, { maxTokenTtlMs: MAX_TOKEN_TTL_MS })
     const signer = await keys.signer(org.org_id)
-    const rbac = { allowed_actions: ['data:read:*'], denied_actions: [], allowed_resources: [], denied_resources: [], sensitivity_level: 3, max_sensitivity_level: 3, max_risk_score: 0 }
+    const rbac = {
+      allowed_actions: ['data:read:*'],
+      denied_actions: [],
+      allowed_resources: [],
+      denied_resources: [],
+      sensitivity_level: 3,
+      max_sensitivity_level: 3,
+      max_risk_score: 0,
+    }
     const token = await withOrg(db.app, org.org_id, async (tx) => {
       const app = await mintJwt(tx, signer, { orgId: org.org_id, type: 'app', parent: null, claims: { scopes: ['*'] } })
-      const asParent = (m: typeof app, type: 'app' | 'bearer') => ({ jti: m.jti, type, exp: m.claims.exp as number, depth: 0, claims: m.claims })
-      const bearer = await mintJwt(tx, signer, { orgId: org.org_id, type: 'bearer', parent: asParent(app, 'app'), claims: { env: 'prod' } })
-      const agent = await mintJwt(tx, signer, { orgId: org.org_id, type: 'agent', parent: asParent(bearer, 'bearer'), claims: { agent_id: 'a', rbac } })
+      const asParent = (m: typeof app, type: 'app' | 'bearer') => ({
+        jti: m.jti,
+        type,
+        exp: m.claims.exp as number,
+        depth: 0,
+        claims: m.claims,
+      })
+      const bearer = await mintJwt(tx, signer, {
+        orgId: org.org_id,
+        type: 'bearer',
+        parent: asParent(app, 'app'),
+        claims: { env: 'prod' },
+      })
+      const agent = await mintJwt(tx, signer, {
+        orgId: org.org_id,
+        type: 'agent',
+        parent: asParent(bearer, 'bearer'),
+        claims: { agent_id: 'a', rbac },
+      })
       return agent.token
     })
     const filter = createRevocationFilter({ redis: null, log })
@@ -50,7 +74,11 @@ export async function run(opts: { seconds: number }) {
     const dot = jws.lastIndexOf('.')
     const input = Buffer.from(jws.slice(0, dot))
     const sig = Buffer.from(jws.slice(dot + 1), 'base64url')
-    const [row] = await withOrg(db.app, org.org_id, (tx) => tx<{ public_pem: string }[]>`select public_pem from auth.signing_keys`)
+    const [row] = await withOrg(
+      db.app,
+      org.org_id,
+      (tx) => tx<{ public_pem: string }[]>`select public_pem from auth.signing_keys`,
+    )
     const pub = createPublicKey(row!.public_pem)
     const raw = await timeLoop(() => verify('sha256', input, { key: pub, dsaEncoding: 'ieee-p1363' }, sig), ms)
     const ratio = cold.p50_us / raw.p50_us
@@ -68,9 +96,24 @@ export async function run(opts: { seconds: number }) {
         'auth.cold_ratio': round(ratio, 3),
       },
       rows: [
-        ['JWT validation, cache hit', `${round(hit.ops_per_s, 0)} ops/s`, `p50 ${round(hit.p50_us, 2)} µs`, `p99 ${round(hit.p99_us, 2)} µs`],
-        ['JWT validation, cold (cache emptied)', `${round(cold.ops_per_s, 0)} ops/s`, `p50 ${round(cold.p50_us, 2)} µs`, `p99 ${round(cold.p99_us, 2)} µs`],
-        ['baseline: node:crypto ES256 verify', `${round(raw.ops_per_s, 0)} ops/s`, `p50 ${round(raw.p50_us, 2)} µs`, `p99 ${round(raw.p99_us, 2)} µs`],
+        [
+          'JWT validation, cache hit',
+          `${round(hit.ops_per_s, 0)} ops/s`,
+          `p50 ${round(hit.p50_us, 2)} µs`,
+          `p99 ${round(hit.p99_us, 2)} µs`,
+        ],
+        [
+          'JWT validation, cold (cache emptied)',
+          `${round(cold.ops_per_s, 0)} ops/s`,
+          `p50 ${round(cold.p50_us, 2)} µs`,
+          `p99 ${round(cold.p99_us, 2)} µs`,
+        ],
+        [
+          'baseline: node:crypto ES256 verify',
+          `${round(raw.ops_per_s, 0)} ops/s`,
+          `p50 ${round(raw.p50_us, 2)} µs`,
+          `p99 ${round(raw.p99_us, 2)} µs`,
+        ],
         ['ratio cold/raw (p50, target ≤ 1.5)', `${round(ratio, 3)}`, '', ''],
       ],
     }

@@ -30,8 +30,18 @@ export async function run(opts: { seconds: number }) {
         'credentials.ratio': round(hit.ops_per_s / raw.ops_per_s, 4),
       },
       rows: [
-        ['opaque token, cache hit', `${round(hit.ops_per_s, 0)} ops/s`, `p50 ${round(hit.p50_us, 2)} µs`, `p99 ${round(hit.p99_us, 2)} µs`],
-        ['baseline: bare Map lookup', `${round(raw.ops_per_s, 0)} ops/s`, `p50 ${round(raw.p50_us, 2)} µs`, `p99 ${round(raw.p99_us, 2)} µs`],
+        [
+          'opaque token, cache hit',
+          `${round(hit.ops_per_s, 0)} ops/s`,
+          `p50 ${round(hit.p50_us, 2)} µs`,
+          `p99 ${round(hit.p99_us, 2)} µs`,
+        ],
+        [
+          'baseline: bare Map lookup',
+          `${round(raw.ops_per_s, 0)} ops/s`,
+          `p50 ${round(raw.p50_us, 2)} µs`,
+          `p99 ${round(raw.p99_us, 2)} µs`,
+        ],
         ['ratio hit/raw', `${round(hit.ops_per_s / raw.ops_per_s, 4)}`, '', ''],
       ],
     }

@@ -33,6 +33,11 @@ for (const file of files) {
     for (const r of result.rows) console.log('  ' + r.map((c, i) => c.padEnd(widths[i]!)).join('   '))
   }
 }
-const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, bun: Bun.version, platform: `${process.platform}-${process.arch}` }
+const machine = {
+  cpus: os.cpus().length,
+  model: os.cpus()[0]?.model,
+  bun: Bun.version,
+  platform: `${process.platform}-${process.arch}`,
+}
 if (values.json) console.log(JSON.stringify({ machine, seconds, figures }))
 else console.log(`\n${machine.cpus} × ${machine.model}, Bun ${machine.bun}`)

@@ -39,7 +39,10 @@ function threadTicks(pid: number): Map<string, number> {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-bench-cpu-'))
 const server = await startServer(dataDir)
-const database = await openDatabase(loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }), createLogger('warn', 'stderr'))
+const database = await openDatabase(
+  loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }),
+  createLogger('warn', 'stderr'),
+)
 const owner = createPool(database.ownerTarget, { max: 1 })
 try {
   const post = async (body: string) => {

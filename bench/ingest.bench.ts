@@ -35,7 +35,8 @@ export async function run(opts: { seconds: number }) {
       body,
     })
     const out = (await res.json()) as { accepted?: number }
-    if (res.status !== 200 || out.accepted !== BATCH) throw new Error(`ingest answered ${res.status}: ${JSON.stringify(out).slice(0, 300)}`)
+    if (res.status !== 200 || out.accepted !== BATCH)
+      throw new Error(`ingest answered ${res.status}: ${JSON.stringify(out).slice(0, 300)}`)
     return performance.now() - t
   }
   // The backlog is read from the database, not from /metrics: a scrape every few milliseconds
@@ -131,18 +132,40 @@ export async function run(opts: { seconds: number }) {
       const key = `e:raw-${runId}-${i}`
       ledger.push(`${org_id}\t${key}\t${id}\t${now}`)
       actions.push(
-        [org_id, id, now, key, `raw-${runId}-${i}`, now, `raw-s${i % 64}`, `agent-${i % 16}`, '2', 'proxy', 'claude-code',
-          'tools/call', 'Read', `{"file_path": "/repo/src/module-${i % 997}.ts"}`, 'allow', 'f', String(i % 100),
-          `{"process_name": "claude", "process_pid": "${40000 + (i % 16)}"}`, '{}', 'f'].join('\t'),
+        [
+          org_id,
+          id,
+          now,
+          key,
+          `raw-${runId}-${i}`,
+          now,
+          `raw-s${i % 64}`,
+          `agent-${i % 16}`,
+          '2',
+          'proxy',
+          'claude-code',
+          'tools/call',
+          'Read',
+          `{"file_path": "/repo/src/module-${i % 997}.ts"}`,
+          'allow',
+          'f',
+          String(i % 100),
+          `{"process_name": "claude", "process_pid": "${40000 + (i % 16)}"}`,
+          '{}',
+          'f',
+        ].join('\t'),
       )
     }
     const t = performance.now()
     await owner.begin(async (tx) => {
       for (const [sql, lines] of [
         [tx`copy event_keys (org_id, event_key, action_id, action_created_at) from stdin`, ledger],
-        [tx`copy actions (org_id, id, created_at, event_key, event_id, occurred_at, session_key, agent_key, schema_version,
+        [
+          tx`copy actions (org_id, id, created_at, event_key, event_id, occurred_at, session_key, agent_key, schema_version,
                           source, platform, action_type, tool_name, arguments, decision, blocked, risk_score, labels, extra,
-                          redacted) from stdin`, actions],
+                          redacted) from stdin`,
+          actions,
+        ],
       ] as const) {
         const stream = await sql.writable()
         await new Promise<void>((resolve, reject) => {
@@ -173,12 +196,27 @@ export async function run(opts: { seconds: number }) {
       'ingest.ack_events_per_s': round(e2e.events / e2e.ackSeconds, 0),
     },
     rows: [
-      ['end to end: POST → committed actions', `${round(e2eRate, 0)} events/s`, `${e2e.events} events in ${round(e2e.seconds, 2)} s`, `${SENDERS} senders × ${BATCH}-event batches`],
+      [
+        'end to end: POST → committed actions',
+        `${round(e2eRate, 0)} events/s`,
+        `${e2e.events} events in ${round(e2e.seconds, 2)} s`,
+        `${SENDERS} senders × ${BATCH}-event batches`,
+      ],
       ['  acks alone', `${round(e2e.events / e2e.ackSeconds, 0)} events/s`, '', ''],
       ['  sessions and alerts caught up', `after ${round(e2e.derivedSeconds, 2)} s`, '', 'not part of the figure'],
-      ['baseline: one client COPY, same tables', `${round(rawRate, 0)} rows/s`, `${raw.rows} rows in ${round(raw.seconds, 2)} s`, 'ledger + actions, one transaction'],
+      [
+        'baseline: one client COPY, same tables',
+        `${round(rawRate, 0)} rows/s`,
+        `${raw.rows} rows in ${round(raw.seconds, 2)} s`,
+        'ledger + actions, one transaction',
+      ],
       ['ratio end-to-end/raw', `${round(e2eRate / rawRate, 3)}`, '', ''],
-      [`ack latency at half load (${round(half.rate, 0)} events/s)`, `p50 ${round(p50, 2)} ms`, `p99 ${round(p99, 2)} ms`, `${half.latencies.length} batches, ${half.late} sent late`],
+      [
+        `ack latency at half load (${round(half.rate, 0)} events/s)`,
+        `p50 ${round(p50, 2)} ms`,
+        `p99 ${round(p99, 2)} ms`,
+        `${half.latencies.length} batches, ${half.late} sent late`,
+      ],
       ['rows stored by the server', `${stored}`, '', ''],
     ],
   }

@@ -59,9 +59,24 @@ export async function run(opts: { seconds: number }) {
       'revocation.fill_ratio': round(s.setBits / s.bits, 4),
     },
     rows: [
-      ['bloom check (1M revoked, k = 7)', `${round(check.ops_per_s, 0)} ops/s`, `p50 ${round(check.p50_us, 3)} µs`, `p99 ${round(check.p99_us, 3)} µs`],
-      ['baseline: Set.has of the same key', `${round(raw.ops_per_s, 0)} ops/s`, `p50 ${round(raw.p50_us, 3)} µs`, `p99 ${round(raw.p99_us, 3)} µs`],
-      ['ratio check/raw', `${round(check.ops_per_s / raw.ops_per_s, 4)}`, `fill ${round(s.setBits / s.bits, 3)}`, `${s.bits} bits`],
+      [
+        'bloom check (1M revoked, k = 7)',
+        `${round(check.ops_per_s, 0)} ops/s`,
+        `p50 ${round(check.p50_us, 3)} µs`,
+        `p99 ${round(check.p99_us, 3)} µs`,
+      ],
+      [
+        'baseline: Set.has of the same key',
+        `${round(raw.ops_per_s, 0)} ops/s`,
+        `p50 ${round(raw.p50_us, 3)} µs`,
+        `p99 ${round(raw.p99_us, 3)} µs`,
+      ],
+      [
+        'ratio check/raw',
+        `${round(check.ops_per_s / raw.ops_per_s, 4)}`,
+        `fill ${round(s.setBits / s.bits, 3)}`,
+        `${s.bits} bits`,
+      ],
     ],
   }
 }

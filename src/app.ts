@@ -128,10 +128,12 @@ export function composeApp(deps: AppDeps): ComposedApp {
     required: deps.config.AUTH_REQUIRE_ACTION_SIGNATURE,
     replay: new ActionSignatureReplayGuard({ shared: redis, log, metrics }),
   })
-  const signed = (auth: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> => (c, next) =>
-    auth(c, async () => {
-      await checkSignature(c, next)
-    })
+  const signed =
+    (auth: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> =>
+    (c, next) =>
+      auth(c, async () => {
+        await checkSignature(c, next)
+      })
   const anyAuth = signed(requireAnyAuth(resolver))
   mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, anyAuth, actionSecret })
   mountSigningKeys(routes, { sql, keys, anyAuth })
@@ -141,7 +143,9 @@ export function composeApp(deps: AppDeps): ComposedApp {
     async onRevoked(entries) {
       validator.evict(entries)
       // Postgres is committed; a filter that misses an add turns to 'unknown' on its own repair.
-      await revocationFilter.add(entries).catch((err: unknown) => log.error({ err }, 'revocation committed but the revocation filter add failed'))
+      await revocationFilter
+        .add(entries)
+        .catch((err: unknown) => log.error({ err }, 'revocation committed but the revocation filter add failed'))
     },
   })
   mountIntrospection(routes, { anyAuth })

@@ -10,8 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { checkName } from './lib/names.ts'
 
-const Port = (description: string, def: number) =>
-  Type.Integer({ minimum: 1, maximum: 65535, default: def, description })
+const Port = (description: string, def: number) => Type.Integer({ minimum: 1, maximum: 65535, default: def, description })
 
 export const EnvSchema = Type.Object({
   PORT: Port('HTTP port the API and ingest endpoints listen on.', 8000),
@@ -51,7 +50,7 @@ export const EnvSchema = Type.Object({
     minLength: 1,
     default: '.quint',
     description:
-      'Directory for embedded Postgres data and generated local secrets (created 0700; as root 0710, group postgres). A relative path is taken from the working directory, except from `/` (a container\'s default), where it is taken from the home directory.',
+      "Directory for embedded Postgres data and generated local secrets (created 0700; as root 0710, group postgres). A relative path is taken from the working directory, except from `/` (a container's default), where it is taken from the home directory.",
   }),
   QUINT_EMBEDDED_PG_BIN_DIR: Type.Optional(
     Type.String({
@@ -112,7 +111,7 @@ export const EnvSchema = Type.Object({
     maximum: 100,
     default: 5,
     description:
-      'Attempts a bus message gets in one consumer before it is set aside as a dead letter, so the org\'s later messages go on (both bus modes; retries back off from 1 s, doubling). Listed and redriven with `GET /v1/dead-letters` or `quint-cloud dead-letters` (docs/dead-letters.md).',
+      "Attempts a bus message gets in one consumer before it is set aside as a dead letter, so the org's later messages go on (both bus modes; retries back off from 1 s, doubling). Listed and redriven with `GET /v1/dead-letters` or `quint-cloud dead-letters` (docs/dead-letters.md).",
   }),
   LOG_LEVEL: Type.Union(
     ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)),
@@ -122,15 +121,13 @@ export const EnvSchema = Type.Object({
     minimum: 1000,
     maximum: 120_000,
     default: 25_000,
-    description:
-      'Hard deadline for a graceful stop after SIGTERM; keep it below the orchestrator stop timeout (ECS: 30 s).',
+    description: 'Hard deadline for a graceful stop after SIGTERM; keep it below the orchestrator stop timeout (ECS: 30 s).',
   }),
   SHUTDOWN_DRAIN_DELAY_MS: Type.Integer({
     minimum: 0,
     maximum: 60_000,
     default: 0,
-    description:
-      'Time between /ready turning 503 and the listener closing, so load balancers stop routing first.',
+    description: 'Time between /ready turning 503 and the listener closing, so load balancers stop routing first.',
   }),
   // Cluster-mode bus (docs/cluster.md). The AWS SDK finds credentials itself (its default chain:
   // AWS_ACCESS_KEY_ID/…, ECS task role, instance profile); they are not configuration here.
@@ -140,7 +137,10 @@ export const EnvSchema = Type.Object({
       'Bus between ingest and its consumers: `local` (Postgres tables, acked on commit) or `sns` (SNS FIFO topic → one SQS FIFO queue per consumer, acked when SNS accepted every part; docs/cluster.md).',
   }),
   AWS_REGION: Type.Optional(
-    Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$', description: 'AWS region of the topic and queues. Required when BUS=sns.' }),
+    Type.String({
+      pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$',
+      description: 'AWS region of the topic and queues. Required when BUS=sns.',
+    }),
   ),
   AWS_ENDPOINT_URL: Type.Optional(
     Type.String({
@@ -155,19 +155,29 @@ export const EnvSchema = Type.Object({
     }),
   ),
   SQS_QUEUE_URL_PIPELINE: Type.Optional(
-    Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the pipeline consumer; required when BUS=sns and it runs here.' }),
+    Type.String({
+      pattern: '^https?://.+\\.fifo$',
+      description: 'FIFO queue of the pipeline consumer; required when BUS=sns and it runs here.',
+    }),
   ),
   SQS_QUEUE_URL_SESSIONS: Type.Optional(
-    Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the sessions consumer; required when BUS=sns and it runs here.' }),
+    Type.String({
+      pattern: '^https?://.+\\.fifo$',
+      description: 'FIFO queue of the sessions consumer; required when BUS=sns and it runs here.',
+    }),
   ),
   SQS_QUEUE_URL_ALERTS: Type.Optional(
-    Type.String({ pattern: '^https?://.+\\.fifo$', description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.' }),
+    Type.String({
+      pattern: '^https?://.+\\.fifo$',
+      description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.',
+    }),
   ),
   AUTH_MAX_DELEGATION_DEPTH: Type.Integer({
     minimum: 1,
     maximum: 10,
     default: 3,
-    description: 'Deepest sub-agent delegation: a `qt_subagent_` token minted at a deeper `depth` is refused with 400 (docs/auth.md).',
+    description:
+      'Deepest sub-agent delegation: a `qt_subagent_` token minted at a deeper `depth` is refused with 400 (docs/auth.md).',
   }),
   AUTH_CLOCK_SKEW_S: Type.Integer({
     minimum: 0,
@@ -204,7 +214,8 @@ export const EnvSchema = Type.Object({
   // Outgoing webhooks (docs/webhooks.md).
   WEBHOOK_DELIVERY: Type.Boolean({
     default: true,
-    description: 'Run the webhook delivery loop in this process (any number of instances may: each claims due deliveries with SKIP LOCKED).',
+    description:
+      'Run the webhook delivery loop in this process (any number of instances may: each claims due deliveries with SKIP LOCKED).',
   }),
   WEBHOOK_ALLOW_INSECURE: Type.Boolean({
     default: false,
@@ -290,10 +301,7 @@ export class ConfigError extends Error {
  * Parses the environment once. Empty strings count as unset so that `FOO=` in a compose file
  * falls back to the default instead of failing a pattern check.
  */
-export function loadConfig(
-  env: Record<string, string | undefined> = process.env,
-  cwd: string = process.cwd(),
-): Config {
+export function loadConfig(env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): Config {
   const keys = Object.keys(EnvSchema.properties) as (keyof Env)[]
   const raw: Record<string, unknown> = {}
   for (const key of keys) {
@@ -314,7 +322,11 @@ export function loadConfig(
   const v = value as Partial<Env>
   // The drain delay is taken off the top of the deadline: at or past it, no step after it would
   // get any time (the embedded Postgres would be left running).
-  if (v.SHUTDOWN_DRAIN_DELAY_MS !== undefined && v.SHUTDOWN_TIMEOUT_MS !== undefined && v.SHUTDOWN_DRAIN_DELAY_MS > v.SHUTDOWN_TIMEOUT_MS / 2) {
+  if (
+    v.SHUTDOWN_DRAIN_DELAY_MS !== undefined &&
+    v.SHUTDOWN_TIMEOUT_MS !== undefined &&
+    v.SHUTDOWN_DRAIN_DELAY_MS > v.SHUTDOWN_TIMEOUT_MS / 2
+  ) {
     problems.push('SHUTDOWN_DRAIN_DELAY_MS: must be at most half of SHUTDOWN_TIMEOUT_MS, which the drain delay is part of')
   }
   const dataDir = typeof v.QUINT_DATA_DIR === 'string' ? dataDirOf(v.QUINT_DATA_DIR, cwd, env.HOME) : null
@@ -326,9 +338,7 @@ export function loadConfig(
   const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, QUINT_CONSUMERS, ...rest } = parsed
   return Object.freeze({
     ...rest,
-    consumers: Object.freeze(
-      QUINT_CONSUMERS === 'none' ? [] : [...new Set(QUINT_CONSUMERS.split(',') as ConsumerName[])],
-    ),
+    consumers: Object.freeze(QUINT_CONSUMERS === 'none' ? [] : [...new Set(QUINT_CONSUMERS.split(',') as ConsumerName[])]),
     dataDir: dataDirOf(QUINT_DATA_DIR, cwd, env.HOME),
     bootstrapOrg: QUINT_BOOTSTRAP_ORG.trim() === '' ? null : QUINT_BOOTSTRAP_ORG.trim(),
   })

@@ -87,7 +87,10 @@ export class Lifecycle {
         if (result === 'done') this.log.info({ step: step.name, ms: Date.now() - started }, 'shutdown step done')
         else {
           clean = false
-          this.log.error({ step: step.name, budget_ms: budget }, 'shutdown step overran its share of the deadline; going on without it')
+          this.log.error(
+            { step: step.name, budget_ms: budget },
+            'shutdown step overran its share of the deadline; going on without it',
+          )
         }
       }
       if (clean) this.#state = 'stopped'

@@ -171,7 +171,11 @@ async function healthcheck(args: string[]): Promise<number> {
   const { url } = parse(args, { url: { type: 'string' } })
   const config = loadConfig()
   // A wildcard bind is reached on loopback; a specific address only on itself.
-  const host = ['0.0.0.0', '::', '[::]'].includes(config.HOST) ? '127.0.0.1' : config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST
+  const host = ['0.0.0.0', '::', '[::]'].includes(config.HOST)
+    ? '127.0.0.1'
+    : config.HOST.includes(':')
+      ? `[${config.HOST}]`
+      : config.HOST
   const target = readyUrl(url ?? `http://${host}:${config.PORT}`)
   try {
     const res = await fetch(target, { signal: AbortSignal.timeout(3000) })

@@ -34,8 +34,16 @@ export async function startServer(dataDir: string) {
   const probe = Bun.serve({ port: 0, fetch: () => new Response() })
   const port = probe.port!
   probe.stop(true)
-  const env = { ...process.env, QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: 'bench', PORT: String(port), HOST: '127.0.0.1',
-    LOG_LEVEL: 'warn', INGEST_RATE_PER_S: '0', CONSUMER_POLL_MS: '100' } as Record<string, string>
+  const env = {
+    ...process.env,
+    QUINT_DATA_DIR: dataDir,
+    QUINT_BOOTSTRAP_ORG: 'bench',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    INGEST_RATE_PER_S: '0',
+    CONSUMER_POLL_MS: '100',
+  } as Record<string, string>
   delete env.DATABASE_URL
   const proc = Bun.spawn(['bun', MAIN, 'serve'], { env, stdout: 'ignore', stderr: 'pipe' })
   let err = ''
@@ -45,7 +53,10 @@ export async function startServer(dataDir: string) {
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; i < 600; i++) {
     if (proc.exitCode !== null) throw new Error(`server exited: ${err}`)
-    const ok = await fetch(`${url}/ready`).then((r) => r.status === 200, () => false)
+    const ok = await fetch(`${url}/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    )
     if (ok) {
       const token = /deploy token\s+: (qt_deploy_[0-9a-f]+)/.exec(err)?.[1]
       if (!token) throw new Error('no deploy token printed')
@@ -55,4 +66,3 @@ export async function startServer(dataDir: string) {
   }
   throw new Error(`server not ready: ${err}`)
 }
-

@@ -102,12 +102,18 @@ describe('signAction / verifyActionSignature', () => {
   })
 
   test('keys are per token and per org: another token’s key does not verify', () => {
-    for (const other of [actionKeyFor(SERVER_SECRET, ORG, OTHER_JTI), actionKeyFor(SERVER_SECRET, OTHER_ORG, JTI), actionKeyFor(randomBytes(32), ORG, JTI)]) {
+    for (const other of [
+      actionKeyFor(SERVER_SECRET, ORG, OTHER_JTI),
+      actionKeyFor(SERVER_SECRET, OTHER_ORG, JTI),
+      actionKeyFor(randomBytes(32), ORG, JTI),
+    ]) {
       expect(verifyActionSignature(other, header, req, NOW)).toEqual({ ok: false, reason: 'mismatch' })
     }
     // Signing the other token's request with this token's key does not help either.
     const forged = signAction(key, { ...req, jti: OTHER_JTI, timestamp: NOW })
-    expect(verifyActionSignature(actionKeyFor(SERVER_SECRET, ORG, OTHER_JTI), forged, { ...req, jti: OTHER_JTI }, NOW).ok).toBe(false)
+    expect(verifyActionSignature(actionKeyFor(SERVER_SECRET, ORG, OTHER_JTI), forged, { ...req, jti: OTHER_JTI }, NOW).ok).toBe(
+      false,
+    )
   })
 
   const v1 = header.split('v1=')[1]!
@@ -162,7 +168,13 @@ describe('signAction / verifyActionSignature', () => {
 test('known vector from docs/action-signatures.md (computed independently with Python hmac)', () => {
   const k = actionKeyFor(Buffer.alloc(32, 1), 'org-1', 'jti-1')
   expect(k.toString('hex')).toBe('19881c968b916808cd0453a504d167b7c0ff2395a3b8e14575d366d3d023f16b')
-  const input = { method: 'POST', path: '/v1/tools/call?x=1', body: new TextEncoder().encode('{"a":1}'), jti: 'jti-1', orgId: 'org-1' }
+  const input = {
+    method: 'POST',
+    path: '/v1/tools/call?x=1',
+    body: new TextEncoder().encode('{"a":1}'),
+    jti: 'jti-1',
+    orgId: 'org-1',
+  }
   const h = signAction(k, { ...input, timestamp: 1_700_000_000 })
   expect(h).toBe('t=1700000000,v1=435448bf55c7e754b34c821ca1b5a7dd3841558a4e07ea7cab45a8c996932b7e')
   expect(verifyActionSignature(k, h, input, 1_700_000_000)).toEqual({ ok: true })

@@ -49,9 +49,14 @@ function fieldProblem(input: ActionInput & { timestamp: number }): string | unde
     return 'path must start with / and contain no line break'
   }
   if (!(input.body instanceof Uint8Array)) return 'body must be bytes'
-  if (!Number.isSafeInteger(input.timestamp) || input.timestamp < 0) return 'timestamp must be a non-negative integer (unix seconds)'
-  for (const [name, v] of [['jti', input.jti], ['orgId', input.orgId]] as const) {
-    if (typeof v !== 'string' || v.length === 0 || !NO_LINE_BREAK.test(v)) return `${name} must be a non-empty string without line breaks`
+  if (!Number.isSafeInteger(input.timestamp) || input.timestamp < 0)
+    return 'timestamp must be a non-negative integer (unix seconds)'
+  for (const [name, v] of [
+    ['jti', input.jti],
+    ['orgId', input.orgId],
+  ] as const) {
+    if (typeof v !== 'string' || v.length === 0 || !NO_LINE_BREAK.test(v))
+      return `${name} must be a non-empty string without line breaks`
   }
   return undefined
 }
@@ -145,8 +150,12 @@ export function verifyActionSignature(
  */
 export function actionKeyFor(serverSecret: Uint8Array, orgId: string, jti: string): Buffer {
   requireKey(serverSecret)
-  for (const [name, v] of [['orgId', orgId], ['jti', jti]] as const) {
-    if (typeof v !== 'string' || v.length === 0 || v.includes('|')) throw new TypeError(`action key: ${name} must be non-empty and contain no "|"`)
+  for (const [name, v] of [
+    ['orgId', orgId],
+    ['jti', jti],
+  ] as const) {
+    if (typeof v !== 'string' || v.length === 0 || v.includes('|'))
+      throw new TypeError(`action key: ${name} must be non-empty and contain no "|"`)
   }
   return createHmac('sha256', serverSecret).update(`${KEY_DOMAIN}${orgId}|${jti}`, 'utf8').digest()
 }

@@ -53,7 +53,11 @@ export const bloomItem = (orgId: string, jti: string) => `${orgId}:${jti}`
 const LOW32 = 0xffffffffn
 
 /** The k bit positions of `item` (version 1), into `out` (length ≥ k). */
-export function bloomPositions(params: BloomParams, item: string, out: Uint32Array = new Uint32Array(params.hashes)): Uint32Array {
+export function bloomPositions(
+  params: BloomParams,
+  item: string,
+  out: Uint32Array = new Uint32Array(params.hashes),
+): Uint32Array {
   const m = params.bits
   const h = Bun.hash.xxHash64(item)
   let x = Number(h & LOW32) % m

@@ -222,8 +222,11 @@ export class CredentialResolver {
   }
 
   async #load(hash: Buffer, now: number): Promise<Entry> {
-    const rows = await withSettings(this.sql, { 'app.lookup_token_hash': hash.toString('hex') }, (tx) =>
-      tx<{ org_id: string; id: string; kind: TokenKind; scopes: string[]; expires_at: Date | null; revoked_at: Date | null }[]>`
+    const rows = await withSettings(
+      this.sql,
+      { 'app.lookup_token_hash': hash.toString('hex') },
+      (tx) =>
+        tx<{ org_id: string; id: string; kind: TokenKind; scopes: string[]; expires_at: Date | null; revoked_at: Date | null }[]>`
         select org_id, id, kind, scopes, expires_at, revoked_at
           from api_tokens where token_hash = ${hash}`,
     )
@@ -231,7 +234,12 @@ export class CredentialResolver {
     const usable = row && !row.revoked_at && (!row.expires_at || row.expires_at.getTime() > now)
     return usable
       ? {
-          principal: Object.freeze({ orgId: row.org_id, tokenId: row.id, kind: row.kind, scopes: Object.freeze([...row.scopes]) }),
+          principal: Object.freeze({
+            orgId: row.org_id,
+            tokenId: row.id,
+            kind: row.kind,
+            scopes: Object.freeze([...row.scopes]),
+          }),
           expiresAt: now + this.#ttl,
           validUntil: row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY,
           lastUsedWrite: 0,
@@ -250,9 +258,9 @@ export class CredentialResolver {
   }
 
   #touch(p: OpaquePrincipal): void {
-    withOrg(this.sql, p.orgId, (tx) =>
-      tx`update api_tokens set last_used_at = now() where id = ${p.tokenId}`,
-    ).catch((err) => this.log.debug({ err }, 'last_used_at update failed'))
+    withOrg(this.sql, p.orgId, (tx) => tx`update api_tokens set last_used_at = now() where id = ${p.tokenId}`).catch((err) =>
+      this.log.debug({ err }, 'last_used_at update failed'),
+    )
   }
 }
 

@@ -5,7 +5,9 @@ import { globMatch, subsumes, type GlobStats } from './glob.ts'
 function reference(pattern: string): RegExp {
   const body = pattern
     .split(/(\*+)/)
-    .map((part) => (part.startsWith('*') ? (part.length === 1 ? '[^:]*' : '[\\s\\S]*') : part.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')))
+    .map((part) =>
+      part.startsWith('*') ? (part.length === 1 ? '[^:]*' : '[\\s\\S]*') : part.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&'),
+    )
     .join('')
   return new RegExp(`^${body}$`, 'u')
 }

@@ -35,7 +35,7 @@ function compile(pattern: string): Tokens {
   const hit = cache.get(pattern)
   if (hit) return hit
   const out: number[] = []
-  for (let i = 0; i < pattern.length; ) {
+  for (let i = 0; i < pattern.length;) {
     const c = pattern.charCodeAt(i)
     if (c !== 42) {
       out.push(c)

@@ -24,13 +24,25 @@ describe('jwt', () => {
     const input = `${h}.${p}`
     const der = sign('sha256', Buffer.from(input), privateKey).toString('base64url')
     const bad = [
-      '', '.', '..', '...', `${h}.${p}`, `${h}.${p}.${s}.x`, `${h}.${p}.${der}`, `${h}.${p}.${s}=`, `${h}..${s}`,
+      '',
+      '.',
+      '..',
+      '...',
+      `${h}.${p}`,
+      `${h}.${p}.${s}.x`,
+      `${h}.${p}.${der}`,
+      `${h}.${p}.${s}=`,
+      `${h}..${s}`,
       `${b64urlJson({ alg: 'ES256', typ: 'JWT', kid: 'kid_12345', jwk: {} })}.${p}.${s}`,
       `${b64urlJson({ alg: 'ES256', typ: 'JWT' })}.${p}.${s}`,
       `${b64urlJson({ alg: 'ES256', typ: 'JWT', kid: 'short' })}.${p}.${s}`,
       `${b64urlJson({ alg: 'none', typ: 'JWT', kid: 'kid_12345' })}.${p}.${s}`,
-      `${h}.${b64urlJson([1])}.${s}`, `${h}.${b64urlJson('x')}.${s}`, `${h}.${Buffer.from('{').toString('base64url')}.${s}`,
-      `${h}.${'A'.repeat(20_000)}.${s}`, `${h}.${p}A.${s}`, `${h}+.${p}.${s}`,
+      `${h}.${b64urlJson([1])}.${s}`,
+      `${h}.${b64urlJson('x')}.${s}`,
+      `${h}.${Buffer.from('{').toString('base64url')}.${s}`,
+      `${h}.${'A'.repeat(20_000)}.${s}`,
+      `${h}.${p}A.${s}`,
+      `${h}+.${p}.${s}`,
     ]
     for (const t of bad) expect(parseJws(t)).toBeNull()
   })

@@ -107,11 +107,15 @@ export class SigningKeys {
 
   /** Every key of the org that still verifies, active first (for `GET /keys/public/{org}`). */
   async verifyingKeys(orgId: string): Promise<KeyRow[]> {
-    return withOrg(this.#sql, orgId, (tx) => tx<KeyRow[]>`
+    return withOrg(
+      this.#sql,
+      orgId,
+      (tx) => tx<KeyRow[]>`
       select kid, public_jwk, public_pem, status, created_at, retired_at, verify_until
         from auth.signing_keys
        where status = 'active' or verify_until > now()
-       order by (status = 'active') desc, created_at desc`)
+       order by (status = 'active') desc, created_at desc`,
+    )
   }
 
   /** The active key row, created when the org has none. */
@@ -149,8 +153,12 @@ export class SigningKeys {
 
   async #loadSigner(orgId: string): Promise<Signer> {
     const { row } = await this.ensureActive(orgId)
-    const [sealed] = await withOrg(this.#sql, orgId, (tx) => tx<{ c: Buffer }[]>`
-      select private_key_ciphertext as c from auth.signing_keys where kid = ${row.kid}`)
+    const [sealed] = await withOrg(
+      this.#sql,
+      orgId,
+      (tx) => tx<{ c: Buffer }[]>`
+      select private_key_ciphertext as c from auth.signing_keys where kid = ${row.kid}`,
+    )
     const der = this.#secrets.open(sealed!.c, sealContext(orgId, row.kid))
     const signer = { kid: row.kid, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) }
     this.#signers.set(orgId, { signer, until: Date.now() + SIGNER_REFRESH_MS })
@@ -161,8 +169,12 @@ export class SigningKeys {
     const now = Date.now()
     let entry: PublicEntry = { key: null, verifyUntil: 0, cachedUntil: now + NEGATIVE_TTL_MS }
     if (KID_PATTERN.test(kid)) {
-      const [row] = await withOrg(this.#sql, orgId, (tx) => tx<{ public_pem: string; status: string; verify_until: Date | null }[]>`
-        select public_pem, status, verify_until from auth.signing_keys where kid = ${kid}`)
+      const [row] = await withOrg(
+        this.#sql,
+        orgId,
+        (tx) => tx<{ public_pem: string; status: string; verify_until: Date | null }[]>`
+        select public_pem, status, verify_until from auth.signing_keys where kid = ${kid}`,
+      )
       if (row) {
         const verifyUntil = row.status === 'active' ? Number.POSITIVE_INFINITY : (row.verify_until?.getTime() ?? 0)
         entry = { key: createPublicKey(row.public_pem), verifyUntil, cachedUntil: now + PUBLIC_TTL_MS }

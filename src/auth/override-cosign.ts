@@ -16,7 +16,10 @@ const HEX64 = /^[0-9a-f]{64}$/
 
 function cosignInput(eventId: string, decision: string, overrideJti: string): string {
   if (typeof eventId !== 'string' || eventId.length === 0) throw new TypeError('override cosignature: eventId must be non-empty')
-  for (const [name, v] of [['decision', decision], ['overrideJti', overrideJti]] as const) {
+  for (const [name, v] of [
+    ['decision', decision],
+    ['overrideJti', overrideJti],
+  ] as const) {
     if (typeof v !== 'string' || v.length === 0 || v.includes('|')) {
       throw new TypeError(`override cosignature: ${name} must be non-empty and contain no "|"`)
     }
@@ -33,7 +36,9 @@ function requireSecret(secret: Uint8Array): void {
 /** HMAC-SHA256(secret, "override|{event_id}|{decision}|{override_jti}") as 64 lowercase hex. */
 export function overrideCosignature(secret: Uint8Array, eventId: string, decision: string, overrideJti: string): string {
   requireSecret(secret)
-  return createHmac('sha256', secret).update(cosignInput(eventId, decision, overrideJti), 'utf8').digest('hex')
+  return createHmac('sha256', secret)
+    .update(cosignInput(eventId, decision, overrideJti), 'utf8')
+    .digest('hex')
 }
 
 /**

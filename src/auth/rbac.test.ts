@@ -42,12 +42,26 @@ describe('parseRbac', () => {
         denied_resources: [],
         max_sensitivity_level: 3,
       }),
-    ).toEqual(policy({ allowed_actions: ['data:read:*', 'code:review:*'], denied_actions: ['data:write:*'], allowed_resources: ['repo:*'], sensitivity_level: 3 }))
+    ).toEqual(
+      policy({
+        allowed_actions: ['data:read:*', 'code:review:*'],
+        denied_actions: ['data:write:*'],
+        allowed_resources: ['repo:*'],
+        sensitivity_level: 3,
+      }),
+    )
   })
 
   test('client form (sensitivity_level, max_risk_score; Go nil slices as null)', () => {
     expect(
-      parsed({ allowed_actions: null, denied_actions: null, allowed_resources: [], denied_resources: ['secret:*'], sensitivity_level: 3, max_risk_score: 75 }),
+      parsed({
+        allowed_actions: null,
+        denied_actions: null,
+        allowed_resources: [],
+        denied_resources: ['secret:*'],
+        sensitivity_level: 3,
+        max_risk_score: 75,
+      }),
     ).toEqual(policy({ denied_resources: ['secret:*'], sensitivity_level: 3, max_risk_score: 75 }))
   })
 
@@ -183,14 +197,21 @@ describe('evaluateRbac: deny-first six steps (SPEC §5.2)', () => {
     ['data:read:x', undefined, undefined, true, 6, 'ALLOWED', 'data:read:*'], // no resource: steps 3-4 skipped
     ['data:read:x', '', 1, true, 6, 'ALLOWED', 'data:read:*'], // empty resource = none
     ['mcp:github:a:b', 'repo:myorg/a', 0, true, 6, 'ALLOWED', 'mcp:github:**'],
-  ] as const)('%p on %p (sensitivity %p) → allowed=%p at step %p %p', (action, resource, sensitivity, allowed, step, stepName, pattern) => {
-    const d = evaluateRbac(p, { action, ...(resource === undefined ? {} : { resource }), ...(sensitivity === undefined ? {} : { sensitivity }) })
-    expect(d.allowed).toBe(allowed)
-    expect(d.step).toBe(step)
-    expect(d.step_name).toBe(stepName)
-    expect(d.pattern).toBe(pattern)
-    expect(d.reason.length).toBeGreaterThan(0)
-  })
+  ] as const)(
+    '%p on %p (sensitivity %p) → allowed=%p at step %p %p',
+    (action, resource, sensitivity, allowed, step, stepName, pattern) => {
+      const d = evaluateRbac(p, {
+        action,
+        ...(resource === undefined ? {} : { resource }),
+        ...(sensitivity === undefined ? {} : { sensitivity }),
+      })
+      expect(d.allowed).toBe(allowed)
+      expect(d.step).toBe(step)
+      expect(d.step_name).toBe(stepName)
+      expect(d.pattern).toBe(pattern)
+      expect(d.reason.length).toBeGreaterThan(0)
+    },
+  )
 
   test('deny wins over allow at every level', () => {
     const both = policy({ allowed_actions: ['**'], denied_actions: ['**'] })
@@ -200,7 +221,11 @@ describe('evaluateRbac: deny-first six steps (SPEC §5.2)', () => {
   })
 
   test('null policy allows at step 6; empty policy allows everything', () => {
-    expect(evaluateRbac(null, { action: 'anything', resource: 'r', sensitivity: 99 })).toMatchObject({ allowed: true, step: 6, step_name: 'ALLOWED' })
+    expect(evaluateRbac(null, { action: 'anything', resource: 'r', sensitivity: 99 })).toMatchObject({
+      allowed: true,
+      step: 6,
+      step_name: 'ALLOWED',
+    })
     expect(evaluateRbac(policy(), { action: 'a:b:c', resource: 'r', sensitivity: 99 })).toMatchObject({ allowed: true, step: 6 })
   })
 
@@ -209,7 +234,11 @@ describe('evaluateRbac: deny-first six steps (SPEC §5.2)', () => {
     for (const form of [{ sensitivity_level: 2 }, { max_sensitivity_level: 2 }]) {
       const pol = parsed(form)
       expect(evaluateRbac(pol, { action: 'a', sensitivity: 2 }).allowed).toBe(true)
-      expect(evaluateRbac(pol, { action: 'a', sensitivity: 3 })).toMatchObject({ allowed: false, step: 5, step_name: 'sensitivity_level' })
+      expect(evaluateRbac(pol, { action: 'a', sensitivity: 3 })).toMatchObject({
+        allowed: false,
+        step: 5,
+        step_name: 'sensitivity_level',
+      })
     }
   })
 

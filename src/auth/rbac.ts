@@ -28,12 +28,7 @@ export interface RbacFieldError {
 export type RbacParse = { ok: true; policy: RbacPolicy } | { ok: false; errors: RbacFieldError[] }
 
 export type RbacStepName =
-  | 'denied_actions'
-  | 'allowed_actions'
-  | 'denied_resources'
-  | 'allowed_resources'
-  | 'sensitivity_level'
-  | 'ALLOWED'
+  'denied_actions' | 'allowed_actions' | 'denied_resources' | 'allowed_resources' | 'sensitivity_level' | 'ALLOWED'
 
 export type RbacDecision = {
   allowed: boolean
@@ -196,7 +191,13 @@ export function evaluateRbac(
 
   let pat = firstMatch(policy.denied_actions, action, stats)
   if (pat !== undefined) {
-    return { allowed: false, step: 1, step_name: 'denied_actions', reason: `action ${show(action)} matches denied pattern ${show(pat)}`, pattern: pat }
+    return {
+      allowed: false,
+      step: 1,
+      step_name: 'denied_actions',
+      reason: `action ${show(action)} matches denied pattern ${show(pat)}`,
+      pattern: pat,
+    }
   }
   const allowedBy = firstMatch(policy.allowed_actions, action, stats)
   if (policy.allowed_actions.length > 0 && allowedBy === undefined) {
@@ -205,10 +206,21 @@ export function evaluateRbac(
   if (resource !== '') {
     pat = firstMatch(policy.denied_resources, resource, stats)
     if (pat !== undefined) {
-      return { allowed: false, step: 3, step_name: 'denied_resources', reason: `resource ${show(resource)} matches denied pattern ${show(pat)}`, pattern: pat }
+      return {
+        allowed: false,
+        step: 3,
+        step_name: 'denied_resources',
+        reason: `resource ${show(resource)} matches denied pattern ${show(pat)}`,
+        pattern: pat,
+      }
     }
     if (policy.allowed_resources.length > 0 && firstMatch(policy.allowed_resources, resource, stats) === undefined) {
-      return { allowed: false, step: 4, step_name: 'allowed_resources', reason: `resource ${show(resource)} matches no allowed pattern` }
+      return {
+        allowed: false,
+        step: 4,
+        step_name: 'allowed_resources',
+        reason: `resource ${show(resource)} matches no allowed pattern`,
+      }
     }
   }
   const limit = policy.sensitivity_level
@@ -258,12 +270,18 @@ export function checkNarrowing(parent: RbacPolicy, child: RbacPolicy, stats: Glo
     const pList = parent[list]
     if (pList.length === 0) continue
     if (child[list].length === 0) {
-      violations.push({ path: `/${list}`, message: `an empty ${list} list allows everything; the parent allows only ${quoteList(pList)}` })
+      violations.push({
+        path: `/${list}`,
+        message: `an empty ${list} list allows everything; the parent allows only ${quoteList(pList)}`,
+      })
       continue
     }
     child[list].forEach((pat, i) => {
       if (!pList.some((pp) => covers(pp, pat))) {
-        violations.push({ path: `/${list}/${i}`, message: `${show(pat)} is not covered by any parent pattern (${quoteList(pList)})${tooComplex()}` })
+        violations.push({
+          path: `/${list}/${i}`,
+          message: `${show(pat)} is not covered by any parent pattern (${quoteList(pList)})${tooComplex()}`,
+        })
       }
     })
   }

@@ -263,7 +263,11 @@ class BloomRevocationFilter implements RevocationFilter {
           await this.#redis.bloom.begin(this.#ns, generation, this.#params.bits, BUILD_TTL_MS)
           began = true
         } catch (err) {
-          this.#fallback('revocation_bloom_rebuild', err, 'could not start the shared generation; using the rebuilt filter locally')
+          this.#fallback(
+            'revocation_bloom_rebuild',
+            err,
+            'could not start the shared generation; using the rebuilt filter locally',
+          )
         }
       }
       let count = 0
@@ -287,7 +291,11 @@ class BloomRevocationFilter implements RevocationFilter {
           shared = await this.#redis!.bloom.commit(this.#ns, gen, next.bytes, JSON.stringify(message), PREVIOUS_TTL_MS)
           if (!shared) this.#log.error({ generation }, 'revocation filter bitmap vanished during the rebuild; not committed')
         } catch (err) {
-          this.#fallback('revocation_bloom_rebuild', err, 'could not commit the shared generation; using the rebuilt filter locally')
+          this.#fallback(
+            'revocation_bloom_rebuild',
+            err,
+            'could not commit the shared generation; using the rebuilt filter locally',
+          )
         }
       }
       // One synchronous swap: a concurrent check sees the old filter or the new, both complete.
@@ -378,7 +386,11 @@ class BloomRevocationFilter implements RevocationFilter {
       }
     } catch (err) {
       this.#pending.push(...entries)
-      this.#fallback('revocation_bloom_add', err, 'revocation committed but not shared through Redis; retried after the next load')
+      this.#fallback(
+        'revocation_bloom_add',
+        err,
+        'revocation committed but not shared through Redis; retried after the next load',
+      )
     }
   }
 
@@ -455,7 +467,10 @@ class BloomRevocationFilter implements RevocationFilter {
     }
     if (!sameParams(current, this.#params) || !GENERATION.test(current.generation)) {
       this.#invalidate('shared generation has other parameters')
-      this.#log.error({ shared: current, local: this.#params }, 'revocation filter parameters differ from the shared generation; every check goes to Postgres')
+      this.#log.error(
+        { shared: current, local: this.#params },
+        'revocation filter parameters differ from the shared generation; every check goes to Postgres',
+      )
       return
     }
     const bytes = await redis.bloom.bitmap(this.#ns, current.generation)
@@ -545,4 +560,3 @@ class BloomRevocationFilter implements RevocationFilter {
     this.#log.warn({ err, op }, msg)
   }
 }
-

@@ -73,7 +73,10 @@ export function loadMasterKey(config: Pick<Config, 'AUTH_MASTER_KEY' | 'DATABASE
     // wx: two processes starting together never both write; the loser reads the winner's key.
     fs.writeFileSync(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' })
     if (config.DATABASE_URL) {
-      log.warn({ file }, 'AUTH_MASTER_KEY is unset: generated a master key in the data dir; instances sharing this database need the same AUTH_MASTER_KEY')
+      log.warn(
+        { file },
+        'AUTH_MASTER_KEY is unset: generated a master key in the data dir; instances sharing this database need the same AUTH_MASTER_KEY',
+      )
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err

@@ -102,14 +102,24 @@ export class MintError extends Error {
 }
 
 /** The expiry for a new token, or a MintError (ttl too long for the type or the parent). */
-export function expiryFor(type: TokenType, parent: ParentToken | null, ttlS: number | undefined, nowS: number, pointer: string): number {
+export function expiryFor(
+  type: TokenType,
+  parent: ParentToken | null,
+  ttlS: number | undefined,
+  nowS: number,
+  pointer: string,
+): number {
   const { def, max } = TTL_S[type]
   if (ttlS !== undefined) {
     if (!Number.isInteger(ttlS) || ttlS < 1 || ttlS > max) {
       throw new MintError('ttl_out_of_range', pointer, `must be a whole lifetime between 1 s and ${max} s for a ${type} token`)
     }
     if (parent && nowS + ttlS > parent.exp) {
-      throw new MintError('ttl_exceeds_parent', pointer, `a ${type} token cannot outlive its parent (parent expires ${new Date(parent.exp * 1000).toISOString()})`)
+      throw new MintError(
+        'ttl_exceeds_parent',
+        pointer,
+        `a ${type} token cannot outlive its parent (parent expires ${new Date(parent.exp * 1000).toISOString()})`,
+      )
     }
     return nowS + ttlS
   }

@@ -83,8 +83,7 @@ export type ChainViolation =
   | 'chain_too_long'
 
 export type ValidationResult =
-  | { ok: true; principal: JwtPrincipal }
-  | { ok: false; reason: 'invalid' | 'expired'; chain?: ChainViolation }
+  { ok: true; principal: JwtPrincipal } | { ok: false; reason: 'invalid' | 'expired'; chain?: ChainViolation }
 
 const INVALID: ValidationResult = Object.freeze({ ok: false, reason: 'invalid' }) as ValidationResult
 const EXPIRED: ValidationResult = Object.freeze({ ok: false, reason: 'expired' }) as ValidationResult
@@ -143,7 +142,7 @@ export class TokenValidator {
   readonly #skew: number
   readonly #maxDepth: number
   readonly #log: Logger | null
-  #filter: RevocationFilterLike | null
+  readonly #filter: RevocationFilterLike | null
 
   constructor(sql: Sql, keys: SigningKeys, options: TokenValidatorOptions) {
     this.#sql = sql
@@ -151,16 +150,11 @@ export class TokenValidator {
     this.#skew = options.clockSkewS
     this.#maxDepth = options.maxDepth
     this.#log = options.log ?? null
-    this.#filter = null
-    if (options.filter) this.useFilter(options.filter)
-  }
-
-  /** Attaches the revocation filter (cluster-wide bloom); its additions evict our caches. */
-  useFilter(filter: RevocationFilterLike): void {
-    this.#filter = filter
-    filter.onAdded((orgId, jti) => this.evict([{ orgId, jti }]))
-    // A new generation may know revocations the old one missed (a rebuild on any instance).
-    filter.onGeneration?.(() => this.evict([], { confirmed: true }))
+    // The revocation filter (cluster-wide bloom), given at construction: its additions evict our
+    // caches, and a new generation may know revocations the old one missed (a rebuild anywhere).
+    this.#filter = options.filter ?? null
+    this.#filter?.onAdded((orgId, jti) => this.evict([{ orgId, jti }]))
+    this.#filter?.onGeneration?.(() => this.evict([], { confirmed: true }))
   }
 
   get filter(): RevocationFilterLike | null {
@@ -284,9 +278,13 @@ export class TokenValidator {
     }
     if (unsure.length === 0) return true
     const generation = this.#generation
-    const rows = await withOrg(this.#sql, orgId, (tx) => tx<{ jti: string; revoked: boolean }[]>`
+    const rows = await withOrg(
+      this.#sql,
+      orgId,
+      (tx) => tx<{ jti: string; revoked: boolean }[]>`
       select jti::text as jti, revoked_at is not null as revoked
-        from auth.issued_tokens where jti = any(${unsure}::uuid[])`)
+        from auth.issued_tokens where jti = any(${unsure}::uuid[])`,
+    )
     const revoked = new Set(rows.filter((r) => r.revoked).map((r) => r.jti))
     if (generation === this.#generation) {
       const until = Date.now() + CONFIRM_TTL_MS
@@ -301,7 +299,10 @@ export class TokenValidator {
     const key = `${orgId}/${jti}`
     const cached = this.#ancestry.get(key)
     if (cached !== undefined) return cached
-    const rows = await withOrg(this.#sql, orgId, (tx) => tx<RecordedRow[]>`
+    const rows = await withOrg(
+      this.#sql,
+      orgId,
+      (tx) => tx<RecordedRow[]>`
       with recursive chain(jti, parent_jti, token_type, depth, claims, expires_at, n) as (
         select jti, parent_jti, token_type, depth, claims, expires_at, 0 from auth.issued_tokens where jti = ${jti}
         union all
@@ -310,7 +311,8 @@ export class TokenValidator {
          where c.n < ${MAX_CHAIN}
       )
       select jti::text as jti, parent_jti::text as parent_jti, token_type, depth, claims, expires_at
-        from chain order by n`)
+        from chain order by n`,
+    )
     // Unknown jtis are not cached: a signed token whose jti is missing is not ours anyway, and
     // caching would let garbage fill the map. What was recorded never changes.
     if (rows.length === 0) return null
@@ -374,7 +376,10 @@ function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`
   if (v !== null && typeof v === 'object') {
     const o = v as Record<string, unknown>
-    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`
   }
   return JSON.stringify(v) ?? 'null'
 }

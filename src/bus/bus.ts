@@ -60,7 +60,7 @@ export class LocalBus implements Bus {
   readonly transactional = true
 
   async publish(message: BusMessage, { tx }: PublishContext): Promise<void> {
-    if (!tx) throw new Error('LocalBus.publish: needs the caller\'s tenant transaction')
+    if (!tx) throw new Error("LocalBus.publish: needs the caller's tenant transaction")
     // One round trip on the ack path: the batch, its pending row per consumer, and a NOTIFY
     // (delivered at commit, so consumers wake up instead of waiting for their next poll).
     await tx`

@@ -101,8 +101,11 @@ export async function drainOnce(sql: Sql, consumer: ConsumerName, handle: Handle
   const due = retryDue(options.retryBaseMs ?? DEFAULT_RETRY_BASE_MS)
   // Orgs whose only pending batches are waiting out a retry delay are not visited: with many of
   // them they would otherwise fill the round and starve the orgs that have work.
-  const orgs = await withSettings(sql, { 'app.bus_consumer': consumer }, (tx) =>
-    tx<{ org_id: string }[]>`
+  const orgs = await withSettings(
+    sql,
+    { 'app.bus_consumer': consumer },
+    (tx) =>
+      tx<{ org_id: string }[]>`
       select org_id from bus_pending where consumer = ${consumer} and (attempts = 0 or ${tx.unsafe(due)})
        group by org_id order by min(batch_id) limit ${options.orgs ?? 32}`,
   )
@@ -149,8 +152,11 @@ async function drainOrg(
     else alone = claimed
   }
   for (const id of alone) applied += await applyAlone(sql, orgId, consumer, handle, id, o)
-  const retries = await withOrg(sql, orgId, (tx) =>
-    tx<{ batch_id: string }[]>`
+  const retries = await withOrg(
+    sql,
+    orgId,
+    (tx) =>
+      tx<{ batch_id: string }[]>`
       select batch_id from bus_pending where consumer = ${consumer} and attempts > 0 and ${tx.unsafe(due)}
        order by batch_id limit ${RETRIES_PER_ROUND}`,
   )
@@ -159,7 +165,14 @@ async function drainOrg(
 }
 
 /** One batch in its own transaction; a handler failure is counted (and may dead-letter it). */
-async function applyAlone(sql: Sql, orgId: string, consumer: ConsumerName, handle: Handler, id: string, o: DrainOptions): Promise<number> {
+async function applyAlone(
+  sql: Sql,
+  orgId: string,
+  consumer: ConsumerName,
+  handle: Handler,
+  id: string,
+  o: DrainOptions,
+): Promise<number> {
   try {
     return await withOrg(sql, orgId, async (tx) => {
       const ids = await claim(tx, consumer, { id })
@@ -197,7 +210,10 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
 async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
   const rows = await tx<{ id: string; payload: BusMessage }[]>`
     select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
-  await handle(tx, rows.map((r) => ({ batchId: r.id, message: r.payload })))
+  await handle(
+    tx,
+    rows.map((r) => ({ batchId: r.id, message: r.payload })),
+  )
   await finishBatches(tx, ids)
   return ids.length
 }
@@ -253,8 +269,11 @@ export function storableJson(text: string): string {
  * org's round (issue 14).
  */
 async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown, o: DrainOptions) {
-  const [row] = await withOrg(sql, orgId, (tx) =>
-    tx<{ attempts: number }[]>`
+  const [row] = await withOrg(
+    sql,
+    orgId,
+    (tx) =>
+      tx<{ attempts: number }[]>`
       update bus_pending set attempts = attempts + 1, first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
        where consumer = ${consumer} and batch_id = ${id}
       returning attempts`,
@@ -356,17 +375,31 @@ export async function runConsumer(o: RunOptions): Promise<void> {
           ...o,
           onOrgError(orgId, err) {
             failed = true
-            throttled.error(`org:${errorKind(err)}`, { err, consumer: o.consumer, org_id: orgId }, 'consumer round failed for org; will retry')
+            throttled.error(
+              `org:${errorKind(err)}`,
+              { err, consumer: o.consumer, org_id: orgId },
+              'consumer round failed for org; will retry',
+            )
           },
           onBatchError(orgId, batchId, attempts, err) {
             o.log.error(
-              { err, consumer: o.consumer, org_id: orgId, batch_id: batchId, attempts, max_attempts: o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS },
+              {
+                err,
+                consumer: o.consumer,
+                org_id: orgId,
+                batch_id: batchId,
+                attempts,
+                max_attempts: o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+              },
               'bus batch failed in its handler; retried with backoff, then dead-lettered',
             )
             o.onBatchError?.(orgId, batchId, attempts, err)
           },
           onDeadLetter(orgId, batchId) {
-            o.log.error({ consumer: o.consumer, org_id: orgId, batch_id: batchId }, 'bus batch dead-lettered; the org\'s later batches go on')
+            o.log.error(
+              { consumer: o.consumer, org_id: orgId, batch_id: batchId },
+              "bus batch dead-lettered; the org's later batches go on",
+            )
             o.onDeadLetter?.(orgId, batchId)
           },
           onDeadLetterError(orgId, batchId, err) {

@@ -22,7 +22,14 @@
  */
 import type { ConsumerName } from './bus.ts'
 import { decodeBody, WireFormatError } from './wire.ts'
-import { changeVisibility, deleteMessages, queueDepth, receiveMessages, type ReceivedMessage, type SQSClient } from '../infra/aws.ts'
+import {
+  changeVisibility,
+  deleteMessages,
+  queueDepth,
+  receiveMessages,
+  type ReceivedMessage,
+  type SQSClient,
+} from '../infra/aws.ts'
 import { withOrg, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
 import {
@@ -141,7 +148,10 @@ async function applyOrg(
     return { applied: w.claimed.length, done: w.handles, failed: false, release: null }
   } catch (err) {
     if (transient(err)) {
-      o.log.warn({ err, consumer: o.consumer, org_id: w.org, messages: w.claimed.length }, 'database unavailable; messages released, receiving paused')
+      o.log.warn(
+        { err, consumer: o.consumer, org_id: w.org, messages: w.claimed.length },
+        'database unavailable; messages released, receiving paused',
+      )
       return { applied: 0, done: [], failed: true, release: w.handles }
     }
     if (w.claimed.length === 1) {
@@ -176,7 +186,12 @@ async function applyOrg(
  * caller deletes it from the queue), otherwise hide it for a backoff. `release`: the database
  * went away while dead-lettering.
  */
-async function messageFailed(o: SqsRoundOptions, w: OrgWork, k: number, err: unknown): Promise<{ done: boolean; release: boolean }> {
+async function messageFailed(
+  o: SqsRoundOptions,
+  w: OrgWork,
+  k: number,
+  err: unknown,
+): Promise<{ done: boolean; release: boolean }> {
   const m = w.received[k]!
   const max = o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
   o.log.error(
@@ -186,7 +201,10 @@ async function messageFailed(o: SqsRoundOptions, w: OrgWork, k: number, err: unk
   if (m.receiveCount >= max) {
     try {
       await deadLetter(o, w.org, w.claimed[k]!, m, err)
-      o.log.error({ consumer: o.consumer, org_id: w.org, message_id: m.messageId }, 'bus message dead-lettered; the org\'s later messages go on')
+      o.log.error(
+        { consumer: o.consumer, org_id: w.org, message_id: m.messageId },
+        "bus message dead-lettered; the org's later messages go on",
+      )
       o.onDeadLetter?.(w.org, m.messageId)
       return { done: true, release: false }
     } catch (dlErr) {
@@ -211,13 +229,17 @@ async function messageFailed(o: SqsRoundOptions, w: OrgWork, k: number, err: unk
  */
 async function deadLetter(o: SqsRoundOptions, org: string, c: Claimed, m: ReceivedMessage, err: unknown): Promise<void> {
   const { errorClass, errorMessage } = describeError(err)
-  await withOrg(o.sql, org, (tx) => tx`
+  await withOrg(
+    o.sql,
+    org,
+    (tx) => tx`
     insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
                                   error_message, first_failed_at, last_failed_at)
     values (app_current_org(), ${o.consumer}, ${o.queueUrl}, ${m.messageId}, ${c.message.kind},
             ${storableJson(JSON.stringify(c.message))}::text::jsonb, ${m.receiveCount}, ${errorClass}, ${errorMessage},
             ${new Date(Math.min(m.firstReceivedAt, Date.now())).toISOString()}::timestamptz, now())
-    on conflict (org_id, consumer, source, message_id) do nothing`)
+    on conflict (org_id, consumer, source, message_id) do nothing`,
+  )
 }
 
 /**
@@ -230,9 +252,16 @@ async function releaseMessages(o: SqsRoundOptions, handles: string[], hideS = RE
   if (handles.length === 0) return
   try {
     const left = await changeVisibility(o.sqs, o.queueUrl, handles, Math.min(hideS, o.visibilityTimeoutS))
-    if (left.length > 0) o.log.warn({ consumer: o.consumer, not_released: left.length }, 'SQS did not release messages; they come back after the visibility timeout')
+    if (left.length > 0)
+      o.log.warn(
+        { consumer: o.consumer, not_released: left.length },
+        'SQS did not release messages; they come back after the visibility timeout',
+      )
   } catch (err) {
-    o.log.warn({ err, consumer: o.consumer, not_released: handles.length }, 'releasing messages failed; they come back after the visibility timeout')
+    o.log.warn(
+      { err, consumer: o.consumer, not_released: handles.length },
+      'releasing messages failed; they come back after the visibility timeout',
+    )
   }
 }
 
@@ -241,10 +270,16 @@ async function deleteApplied(o: SqsRoundOptions, done: string[]): Promise<void> 
   try {
     const left = await deleteMessages(o.sqs, o.queueUrl, done)
     if (left.length > 0) {
-      o.log.warn({ consumer: o.consumer, not_deleted: left.length }, 'SQS did not delete applied messages; their redelivery is a no-op')
+      o.log.warn(
+        { consumer: o.consumer, not_deleted: left.length },
+        'SQS did not delete applied messages; their redelivery is a no-op',
+      )
     }
   } catch (err) {
-    o.log.warn({ err, consumer: o.consumer, not_deleted: done.length }, 'deleting applied messages failed; their redelivery is a no-op')
+    o.log.warn(
+      { err, consumer: o.consumer, not_deleted: done.length },
+      'deleting applied messages failed; their redelivery is a no-op',
+    )
   }
 }
 

@@ -126,7 +126,10 @@ export class ConsumerPool {
         const ranMs = Date.now() - slot.startedAt
         slot.restarts = ranMs >= HEALTHY_RUN_MS ? 0 : slot.restarts + 1
         const delay = slot.restarts === 0 ? 0 : Math.min(RESTART_MIN_MS * 2 ** (slot.restarts - 1), RESTART_MAX_MS)
-        this.log.error({ consumer: slot.consumer, code, ran_ms: ranMs, restart_in_ms: delay }, 'consumer thread exited; restarting')
+        this.log.error(
+          { consumer: slot.consumer, code, ran_ms: ranMs, restart_in_ms: delay },
+          'consumer thread exited; restarting',
+        )
         this.metrics.consumerRestarts.inc({ consumer: slot.consumer })
         slot.timer = setTimeout(() => {
           slot.timer = null

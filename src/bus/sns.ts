@@ -9,7 +9,15 @@
  * about 5 s, not a request held for the whole outage (issue 14).
  */
 import { AppError, EventTooLargeError, UnavailableError } from '../errors.ts'
-import { AwsCallError, CALL_DEADLINE_MS, publishBatch, sendMessage, type PublishEntry, type SNSClient, type SQSClient } from '../infra/aws.ts'
+import {
+  AwsCallError,
+  CALL_DEADLINE_MS,
+  publishBatch,
+  sendMessage,
+  type PublishEntry,
+  type SNSClient,
+  type SQSClient,
+} from '../infra/aws.ts'
 import { isUuid, type Tx } from '../infra/db.ts'
 import type { Bus, BusMessage, PublishContext, RedeliverTarget } from './bus.ts'
 import { encodeMessage, PART_MAX_BYTES, PartTooLargeError, SNS_MAX_BYTES, type WirePart } from './wire.ts'
@@ -62,9 +70,14 @@ export class SnsBus implements Bus {
    * five-minute deduplication never drops it as a repeat of the original.
    */
   async redeliver(message: BusMessage, to: RedeliverTarget, { orgId }: PublishContext & { tx: Tx }): Promise<void> {
-    if (!this.#sqs) throw new UnavailableError('Redrive needs the SQS client of the cluster bus; it is not configured here.', RETRY_AFTER_S)
+    if (!this.#sqs)
+      throw new UnavailableError('Redrive needs the SQS client of the cluster bus; it is not configured here.', RETRY_AFTER_S)
     if (!/^https?:\/\/.+\.fifo$/.test(to.source)) {
-      throw new AppError(409, 'redrive_unavailable', 'This dead letter came from the local bus; it can only be redriven with BUS=local.')
+      throw new AppError(
+        409,
+        'redrive_unavailable',
+        'This dead letter came from the local bus; it can only be redriven with BUS=local.',
+      )
     }
     const parts = encodeMessage(orgId, message)
     try {
@@ -99,7 +112,13 @@ function batches(parts: WirePart[]): PublishEntry[][] {
       current = []
       size = 0
     }
-    current.push({ id: `p${i}`, body: p.body, groupId: p.groupId, dedupeId: p.dedupeId, attributes: { [ORG_ATTRIBUTE]: p.groupId } })
+    current.push({
+      id: `p${i}`,
+      body: p.body,
+      groupId: p.groupId,
+      dedupeId: p.dedupeId,
+      attributes: { [ORG_ATTRIBUTE]: p.groupId },
+    })
     size += bytes
   })
   if (current.length > 0) out.push(current)

@@ -7,7 +7,12 @@ const OTHER = '0b7e4c3a-5d6f-4a1b-8c9d-0e1f2a3b4c5d'
 
 const wire = (i: number, args: unknown = { i }): WireEvent =>
   ({ eventKey: `e:${i}`, eventId: String(i), occurredAt: new Date(0).toISOString(), arguments: args }) as unknown as WireEvent
-const batch = (events: WireEvent[]): BusMessage => ({ kind: 'events', receivedAt: new Date(0).toISOString(), machineId: null, events })
+const batch = (events: WireEvent[]): BusMessage => ({
+  kind: 'events',
+  receivedAt: new Date(0).toISOString(),
+  machineId: null,
+  events,
+})
 
 describe('bus wire format', () => {
   test('a small message is one part that decodes to itself', () => {
@@ -58,7 +63,12 @@ describe('bus wire format', () => {
   })
 
   test('anything else is a WireFormatError', () => {
-    for (const body of ['nope', '{}', '{"v":1,"org":"not-a-uuid","message":{"kind":"events","events":[]}}', `{"v":1,"org":"${ORG}"}`]) {
+    for (const body of [
+      'nope',
+      '{}',
+      '{"v":1,"org":"not-a-uuid","message":{"kind":"events","events":[]}}',
+      `{"v":1,"org":"${ORG}"}`,
+    ]) {
       expect(() => decodeBody(body)).toThrow(WireFormatError)
     }
   })

@@ -88,7 +88,12 @@ interface Group {
 }
 
 /** Greedy packing in arrival order (order matters to consumers within an org). */
-function pack(orgId: string, header: Omit<Extract<BusMessage, { kind: 'events' }>, 'events'>, events: WireEvent[], maxBytes: number): Group[] {
+function pack(
+  orgId: string,
+  header: Omit<Extract<BusMessage, { kind: 'events' }>, 'events'>,
+  events: WireEvent[],
+  maxBytes: number,
+): Group[] {
   // Framing of a part with no events, with room for the widest `part` counter.
   const overhead = utf8(frame(orgId, 999, 999, `"message":${JSON.stringify({ ...header, events: [] })}`))
   const groups: Group[] = []

@@ -54,8 +54,10 @@ export async function deadLettersCommand(config: Config, log: Logger, args: stri
   }
   const consumer = values.consumer as ConsumerName | undefined
   const limit = Number(values.limit ?? LIST_DEFAULT)
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new DeadLettersUsageError('--limit: an integer from 1 to 10000')
-  if (sub === 'list' && (values.id !== undefined || values.all)) throw new DeadLettersUsageError(`list takes no --id or --all\n${DEAD_LETTERS_USAGE}`)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+    throw new DeadLettersUsageError('--limit: an integer from 1 to 10000')
+  if (sub === 'list' && (values.id !== undefined || values.all))
+    throw new DeadLettersUsageError(`list takes no --id or --all\n${DEAD_LETTERS_USAGE}`)
   if (sub === 'redrive' && (values.id !== undefined) === Boolean(values.all)) {
     throw new DeadLettersUsageError(`redrive needs exactly one of --id ID or --all\n${DEAD_LETTERS_USAGE}`)
   }
@@ -92,14 +94,14 @@ export async function deadLettersCommand(config: Config, log: Logger, args: stri
     } else {
       // The dead letters present now, each in its own tenant transaction: one that fails again
       // and comes back meanwhile waits for the next run instead of looping here.
-      const present = (await listAcrossOrgs(db.app, { limit: REDRIVE_ALL_MAX, ...(values.org ? { orgId: values.org } : {}) })).filter(
-        (r) => !consumer || r.consumer === consumer,
-      )
+      const present = (
+        await listAcrossOrgs(db.app, { limit: REDRIVE_ALL_MAX, ...(values.org ? { orgId: values.org } : {}) })
+      ).filter((r) => !consumer || r.consumer === consumer)
       for (const r of present) if (await redriveOne(db.app, wiring.bus, r.org_id, r.id)) redriven++
     }
-    const remaining = (await listAcrossOrgs(db.app, { limit: REDRIVE_ALL_MAX, ...(values.org ? { orgId: values.org } : {}) })).filter(
-      (r) => !consumer || r.consumer === consumer,
-    ).length
+    const remaining = (
+      await listAcrossOrgs(db.app, { limit: REDRIVE_ALL_MAX, ...(values.org ? { orgId: values.org } : {}) })
+    ).filter((r) => !consumer || r.consumer === consumer).length
     if (values.json) console.log(JSON.stringify({ redriven, remaining }))
     else console.log(`redriven ${redriven}; ${remaining} dead letters remain`)
     return 0

@@ -64,7 +64,9 @@ const DETAIL: Record<ActionSignatureFailure, string> = {
 export class ActionSignatureReplayedError extends AppError {
   override name = 'ActionSignatureReplayedError'
   constructor() {
-    super(401, 'action_signature_replayed', 'This X-Action-Signature has already been used; sign every request anew.', { headers: WWW_AUTHENTICATE })
+    super(401, 'action_signature_replayed', 'This X-Action-Signature has already been used; sign every request anew.', {
+      headers: WWW_AUTHENTICATE,
+    })
   }
 }
 
@@ -169,7 +171,8 @@ export const verifyActionSignatures = (deps: ActionSignatureDeps): MiddlewareHan
         await check(c, p, deps)
       } catch (err) {
         // Runs inside the auth middleware's `next`, past its own legacy tagging (src/http/auth.ts).
-        if (err instanceof AppError && c.req.header('authorization') === undefined) err.headers[DEPRECATION_HEADER] = DEPRECATION_TEXT
+        if (err instanceof AppError && c.req.header('authorization') === undefined)
+          err.headers[DEPRECATION_HEADER] = DEPRECATION_TEXT
         throw err
       }
     }

@@ -52,10 +52,7 @@ function tagLegacyResponse(c: Context<AppEnv>): void {
   if (isLegacy(c)) c.res.headers.set(DEPRECATION_HEADER, DEPRECATION_TEXT)
 }
 
-export const requireAuth = (
-  resolver: CredentialResolver,
-  options: { scope: string },
-): MiddlewareHandler<AppEnv> =>
+export const requireAuth = (resolver: CredentialResolver, options: { scope: string }): MiddlewareHandler<AppEnv> =>
   async function requireAuth(c, next) {
     try {
       const principal = await authenticate(c, resolver)

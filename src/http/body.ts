@@ -13,12 +13,7 @@
  * 401, 415 or 400 refusing the request up front).
  */
 import { JsonShapeError, scanValue, skipSpace, type ShapeProblem } from '../lib/json-scan.ts'
-import {
-  BadRequestError,
-  PayloadTooLargeError,
-  UnsupportedMediaTypeError,
-  ValidationError,
-} from '../errors.ts'
+import { BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../errors.ts'
 
 /** Requests whose body was read to its end here (nothing left on the connection to discard). */
 const drained = new WeakSet<Request>()
@@ -174,5 +169,9 @@ function refuseHostileShape(text: string): void {
     if (err instanceof JsonShapeError) throw new BadRequestError(`The request body is not valid JSON: ${err.message}`)
     throw err
   }
-  if (problem) throw new ValidationError([{ path: problem.pointer || '/', message: problem.reason }], `The request body is refused: ${problem.reason}.`)
+  if (problem)
+    throw new ValidationError(
+      [{ path: problem.pointer || '/', message: problem.reason }],
+      `The request body is refused: ${problem.reason}.`,
+    )
 }

@@ -20,7 +20,10 @@ export function mountHealth(app: Hono<AppEnv>, deps: { lifecycle: Lifecycle; sql
       probe = {
         at: now,
         ok: Promise.race([
-          deps.sql`select 1`.then(() => true, () => false),
+          deps.sql`select 1`.then(
+            () => true,
+            () => false,
+          ),
           Bun.sleep(2000).then(() => false),
         ]),
       }
@@ -30,8 +33,7 @@ export function mountHealth(app: Hono<AppEnv>, deps: { lifecycle: Lifecycle; sql
 
   app.get('/ready', async (c) => {
     const state = deps.lifecycle.state
-    const detail =
-      state !== 'ready' ? `The service is ${state}.` : (await databaseOk()) ? null : 'The database does not answer.'
+    const detail = state !== 'ready' ? `The service is ${state}.` : (await databaseOk()) ? null : 'The database does not answer.'
     if (detail) {
       const instance = `urn:request:${c.get('requestId')}`
       return problem({ status: 503, code: 'not_ready', detail, instance, headers: { 'Retry-After': '5' } })

@@ -112,7 +112,11 @@ export class IdempotencyStore {
    * Runs `handler` at most once per key: without the header, or without an authenticated caller,
    * it simply runs. `input` is the validated query and body (the fingerprint with method and path).
    */
-  async run(c: Context<AppEnv>, input: { query: unknown; body: unknown }, handler: () => Response | Promise<Response>): Promise<Response> {
+  async run(
+    c: Context<AppEnv>,
+    input: { query: unknown; body: unknown },
+    handler: () => Response | Promise<Response>,
+  ): Promise<Response> {
     const header = c.req.header('idempotency-key')
     const principal = c.get('principal')
     if (header === undefined || !principal) return handler()
@@ -135,7 +139,8 @@ export class IdempotencyStore {
 
     if (existing) {
       if (!Buffer.from(existing.fingerprint).equals(fingerprint)) throw new IdempotencyKeyMismatchError()
-      if (existing.state === 'in_flight' || existing.status === null || existing.response === null) throw new IdempotencyKeyInFlightError()
+      if (existing.state === 'in_flight' || existing.status === null || existing.response === null)
+        throw new IdempotencyKeyInFlightError()
       const stored = JSON.parse(this.secrets.open(existing.response, context).toString('utf8')) as Stored
       return new Response(Buffer.from(stored.b, 'base64'), {
         status: existing.status,
@@ -144,7 +149,11 @@ export class IdempotencyStore {
     }
 
     const release = () =>
-      withOrg(this.sql, orgId, (tx) => tx`delete from idempotency_keys where credential = ${credential} and key = ${key} and claim = ${claim}`)
+      withOrg(
+        this.sql,
+        orgId,
+        (tx) => tx`delete from idempotency_keys where credential = ${credential} and key = ${key} and claim = ${claim}`,
+      )
     let res: Response
     try {
       res = await handler()
@@ -167,11 +176,15 @@ export class IdempotencyStore {
         await release()
       } else {
         const sealed = this.secrets.seal(JSON.stringify({ h: headers, b: bytes.toString('base64') } satisfies Stored), context)
-        await withOrg(this.sql, orgId, (tx) => tx`
+        await withOrg(
+          this.sql,
+          orgId,
+          (tx) => tx`
           update idempotency_keys
              set state = 'done', status = ${res.status}, response = ${sealed},
                  expires_at = now() + make_interval(hours => ${IDEMPOTENCY_TTL_HOURS})
-           where credential = ${credential} and key = ${key} and claim = ${claim}`)
+           where credential = ${credential} and key = ${key} and claim = ${claim}`,
+        )
       }
     } catch (err) {
       // The work is done and committed: answer it. The key stays claimed; a retry gets 409 until
@@ -184,13 +197,19 @@ export class IdempotencyStore {
 
 /** SHA-256 of the request as far as a key is concerned: method, path, validated query and body. */
 export function requestFingerprint(method: string, path: string, query: unknown, body: unknown): Buffer {
-  return createHash('sha256').update(canonicalJson([method, path, query ?? null, body ?? null])).digest()
+  return createHash('sha256')
+    .update(canonicalJson([method, path, query ?? null, body ?? null]))
+    .digest()
 }
 
 /** JSON with object keys sorted: the same request always has the same fingerprint. */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return v
-    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, (v as Record<string, unknown>)[k]]),
+    )
   })
 }

@@ -34,7 +34,9 @@ export function allowedMethods(app: Hono<AppEnv>): (path: string) => string[] {
   return (path) => {
     if (compiledFor !== app.routes.length) {
       // Middleware (`app.use`) registers as ALL; it makes no path "known".
-      patterns = app.routes.filter((r) => r.method !== 'ALL').map((r) => ({ re: compile(r.path), method: r.method.toUpperCase() }))
+      patterns = app.routes
+        .filter((r) => r.method !== 'ALL')
+        .map((r) => ({ re: compile(r.path), method: r.method.toUpperCase() }))
       compiledFor = app.routes.length
     }
     const methods = new Set(patterns.filter((p) => p.re.test(path)).map((p) => p.method))

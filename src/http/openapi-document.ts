@@ -60,7 +60,9 @@ const problem = (description: string, headers?: Record<string, unknown>) => ({
   content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
 })
 
-const RETRY_AFTER = { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer', minimum: 0 } } }
+const RETRY_AFTER = {
+  'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer', minimum: 0 } },
+}
 
 /** Problem answers shared by many operations, referenced from each. */
 const COMMON_RESPONSES = {
@@ -73,7 +75,10 @@ const COMMON_RESPONSES = {
   PayloadTooLarge: problem('The body (counted after decompression) or one of its lists is over its limit.'),
   UnsupportedMediaType: problem('The body is not `application/json`, or its Content-Encoding is not identity, gzip or deflate.'),
   UnprocessableContent: problem('The body is well-formed JSON but fails validation (`errors[]` has a JSON Pointer per problem).'),
-  ServiceUnavailable: problem('Starting, draining, or a dependency (the database, the event bus) is unavailable: retry later.', RETRY_AFTER),
+  ServiceUnavailable: problem(
+    'Starting, draining, or a dependency (the database, the event bus) is unavailable: retry later.',
+    RETRY_AFTER,
+  ),
   IdempotencyKeyInFlight: problem('A request with this Idempotency-Key is still being processed.', RETRY_AFTER),
   IdempotencyKeyMismatch: problem('This Idempotency-Key was already used for a different request (method, path, query or body).'),
   Error: problem('Unexpected error.'),
@@ -109,7 +114,10 @@ export const PROBLEM_SCHEMA = {
       items: {
         type: 'object',
         required: ['path', 'message'],
-        properties: { path: { type: 'string', description: 'JSON Pointer of the offending value.' }, message: { type: 'string' } },
+        properties: {
+          path: { type: 'string', description: 'JSON Pointer of the offending value.' },
+          message: { type: 'string' },
+        },
       },
     },
   },
@@ -143,7 +151,12 @@ export function openApiDocument(routes: readonly DocumentedRoute[], info: Docume
       security: spec.auth ? [{ bearer: [] }] : [],
       ...(parameters.length ? { parameters } : {}),
       ...(requestSchema
-        ? { requestBody: { required: true, content: { 'application/json': { schema: schemas.use(requestSchema, `${where} body`) } } } }
+        ? {
+            requestBody: {
+              required: true,
+              content: { 'application/json': { schema: schemas.use(requestSchema, `${where} body`) } },
+            },
+          }
         : {}),
       responses: responsesOf(spec, where, schemas),
     }
@@ -151,11 +164,15 @@ export function openApiDocument(routes: readonly DocumentedRoute[], info: Docume
   return {
     openapi: '3.1.0',
     info: { ...info, description: API_DESCRIPTION },
-    servers: [{ url: '/', description: 'The instance serving this document (a local `quint-cloud serve`: http://localhost:8000).' }],
+    servers: [
+      { url: '/', description: 'The instance serving this document (a local `quint-cloud serve`: http://localhost:8000).' },
+    ],
     tags: tags.map((name) => ({ name, description: TAG_DESCRIPTIONS[name] ?? `Operations on ${name}.` })),
     paths,
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'qk_… or qt_…', description: BEARER_DESCRIPTION } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'qk_… or qt_…', description: BEARER_DESCRIPTION },
+      },
       schemas: { Problem: PROBLEM_SCHEMA, ...schemas.named() },
       ...used(paths, 'parameters', { IdempotencyKey: IDEMPOTENCY_KEY }),
       ...used(paths, 'responses', COMMON_RESPONSES),
@@ -179,13 +196,16 @@ function responsesOf(spec: DocumentedRoute, where: string, schemas: Components):
   if (spec.body || spec.rawBody) derived.push([413, 'PayloadTooLarge'], [415, 'UnsupportedMediaType'])
   // A rawBody route judges its body item by item (per-item results), never with a 422 for the whole.
   if (spec.body) derived.push([422, 'UnprocessableContent'])
-  if (spec.idempotent) derived.push([409, 'IdempotencyKeyInFlight'], [422, spec.body ? 'UnprocessableContent' : 'IdempotencyKeyMismatch'])
+  if (spec.idempotent)
+    derived.push([409, 'IdempotencyKeyInFlight'], [422, spec.body ? 'UnprocessableContent' : 'IdempotencyKeyMismatch'])
   // Every registered route reads Postgres, and any request is refused while starting or draining.
   derived.push([503, 'ServiceUnavailable'])
   const declared = Object.entries(spec.responses).map(([status, r]) => [Number(status), r] as const)
   for (const [status, r] of declared) {
     const headers = r.headers
-      ? Object.fromEntries(Object.entries(r.headers).map(([name, description]) => [name, { description, schema: { type: 'string' } }]))
+      ? Object.fromEntries(
+          Object.entries(r.headers).map(([name, description]) => [name, { description, schema: { type: 'string' } }]),
+        )
       : undefined
     if (status >= 400) {
       out[status] = problem(r.description, status === 429 || status === 503 ? { ...RETRY_AFTER, ...headers } : headers)
@@ -289,7 +309,8 @@ class Components {
     }
     const out: Record<string, unknown> = {}
     for (const [k, v] of Object.entries(o)) {
-      out[k] = k === 'properties' || k === 'patternProperties' || k === '$defs' ? this.#rewriteEach(v, where) : this.#rewrite(v, where)
+      out[k] =
+        k === 'properties' || k === 'patternProperties' || k === '$defs' ? this.#rewriteEach(v, where) : this.#rewrite(v, where)
     }
     const patterns = out.patternProperties as Record<string, unknown> | undefined
     if (patterns && Object.keys(patterns).length === 1 && ANY_KEY in patterns && out.additionalProperties === undefined) {

@@ -31,7 +31,14 @@ export const DATE_TIME_MESSAGE =
 export function isDateTime(v: string): boolean {
   const m = DATE_TIME.exec(v)
   if (!m) return false
-  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number]
+  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ]
   // Below 1969 no offset brings the instant to 1970 (and Date.UTC maps years 0–99 to 1900–1999).
   if (y < 1969 || mo < 1 || mo > 12 || h > 23 || mi > 59 || s > 59) return false
   if (d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate()) return false
@@ -102,7 +109,11 @@ export class RouteRegistry {
     return this.#specs
   }
 
-  add<P extends TSchema | undefined = undefined, Q extends TSchema | undefined = undefined, B extends TSchema | undefined = undefined>(
+  add<
+    P extends TSchema | undefined = undefined,
+    Q extends TSchema | undefined = undefined,
+    B extends TSchema | undefined = undefined,
+  >(
     spec: RouteSpec<P, Q, B>,
     middleware: MiddlewareHandler<AppEnv>[],
     handler: (c: Context<AppEnv>, input: RouteInput<Maybe<P>, Maybe<Q>, Maybe<B>>) => Response | Promise<Response>,

@@ -45,11 +45,22 @@ export function decodeCursor(cursor: string | undefined): Keyset | null {
 function isRealDate(at: string): boolean {
   const [y, m, d, hh, mm, ss] = at.split(/[- :.+]/).map(Number) as number[]
   const date = new Date(Date.UTC(y!, m! - 1, d!, hh, mm, ss))
-  return y! >= 1970 && date.getUTCMonth() === m! - 1 && date.getUTCDate() === d! && hh! < 24 && mm! < 60 && ss! < 60 && isSaneOffset(at)
+  return (
+    y! >= 1970 &&
+    date.getUTCMonth() === m! - 1 &&
+    date.getUTCDate() === d! &&
+    hh! < 24 &&
+    mm! < 60 &&
+    ss! < 60 &&
+    isSaneOffset(at)
+  )
 }
 
 /** The offset Postgres printed: within ±15:59:59, or a doctored cursor would reach it (a 500). */
 function isSaneOffset(at: string): boolean {
-  const [h = 0, m = 0, s = 0] = /[+-](\d{2})(?::(\d{2}))?(?::(\d{2}))?$/.exec(at)!.slice(1).map((x) => Number(x ?? 0))
+  const [h = 0, m = 0, s = 0] = /[+-](\d{2})(?::(\d{2}))?(?::(\d{2}))?$/
+    .exec(at)!
+    .slice(1)
+    .map((x) => Number(x ?? 0))
   return h <= 15 && m < 60 && s < 60
 }

@@ -86,13 +86,18 @@ export interface PublishEntry {
 }
 
 /** PublishBatch (≤ 10 entries); resolves only when every entry was accepted. */
-export async function publishBatch(sns: SNSClient, topicArn: string, entries: PublishEntry[], signal?: AbortSignal): Promise<void> {
-  const out = await call((o) =>
-    sns.send(
-      new PublishBatchCommand({
-        TopicArn: topicArn,
-        PublishBatchRequestEntries: entries.map(
-          (e): PublishBatchRequestEntry => ({
+export async function publishBatch(
+  sns: SNSClient,
+  topicArn: string,
+  entries: PublishEntry[],
+  signal?: AbortSignal,
+): Promise<void> {
+  const out = await call(
+    (o) =>
+      sns.send(
+        new PublishBatchCommand({
+          TopicArn: topicArn,
+          PublishBatchRequestEntries: entries.map((e): PublishBatchRequestEntry => ({
             Id: e.id,
             Message: e.body,
             MessageGroupId: e.groupId,
@@ -100,11 +105,10 @@ export async function publishBatch(sns: SNSClient, topicArn: string, entries: Pu
             MessageAttributes: Object.fromEntries(
               Object.entries(e.attributes).map(([k, v]) => [k, { DataType: 'String', StringValue: v }]),
             ),
-          }),
-        ),
-      }),
-      o,
-    ),
+          })),
+        }),
+        o,
+      ),
     { signal },
   )
   const failed = out.Failed ?? []
@@ -146,14 +150,19 @@ export async function receiveMessages(sqs: SQSClient, queueUrl: string, o: Recei
   const out = await call(
     (opts) =>
       sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queueUrl,
-        MaxNumberOfMessages: o.max,
-        WaitTimeSeconds: o.waitTimeS,
-        VisibilityTimeout: o.visibilityTimeoutS,
-        ...(o.attemptId ? { ReceiveRequestAttemptId: o.attemptId } : {}),
-        MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount', 'SentTimestamp', 'ApproximateFirstReceiveTimestamp'],
-      }),
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: o.max,
+          WaitTimeSeconds: o.waitTimeS,
+          VisibilityTimeout: o.visibilityTimeoutS,
+          ...(o.attemptId ? { ReceiveRequestAttemptId: o.attemptId } : {}),
+          MessageSystemAttributeNames: [
+            'MessageGroupId',
+            'ApproximateReceiveCount',
+            'SentTimestamp',
+            'ApproximateFirstReceiveTimestamp',
+          ],
+        }),
         opts,
       ),
     // The long poll, one retry's worth of time after it, and no more.
@@ -187,7 +196,9 @@ export async function sendMessage(sqs: SQSClient, queueUrl: string, e: SendEntry
         MessageBody: e.body,
         MessageGroupId: e.groupId,
         MessageDeduplicationId: e.dedupeId,
-        MessageAttributes: Object.fromEntries(Object.entries(e.attributes).map(([k, v]) => [k, { DataType: 'String', StringValue: v }])),
+        MessageAttributes: Object.fromEntries(
+          Object.entries(e.attributes).map(([k, v]) => [k, { DataType: 'String', StringValue: v }]),
+        ),
       }),
       o,
     ),
@@ -210,7 +221,12 @@ export async function deleteMessages(sqs: SQSClient, queueUrl: string, receiptHa
 }
 
 /** Sets the visibility timeout of up to 10 received messages; returns the handles SQS did not change. */
-export async function changeVisibility(sqs: SQSClient, queueUrl: string, receiptHandles: string[], timeoutS: number): Promise<string[]> {
+export async function changeVisibility(
+  sqs: SQSClient,
+  queueUrl: string,
+  receiptHandles: string[],
+  timeoutS: number,
+): Promise<string[]> {
   const out = await call((o) =>
     sqs.send(
       new ChangeMessageVisibilityBatchCommand({
@@ -359,9 +375,12 @@ async function call<T>(fn: (options: { abortSignal: AbortSignal }) => Promise<T>
     if (err instanceof AwsCallError) throw err
     const e = err as { name?: string; message?: string }
     if (abortSignal.aborted) {
-      throw new AwsCallError(deadline.aborted ? `no answer within ${o.deadlineMs ?? CALL_DEADLINE_MS} ms (call abandoned)` : 'call aborted', {
-        cause: err,
-      })
+      throw new AwsCallError(
+        deadline.aborted ? `no answer within ${o.deadlineMs ?? CALL_DEADLINE_MS} ms (call abandoned)` : 'call aborted',
+        {
+          cause: err,
+        },
+      )
     }
     throw new AwsCallError(`${e.name ?? 'Error'}: ${e.message ?? String(err)}`, { cause: err })
   }

@@ -70,7 +70,15 @@ export async function openDatabase(
     const preparing = prepareDatabase({ owner: ownerTarget, app: appTarget, appPassword: embedded?.app.password }, config, log)
     // Migrations can wait on another instance's lock for as long as it holds it: a signal must
     // not wait with them (issue 14). The abandoned migration dies with the process.
-    options.signal?.addEventListener('abort', () => void preparing.then((p) => p.app.end({ timeout: 0 }), () => {}), { once: true })
+    options.signal?.addEventListener(
+      'abort',
+      () =>
+        void preparing.then(
+          (p) => p.app.end({ timeout: 0 }),
+          () => {},
+        ),
+      { once: true },
+    )
     const prepared = await abortable(preparing, options.signal)
     return {
       ...prepared,

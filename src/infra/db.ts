@@ -11,9 +11,7 @@ export type Sql = postgres.Sql<Record<string, never>>
 export type Tx = postgres.ReservedSql<Record<string, never>>
 
 /** Where a pool connects: a DSN, or options (the embedded server listens on a unix socket). */
-export type DbTarget =
-  | { url: string }
-  | { host: string; port: number; user: string; password: string; database: string }
+export type DbTarget = { url: string } | { host: string; port: number; user: string; password: string; database: string }
 
 export interface PoolOptions {
   max: number
@@ -100,11 +98,7 @@ export function withOrg<T>(sql: Sql, orgId: string, fn: (tx: Tx) => Promise<T>):
  * Runs `fn` in a transaction with the given transaction-local settings. `withOrg` is the tenant
  * form; the credential resolver uses `app.lookup_token_hash` (see sql/0001_foundation.sql).
  */
-export async function withSettings<T>(
-  sql: Sql,
-  settings: Record<string, string>,
-  fn: (tx: Tx) => Promise<T>,
-): Promise<T> {
+export async function withSettings<T>(sql: Sql, settings: Record<string, string>, fn: (tx: Tx) => Promise<T>): Promise<T> {
   const tx = await sql.reserve()
   let open = false
   try {

@@ -181,7 +181,10 @@ export function clusterDir(dataDir: string, runAs: RunAs | null, log: Logger): s
   fs.chownSync(home, runAs.uid, runAs.gid)
   const real = path.join(home, 'pg')
   fs.symlinkSync(real, pgDir)
-  log.warn({ data_dir: dataDir, cluster: real }, 'the postgres user cannot enter the data dir; the cluster lives in /var/lib/quint-cloud, linked from <data dir>/pg')
+  log.warn(
+    { data_dir: dataDir, cluster: real },
+    'the postgres user cannot enter the data dir; the cluster lives in /var/lib/quint-cloud, linked from <data dir>/pg',
+  )
   return real
 }
 

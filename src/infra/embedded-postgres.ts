@@ -190,17 +190,24 @@ async function launch(args: {
     child = spawn(
       postgresBin,
       [
-        '-D', pgDir,
-        '-p', String(PORT),
-        '-c', 'listen_addresses=',
-        '-c', `unix_socket_directories=${socketDir}`,
-        '-c', 'unix_socket_permissions=0700',
-        '-c', 'max_connections=200',
+        '-D',
+        pgDir,
+        '-p',
+        String(PORT),
+        '-c',
+        'listen_addresses=',
+        '-c',
+        `unix_socket_directories=${socketDir}`,
+        '-c',
+        'unix_socket_permissions=0700',
+        '-c',
+        'max_connections=200',
         // A new 16 MiB WAL segment is otherwise zero-filled and synced inside whichever commit
         // needs it: a write burst on a young cluster then stalls every ack for ~40 ms (p99 of
         // the ack at half load 58 ms → 16–24 ms without it). The segment is still synced when
         // written; only the pre-allocation is skipped.
-        '-c', 'wal_init_zero=off',
+        '-c',
+        'wal_init_zero=off',
         ...(ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
       ],
       // Own process group: a Ctrl-C in the terminal must not stop the database before we drain.

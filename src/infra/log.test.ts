@@ -5,7 +5,11 @@ import { createLogger, scrub, ThrottledLog } from './log.ts'
 describe('log redaction', () => {
   test('scrub removes tokens, bearer values and DSN passwords from any text', () => {
     const text =
-      'key qk_' + 'a'.repeat(64) + ' dt qt_deploy_' + 'b'.repeat(32) + ' jwt qt_agent_eyJhbGciOi.x.y ' +
+      'key qk_' +
+      'a'.repeat(64) +
+      ' dt qt_deploy_' +
+      'b'.repeat(32) +
+      ' jwt qt_agent_eyJhbGciOi.x.y ' +
       'hook whsec_abcdefgh Authorization: Bearer abcdefghijk postgres://app:s3cr3t@db:5432/x'
     const out = scrub(text)
     expect(out).not.toContain('a'.repeat(64))
@@ -29,7 +33,10 @@ describe('log redaction', () => {
     const token = 'qt_deploy_' + 'c'.repeat(32)
     log.info({ headers: { authorization: `Bearer ${token}` }, nested: { deep: { value: token } } }, `got ${token}`)
     log.error({ err: new Error(`failed for ${token}`) }, 'boom')
-    log.info({ token, password: 'pw-123456', req: { headers: { Cookie: 'session=abc123', 'X-API-Key': 'legacy-key-1' } } }, 'fields')
+    log.info(
+      { token, password: 'pw-123456', req: { headers: { Cookie: 'session=abc123', 'X-API-Key': 'legacy-key-1' } } },
+      'fields',
+    )
     const out = lines.join('')
     expect(lines.length).toBe(3)
     expect(out).not.toContain('c'.repeat(32))

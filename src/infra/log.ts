@@ -77,10 +77,7 @@ export function createLogger(level: string, target: 'stdout' | 'stderr' | pino.D
       },
       hooks: {
         logMethod(args, method) {
-          method.apply(
-            this,
-            args.map((a) => (typeof a === 'string' ? scrub(a) : a)) as Parameters<typeof method>,
-          )
+          method.apply(this, args.map((a) => (typeof a === 'string' ? scrub(a) : a)) as Parameters<typeof method>)
         },
       },
     },

@@ -213,7 +213,8 @@ export function registerConsumerLagGauge(registry: Registry, oldest: () => Recor
     collect() {
       this.reset()
       const now = Date.now()
-      for (const [consumer, at] of Object.entries(consumerLagSources.get(registry)?.() ?? {})) this.set({ consumer }, at === null ? 0 : Math.max(0, (now - at) / 1000))
+      for (const [consumer, at] of Object.entries(consumerLagSources.get(registry)?.() ?? {}))
+        this.set({ consumer }, at === null ? 0 : Math.max(0, (now - at) / 1000))
     },
   })
 }

@@ -79,10 +79,7 @@ export interface MigrationResult {
 }
 
 /** Applies pending migrations with the schema owner's pool. */
-export async function migrate(
-  owner: Sql,
-  migrations: readonly Migration[] = MIGRATIONS,
-): Promise<MigrationResult> {
+export async function migrate(owner: Sql, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationResult> {
   // Under the lock too: concurrent `create table if not exists` race on pg_type (42710).
   await owner.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`
@@ -115,10 +112,7 @@ export async function migrate(
   return { applied, current: migrations.at(-1)?.version ?? 0 }
 }
 
-function verifyHistory(
-  rows: { version: number; name: string; checksum: string }[],
-  migrations: readonly Migration[],
-): void {
+function verifyHistory(rows: { version: number; name: string; checksum: string }[], migrations: readonly Migration[]): void {
   for (const row of rows) {
     const known = migrations.find((m) => m.version === row.version)
     if (!known) {

@@ -167,20 +167,25 @@ export class RedisBloom {
   }
 
   /** Commits a rebuild (BLOOM_COMMIT_LUA); false when its bitmap vanished meanwhile. */
-  async commit(
-    ns: string,
-    gen: BloomGeneration,
-    bytes: Uint8Array,
-    message: string,
-    previousTtlMs: number,
-  ): Promise<boolean> {
+  async commit(ns: string, gen: BloomGeneration, bytes: Uint8Array, message: string, previousTtlMs: number): Promise<boolean> {
     const k = bloomKeys(ns)
     const tmp = `${k.bitmap(gen.generation)}:upload`
     const multi = this.#cmd.multi().set(tmp, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', 60_000)
     ;(multi as unknown as { quintBloomCommit(...keysAndArgs: (string | number)[]): unknown }).quintBloomCommit(
-      k.current, k.building, k.bitmap(gen.generation), tmp,
-      gen.generation, gen.version, gen.bits, gen.hashes, gen.count, gen.at,
-      k.bitmapPrefix, previousTtlMs, k.channel, message,
+      k.current,
+      k.building,
+      k.bitmap(gen.generation),
+      tmp,
+      gen.generation,
+      gen.version,
+      gen.bits,
+      gen.hashes,
+      gen.count,
+      gen.at,
+      k.bitmapPrefix,
+      previousTtlMs,
+      k.channel,
+      message,
     )
     const res = await multi.exec()
     const failed = res?.find(([err]) => err)

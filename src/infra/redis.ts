@@ -36,7 +36,8 @@ const HASH_HEX = /^[0-9a-f]{64}$/
 export const bucketKey = (orgId: string) => `tenant:{${orgId}}:ingest:bucket`
 export const tokenKey = (hashHex: string) => `auth:token:${hashHex}`
 /** A used action signature (org from the verified token; `v1` is the lower-case hex MAC). */
-export const actionSignatureKey = (orgId: string, jti: string, t: number, v1: string) => `tenant:{${orgId}}:actsig:${jti}:${t}:${v1}`
+export const actionSignatureKey = (orgId: string, jti: string, t: number, v1: string) =>
+  `tenant:{${orgId}}:actsig:${jti}:${t}:${v1}`
 
 /**
  * Refill by elapsed time on the server's clock (instances' clocks never meet), then take ARGV[3]
@@ -76,13 +77,10 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `
 
-
-
 type Commands = Redis & {
   quintTake(key: string, rate: number, burst: number, n: number): Promise<number>
   quintPutToken(key: string, value: string, ttlMs: number): Promise<number>
 }
-
 
 export interface ChannelHandlers {
   message(message: string): void
@@ -91,7 +89,6 @@ export interface ChannelHandlers {
   /** The subscriber connection dropped: messages published from now on until `subscribed` are lost. */
   lost(): void
 }
-
 
 export type SharedTokenLookup = 'revoked' | { value: unknown; ttlMs: number } | null
 
@@ -166,7 +163,13 @@ export class RedisStateStore {
     this.#pinger = setInterval(() => {
       if (this.#sub.status !== 'ready') return
       const late = Bun.sleep(Math.max(every, 1_000)).then(() => 'late' as const)
-      void Promise.race([this.#sub.ping().then(() => 'ok' as const, () => 'late' as const), late]).then((r) => {
+      void Promise.race([
+        this.#sub.ping().then(
+          () => 'ok' as const,
+          () => 'late' as const,
+        ),
+        late,
+      ]).then((r) => {
         if (r === 'ok' || this.#sub.status !== 'ready') return
         this.log.warn('the Redis subscriber did not answer a PING; reconnecting')
         // Destroy, not end(): a FIN to a peer that no longer answers never completes the close,

@@ -199,8 +199,7 @@ export function measureValue(root: unknown, limits: ShapeLimits): ShapeProblem |
     next: number
   }
   const frames: Frame[] = []
-  const pointer = () =>
-    frames.map((f) => `/${f.keys ? pointerSegment(f.keys[f.next - 1]!) : String(f.next - 1)}`).join('')
+  const pointer = () => frames.map((f) => `/${f.keys ? pointerSegment(f.keys[f.next - 1]!) : String(f.next - 1)}`).join('')
   let values = 0
   let size = 0
   let v: unknown = root

@@ -116,7 +116,8 @@ const copied: string[] = []
 /** Copies a context path as COPY does: a directory's contents into dest, skipping ignored files. */
 function copyFromContext(source: string, dest: string): void {
   const from = path.join(ROOT, source)
-  if (!fs.existsSync(from) || ignored(source)) throw new Error(`COPY ${source}: not in the build context (missing or .dockerignore'd)`)
+  if (!fs.existsSync(from) || ignored(source))
+    throw new Error(`COPY ${source}: not in the build context (missing or .dockerignore'd)`)
   const stat = fs.statSync(from)
   if (stat.isFile()) {
     fs.mkdirSync(path.dirname(dest), { recursive: true })
@@ -134,7 +135,11 @@ function copyFromContext(source: string, dest: string): void {
 
 async function sh(command: string, cwd: string, env: Record<string, string>) {
   const proc = Bun.spawn(['sh', '-c', command], { cwd, env, stdout: 'pipe', stderr: 'pipe' })
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ])
   return { code, stdout, stderr }
 }
 
@@ -152,7 +157,10 @@ beforeAll(async () => {
       const { sources, dest } = copyArgs(step.args)
       const target = path.join(context, path.posix.resolve(dir, dest).slice(dir.length))
       for (const s of sources) {
-        copyFromContext(s.replace(/^\.\/|\/$/g, ''), sources.length > 1 || dest.endsWith('/') ? path.join(target, path.basename(s)) : target)
+        copyFromContext(
+          s.replace(/^\.\/|\/$/g, ''),
+          sources.length > 1 || dest.endsWith('/') ? path.join(target, path.basename(s)) : target,
+        )
       }
     }
     if (step.keyword === 'RUN') {
@@ -226,12 +234,16 @@ describe('docker/Dockerfile', () => {
     const stderr = new Response(server.stderr).text()
     void new Response(server.stdout).text()
     try {
-      const health = JSON.parse(/CMD (\[.*\])/.exec(runtime.instructions.find((i) => i.keyword === 'HEALTHCHECK')!.args)![1]!) as string[]
+      const health = JSON.parse(
+        /CMD (\[.*\])/.exec(runtime.instructions.find((i) => i.keyword === 'HEALTHCHECK')!.args)![1]!,
+      ) as string[]
       const check = () =>
-        Bun.spawn([path.join(image, health[0]!), ...health.slice(1)], { env, stdout: 'ignore', stderr: 'ignore', ...asUser }).exited
+        Bun.spawn([path.join(image, health[0]!), ...health.slice(1)], { env, stdout: 'ignore', stderr: 'ignore', ...asUser })
+          .exited
       const deadline = Date.now() + 50_000
       while ((await check()) !== 0) {
-        if (Date.now() > deadline || server.exitCode !== null) throw new Error(`not ready: ${await Promise.race([stderr, Bun.sleep(100)])}`)
+        if (Date.now() > deadline || server.exitCode !== null)
+          throw new Error(`not ready: ${await Promise.race([stderr, Bun.sleep(100)])}`)
         await Bun.sleep(200)
       }
       const page = await fetch(`http://127.0.0.1:${port}/docs`)
@@ -240,7 +252,9 @@ describe('docker/Dockerfile', () => {
       const bundle = await fetch(`http://127.0.0.1:${port}${src}`)
       expect(bundle.status).toBe(200)
       const body = await bundle.arrayBuffer()
-      expect(body.byteLength).toBe(fs.statSync(path.join(ROOT, 'node_modules/@scalar/api-reference/dist/browser/standalone.js')).size)
+      expect(body.byteLength).toBe(
+        fs.statSync(path.join(ROOT, 'node_modules/@scalar/api-reference/dist/browser/standalone.js')).size,
+      )
     } finally {
       server.kill('SIGTERM')
       expect(await server.exited).toBe(0)

@@ -34,12 +34,19 @@ const TOOL_ENV = {
 
 async function run(cmd: string[], cwd = ROOT) {
   const proc = Bun.spawn(cmd, { cwd, env: TOOL_ENV, stdout: 'pipe', stderr: 'pipe' })
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ])
   return { code, stdout, stderr }
 }
 
 type Doc = {
-  paths: Record<string, Record<string, { operationId: string; tags: string[]; responses: Record<string, unknown>; requestBody?: any }>>
+  paths: Record<
+    string,
+    Record<string, { operationId: string; tags: string[]; responses: Record<string, unknown>; requestBody?: any }>
+  >
   components: Record<string, Record<string, any>>
   servers?: unknown[]
   tags?: { name: string; description?: string }[]
@@ -49,7 +56,16 @@ let generated = ''
 let doc: Doc
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-openapi-'))
 // The two tools take a few seconds each: started at once, side by side, on the committed file.
-const lint = run(['bun', BIN('@redocly/cli', 'bin/cli.js'), 'lint', 'openapi.json', '--config', 'redocly.yaml', '--format', 'json'])
+const lint = run([
+  'bun',
+  BIN('@redocly/cli', 'bin/cli.js'),
+  'lint',
+  'openapi.json',
+  '--config',
+  'redocly.yaml',
+  '--format',
+  'json',
+])
 const generate = run([
   'bun',
   '--preload',
@@ -96,7 +112,10 @@ describe('the OpenAPI document', () => {
       for (const [method, op] of Object.entries(ops)) {
         ids.push(op.operationId)
         for (const tag of op.tags) expect(declared.has(tag), `tag ${tag}`).toBe(true)
-        expect(Object.keys(op.responses).some((s) => s.startsWith('4')), `${method} ${p} has a 4xx`).toBe(true)
+        expect(
+          Object.keys(op.responses).some((s) => s.startsWith('4')),
+          `${method} ${p} has a 4xx`,
+        ).toBe(true)
       }
     }
     expect(new Set(ids).size).toBe(ids.length)
@@ -122,7 +141,14 @@ describe('the OpenAPI document', () => {
     const out = await generate
     expect(out.code, out.stderr).toBe(0)
     const types = fs.readFileSync(path.join(tmp, 'api.d.ts'), 'utf8')
-    const names = ['"/v1/ingest": {', '"/v1/auth/whoami": {', 'IngestEventV2: {', 'DaemonEvent: {', 'AlertRuleCondition: {', 'Problem: {']
+    const names = [
+      '"/v1/ingest": {',
+      '"/v1/auth/whoami": {',
+      'IngestEventV2: {',
+      'DaemonEvent: {',
+      'AlertRuleCondition: {',
+      'Problem: {',
+    ]
     for (const name of names) expect(types).toContain(name)
   })
 })
@@ -143,7 +169,9 @@ describe('the document generator', () => {
 
   test('an unresolvable $ref and a reused operationId are refused, naming the route', () => {
     const r = registry()
-    r.add({ ...route, path: '/x', operationId: 'x', rawBody: Type.Object({ a: Type.Unsafe({ $ref: 'Nowhere' }) }) }, [], (c) => c.json({}))
+    r.add({ ...route, path: '/x', operationId: 'x', rawBody: Type.Object({ a: Type.Unsafe({ $ref: 'Nowhere' }) }) }, [], (c) =>
+      c.json({}),
+    )
     expect(() => r.document({ title: 't', version: '1' })).toThrow('unresolved $ref "Nowhere" (POST /x body)')
     const s = registry()
     s.add({ ...route, path: '/a', operationId: 'same' }, [], (c) => c.json({}))

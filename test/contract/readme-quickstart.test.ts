@@ -35,7 +35,9 @@ test('the quick start works as written: credentials from the banner, an event in
         .replaceAll('localhost:8000', `localhost:${port}`)
         .replace('curl -s localhost', (m) => (b.includes('/v1/alerts') ? `sleep 2; ${m}` : m)),
     ),
-    'echo; echo "DELETED=$(curl -s -o /dev/null -w "%{http_code}" -X DELETE localhost:' + port + '/v1/deploy-tokens/$ID -H "Authorization: Bearer $ADMIN_KEY")"',
+    'echo; echo "DELETED=$(curl -s -o /dev/null -w "%{http_code}" -X DELETE localhost:' +
+      port +
+      '/v1/deploy-tokens/$ID -H "Authorization: Bearer $ADMIN_KEY")"',
     'kill %1; wait',
   ].join('\n')
   const proc = Bun.spawn(['bash', '-c', script], {
@@ -61,5 +63,9 @@ test('one Bun version everywhere: the README install, .ci/run, engines.bun and t
   const ci = /BUN_VERSION=(\d+\.\d+\.\d+)/.exec(fs.readFileSync(path.join(ROOT, '.ci/run'), 'utf8'))?.[1]
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { bun: string } }
   if (!installed) throw new Error('the README installs no pinned Bun version')
-  expect({ ci, engines: pkg.engines.bun, running: Bun.version }).toEqual({ ci: installed, engines: `>=${installed}`, running: installed })
+  expect({ ci, engines: pkg.engines.bun, running: Bun.version }).toEqual({
+    ci: installed,
+    engines: `>=${installed}`,
+    running: installed,
+  })
 })

@@ -19,7 +19,9 @@ afterAll(async () => {
 }, HOOK_TIMEOUT_MS)
 
 test('during a database outage: 503s with Retry-After, a few error lines, none for /ready', async () => {
-  const server = await startServer(childEnv({ QUINT_DATA_DIR: dir, LOG_LEVEL: 'info', CONSUMER_POLL_MS: '100', WEBHOOK_POLL_MS: '100' }))
+  const server = await startServer(
+    childEnv({ QUINT_DATA_DIR: dir, LOG_LEVEL: 'info', CONSUMER_POLL_MS: '100', WEBHOOK_POLL_MS: '100' }),
+  )
   const adminKey = /admin API key : (qk_[0-9a-f]{64})/.exec(server.stderr())![1]!
   const postmaster = Number(fs.readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0])
   process.kill(postmaster, 'SIGINT')
@@ -32,7 +34,9 @@ test('during a database outage: 503s with Retry-After, a few error lines, none f
   const started = Date.now()
   while (Date.now() - started < 5_000) {
     // A fresh credential each time: a cached one would not need the database.
-    const alerts = await fetch(`${server.url}/v1/alerts`, { headers: { authorization: `Bearer qk_${'0'.repeat(63)}${(Date.now() % 10)}` } })
+    const alerts = await fetch(`${server.url}/v1/alerts`, {
+      headers: { authorization: `Bearer qk_${'0'.repeat(63)}${Date.now() % 10}` },
+    })
     statuses.add(alerts.status)
     if (alerts.status === 503) expect(alerts.headers.get('retry-after')).not.toBeNull()
     const listed = await fetch(`${server.url}/v1/deploy-tokens`, { headers: { authorization: `Bearer ${adminKey}` } })
@@ -54,5 +58,7 @@ test('during a database outage: 503s with Retry-After, a few error lines, none f
   // loop), however many times each retried in these 5 s.
   expect(errors.length).toBeLessThanOrEqual(6)
   expect(lines.filter((l) => l.route === '/ready' && l.level !== 'info')).toEqual([])
-  expect(lines.filter((l) => l.msg === 'request' && l.status === 503 && l.route !== '/ready').every((l) => l.level === 'warn')).toBe(true)
+  expect(
+    lines.filter((l) => l.msg === 'request' && l.status === 503 && l.route !== '/ready').every((l) => l.level === 'warn'),
+  ).toBe(true)
 }, 60_000)

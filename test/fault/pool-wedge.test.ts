@@ -263,7 +263,14 @@ describe('one connection lost at a time', () => {
       await Bun.sleep(100)
       return tx`select 1`
     })
-    const err = await within(3_000, run.then(() => null, (e: unknown) => e), 'killed transaction')
+    const err = await within(
+      3_000,
+      run.then(
+        () => null,
+        (e: unknown) => e,
+      ),
+      'killed transaction',
+    )
     expect(isTransientDbError(err)).toBe(true)
     expect(await within(6_000, usable(p), 'transaction after the kill')).toBe(1)
   })
@@ -278,7 +285,14 @@ describe('one connection lost at a time', () => {
     while (!pid) await Bun.sleep(10)
     await Bun.sleep(100)
     await kill(pid)
-    const err = await within(3_000, run.then(() => null, (e: unknown) => e), 'killed statement')
+    const err = await within(
+      3_000,
+      run.then(
+        () => null,
+        (e: unknown) => e,
+      ),
+      'killed statement',
+    )
     expect(isTransientDbError(err)).toBe(true)
     expect(await within(6_000, usable(p), 'transaction after the kill')).toBe(1)
   })
@@ -298,7 +312,14 @@ describe('one connection lost at a time', () => {
     // The dead holder releases late: the connection now belongs to `held`, and must stay its own.
     a.release()
     const intruder = p<{ v: string }[]>`select current_setting('app.current_org_id', true) as v`
-    const outcome = await within(3_000, intruder.then((r) => r[0]!.v, (e: { code?: string }) => e.code), 'pool query')
+    const outcome = await within(
+      3_000,
+      intruder.then(
+        (r) => r[0]!.v,
+        (e: { code?: string }) => e.code,
+      ),
+      'pool query',
+    )
     expect(outcome).toBe('ACQUIRE_TIMEOUT')
     await held.unsafe('rollback')
     held.release()
@@ -309,7 +330,14 @@ describe('one connection lost at a time', () => {
     const p = pool(1)
     const holder = await p.reserve()
     const started = performance.now()
-    const err = await within(3_000, withOrg(p, org, (tx) => tx`select 1`).then(() => null, (e: unknown) => e), 'waiting withOrg')
+    const err = await within(
+      3_000,
+      withOrg(p, org, (tx) => tx`select 1`).then(
+        () => null,
+        (e: unknown) => e,
+      ),
+      'waiting withOrg',
+    )
     expect((err as { code?: string }).code).toBe('ACQUIRE_TIMEOUT')
     expect(performance.now() - started).toBeGreaterThanOrEqual(400)
     const res = errorToProblem(err, 'r-1', testLog)

@@ -37,7 +37,12 @@ afterAll(async () => {
 test('every acked event is stored exactly once across SIGKILLs, and derived session counts match', async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-zero-loss-'))
   dirs.push(dataDir)
-  const extra: Record<string, string> = { QUINT_DATA_DIR: dataDir, SHUTDOWN_TIMEOUT_MS: '20000', CONSUMER_POLL_MS: '200', LOG_LEVEL: 'warn' }
+  const extra: Record<string, string> = {
+    QUINT_DATA_DIR: dataDir,
+    SHUTDOWN_TIMEOUT_MS: '20000',
+    CONSUMER_POLL_MS: '200',
+    LOG_LEVEL: 'warn',
+  }
   if (serverKind() === 'external') {
     const db = await emptyDatabase()
     cleanups.push(db.drop)
@@ -153,7 +158,12 @@ test('every acked event is stored exactly once across SIGKILLs, and derived sess
     const duplicated = rows.filter((r) => r.n > 1)
     const unexpected = rows.filter((r) => !sent.has(r.event_id))
     const misfiled = rows.filter((r) => sent.get(r.event_id) !== undefined && sent.get(r.event_id) !== r.session_key)
-    expect({ lost: lost.length, duplicated: duplicated.length, unexpected: unexpected.length, misfiled: misfiled.length }).toEqual({
+    expect({
+      lost: lost.length,
+      duplicated: duplicated.length,
+      unexpected: unexpected.length,
+      misfiled: misfiled.length,
+    }).toEqual({
       lost: 0,
       duplicated: 0,
       unexpected: 0,
@@ -169,7 +179,9 @@ test('every acked event is stored exactly once across SIGKILLs, and derived sess
     expect(sessions).toEqual({ n: SESSIONS, events: EVENTS })
     const [agents] = await owner<{ events: number }[]>`select sum(event_count)::int as events from agents`
     expect(agents!.events).toBe(EVENTS)
-    const [left] = await owner<{ n: number }[]>`select (select count(*) from bus_batches)::int + (select count(*) from bus_pending)::int as n`
+    const [left] = await owner<
+      { n: number }[]
+    >`select (select count(*) from bus_batches)::int + (select count(*) from bus_pending)::int as n`
     expect(left!.n).toBe(0)
     console.log(`zero-loss: ${EVENTS} events, ${KILLS} SIGKILLs, ${indeterminate} retried sends; lost 0, duplicated 0`)
   } finally {

@@ -37,7 +37,10 @@ const nowS = () => Math.floor(Date.now() / 1000)
 beforeAll(async () => {
   ;({ db, t, a, b } = await twoOrgApp())
   const app = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { name: 'root', scopes: ['*'] } })
-  const bearer = await t.call('POST', '/tokens/bearer', { token: a.admin_key, json: { app_token_hash: app.body.token_hash, environment: 'prod' } })
+  const bearer = await t.call('POST', '/tokens/bearer', {
+    token: a.admin_key,
+    json: { app_token_hash: app.body.token_hash, environment: 'prod' },
+  })
   bearerJti = bearer.body.jti
   agent = await mintAgent()
   other = await mintAgent()
@@ -48,7 +51,10 @@ afterAll(async () => {
 }, HOOK_TIMEOUT_MS)
 
 async function mintAgent(): Promise<Minted> {
-  const res = await t.call('POST', '/tokens/agent', { token: a.admin_key, json: { bearer_jti: bearerJti, agent_id: 'agent-1', rbac: RBAC } })
+  const res = await t.call('POST', '/tokens/agent', {
+    token: a.admin_key,
+    json: { bearer_jti: bearerJti, agent_id: 'agent-1', rbac: RBAC },
+  })
   expect(res.status).toBe(201)
   return { token: res.body.token, jti: res.body.jti, key: Buffer.from(res.body.action_key, 'hex') }
 }
@@ -132,7 +138,15 @@ describe('verification', () => {
     expect401(await signed(agent, { body, send: { body: altered } }), 'invalid_action_signature', 'mismatch')
     expect401(await signed(agent, { body, send: { path: '/v1/events/ingest' } }), 'invalid_action_signature', 'mismatch')
     expect401(await signed(agent, { body, send: { path: '/v1/ingest?x=1' } }), 'invalid_action_signature', 'mismatch')
-    expect401(await signed(agent, { method: 'GET', path: '/v1/auth/whoami', send: { method: 'POST', path: '/v1/auth/check', body: enc.encode('{"action":"data:read:x"}') } }), 'invalid_action_signature', 'mismatch')
+    expect401(
+      await signed(agent, {
+        method: 'GET',
+        path: '/v1/auth/whoami',
+        send: { method: 'POST', path: '/v1/auth/check', body: enc.encode('{"action":"data:read:x"}') },
+      }),
+      'invalid_action_signature',
+      'mismatch',
+    )
     expect401(await signed(agent, { method: 'PUT', body, send: { method: 'POST' } }), 'invalid_action_signature', 'mismatch')
   })
 
@@ -201,9 +215,15 @@ describe('verification', () => {
     // A client that signs a dot-segment spelling signs bytes the server never sees: refused.
     expect401(await signed(agent, { method: 'GET', path: '/v1/x/../auth/whoami', t: t0 }), 'invalid_action_signature', 'mismatch')
     // Signed as routed, sent with dot segments: the same request, accepted.
-    expect((await signed(agent, { method: 'GET', path: '/v1/auth/whoami', send: { path: '/v1/x/../auth/whoami' }, t: t0 - 1 })).status).toBe(200)
+    expect(
+      (await signed(agent, { method: 'GET', path: '/v1/auth/whoami', send: { path: '/v1/x/../auth/whoami' }, t: t0 - 1 })).status,
+    ).toBe(200)
     expect((await signed(agent, { method: 'GET', path: '/v1/auth/whoami?q=a%2Fb', t: t0 - 2 })).status).toBe(200)
-    expect401(await signed(agent, { method: 'GET', path: '/v1/auth/whoami?q=a/b', send: { path: '/v1/auth/whoami?q=a%2Fb' }, t: t0 - 3 }), 'invalid_action_signature', 'mismatch')
+    expect401(
+      await signed(agent, { method: 'GET', path: '/v1/auth/whoami?q=a/b', send: { path: '/v1/auth/whoami?q=a%2Fb' }, t: t0 - 3 }),
+      'invalid_action_signature',
+      'mismatch',
+    )
     expect(requestTarget('http://h:1/a/b?c=d#frag')).toBe('/a/b?c=d')
     expect(requestTarget('http://h/')).toBe('/')
     expect(requestTarget('http://h')).toBe('/')
@@ -222,14 +242,31 @@ describe('replay', () => {
     expect((await signed(agent, { body, t: t0 })).status).toBe(200)
     expect401(await signed(agent, { body, t: t0 }), 'action_signature_replayed')
     // Upper-case hex of the same MAC is the same signature.
-    const header = signAction(agent.key, { method: 'POST', path: '/v1/ingest', body, jti: agent.jti, orgId: a.org_id, timestamp: t0 })
-    expect401(await signed(agent, { body, header: header.replace(/v1=([0-9a-f]+)/, (_, h: string) => `v1=${h.toUpperCase()}`) }), 'action_signature_replayed')
+    const header = signAction(agent.key, {
+      method: 'POST',
+      path: '/v1/ingest',
+      body,
+      jti: agent.jti,
+      orgId: a.org_id,
+      timestamp: t0,
+    })
+    expect401(
+      await signed(agent, { body, header: header.replace(/v1=([0-9a-f]+)/, (_, h: string) => `v1=${h.toUpperCase()}`) }),
+      'action_signature_replayed',
+    )
     expect((await signed(agent, { body, t: t0 - 1 })).status).toBe(200)
   })
 
   test('concurrent replays on one instance: exactly one passes', async () => {
     const body = enc.encode(JSON.stringify({ events: [v2Event()] }))
-    const header = signAction(agent.key, { method: 'POST', path: '/v1/ingest', body, jti: agent.jti, orgId: a.org_id, timestamp: nowS() })
+    const header = signAction(agent.key, {
+      method: 'POST',
+      path: '/v1/ingest',
+      body,
+      jti: agent.jti,
+      orgId: a.org_id,
+      timestamp: nowS(),
+    })
     const results = await Promise.all(Array.from({ length: 8 }, () => signed(agent, { body, header })))
     expect(results.filter((r) => r.status === 200)).toHaveLength(1)
     for (const r of results.filter((r) => r.status !== 200)) expect401(r, 'action_signature_replayed')
@@ -242,14 +279,28 @@ describe('replay', () => {
     const one = testApp(db, {}, undefined, { redis: r1 })
     const two = testApp(db, {}, undefined, { redis: r2 })
     const body = enc.encode(JSON.stringify({ events: [v2Event()] }))
-    const header = signAction(agent.key, { method: 'POST', path: '/v1/ingest', body, jti: agent.jti, orgId: a.org_id, timestamp: nowS() })
+    const header = signAction(agent.key, {
+      method: 'POST',
+      path: '/v1/ingest',
+      body,
+      jti: agent.jti,
+      orgId: a.org_id,
+      timestamp: nowS(),
+    })
     expect((await signed(agent, { body, header }, one)).status).toBe(200)
     expect401(await signed(agent, { body, header }, two), 'action_signature_replayed')
     expect401(await signed(agent, { body, header }, one), 'action_signature_replayed')
     // Two memory-only instances do not share what they saw: the reason Redis is used.
     const three = testApp(db)
     const four = testApp(db)
-    const header2 = signAction(agent.key, { method: 'POST', path: '/v1/ingest', body, jti: agent.jti, orgId: a.org_id, timestamp: nowS() - 3 })
+    const header2 = signAction(agent.key, {
+      method: 'POST',
+      path: '/v1/ingest',
+      body,
+      jti: agent.jti,
+      orgId: a.org_id,
+      timestamp: nowS() - 3,
+    })
     expect((await signed(agent, { body, header: header2 }, three)).status).toBe(200)
     expect((await signed(agent, { body, header: header2 }, four)).status).toBe(200)
   })
@@ -296,7 +347,11 @@ describe('AUTH_REQUIRE_ACTION_SIGNATURE=true', () => {
   test('agent, sub-agent and session tokens must sign; other credentials need not', async () => {
     const strict = testApp(db, { AUTH_REQUIRE_ACTION_SIGNATURE: 'true' })
     expect401(await strict.call('GET', '/v1/auth/whoami', { token: agent.token }), 'invalid_action_signature', 'missing')
-    expect401(await strict.call('POST', '/v1/ingest', { token: agent.token, json: { events: [v2Event()] } }), 'invalid_action_signature', 'missing')
+    expect401(
+      await strict.call('POST', '/v1/ingest', { token: agent.token, json: { events: [v2Event()] } }),
+      'invalid_action_signature',
+      'missing',
+    )
     const sub = await t.call('POST', '/tokens/subagent', { token: agent.token, json: { agent_id: 'child' } })
     expect401(await strict.call('GET', '/v1/auth/whoami', { token: sub.body.token }), 'invalid_action_signature', 'missing')
     expect((await signed(agent, {}, strict)).status).toBe(200)

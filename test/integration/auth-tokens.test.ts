@@ -47,12 +47,18 @@ function expectProblem(res: { status: number; headers: Headers; body: any }, sta
 function decode(token: string) {
   const jws = token.slice(token.indexOf('_', 3) + 1)
   const [h, p] = jws.split('.')
-  return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), payload: JSON.parse(Buffer.from(p!, 'base64url').toString()) }
+  return {
+    header: JSON.parse(Buffer.from(h!, 'base64url').toString()),
+    payload: JSON.parse(Buffer.from(p!, 'base64url').toString()),
+  }
 }
 
 /** app → bearer → agent for org `o`, minted with its admin key (documented shapes). */
 async function chain(o: CreatedOrg, rbac: unknown = RBAC) {
-  const app = await t.call('POST', '/tokens/app', { token: o.admin_key, json: { customer_id: o.org_id, name: 'root', scopes: ['*'] } })
+  const app = await t.call('POST', '/tokens/app', {
+    token: o.admin_key,
+    json: { customer_id: o.org_id, name: 'root', scopes: ['*'] },
+  })
   expect(app.status).toBe(201)
   const hash = createHash('sha256').update(app.body.token).digest('hex')
   expect(app.body.token_hash).toBe(hash)
@@ -114,7 +120,10 @@ describe('signing keys', () => {
 
   test('lazy creation is race-safe: concurrent instances end with one active key', async () => {
     const c = await createOrg(db.app, 'org C', 'cli')
-    const instances = Array.from({ length: 6 }, () => new SigningKeys(db.app, testSecrets, testLog, { maxTokenTtlMs: MAX_TOKEN_TTL_MS }))
+    const instances = Array.from(
+      { length: 6 },
+      () => new SigningKeys(db.app, testSecrets, testLog, { maxTokenTtlMs: MAX_TOKEN_TTL_MS }),
+    )
     const signers = await Promise.all(instances.map((k) => k.signer(c.org_id)))
     expect(new Set(signers.map((s) => s.kid)).size).toBe(1)
     const rows = await db.owner`select kid from auth.signing_keys where org_id = ${c.org_id}`
@@ -146,7 +155,13 @@ describe('minting', () => {
 
     const sub = await t.call('POST', '/tokens/subagent', {
       token: a.admin_key,
-      json: { customer_id: a.org_id, parent_agent_jti: agent.jti, agent_id: 'sub-1', rbac: { ...RBAC, allowed_actions: ['data:read:*'] }, ttl_hours: 2 },
+      json: {
+        customer_id: a.org_id,
+        parent_agent_jti: agent.jti,
+        agent_id: 'sub-1',
+        rbac: { ...RBAC, allowed_actions: ['data:read:*'] },
+        ttl_hours: 2,
+      },
     })
     expect(sub.status).toBe(201)
     expect(sub.body).toMatchObject({ agent_id: 'sub-1', delegation_depth: 1 })
@@ -192,10 +207,16 @@ describe('minting', () => {
     })
     expect(subsub.status).toBe(201)
     expect(subsub.body.delegation_depth).toBe(2)
-    const session = await t.call('POST', '/tokens/session', { token: subsub.body.token, json: { session_id: 'sess', max_events: 10 } })
+    const session = await t.call('POST', '/tokens/session', {
+      token: subsub.body.token,
+      json: { session_id: 'sess', max_events: 10 },
+    })
     expect(session.status).toBe(201)
     expect(session.body.claims).toMatchObject({ parent_jti: subsub.body.jti, session_id: 'sess', max_events: 10 })
-    const ov = await t.call('POST', '/tokens/override', { token: agent.token, json: { event_id: 'e9', allowed_decisions: ['approve'] } })
+    const ov = await t.call('POST', '/tokens/override', {
+      token: agent.token,
+      json: { event_id: 'e9', allowed_decisions: ['approve'] },
+    })
     expect(ov.status).toBe(201)
     expect(ov.body).toMatchObject({ event_id: 'e9', allowed_decisions: ['approve'] })
     expect(ov.body.claims.parent_jti).toBeUndefined()
@@ -272,27 +293,47 @@ describe('minting', () => {
     expectProblem(await t.call('POST', '/tokens/subagent', { token: sess.body.token, json: { agent_id: 'x' } }), 403)
     // customer_id of another org: 404, whoever asks.
     expectProblem(await t.call('POST', '/tokens/app', { token: a.admin_key, json: { customer_id: b.org_id } }), 404)
-    expectProblem(await t.call('POST', '/tokens/subagent', { token: agent.token, json: { customer_id: b.org_id, agent_id: 'x' } }), 404)
+    expectProblem(
+      await t.call('POST', '/tokens/subagent', { token: agent.token, json: { customer_id: b.org_id, agent_id: 'x' } }),
+      404,
+    )
     // Org B naming org A's parents: not found.
     const hash = createHash('sha256').update(app.token).digest('hex')
-    expectProblem(await t.call('POST', '/tokens/bearer', { token: b.admin_key, json: { app_token_hash: hash, environment: 'x' } }), 404)
-    expectProblem(await t.call('POST', '/tokens/agent', { token: b.admin_key, json: { bearer_jti: bearer.jti, agent_id: 'x', rbac: RBAC } }), 404)
+    expectProblem(
+      await t.call('POST', '/tokens/bearer', { token: b.admin_key, json: { app_token_hash: hash, environment: 'x' } }),
+      404,
+    )
+    expectProblem(
+      await t.call('POST', '/tokens/agent', { token: b.admin_key, json: { bearer_jti: bearer.jti, agent_id: 'x', rbac: RBAC } }),
+      404,
+    )
     // A token naming a parent other than itself.
     const other = await chain(a)
-    expectProblem(await t.call('POST', '/tokens/subagent', { token: agent.token, json: { parent_agent_jti: other.agent.jti, agent_id: 'x' } }), 403)
+    expectProblem(
+      await t.call('POST', '/tokens/subagent', {
+        token: agent.token,
+        json: { parent_agent_jti: other.agent.jti, agent_id: 'x' },
+      }),
+      403,
+    )
     // Management without a parent for a child type: 422 naming the field.
     const missing = await t.call('POST', '/tokens/bearer', { token: a.admin_key, json: { environment: 'x' } })
     expectProblem(missing, 422)
     expect(missing.body.errors[0].path).toBe('/app_token_hash')
     // Wrong parent type.
-    const wrong = await t.call('POST', '/tokens/session', { token: a.admin_key, json: { parent_jti: bearer.jti, session_id: 's' } })
+    const wrong = await t.call('POST', '/tokens/session', {
+      token: a.admin_key,
+      json: { parent_jti: bearer.jti, session_id: 's' },
+    })
     expectProblem(wrong, 400)
     expect(wrong.body.errors[0].path).toBe('/parent_jti')
     // An app token limited to tokens:write cannot mint an app token with `*`.
     const limited = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { scopes: ['tokens:write'] } })
     expect(limited.status).toBe(201)
     expectProblem(await t.call('POST', '/tokens/app', { token: limited.body.token, json: { scopes: ['*'] } }), 403)
-    expect((await t.call('POST', '/tokens/app', { token: limited.body.token, json: { scopes: ['tokens:write'] } })).status).toBe(201)
+    expect((await t.call('POST', '/tokens/app', { token: limited.body.token, json: { scopes: ['tokens:write'] } })).status).toBe(
+      201,
+    )
     // An app token without a management scope hands on only what it holds: a read-only one
     // cannot mint a bearer (ingest + read) nor any override; one holding both can mint a bearer.
     const readOnly = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { scopes: ['read'] } })
@@ -335,7 +376,10 @@ describe('revocation', () => {
     expect(r.status).toBe(200)
     // Only the agent was revoked, yet its child is refused: the chain is checked.
     expectProblem(await t.call('GET', '/v1/auth/whoami', { token: sub.body.token }), 401)
-    expectProblem(await t.call('POST', '/tokens/session', { token: a.admin_key, json: { parent_jti: sub.body.jti, session_id: 'x' } }), 400)
+    expectProblem(
+      await t.call('POST', '/tokens/session', { token: a.admin_key, json: { parent_jti: sub.body.jti, session_id: 'x' } }),
+      400,
+    )
   })
 
   test('cascade on both paths: root and every descendant', async () => {
@@ -343,10 +387,16 @@ describe('revocation', () => {
       const { app, bearer, agent } = await chain(a)
       const sub = await t.call('POST', '/tokens/subagent', { token: agent.token, json: { agent_id: 'c' } })
       const sess = await t.call('POST', '/tokens/session', { token: sub.body.token, json: { session_id: 's' } })
-      const ov = await t.call('POST', '/tokens/override', { token: agent.token, json: { event_id: 'e', allowed_decisions: ['approve'] } })
+      const ov = await t.call('POST', '/tokens/override', {
+        token: agent.token,
+        json: { event_id: 'e', allowed_decisions: ['approve'] },
+      })
       const tokens = [bearer.token, agent.token, sub.body.token, sess.body.token, ov.body.token]
       for (const tok of tokens) expect((await t.call('GET', '/v1/auth/whoami', { token: tok })).status).toBe(200)
-      const r = await t.call('POST', `${path}${bearer.jti}`, { token: a.admin_key, ...(path.startsWith('/revocation') ? { json: { token_type: 'bearer', reason: 'x' } } : {}) })
+      const r = await t.call('POST', `${path}${bearer.jti}`, {
+        token: a.admin_key,
+        ...(path.startsWith('/revocation') ? { json: { token_type: 'bearer', reason: 'x' } } : {}),
+      })
       expect(r.status).toBe(200)
       expect(r.body.revoked_count).toBe(5)
       expect(r.body.revoked_jtis.sort()).toEqual([bearer.jti, agent.jti, sub.body.jti, sess.body.jti, ov.body.jti].sort())
@@ -373,22 +423,35 @@ describe('introspection and wiring', () => {
   test('whoami for JWT and opaque credentials', async () => {
     const { agent } = await chain(a)
     const w = await t.call('GET', '/v1/auth/whoami', { token: agent.token })
-    expect(w.body).toMatchObject({ kind: 'jwt', type: 'agent', org_id: a.org_id, jti: agent.jti, agent_id: 'agent-1', scopes: ['ingest'] })
+    expect(w.body).toMatchObject({
+      kind: 'jwt',
+      type: 'agent',
+      org_id: a.org_id,
+      jti: agent.jti,
+      agent_id: 'agent-1',
+      scopes: ['ingest'],
+    })
     expect(w.body.rbac.allowed_actions).toEqual(RBAC.allowed_actions)
     expect(Date.parse(w.body.expires_at)).toBe(agent.claims.exp * 1000)
     const o = await t.call('GET', '/v1/auth/whoami', { token: a.admin_key })
     expect(o.body).toMatchObject({ kind: 'opaque', type: 'api_key', org_id: a.org_id, scopes: ['admin'] })
   })
 
-  test('check: deny-first steps with the caller\'s RBAC; no RBAC → allowed at step 6', async () => {
+  test("check: deny-first steps with the caller's RBAC; no RBAC → allowed at step 6", async () => {
     const { agent, app } = await chain(a)
     const deny = await t.call('POST', '/v1/auth/check', { token: agent.token, json: { action: 'data:write:users' } })
     expect(deny.body).toMatchObject({ allowed: false, step: 1, step_name: 'denied_actions' })
     const notAllowed = await t.call('POST', '/v1/auth/check', { token: agent.token, json: { action: 'deploy:prod' } })
     expect(notAllowed.body).toMatchObject({ allowed: false, step: 2 })
-    const sens = await t.call('POST', '/v1/auth/check', { token: agent.token, json: { action: 'data:read:x', resource: 'repo:a', sensitivity: 4 } })
+    const sens = await t.call('POST', '/v1/auth/check', {
+      token: agent.token,
+      json: { action: 'data:read:x', resource: 'repo:a', sensitivity: 4 },
+    })
     expect(sens.body).toMatchObject({ allowed: false, step: 5 })
-    const ok = await t.call('POST', '/v1/auth/check', { token: agent.token, json: { action: 'data:read:x', resource: 'repo:a', sensitivity: 2 } })
+    const ok = await t.call('POST', '/v1/auth/check', {
+      token: agent.token,
+      json: { action: 'data:read:x', resource: 'repo:a', sensitivity: 2 },
+    })
     expect(ok.body).toMatchObject({ allowed: true, step: 6, step_name: 'ALLOWED' })
     const none = await t.call('POST', '/v1/auth/check', { token: app.token, json: { action: 'anything' } })
     expect(none.body).toMatchObject({ allowed: true, step: 6 })
@@ -430,7 +493,10 @@ describe('session tokens: max_events', () => {
     expect(first.status).toBeLessThan(300)
     // A second instance draws on the same budget: 3 used, 3 more would pass 5.
     const other = testApp(db)
-    const over = await other.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [v2Event(), v2Event(), v2Event()] } })
+    const over = await other.call('POST', '/v1/ingest', {
+      token: s.body.token,
+      json: { events: [v2Event(), v2Event(), v2Event()] },
+    })
     expectProblem(over, 429, 'rate_limited')
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0)
     const fits = await other.call('POST', '/v1/ingest', { token: s.body.token, json: { events: [v2Event(), v2Event()] } })
@@ -456,9 +522,10 @@ describe('session tokens: max_events', () => {
 describe('revocation filter', () => {
   /** An instance as serve.ts builds it: its own filter, optionally sharing Redis. */
   function instance(redis: RedisStateStore | null, namespace: string) {
-    const source = () => (async function* () {
-      yield* await revokedForFilter(db.app, 30)
-    })()
+    const source = () =>
+      (async function* () {
+        yield* await revokedForFilter(db.app, 30)
+      })()
     const filter = createRevocationFilter({ redis, log: testLog, namespace, source, verifyIntervalMs: 200 })
     const { app } = testApp(db, {}, undefined, { redis: redis ?? undefined, revocationFilter: filter, start: false })
     const call = async (method: string, path: string, token: string) => {
@@ -477,7 +544,11 @@ describe('revocation filter', () => {
     const { agent } = await chain(a)
     await t.call('DELETE', `/tokens/${agent.jti}`, { token: a.admin_key })
     const one = instance(null, `test:rev:${crypto.randomUUID()}`)
-    await one.filter.rebuild((async function* () { yield* await revokedForFilter(db.app, 30) })())
+    await one.filter.rebuild(
+      (async function* () {
+        yield* await revokedForFilter(db.app, 30)
+      })(),
+    )
     expect(one.filter.check(a.org_id, agent.jti)).toBe(true)
     expect((await one.call('GET', '/v1/auth/whoami', agent.token)).status).toBe(401)
     const fresh = await chain(a)
@@ -496,7 +567,11 @@ describe('revocation filter', () => {
     try {
       for (const [i, inst] of [one, two].entries()) {
         await polls[i]!.start()
-        await inst.filter.rebuild((async function* () { yield* await revokedForFilter(db.app, 30) })())
+        await inst.filter.rebuild(
+          (async function* () {
+            yield* await revokedForFilter(db.app, 30)
+          })(),
+        )
       }
       const { agent } = await chain(a)
       expect((await one.call('GET', '/v1/auth/whoami', agent.token)).status).toBe(200)

@@ -29,7 +29,10 @@ const closers: (() => Promise<void>)[] = []
 beforeAll(async () => {
   ;({ db, t, a } = await twoOrgApp())
   const app = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { name: 'root', scopes: ['*'] } })
-  const bearer = await t.call('POST', '/tokens/bearer', { token: a.admin_key, json: { app_token_hash: app.body.token_hash, environment: 'prod' } })
+  const bearer = await t.call('POST', '/tokens/bearer', {
+    token: a.admin_key,
+    json: { app_token_hash: app.body.token_hash, environment: 'prod' },
+  })
   bearerJti = bearer.body.jti
 }, HOOK_TIMEOUT_MS)
 afterAll(async () => {
@@ -38,7 +41,10 @@ afterAll(async () => {
 }, HOOK_TIMEOUT_MS)
 
 async function agent() {
-  const res = await t.call('POST', '/tokens/agent', { token: a.admin_key, json: { bearer_jti: bearerJti, agent_id: 'a', rbac: { allowed_actions: ['x:*'] } } })
+  const res = await t.call('POST', '/tokens/agent', {
+    token: a.admin_key,
+    json: { bearer_jti: bearerJti, agent_id: 'a', rbac: { allowed_actions: ['x:*'] } },
+  })
   expect(res.status).toBe(201)
   return { token: res.body.token as string, jti: res.body.jti as string }
 }
@@ -50,14 +56,17 @@ async function revokeBehindTheFiltersBack(jti: string) {
 
 /** An instance as serve.ts builds it: its own filter on Postgres, optionally sharing Redis. */
 function instance(redis: RedisStateStore | null, namespace: string) {
-  const source = () => (async function* () {
-    yield* await revokedForFilter(db.app, 30)
-  })()
+  const source = () =>
+    (async function* () {
+      yield* await revokedForFilter(db.app, 30)
+    })()
   const filter = createRevocationFilter({ redis, log: testLog, namespace, source, verifyIntervalMs: 200 })
   closers.push(() => filter.close())
   const { app } = testApp(db, {}, undefined, { redis: redis ?? undefined, revocationFilter: filter, start: false })
   const call = async (method: string, path: string, token?: string) => {
-    const res = await app.fetch(new Request(`http://test${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} }))
+    const res = await app.fetch(
+      new Request(`http://test${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} }),
+    )
     return { status: res.status, headers: res.headers, body: (await res.json().catch(() => null)) as any }
   }
   return { filter, call }
@@ -100,7 +109,8 @@ describe('memory mode', () => {
     const retry = Number(again.headers.get('retry-after'))
     expect(retry).toBeGreaterThanOrEqual(1)
     expect(retry).toBeLessThanOrEqual(10)
-    const [audit] = await db.owner`select details from audit_log where org_id = ${a.org_id} and action = 'revocation_filter.rebuild'`
+    const [audit] =
+      await db.owner`select details from audit_log where org_id = ${a.org_id} and action = 'revocation_filter.rebuild'`
     expect(audit!.details).toEqual({ count: res.body.count })
   })
 
@@ -116,19 +126,28 @@ describe('memory mode', () => {
     closers.push(() => filter.close())
     let release: () => void = () => {}
     const gate = new Promise<void>((resolve) => (release = resolve))
-    const held = { rebuild: async (entries: Parameters<RevocationFilter['rebuild']>[0]) => {
-      await gate
-      return filter.rebuild(entries)
-    } }
+    const held = {
+      rebuild: async (entries: Parameters<RevocationFilter['rebuild']>[0]) => {
+        await gate
+        return filter.rebuild(entries)
+      },
+    }
     const app = new Hono<AppEnv>()
     app.use(async (c, next) => {
       c.set('requestId', 'r')
       await next()
     })
     const resolver = new CredentialResolver(db.app, testLog, { jwt: null })
-    mountFilterRebuild(new RouteRegistry(app), { sql: db.app, anyAuth: requireAnyAuth(resolver), filter: held, clockSkewS: 30, minIntervalMs: 0 })
+    mountFilterRebuild(new RouteRegistry(app), {
+      sql: db.app,
+      anyAuth: requireAnyAuth(resolver),
+      filter: held,
+      clockSkewS: 30,
+      minIntervalMs: 0,
+    })
     app.onError((err) => errorToProblem(err, 'r', testLog))
-    const post = () => app.fetch(new Request('http://test/bloom/rebuild', { method: 'POST', headers: { authorization: `Bearer ${a.admin_key}` } }))
+    const post = () =>
+      app.fetch(new Request('http://test/bloom/rebuild', { method: 'POST', headers: { authorization: `Bearer ${a.admin_key}` } }))
     const first = post()
     for (let i = 0; i < 100; i++) {
       await Bun.sleep(5)
@@ -150,7 +169,10 @@ describe('with Redis', () => {
     const ns = `test:rebuild:${crypto.randomUUID()}`
     const r1 = await testRedis()
     const r2 = await testRedis()
-    closers.push(() => r1.close(), () => r2.close())
+    closers.push(
+      () => r1.close(),
+      () => r2.close(),
+    )
     const one = instance(r1, ns)
     const two = instance(r2, ns)
     await loaded(one.filter)
@@ -167,7 +189,8 @@ describe('with Redis', () => {
     const res = await one.call('POST', '/bloom/rebuild', a.admin_key)
     expect(res.status).toBe(200)
     expect(res.body.count).toBeGreaterThanOrEqual(1)
-    for (let i = 0; i < 200 && !(two.filter.stats().generation === res.body.generation && two.filter.stats().loaded); i++) await Bun.sleep(10)
+    for (let i = 0; i < 200 && !(two.filter.stats().generation === res.body.generation && two.filter.stats().loaded); i++)
+      await Bun.sleep(10)
     expect(two.filter.stats().generation).toBe(res.body.generation)
     expect(two.filter.check(a.org_id, tok.jti)).toBe(true)
     expect((await two.call('GET', '/v1/auth/whoami', tok.token)).status).toBe(401)

@@ -129,7 +129,10 @@ describe('AWS calls against a frozen emulator', () => {
       // one retry's 2 s), as an AwsCallError.
       const err = await frozen(30_000, async () => {
         const started = Date.now()
-        const e = await sqsRound(o).then(() => null, (x: unknown) => x)
+        const e = await sqsRound(o).then(
+          () => null,
+          (x: unknown) => x,
+        )
         return { e, ms: Date.now() - started }
       })
       expect(err.e).toBeInstanceOf(AwsCallError)
@@ -166,7 +169,10 @@ describe('AWS calls against a frozen emulator', () => {
   test('a delete is bounded as well', async () => {
     const { e, ms } = await frozen(20_000, async () => {
       const started = Date.now()
-      const x = await deleteMessages(sqs, topo.queueUrls.alerts!, ['not-a-real-handle']).then(() => null, (y: unknown) => y)
+      const x = await deleteMessages(sqs, topo.queueUrls.alerts!, ['not-a-real-handle']).then(
+        () => null,
+        (y: unknown) => y,
+      )
       return { e: x, ms: Date.now() - started }
     })
     expect(e).toBeInstanceOf(AwsCallError)

@@ -159,12 +159,15 @@ describe('CLI', () => {
   })
 
   test('bad configuration lists every bad variable at once, without echoing secrets, and exits 2', async () => {
-    const res = await runCli(['migrate'], childEnv({
-      PORT: 'eighty',
-      LOG_LEVEL: 'loud',
-      DATABASE_URL: 'mysql://user:hunter2@db/x',
-      SHUTDOWN_TIMEOUT_MS: '5',
-    }))
+    const res = await runCli(
+      ['migrate'],
+      childEnv({
+        PORT: 'eighty',
+        LOG_LEVEL: 'loud',
+        DATABASE_URL: 'mysql://user:hunter2@db/x',
+        SHUTDOWN_TIMEOUT_MS: '5',
+      }),
+    )
     expect(res.code).toBe(2)
     for (const v of ['PORT', 'LOG_LEVEL', 'DATABASE_URL', 'SHUTDOWN_TIMEOUT_MS']) expect(res.stderr).toContain(v)
     expect(res.stderr).not.toContain('hunter2')

@@ -14,7 +14,15 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { CONSUMERS, type ConsumerName } from '../../src/bus/bus.ts'
 import { SnsBus } from '../../src/bus/sns.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
-import { createSnsClient, createSqsClient, ensureTopology, queueDepth, type SNSClient, type SQSClient, type Topology } from '../../src/infra/aws.ts'
+import {
+  createSnsClient,
+  createSqsClient,
+  ensureTopology,
+  queueDepth,
+  type SNSClient,
+  type SQSClient,
+  type Topology,
+} from '../../src/infra/aws.ts'
 import { createPool } from '../../src/infra/db.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import type { Handler } from '../../src/bus/consume-local.ts'
@@ -89,7 +97,6 @@ const n = async (sql: string, ...params: unknown[]): Promise<number> =>
 const backlog = () => sqsBacklog(sqs, topo.queueUrls)
 const drained = (d: Record<string, number>) => CONSUMERS.every((c) => d[c] === 0)
 
-
 /** The three consumer loops (in this thread) while `fn` runs; stopped whatever `fn` does. */
 async function withConsumers(
   fn: () => Promise<void>,
@@ -143,14 +150,23 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
         logLevel: 'silent',
         pollMs: 100,
         maxAttempts: 5,
-        sqs: { target: { region: REGION, endpoint: fauxqs.endpoint }, queueUrls: topo.queueUrls, waitTimeS: 1, visibilityTimeoutS: 30 },
+        sqs: {
+          target: { region: REGION, endpoint: fauxqs.endpoint },
+          queueUrls: topo.queueUrls,
+          waitTimeS: 1,
+          visibilityTimeoutS: 30,
+        },
       },
       testLog,
       metrics,
     )
     const session = `pool-${crypto.randomUUID()}`
     const before = await actions(a.org_id)
-    const res = await ingest(a.deploy_token, [event(session), event(session, { risk_score: 95 }), event(session, { decision: 'block' })])
+    const res = await ingest(a.deploy_token, [
+      event(session),
+      event(session, { risk_score: 95 }),
+      event(session, { decision: 'block' }),
+    ])
     expect(res.status).toBe(200)
     expect(res.body.accepted).toBe(3)
     // Acked means published: every consumer's queue holds the batch before any consumer runs.
@@ -158,9 +174,18 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     expect(await metrics.registry.getSingleMetricAsString('quint_bus_pending_batches')).toContain('consumer="pipeline"} 1')
     pool.start()
     try {
-      await eventually(() => actions(a.org_id), (v) => v === before + 3)
-      await eventually(() => sessionCount(a.org_id, session), (v) => v === 3)
-      await eventually(() => alertCount(a.org_id, session), (v) => v >= 2)
+      await eventually(
+        () => actions(a.org_id),
+        (v) => v === before + 3,
+      )
+      await eventually(
+        () => sessionCount(a.org_id, session),
+        (v) => v === 3,
+      )
+      await eventually(
+        () => alertCount(a.org_id, session),
+        (v) => v >= 2,
+      )
       await eventually(backlog, drained)
       expect(await actions(a.org_id)).toBe(before + 3)
     } finally {
@@ -191,7 +216,11 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     const session = `redeliver-${crypto.randomUUID()}`
     const stats = () => n('select coalesce(sum(stored), 0)::int as n from org_ingest_stats where org_id = $1', a.org_id)
     const [beforeActions, beforeStats] = [await actions(a.org_id), await stats()]
-    const res = await ingest(a.deploy_token, [event(session), event(session, { risk_score: 95 }), event(session, { decision: 'block' })])
+    const res = await ingest(a.deploy_token, [
+      event(session),
+      event(session, { risk_score: 95 }),
+      event(session, { decision: 'block' }),
+    ])
     expect(res.status).toBe(200)
 
     // A consumer that dies between commit and delete, as SQS sees it: every delete fails.
@@ -206,9 +235,18 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     try {
       await withConsumers(
         async () => {
-          await eventually(() => actions(a.org_id), (v) => v === beforeActions + 3)
-          await eventually(() => sessionCount(a.org_id, session), (v) => v === 3)
-          await eventually(() => alertCount(a.org_id, session), (v) => v >= 2)
+          await eventually(
+            () => actions(a.org_id),
+            (v) => v === beforeActions + 3,
+          )
+          await eventually(
+            () => sessionCount(a.org_id, session),
+            (v) => v === 3,
+          )
+          await eventually(
+            () => alertCount(a.org_id, session),
+            (v) => v >= 2,
+          )
         },
         { client: failing, visibilityTimeoutS: SHORT_VISIBILITY_S },
       )
@@ -238,7 +276,11 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     expect(await sessionCount(a.org_id, session)).toBe(3)
     expect(await alertCount(a.org_id, session)).toBe(alertsAfterFirst)
     expect(
-      await n('select coalesce(max(event_count), 0)::int as n from agents where org_id = $1 and agent_key = $2', a.org_id, 'agent-1'),
+      await n(
+        'select coalesce(max(event_count), 0)::int as n from agents where org_id = $1 and agent_key = $2',
+        a.org_id,
+        'agent-1',
+      ),
     ).toBe(await n(`select count(*)::int as n from actions where org_id = $1 and agent_key = 'agent-1'`, a.org_id))
   })
 
@@ -264,7 +306,10 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     expect(refused.body.code).toBe('event_too_large')
 
     await withConsumers(async () => {
-      await eventually(() => actions(a.org_id), (v) => v === before + 251)
+      await eventually(
+        () => actions(a.org_id),
+        (v) => v === before + 251,
+      )
       await eventually(backlog, drained)
     })
     expect(await actions(a.org_id)).toBe(before + 251)
@@ -325,7 +370,9 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     expect(await actions(a.org_id)).toBe(beforeA + 40)
     expect(await actions(b.org_id)).toBe(beforeB + 40)
     const tools = async (org: string) =>
-      (await db.owner`select distinct tool_name from actions where org_id = ${org} and event_id = any(${ids})`).map((r) => r.tool_name)
+      (await db.owner`select distinct tool_name from actions where org_id = ${org} and event_id = any(${ids})`).map(
+        (r) => r.tool_name,
+      )
     expect(await tools(a.org_id)).toEqual(['tool-of-A'])
     expect(await tools(b.org_id)).toEqual(['tool-of-B'])
     expect(await sessionCount(a.org_id, session)).toBe(40)
@@ -392,7 +439,11 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     })
     try {
       await eventually(stored, (v) => v === 1, 10_000)
-      await eventually(() => queueDepth(sqs, small.queueUrls.pipeline!), (v) => v === 0, 10_000)
+      await eventually(
+        () => queueDepth(sqs, small.queueUrls.pipeline!),
+        (v) => v === 0,
+        10_000,
+      )
     } finally {
       stop.abort()
       await loop
@@ -437,12 +488,17 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
   test('a failing message is dead-lettered after BUS_MAX_ATTEMPTS receives; later ones go on; redrive re-applies it once fixed', async () => {
     const app = testApp(db, {}, new SnsBus(sns, topo.topicArn, sqs))
     let broken = true
-    const wrap = (c: ConsumerName, h: Handler): Handler => async (tx, batches) => {
-      const poisoned = batches.some((x) => x.message.kind === 'events' && x.message.events.some((e) => e.toolName === 'needs-fix'))
-      if (c === 'pipeline' && broken && poisoned) throw new Error('simulated bug in the pipeline handler')
-      return h(tx, batches)
-    }
-    const stored = (tool: string) => n('select count(*)::int as n from actions where org_id = $1 and tool_name = $2', a.org_id, tool)
+    const wrap =
+      (c: ConsumerName, h: Handler): Handler =>
+      async (tx, batches) => {
+        const poisoned = batches.some(
+          (x) => x.message.kind === 'events' && x.message.events.some((e) => e.toolName === 'needs-fix'),
+        )
+        if (c === 'pipeline' && broken && poisoned) throw new Error('simulated bug in the pipeline handler')
+        return h(tx, batches)
+      }
+    const stored = (tool: string) =>
+      n('select count(*)::int as n from actions where org_id = $1 and tool_name = $2', a.org_id, tool)
     const session = `dl-${crypto.randomUUID()}`
     expect((await ingest(a.deploy_token, [event(session, { tool_name: 'needs-fix' })])).status).toBe(200)
     expect((await ingest(a.deploy_token, [event(session, { tool_name: 'behind-it' })])).status).toBe(200)
@@ -450,8 +506,15 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     await withConsumers(
       async () => {
         // Same org, same FIFO group: the later message is applied while the failing one backs off.
-        await eventually(() => stored('behind-it'), (v) => v === 1)
-        await eventually(async () => dead.length, (v) => v === 1, 30_000)
+        await eventually(
+          () => stored('behind-it'),
+          (v) => v === 1,
+        )
+        await eventually(
+          async () => dead.length,
+          (v) => v === 1,
+          30_000,
+        )
         await eventually(backlog, drained)
       },
       { wrap, maxAttempts: 2, onDeadLetter: (c) => dead.push(c) },
@@ -460,8 +523,17 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     expect(await stored('needs-fix')).toBe(0)
     expect(await sessionCount(a.org_id, session)).toBe(2)
     const list = await app.call('GET', '/v1/dead-letters?consumer=pipeline', { token: a.admin_key })
-    const dl = list.body.dead_letters.find((d: { error_message: string }) => d.error_message === 'simulated bug in the pipeline handler')
-    expect(dl).toMatchObject({ source: 'sqs', consumer: 'pipeline', kind: 'events', events: 1, attempts: 2, error_class: 'Error' })
+    const dl = list.body.dead_letters.find(
+      (d: { error_message: string }) => d.error_message === 'simulated bug in the pipeline handler',
+    )
+    expect(dl).toMatchObject({
+      source: 'sqs',
+      consumer: 'pipeline',
+      kind: 'events',
+      events: 1,
+      attempts: 2,
+      error_class: 'Error',
+    })
     expect((await app.call('GET', '/v1/dead-letters', { token: b.admin_key })).body.dead_letters).toEqual([])
 
     // Fixed; the redrive goes back to the pipeline's queue only, and is applied once.
@@ -469,10 +541,16 @@ describe('cluster bus (SNS FIFO → SQS FIFO, fauxqs)', () => {
     const res = await app.call('POST', `/v1/dead-letters/${dl.id}/redrive`, { token: a.admin_key })
     expect(res.status).toBe(200)
     expect(await backlog()).toEqual({ pipeline: 1, sessions: 0, alerts: 0 })
-    await withConsumers(async () => {
-      await eventually(() => stored('needs-fix'), (v) => v === 1)
-      await eventually(backlog, drained)
-    }, { wrap, maxAttempts: 2 })
+    await withConsumers(
+      async () => {
+        await eventually(
+          () => stored('needs-fix'),
+          (v) => v === 1,
+        )
+        await eventually(backlog, drained)
+      },
+      { wrap, maxAttempts: 2 },
+    )
     expect(await stored('needs-fix')).toBe(1)
     expect(await sessionCount(a.org_id, session)).toBe(2)
     expect(await n('select count(*)::int as n from bus_dead_letters where org_id = $1 and id = $2', a.org_id, dl.id)).toBe(0)

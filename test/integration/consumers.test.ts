@@ -53,7 +53,6 @@ const ingest = async (token: string, events: unknown[]) => {
 const count = async (sql: string, org: string): Promise<number> =>
   ((await db.owner.unsafe(sql, [org]))[0] as unknown as { n: number }).n
 
-
 /** Runs a consumer while `fn` runs; it is stopped whatever `fn` does. */
 async function withConsumer(handle: Handler, pollMs: number, fn: () => Promise<void>) {
   const stop = new AbortController()
@@ -75,7 +74,11 @@ describe('runConsumer', () => {
       await Bun.sleep(200) // let it reach its idle wait
       const before = await stored(a.org_id)
       await ingest(a.deploy_token, [event(), event()])
-      await eventually(() => stored(a.org_id), (n) => n === before + 2, 10_000)
+      await eventually(
+        () => stored(a.org_id),
+        (n) => n === before + 2,
+        10_000,
+      )
     })
   })
 
@@ -90,10 +93,16 @@ describe('runConsumer', () => {
       const [beforeA, beforeB] = [await stored(a.org_id), await stored(b.org_id)]
       await ingest(a.deploy_token, [event()])
       await ingest(b.deploy_token, [event(), event()])
-      await eventually(() => stored(b.org_id), (n) => n === beforeB + 2)
+      await eventually(
+        () => stored(b.org_id),
+        (n) => n === beforeB + 2,
+      )
       expect(await stored(a.org_id)).toBe(beforeA)
       failA = false
-      await eventually(() => stored(a.org_id), (n) => n === beforeA + 1)
+      await eventually(
+        () => stored(a.org_id),
+        (n) => n === beforeA + 1,
+      )
     })
   })
 
@@ -108,7 +117,10 @@ describe('runConsumer', () => {
         const before = await stored(a.org_id)
         // The request path shares the pool whose connections just died: 503, then fine on retry.
         await ingest(a.deploy_token, [event()])
-        await eventually(() => stored(a.org_id), (n) => n === before + 1)
+        await eventually(
+          () => stored(a.org_id),
+          (n) => n === before + 1,
+        )
       }
     })
   })
@@ -119,7 +131,14 @@ describe('ConsumerPool (worker threads)', () => {
     const metrics = createMetrics()
     const pool = new ConsumerPool(
       ['pipeline', 'sessions', 'alerts'],
-      { target: db.appTarget, statementTimeoutMs: 30_000, acquireTimeoutMs: 5_000, logLevel: 'silent', pollMs: 100, maxAttempts: 5 },
+      {
+        target: db.appTarget,
+        statementTimeoutMs: 30_000,
+        acquireTimeoutMs: 5_000,
+        logLevel: 'silent',
+        pollMs: 100,
+        maxAttempts: 5,
+      },
       testLog,
       metrics,
     )
@@ -127,14 +146,17 @@ describe('ConsumerPool (worker threads)', () => {
     try {
       const session = `pool-${crypto.randomUUID()}`
       const before = await stored(a.org_id)
-      await ingest(a.deploy_token, [
-        event(session),
-        event(session, { risk_score: 95 }),
-        event(session, { decision: 'block' }),
-      ])
-      await eventually(() => stored(a.org_id), (n) => n === before + 3)
+      await ingest(a.deploy_token, [event(session), event(session, { risk_score: 95 }), event(session, { decision: 'block' })])
       await eventually(
-        () => count(`select coalesce(max(event_count), 0)::int as n from sessions where org_id = $1 and session_key = '${session}'`, a.org_id),
+        () => stored(a.org_id),
+        (n) => n === before + 3,
+      )
+      await eventually(
+        () =>
+          count(
+            `select coalesce(max(event_count), 0)::int as n from sessions where org_id = $1 and session_key = '${session}'`,
+            a.org_id,
+          ),
         (n) => n === 3,
       )
       await eventually(
@@ -142,10 +164,16 @@ describe('ConsumerPool (worker threads)', () => {
         (n) => n >= 2,
       )
       // Every batch was taken by all three consumers and then removed.
-      await eventually(() => count('select count(*)::int as n from bus_batches where org_id = $1', a.org_id), (n) => n === 0)
+      await eventually(
+        () => count('select count(*)::int as n from bus_batches where org_id = $1', a.org_id),
+        (n) => n === 0,
+      )
       // Threads report what they applied by message, a moment after committing it.
       await eventually(
-        async () => (await metrics.registry.getSingleMetric('quint_consumer_batches_total')!.get()).values.map((v) => v.labels.consumer).sort(),
+        async () =>
+          (await metrics.registry.getSingleMetric('quint_consumer_batches_total')!.get()).values
+            .map((v) => v.labels.consumer)
+            .sort(),
         (consumers) => consumers.join() === 'alerts,pipeline,sessions',
       )
     } finally {
@@ -153,7 +181,11 @@ describe('ConsumerPool (worker threads)', () => {
     }
     // Stopped threads closed their connections.
     await eventually(
-      () => count(`select count(*)::int as n from pg_stat_activity where application_name like 'quint-cloud:%' and datname = $1`, db.name),
+      () =>
+        count(
+          `select count(*)::int as n from pg_stat_activity where application_name like 'quint-cloud:%' and datname = $1`,
+          db.name,
+        ),
       (n) => n === 0,
     )
   })

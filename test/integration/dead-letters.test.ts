@@ -36,7 +36,6 @@ const event = (session: string, over: Record<string, unknown> = {}) => v2Event({
 const n = async (sql: string, ...params: unknown[]): Promise<number> =>
   ((await db.owner.unsafe(sql, params as never[]))[0] as unknown as { n: number }).n
 
-
 /** One consumer loop in this thread while `fn` runs. */
 async function withConsumer(
   consumer: 'pipeline' | 'sessions',
@@ -76,8 +75,14 @@ describe('lifecycle timestamps', () => {
     expect((await lifecycle(poison, '0000-01-01T00:00:00Z')).status).toBe(200)
     expect((await lifecycle(later, new Date().toISOString())).status).toBe(200)
     await withConsumer('sessions', HANDLERS.sessions, async () => {
-      await eventually(() => sessionState(later), (s) => s !== undefined)
-      await eventually(() => sessionState(poison), (s) => s !== undefined)
+      await eventually(
+        () => sessionState(later),
+        (s) => s !== undefined,
+      )
+      await eventually(
+        () => sessionState(poison),
+        (s) => s !== undefined,
+      )
     })
     const s = await sessionState(poison)
     // Clamped to 30 days before it was received, as an event's timestamp would be.
@@ -134,11 +139,19 @@ const metricText = async (registry: ReturnType<typeof createMetrics>['registry']
   (await registry.getSingleMetricAsString(name)) ?? ''
 
 describe('dead-lettering (worker threads, a real poison batch)', () => {
-  test('set aside after BUS_MAX_ATTEMPTS, counted, listed for its org only; the org\'s later batches go on', async () => {
+  test("set aside after BUS_MAX_ATTEMPTS, counted, listed for its org only; the org's later batches go on", async () => {
     const metrics = createMetrics()
     const pool = new ConsumerPool(
       ['pipeline', 'sessions', 'alerts'],
-      { target: db.appTarget, statementTimeoutMs: 30_000, acquireTimeoutMs: 5_000, logLevel: 'silent', pollMs: 50, maxAttempts: 2, retryBaseMs: 50 },
+      {
+        target: db.appTarget,
+        statementTimeoutMs: 30_000,
+        acquireTimeoutMs: 5_000,
+        logLevel: 'silent',
+        pollMs: 50,
+        maxAttempts: 2,
+        retryBaseMs: 50,
+      },
       testLog,
       metrics,
     )
@@ -146,17 +159,29 @@ describe('dead-lettering (worker threads, a real poison batch)', () => {
     pool.start()
     try {
       const session = `after-poison-${crypto.randomUUID()}`
-      const res = await t.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [event(session), event(session)] } })
+      const res = await t.call('POST', '/v1/ingest', {
+        token: a.deploy_token,
+        json: { events: [event(session), event(session)] },
+      })
       expect(res.status).toBe(200)
       // The later batch is applied by every consumer while the poison one is retried.
       await eventually(
-        () => n('select coalesce(max(event_count), 0)::int as n from sessions where org_id = $1 and session_key = $2', a.org_id, session),
+        () =>
+          n(
+            'select coalesce(max(event_count), 0)::int as n from sessions where org_id = $1 and session_key = $2',
+            a.org_id,
+            session,
+          ),
         (v) => v === 2,
       )
-      await eventually(() => n('select count(*)::int as n from actions where org_id = $1 and session_key = $2', a.org_id, session), (v) => v === 2)
+      await eventually(
+        () => n('select count(*)::int as n from actions where org_id = $1 and session_key = $2', a.org_id, session),
+        (v) => v === 2,
+      )
       // Pipeline and sessions cannot store year 0: each dead-letters its own claim, after 2 attempts.
       const dead = await eventually(
-        () => db.owner`select consumer, message_id, attempts, error_class, error_message from bus_dead_letters where org_id = ${a.org_id} order by consumer`,
+        () =>
+          db.owner`select consumer, message_id, attempts, error_class, error_message from bus_dead_letters where org_id = ${a.org_id} order by consumer`,
         (rows) => rows.length >= 2,
       )
       const byConsumer = Object.fromEntries(dead.map((r) => [r.consumer, r]))
@@ -165,10 +190,18 @@ describe('dead-lettering (worker threads, a real poison batch)', () => {
         expect(byConsumer[c]!.error_class).toContain('22008')
       }
       // Nothing of that batch is left pending in the consumers that gave up on it.
-      expect(await n(`select count(*)::int as n from bus_pending where org_id = $1 and batch_id = $2 and consumer <> 'alerts'`, a.org_id, batchId)).toBe(0)
+      expect(
+        await n(
+          `select count(*)::int as n from bus_pending where org_id = $1 and batch_id = $2 and consumer <> 'alerts'`,
+          a.org_id,
+          batchId,
+        ),
+      ).toBe(0)
       await eventually(
         () => metricText(metrics.registry, 'quint_bus_dead_letters_total'),
-        (s) => s.includes('quint_bus_dead_letters_total{consumer="pipeline"} 1') && s.includes('quint_bus_dead_letters_total{consumer="sessions"} 1'),
+        (s) =>
+          s.includes('quint_bus_dead_letters_total{consumer="pipeline"} 1') &&
+          s.includes('quint_bus_dead_letters_total{consumer="sessions"} 1'),
       )
       // Lag: the oldest waiting batch's age, per consumer; 0 once drained.
       await eventually(
@@ -209,40 +242,88 @@ describe('dead-lettering (worker threads, a real poison batch)', () => {
     expect(await n(`select count(*)::int as n from bus_pending where org_id = $1 and consumer = 'pipeline'`, a.org_id)).toBe(1)
     expect(await n(`select count(*)::int as n from bus_pending where org_id = $1 and consumer = 'sessions'`, a.org_id)).toBe(0)
     let dead = 0
-    await withConsumer('pipeline', HANDLERS.pipeline, async () => {
-      await eventually(async () => dead, (v) => v === 1)
-    }, { maxAttempts: 2, onDeadLetter: () => dead++ })
-    expect(await n(`select count(*)::int as n from bus_dead_letters where org_id = $1 and consumer = 'pipeline'`, a.org_id)).toBe(1)
+    await withConsumer(
+      'pipeline',
+      HANDLERS.pipeline,
+      async () => {
+        await eventually(
+          async () => dead,
+          (v) => v === 1,
+        )
+      },
+      { maxAttempts: 2, onDeadLetter: () => dead++ },
+    )
+    expect(await n(`select count(*)::int as n from bus_dead_letters where org_id = $1 and consumer = 'pipeline'`, a.org_id)).toBe(
+      1,
+    )
   }, 60_000)
 
   test('a batch failing until its cause is fixed: dead-lettered, then redriven and applied exactly once', async () => {
     let broken = true
     const flaky: Handler = async (tx, batches) => {
-      if (broken && batches.some((x) => x.message.kind === 'events' && x.message.events.some((e) => e.toolName === 'needs-fix'))) {
+      if (
+        broken &&
+        batches.some((x) => x.message.kind === 'events' && x.message.events.some((e) => e.toolName === 'needs-fix'))
+      ) {
         throw new Error('simulated bug in the handler')
       }
       return HANDLERS.pipeline(tx, batches)
     }
-    const stored = (tool: string) => n('select count(*)::int as n from actions where org_id = $1 and tool_name = $2', a.org_id, tool)
+    const stored = (tool: string) =>
+      n('select count(*)::int as n from actions where org_id = $1 and tool_name = $2', a.org_id, tool)
     let deadLettered = 0
-    await withConsumer('pipeline', flaky, async () => {
-      expect((await t.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [event('s', { tool_name: 'needs-fix' })] } })).status).toBe(200)
-      expect((await t.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [event('s', { tool_name: 'behind-it' })] } })).status).toBe(200)
-      await eventually(() => stored('behind-it'), (v) => v === 1)
-      await eventually(async () => deadLettered, (v) => v === 1)
-      const [row] = await db.owner`select attempts, error_class, error_message from bus_dead_letters where org_id = ${a.org_id} and consumer = 'pipeline' and error_message like 'simulated%'`
-      expect(row).toMatchObject({ attempts: 3, error_class: 'Error', error_message: 'simulated bug in the handler' })
-      expect(await stored('needs-fix')).toBe(0)
-      // The cause fixed: the redrive applies it, once.
-      broken = false
-      const [dl] = await db.owner`select id from bus_dead_letters where org_id = ${a.org_id} and error_message like 'simulated%'`
-      const res = await t.call('POST', `/v1/dead-letters/${dl!.id}/redrive`, { token: a.admin_key })
-      expect(res.status).toBe(200)
-      await eventually(() => stored('needs-fix'), (v) => v === 1)
-      expect((await t.call('POST', `/v1/dead-letters/${dl!.id}/redrive`, { token: a.admin_key })).status).toBe(404)
-      const audit = await n(`select count(*)::int as n from audit_log where org_id = $1 and action = 'dead_letter.redrive' and target_id = $2`, a.org_id, dl!.id)
-      expect(audit).toBe(1)
-    }, { onDeadLetter: () => deadLettered++ })
+    await withConsumer(
+      'pipeline',
+      flaky,
+      async () => {
+        expect(
+          (
+            await t.call('POST', '/v1/ingest', {
+              token: a.deploy_token,
+              json: { events: [event('s', { tool_name: 'needs-fix' })] },
+            })
+          ).status,
+        ).toBe(200)
+        expect(
+          (
+            await t.call('POST', '/v1/ingest', {
+              token: a.deploy_token,
+              json: { events: [event('s', { tool_name: 'behind-it' })] },
+            })
+          ).status,
+        ).toBe(200)
+        await eventually(
+          () => stored('behind-it'),
+          (v) => v === 1,
+        )
+        await eventually(
+          async () => deadLettered,
+          (v) => v === 1,
+        )
+        const [row] =
+          await db.owner`select attempts, error_class, error_message from bus_dead_letters where org_id = ${a.org_id} and consumer = 'pipeline' and error_message like 'simulated%'`
+        expect(row).toMatchObject({ attempts: 3, error_class: 'Error', error_message: 'simulated bug in the handler' })
+        expect(await stored('needs-fix')).toBe(0)
+        // The cause fixed: the redrive applies it, once.
+        broken = false
+        const [dl] =
+          await db.owner`select id from bus_dead_letters where org_id = ${a.org_id} and error_message like 'simulated%'`
+        const res = await t.call('POST', `/v1/dead-letters/${dl!.id}/redrive`, { token: a.admin_key })
+        expect(res.status).toBe(200)
+        await eventually(
+          () => stored('needs-fix'),
+          (v) => v === 1,
+        )
+        expect((await t.call('POST', `/v1/dead-letters/${dl!.id}/redrive`, { token: a.admin_key })).status).toBe(404)
+        const audit = await n(
+          `select count(*)::int as n from audit_log where org_id = $1 and action = 'dead_letter.redrive' and target_id = $2`,
+          a.org_id,
+          dl!.id,
+        )
+        expect(audit).toBe(1)
+      },
+      { onDeadLetter: () => deadLettered++ },
+    )
     expect(await stored('needs-fix')).toBe(1)
   }, 30_000)
 })
@@ -259,13 +340,21 @@ describe('quint-cloud dead-letters (CLI, across orgs)', () => {
     return { out, err, code }
   }
 
-  test('lists every org\'s dead letters, redrives one by id and all of one org; bad usage exits 2', async () => {
+  test("lists every org's dead letters, redrives one by id and all of one org; bad usage exits 2", async () => {
     await insertPoisonBatch(b.org_id)
-    await withConsumer('sessions', HANDLERS.sessions, async () => {
-      await eventually(() => n(`select count(*)::int as n from bus_dead_letters where org_id = $1`, b.org_id), (v) => v === 1)
-    }, { maxAttempts: 1 })
+    await withConsumer(
+      'sessions',
+      HANDLERS.sessions,
+      async () => {
+        await eventually(
+          () => n(`select count(*)::int as n from bus_dead_letters where org_id = $1`, b.org_id),
+          (v) => v === 1,
+        )
+      },
+      { maxAttempts: 1 },
+    )
     const list = await cli('list', '--json')
-    expect({ code: list.code, err: list.err }).toEqual({ code: 0, err: "" })
+    expect({ code: list.code, err: list.err }).toEqual({ code: 0, err: '' })
     const rows = JSON.parse(list.out) as { id: string; org_id: string; consumer: string }[]
     expect(new Set(rows.map((r) => r.org_id))).toEqual(new Set([a.org_id, b.org_id]))
     const onlyB = JSON.parse((await cli('list', '--org', b.org_id, '--json')).out) as { id: string }[]
@@ -278,7 +367,13 @@ describe('quint-cloud dead-letters (CLI, across orgs)', () => {
     expect(all.code).toBe(0)
     expect(JSON.parse(all.out)).toEqual({ redriven: rows.filter((r) => r.org_id === a.org_id).length, remaining: 0 })
     expect((await cli('redrive', '--id', crypto.randomUUID())).code).toBe(1)
-    for (const bad of [['redrive'], ['redrive', '--id', 'x'], ['list', '--org', 'nope'], ['purge'], ['list', '--consumer', 'x']]) {
+    for (const bad of [
+      ['redrive'],
+      ['redrive', '--id', 'x'],
+      ['list', '--org', 'nope'],
+      ['purge'],
+      ['list', '--consumer', 'x'],
+    ]) {
       expect({ bad, code: (await cli(...bad)).code }).toEqual({ bad, code: 2 })
     }
   }, 60_000)
@@ -300,7 +395,11 @@ describe('every message can be set aside (issue 14, second review)', () => {
   })
 
   test('a message holding \\u0000 or a lone surrogate is dead-lettered (jsonb refuses them), not retried forever', async () => {
-    const id = await insertBatch(b.org_id, 'sessions', lifecycleMessage(`nul-${crypto.randomUUID()}`, { note: 'a\u0000b', odd: 'x\ud800y' }))
+    const id = await insertBatch(
+      b.org_id,
+      'sessions',
+      lifecycleMessage(`nul-${crypto.randomUUID()}`, { note: 'a\u0000b', odd: 'x\ud800y' }),
+    )
     const failing: Handler = async (_tx, batches) => {
       if (batches.some((x) => x.batchId === id)) throw new Error('simulated failure of a message holding NUL')
     }
@@ -326,16 +425,30 @@ describe('every message can be set aside (issue 14, second review)', () => {
   })
 
   test('storableJson: only NUL and lone-surrogate escapes change; the SQS insert form (::text::jsonb) accepts the result', async () => {
-    const text = JSON.stringify({ nul: 'a\u0000b', lone: '\udc00', pair: '😀', literal: '\\u0000', escaped: '\\\u0000', '\u0000key': 1 })
+    const text = JSON.stringify({
+      nul: 'a\u0000b',
+      lone: '\udc00',
+      pair: '😀',
+      literal: '\\u0000',
+      escaped: '\\\u0000',
+      '\u0000key': 1,
+    })
     const out = storableJson(text)
-    expect(JSON.parse(out)).toEqual({ nul: 'a\uFFFDb', lone: '\uFFFD', pair: '😀', literal: '\\u0000', escaped: '\\\uFFFD', '\uFFFDkey': 1 })
+    expect(JSON.parse(out)).toEqual({
+      nul: 'a\uFFFDb',
+      lone: '\uFFFD',
+      pair: '😀',
+      literal: '\\u0000',
+      escaped: '\\\uFFFD',
+      '\uFFFDkey': 1,
+    })
     const [row] = await db.owner<{ v: unknown }[]>`select ${out}::text::jsonb as v`
     expect(row!.v).toEqual(JSON.parse(out))
     const plain = JSON.stringify({ a: 'no escapes at all', b: 'tab\there' })
     expect(storableJson(plain)).toBe(plain)
   })
 
-  test('a dead-letter move that fails is logged and leaves the batch pending; the org\'s other batches are still applied in that round', async () => {
+  test("a dead-letter move that fails is logged and leaves the batch pending; the org's other batches are still applied in that round", async () => {
     // A database refusing the move for this one message (a trigger in the test database): the
     // move fails for a reason that is not an outage.
     await db.owner.unsafe(`
@@ -348,8 +461,18 @@ describe('every message can be set aside (issue 14, second review)', () => {
       create trigger test_refuse_dead_letter before insert on bus_dead_letters
         for each row execute function test_refuse_dead_letter();`)
     try {
-      const poison = await insertBatch(b.org_id, 'pipeline', { kind: 'events', receivedAt: new Date().toISOString(), machineId: null, events: [] })
-      const fine = await insertBatch(b.org_id, 'pipeline', { kind: 'events', receivedAt: new Date().toISOString(), machineId: null, events: [] })
+      const poison = await insertBatch(b.org_id, 'pipeline', {
+        kind: 'events',
+        receivedAt: new Date().toISOString(),
+        machineId: null,
+        events: [],
+      })
+      const fine = await insertBatch(b.org_id, 'pipeline', {
+        kind: 'events',
+        receivedAt: new Date().toISOString(),
+        machineId: null,
+        events: [],
+      })
       const applied: string[] = []
       const handler: Handler = async (_tx, batches) => {
         if (batches.some((x) => x.batchId === poison)) throw new Error('refuse-move: simulated handler failure')
@@ -371,7 +494,9 @@ describe('every message can be set aside (issue 14, second review)', () => {
       const [pending] = await db.owner<{ attempts: number }[]>`
         select attempts from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline' and batch_id = ${poison}`
       expect(pending!.attempts).toBe(1)
-      expect(await n('select count(*)::int as n from bus_dead_letters where org_id = $1 and message_id = $2', b.org_id, poison)).toBe(0)
+      expect(
+        await n('select count(*)::int as n from bus_dead_letters where org_id = $1 and message_id = $2', b.org_id, poison),
+      ).toBe(0)
     } finally {
       await db.owner.unsafe('drop trigger if exists test_refuse_dead_letter on bus_dead_letters')
       await db.owner`delete from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline'`

@@ -78,7 +78,13 @@ describe('POST /v1/deploy-tokens', () => {
     ['not JSON', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type'],
     ['no content type', '{"name":"x"}', {}, 415, 'unsupported_media_type'],
     ['invalid UTF-8', new Uint8Array([0x7b, 0xff, 0x7d]), { 'content-type': 'application/json' }, 400, 'bad_request'],
-    ['over 64 KiB', JSON.stringify({ name: 'x'.repeat(70_000) }), { 'content-type': 'application/json' }, 413, 'payload_too_large'],
+    [
+      'over 64 KiB',
+      JSON.stringify({ name: 'x'.repeat(70_000) }),
+      { 'content-type': 'application/json' },
+      413,
+      'payload_too_large',
+    ],
   ] as const)('%s → %d', async (_name, body, headers, status, code) => {
     const res = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, body: body as RequestInit['body'], headers })
     expectProblem(res, status, code)
@@ -257,7 +263,11 @@ describe('DELETE /v1/deploy-tokens/{id}', () => {
   })
 
   test('the admin key itself cannot be revoked through the deploy-token endpoint', async () => {
-    const [admin] = await withOrg(db.app, a.org_id, (tx) => tx<{ id: string }[]>`select id from api_tokens where kind = 'api_key' limit 1`)
+    const [admin] = await withOrg(
+      db.app,
+      a.org_id,
+      (tx) => tx<{ id: string }[]>`select id from api_tokens where kind = 'api_key' limit 1`,
+    )
     expectProblem(await t.call('DELETE', `/v1/deploy-tokens/${admin!.id}`, { token: a.admin_key }), 404, 'not_found')
   })
 

@@ -75,7 +75,10 @@ describe('RateLimit fields on the ingest quota', () => {
 
   test('2xx: the policy and the current level; 429: r=0 and t equal to Retry-After', async () => {
     const org = await createOrg(db.app, 'quota', 'cli')
-    const ok = await t.call('POST', '/v1/ingest', { token: org.deploy_token, json: { events: [1, 2, 3, 4, 5].map(() => v2Event()) } })
+    const ok = await t.call('POST', '/v1/ingest', {
+      token: org.deploy_token,
+      json: { events: [1, 2, 3, 4, 5].map(() => v2Event()) },
+    })
     expect(ok.status).toBe(200)
     // q = the burst; w = the seconds the rate needs to refill it (20 events at 1/s).
     expect(ok.headers.get('ratelimit-policy')).toBe('"ingest";q=20;w=20')
@@ -86,7 +89,10 @@ describe('RateLimit fields on the ingest quota', () => {
     expect(level.t).toBeGreaterThanOrEqual(3)
     expect(level.t).toBeLessThanOrEqual(5)
 
-    const refused = await t.call('POST', '/v1/ingest', { token: org.deploy_token, json: { events: Array.from({ length: 20 }, () => v2Event()) } })
+    const refused = await t.call('POST', '/v1/ingest', {
+      token: org.deploy_token,
+      json: { events: Array.from({ length: 20 }, () => v2Event()) },
+    })
     expectProblem(refused, 429, 'rate_limited')
     expect(refused.headers.get('ratelimit-policy')).toBe('"ingest";q=20;w=20')
     const at429 = parse(refused.headers.get('ratelimit'))
@@ -135,7 +141,10 @@ describe('RateLimit fields on the ingest quota', () => {
     expect(ok.status).toBe(200)
     expect(ok.headers.get('ratelimit-policy')).toBe('"ingest";q=20;w=20')
     expect(ok.headers.get('ratelimit')).toBeNull()
-    const refused = await cluster.call('POST', '/v1/ingest', { token: org.deploy_token, json: { events: Array.from({ length: 20 }, () => v2Event()) } })
+    const refused = await cluster.call('POST', '/v1/ingest', {
+      token: org.deploy_token,
+      json: { events: Array.from({ length: 20 }, () => v2Event()) },
+    })
     expectProblem(refused, 429, 'rate_limited')
     expect(parse(refused.headers.get('ratelimit'))).toEqual({ r: 0, t: Number(refused.headers.get('retry-after')) })
   })
@@ -171,7 +180,11 @@ describe('Idempotency-Key', () => {
     const key = crypto.randomUUID()
     expect((await post('/v1/alert-rules', a.admin_key, rule('idem-2'), key)).status).toBe(201)
     expectProblem(await post('/v1/alert-rules', a.admin_key, rule('idem-2 changed'), key), 422, 'idempotency_key_mismatch')
-    expectProblem(await post('/v1/webhooks', a.admin_key, { url: 'https://hooks.example.com/x' }, key), 422, 'idempotency_key_mismatch')
+    expectProblem(
+      await post('/v1/webhooks', a.admin_key, { url: 'https://hooks.example.com/x' }, key),
+      422,
+      'idempotency_key_mismatch',
+    )
     // Another management credential of org A, and org B's admin key: their own keys.
     const app = await post('/tokens/app', a.admin_key, { name: 'second admin' })
     expect((await post('/v1/alert-rules', app.body.token, rule('idem-2'), key)).status).toBe(201)
@@ -187,9 +200,13 @@ describe('Idempotency-Key', () => {
     const again = await post('/v1/deploy-tokens', a.admin_key, { name: 'idem deploy' }, key)
     expect(again.status).toBe(201)
     expect(again.body.token).toBe(first.body.token)
-    const [count] = await db.owner<{ n: number }[]>`select count(*)::int as n from api_tokens where org_id = ${a.org_id} and name = 'idem deploy'`
+    const [count] = await db.owner<
+      { n: number }[]
+    >`select count(*)::int as n from api_tokens where org_id = ${a.org_id} and name = 'idem deploy'`
     expect(count!.n).toBe(1)
-    const [row] = await db.owner<{ response: Buffer }[]>`select response from idempotency_keys where org_id = ${a.org_id} and key = ${key}`
+    const [row] = await db.owner<
+      { response: Buffer }[]
+    >`select response from idempotency_keys where org_id = ${a.org_id} and key = ${key}`
     expect(Buffer.from(row!.response).includes(Buffer.from(first.body.token))).toBe(false)
     expect(Buffer.from(row!.response).includes(Buffer.from(first.body.id))).toBe(false)
     // The replayed token is the real one.
@@ -204,7 +221,8 @@ describe('Idempotency-Key', () => {
       await tx`lock table alert_rules in exclusive mode`
       first = post('/v1/alert-rules', a.admin_key, rule('idem-3'), key)
       for (let i = 0; i < 500; i++) {
-        const rows = await db.owner`select 1 from idempotency_keys where org_id = ${a.org_id} and key = ${key} and state = 'in_flight'`
+        const rows =
+          await db.owner`select 1 from idempotency_keys where org_id = ${a.org_id} and key = ${key} and state = 'in_flight'`
         if (rows.length > 0) break
         await Bun.sleep(10)
       }
@@ -222,7 +240,12 @@ describe('Idempotency-Key', () => {
   test('a request that fails releases its key; a malformed key is a 400; other routes ignore the header', async () => {
     const key = crypto.randomUUID()
     // Valid by the schema, refused by the handler (a string op on a number comparison).
-    const bad = await post('/v1/alert-rules', a.admin_key, { ...rule('idem-4'), condition: { field: 'risk_score', op: 'gt', value: 'x' } }, key)
+    const bad = await post(
+      '/v1/alert-rules',
+      a.admin_key,
+      { ...rule('idem-4'), condition: { field: 'risk_score', op: 'gt', value: 'x' } },
+      key,
+    )
     expect(bad.status).toBe(422)
     const good = await post('/v1/alert-rules', a.admin_key, rule('idem-4'), key)
     expect(good.status).toBe(201)
@@ -231,7 +254,11 @@ describe('Idempotency-Key', () => {
     }
     expect(await countRules(a.org_id, 'idem-4')).toBe(1)
     const patch = (name: string) =>
-      t.call('PATCH', `/v1/alert-rules/${good.body.id}`, { token: a.admin_key, json: { name }, headers: { 'idempotency-key': key } })
+      t.call('PATCH', `/v1/alert-rules/${good.body.id}`, {
+        token: a.admin_key,
+        json: { name },
+        headers: { 'idempotency-key': key },
+      })
     expect((await patch('renamed')).body.name).toBe('renamed')
     const second = await patch('renamed again')
     expect(second.body.name).toBe('renamed again')
@@ -274,12 +301,15 @@ describe('Idempotency-Key', () => {
     expect((await post('/v1/webhooks', a.admin_key, { url: 'https://hooks.example.com/i' }, 'wh-1')).body).toEqual(webhook.body)
     const rotated = await post(`/v1/webhooks/${webhook.body.id}/rotate-secret`, a.admin_key, {}, 'rot-1')
     expect(rotated.status).toBe(200)
-    expect((await post(`/v1/webhooks/${webhook.body.id}/rotate-secret`, a.admin_key, {}, 'rot-1')).body.secret).toBe(rotated.body.secret)
+    expect((await post(`/v1/webhooks/${webhook.body.id}/rotate-secret`, a.admin_key, {}, 'rot-1')).body.secret).toBe(
+      rotated.body.secret,
+    )
     const minted = await post('/tokens/app', a.admin_key, { name: 'idem app' }, 'app-1')
     expect((await post('/tokens/app', a.admin_key, { name: 'idem app' }, 'app-1')).body.jti).toBe(minted.body.jti)
     // A decision is single use: a retry whose answer was lost gets that answer, not 409 override_used.
     const ov = await post('/tokens/override', a.admin_key, { event_id: 'evt-idem', allowed_decisions: ['approve'] })
-    const decide = () => post('/overrides/evt-idem/decide', a.admin_key, { override_jti: ov.body.jti, decision: 'approve' }, 'dec-1')
+    const decide = () =>
+      post('/overrides/evt-idem/decide', a.admin_key, { override_jti: ov.body.jti, decision: 'approve' }, 'dec-1')
     const decided = await decide()
     expect(decided.status).toBe(200)
     expect((await decide()).body).toEqual(decided.body)

@@ -45,8 +45,14 @@ describe('POST /v1/ingest', () => {
     const before = await stored(a.org_id)
     expect(await pipeline()).toBe(1)
     expect((await stored(a.org_id)) - before).toBe(3)
-    const [row] = await db.owner`select tool_name, arguments, labels, session_key from actions where event_key = ${`e:${events[0]!.event_id}`}`
-    expect(row).toMatchObject({ tool_name: 'Bash', arguments: { command: 'ls' }, labels: { process_name: 'claude' }, session_key: 's-1' })
+    const [row] =
+      await db.owner`select tool_name, arguments, labels, session_key from actions where event_key = ${`e:${events[0]!.event_id}`}`
+    expect(row).toMatchObject({
+      tool_name: 'Bash',
+      arguments: { command: 'ls' },
+      labels: { process_name: 'claude' },
+      session_key: 's-1',
+    })
   })
 
   test('a batch sent again after it was stored answers duplicate and stores nothing', async () => {
@@ -98,7 +104,14 @@ describe('POST /v1/ingest', () => {
     expect(res.status).toBe(207)
     expect(res.body).toMatchObject({ accepted: 2, rejected: 6 })
     const paths = res.body.results.filter((r: { status: string }) => r.status === 'rejected').map((r: { path: string }) => r.path)
-    expect(paths).toEqual(['/events/0/event_id', '/events/2/timestamp', '/events/3/risk_score', '/events/4/event_id', '/events/5/labels/pid', '/events/6'])
+    expect(paths).toEqual([
+      '/events/0/event_id',
+      '/events/2/timestamp',
+      '/events/3/risk_score',
+      '/events/4/event_id',
+      '/events/5/labels/pid',
+      '/events/6',
+    ])
     await pipeline()
     expect(await stored(a.org_id, `event_id = '${good.event_id}'`)).toBe(1)
     const [odd] = await db.owner`select arguments from actions where org_id = ${a.org_id} and arguments->>'path' like 'a%b'`
@@ -106,19 +119,32 @@ describe('POST /v1/ingest', () => {
   })
 
   test('secrets are redacted before storage, the event marked, and the org counts them', async () => {
-    const e = v2Event({ arguments_json: JSON.stringify({ command: 'curl -H "Authorization: Bearer ghp_abcdefghijklmnopqrstuvwxyz0123456789AB" api' }) })
+    const e = v2Event({
+      arguments_json: JSON.stringify({
+        command: 'curl -H "Authorization: Bearer ghp_abcdefghijklmnopqrstuvwxyz0123456789AB" api',
+      }),
+    })
     await ingest(a.deploy_token, [e])
     await pipeline()
     const [row] = await db.owner<{ arguments: unknown; redacted: boolean }[]>`
       select arguments, redacted from actions where event_key = ${`e:${e.event_id}`}`
     expect(JSON.stringify(row!.arguments)).not.toContain('ghp_abcdefghijklmnopqrstuvwxyz0123456789AB')
     expect(row!.redacted).toBe(true)
-    const [stats] = await db.owner<{ redactions: string }[]>`select sum(redactions)::text as redactions from org_ingest_stats where org_id = ${a.org_id}`
+    const [stats] = await db.owner<
+      { redactions: string }[]
+    >`select sum(redactions)::text as redactions from org_ingest_stats where org_id = ${a.org_id}`
     expect(Number(stats!.redactions)).toBeGreaterThanOrEqual(1)
   })
 
   test('the API-reference shape on /v1/events/ingest', async () => {
-    const item = { action_type: 'PROCESS_EXEC', tool_name: 'git', arguments: ['status'], session_id: 'api-s', agent_id: 'a', timestamp: new Date().toISOString() }
+    const item = {
+      action_type: 'PROCESS_EXEC',
+      tool_name: 'git',
+      arguments: ['status'],
+      session_id: 'api-s',
+      agent_id: 'a',
+      timestamp: new Date().toISOString(),
+    }
     const res = await ingest(a.deploy_token, [item], '/v1/events/ingest')
     expect(res.status).toBe(200)
     expect(res.body.ingested).toBe(1)
@@ -209,9 +235,14 @@ describe('POST /v1/sessions/ingest', () => {
     })
     expect(ok.status).toBe(200)
     expect(ok.body).toEqual({ ok: true })
-    const [n] = await db.owner<{ n: number }[]>`select count(*)::int as n from bus_batches where org_id = ${a.org_id} and kind = 'lifecycle'`
+    const [n] = await db.owner<
+      { n: number }[]
+    >`select count(*)::int as n from bus_batches where org_id = ${a.org_id} and kind = 'lifecycle'`
     expect(n!.n).toBe(1)
-    const bad = await t.call('POST', '/v1/sessions/ingest', { token: a.deploy_token, json: { session_id: 'x', state: 'sleeping', timestamp: 'now' } })
+    const bad = await t.call('POST', '/v1/sessions/ingest', {
+      token: a.deploy_token,
+      json: { session_id: 'x', state: 'sleeping', timestamp: 'now' },
+    })
     expect(bad.status).toBe(422)
   })
 })

@@ -146,7 +146,9 @@ describe('catalog', () => {
          and exists (select 1 from pg_attribute at where at.attrelid = c.oid and at.attname = 'org_id' and not at.attisdropped)
        order by 1`
     expect(rows.map((r) => r.name).sort()).toEqual([...TABLES].sort())
-    const policies = await db.owner<{ name: string; policy: string; cmd: string; permissive: string; qual: string; check: string | null }[]>`
+    const policies = await db.owner<
+      { name: string; policy: string; cmd: string; permissive: string; qual: string; check: string | null }[]
+    >`
       select schemaname || '.' || tablename as name, policyname as policy, cmd, permissive,
              qual, with_check as check
         from pg_policies order by 1, 2`
@@ -154,23 +156,75 @@ describe('catalog', () => {
       expect({ table: r.name, rls: r.rls, forced: r.forced }).toEqual({ table: r.name, rls: true, forced: true })
       const mine = policies.filter((p) => p.name === r.name)
       const expected = [
-        { name: r.name, policy: 'tenant_isolation', cmd: 'ALL', permissive: 'PERMISSIVE', qual: '(org_id = app_current_org())', check: '(org_id = app_current_org())' },
+        {
+          name: r.name,
+          policy: 'tenant_isolation',
+          cmd: 'ALL',
+          permissive: 'PERMISSIVE',
+          qual: '(org_id = app_current_org())',
+          check: '(org_id = app_current_org())',
+        },
         ...(r.name === 'public.api_tokens'
-          ? [{ name: r.name, policy: 'token_lookup', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: '(token_hash = app_lookup_token_hash())', check: null }]
+          ? [
+              {
+                name: r.name,
+                policy: 'token_lookup',
+                cmd: 'SELECT',
+                permissive: 'PERMISSIVE',
+                qual: '(token_hash = app_lookup_token_hash())',
+                check: null,
+              },
+            ]
           : []),
         ...(r.name === 'public.webhook_dispatch'
-          ? [{ name: r.name, policy: 'webhook_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(NULLIF(current_setting('app.webhook_dispatcher'::text, true), ''::text) = 'on'::text)", check: null }]
+          ? [
+              {
+                name: r.name,
+                policy: 'webhook_discovery',
+                cmd: 'SELECT',
+                permissive: 'PERMISSIVE',
+                qual: "(NULLIF(current_setting('app.webhook_dispatcher'::text, true), ''::text) = 'on'::text)",
+                check: null,
+              },
+            ]
           : []),
         // Filling the JWT revocation filter reads revoked rows of every org (sql/0012_auth_tokens.sql).
         ...(r.name === 'auth.issued_tokens'
-          ? [{ name: r.name, policy: 'revocation_filter_read', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "((revoked_at IS NOT NULL) AND (current_setting('app.revocation_filter_read'::text, true) = 'on'::text))", check: null }]
+          ? [
+              {
+                name: r.name,
+                policy: 'revocation_filter_read',
+                cmd: 'SELECT',
+                permissive: 'PERMISSIVE',
+                qual: "((revoked_at IS NOT NULL) AND (current_setting('app.revocation_filter_read'::text, true) = 'on'::text))",
+                check: null,
+              },
+            ]
           : []),
         // Operators list every org's dead letters (CLI, the waiting gauge): sql/0015_dead_letters.sql.
         ...(r.name === 'public.bus_dead_letters'
-          ? [{ name: r.name, policy: 'dead_letter_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(NULLIF(current_setting('app.dead_letter_discovery'::text, true), ''::text) = 'on'::text)", check: null }]
+          ? [
+              {
+                name: r.name,
+                policy: 'dead_letter_discovery',
+                cmd: 'SELECT',
+                permissive: 'PERMISSIVE',
+                qual: "(NULLIF(current_setting('app.dead_letter_discovery'::text, true), ''::text) = 'on'::text)",
+                check: null,
+              },
+            ]
           : []),
         ...(r.name === 'public.bus_pending'
-          ? [{ name: r.name, policy: 'bus_discovery', cmd: 'SELECT', permissive: 'PERMISSIVE', qual: "(consumer = NULLIF(current_setting('app.bus_consumer'::text, true), ''::text))", check: null }]
+          ? [
+              {
+                name: r.name,
+                policy: 'bus_discovery',
+                cmd: 'SELECT',
+                permissive: 'PERMISSIVE',
+                qual: "(consumer = NULLIF(current_setting('app.bus_consumer'::text, true), ''::text))",
+                check: null,
+              },
+            ]
           : []),
       ]
       expect(mine).toEqual(expected.sort((x, y) => x.policy.localeCompare(y.policy)))
@@ -198,9 +252,15 @@ describe('catalog', () => {
       select pg_get_userbyid(relowner) as owner from pg_class where oid = 'public.sessions'::regclass`
     await db.owner.unsafe(`create role ${role} login password 'member-pw' nosuperuser nobypassrls`)
     await db.owner.unsafe(`grant ${owner!.owner} to ${role}`)
-    const target = 'url' in db.appTarget
-      ? (() => { const u = new URL(db.appTarget.url); u.username = role; u.password = 'member-pw'; return { url: u.toString() } })()
-      : { ...db.appTarget, user: role, password: 'member-pw' }
+    const target =
+      'url' in db.appTarget
+        ? (() => {
+            const u = new URL(db.appTarget.url)
+            u.username = role
+            u.password = 'member-pw'
+            return { url: u.toString() }
+          })()
+        : { ...db.appTarget, user: role, password: 'member-pw' }
     const member = createPool(target, { max: 1 })
     try {
       await expect(assertSafeRole(member)).rejects.toThrow('member of the owner')
@@ -235,7 +295,7 @@ describe.each(TABLES)('%s', (table) => {
     expect(other!.n).toBe(0)
   })
 
-  test("org A cannot insert a row into org B", async () => {
+  test('org A cannot insert a row into org B', async () => {
     const before = await ownerCount(table, b.org_id)
     const result = await asA((tx) => FIXTURES[table]!(tx, b.org_id))
     expect(result.code).toBe('42501') // RLS WITH CHECK violation or missing privilege
@@ -335,16 +395,22 @@ describe('client-fed keys', () => {
 describe('credential lookup policy', () => {
   test('naming a token hash shows exactly that token and allows no writes', async () => {
     const hex = hashToken(a.admin_key).toString('hex')
-    const rows = await withSettings(db.app, { 'app.lookup_token_hash': hex }, (tx) =>
-      tx<{ org_id: string; kind: string }[]>`select org_id, kind from api_tokens`,
+    const rows = await withSettings(
+      db.app,
+      { 'app.lookup_token_hash': hex },
+      (tx) => tx<{ org_id: string; kind: string }[]>`select org_id, kind from api_tokens`,
     )
     expect([...rows]).toEqual([{ org_id: a.org_id, kind: 'api_key' }])
-    const changed = await withSettings(db.app, { 'app.lookup_token_hash': hex }, (tx) =>
-      tx`update api_tokens set revoked_at = now()`,
+    const changed = await withSettings(
+      db.app,
+      { 'app.lookup_token_hash': hex },
+      (tx) => tx`update api_tokens set revoked_at = now()`,
     )
     expect(changed.count).toBe(0)
-    const other = await withSettings(db.app, { 'app.lookup_token_hash': hashToken('qk_nothing').toString('hex') }, (tx) =>
-      tx`select 1 from api_tokens`,
+    const other = await withSettings(
+      db.app,
+      { 'app.lookup_token_hash': hashToken('qk_nothing').toString('hex') },
+      (tx) => tx`select 1 from api_tokens`,
     )
     expect(other.length).toBe(0)
   })
@@ -352,8 +418,10 @@ describe('credential lookup policy', () => {
 
 describe('bus discovery policy', () => {
   test("a named consumer sees every org's pending ids for itself only, never payloads, and can change nothing", async () => {
-    const seen = await withSettings(db.app, { 'app.bus_consumer': 'pipeline' }, (tx) =>
-      tx<{ org_id: string; consumer: string }[]>`select org_id, consumer from bus_pending`,
+    const seen = await withSettings(
+      db.app,
+      { 'app.bus_consumer': 'pipeline' },
+      (tx) => tx<{ org_id: string; consumer: string }[]>`select org_id, consumer from bus_pending`,
     )
     expect(new Set(seen.map((r) => r.org_id))).toEqual(new Set([a.org_id, b.org_id]))
     expect(new Set(seen.map((r) => r.consumer))).toEqual(new Set(['pipeline']))

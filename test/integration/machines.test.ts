@@ -42,8 +42,11 @@ const host = (over: Record<string, unknown> = {}) => ({
 const register = (token: string, over: Record<string, unknown> = {}) =>
   t.call('POST', '/v1/machines/register', { token, json: host(over) })
 const post = (token: string, path: string, json: unknown) => t.call('POST', path, { token, json })
-const hb = (token: string, id: string, json: unknown = { agent_version: '0.10.1', uptime: 3600, active_agents: 0, events_today: 12 }) =>
-  post(token, `/v1/machines/${id}/heartbeat`, json)
+const hb = (
+  token: string,
+  id: string,
+  json: unknown = { agent_version: '0.10.1', uptime: 3600, active_agents: 0, events_today: 12 },
+) => post(token, `/v1/machines/${id}/heartbeat`, json)
 const pipeline = () => drainOnce(db.app, 'pipeline', storeEvents)
 
 function expectProblem(res: Awaited<ReturnType<typeof t.call>>, status: number) {
@@ -67,8 +70,14 @@ describe('POST /v1/machines/register', () => {
       select client_machine_id, hostname, os, arch, agent_version, metadata, org_id, last_seen_at is not null as seen
         from machines where id = ${first.body.machine_id}`
     expect(row).toMatchObject({
-      client_machine_id: h.machine_id, hostname: 'mbp.local', os: 'darwin', arch: 'arm64', agent_version: '0.11.0',
-      metadata: { mac_hash: 'ab12', labels: { team: 'x\uFFFDy' } }, org_id: a.org_id, seen: true,
+      client_machine_id: h.machine_id,
+      hostname: 'mbp.local',
+      os: 'darwin',
+      arch: 'arm64',
+      agent_version: '0.11.0',
+      metadata: { mac_hash: 'ab12', labels: { team: 'x\uFFFDy' } },
+      org_id: a.org_id,
+      seen: true,
     })
   })
 
@@ -78,7 +87,12 @@ describe('POST /v1/machines/register', () => {
     expect(first.body.service_token).toMatch(/^qt_sk_[0-9a-f]{64}$/)
     const [tok] = await db.owner`
       select kind, scopes, machine_id, revoked_at from api_tokens where org_id = ${a.org_id} and machine_id = ${first.body.machine_id}`
-    expect(tok).toMatchObject({ kind: 'service', scopes: ['ingest', 'read'], machine_id: first.body.machine_id, revoked_at: null })
+    expect(tok).toMatchObject({
+      kind: 'service',
+      scopes: ['ingest', 'read'],
+      machine_id: first.body.machine_id,
+      revoked_at: null,
+    })
     expect((await hb(first.body.service_token, first.body.machine_id)).status).toBe(200)
 
     const second = await post(a.deploy_token, '/v1/machines/register', h)
@@ -132,14 +146,34 @@ describe('POST /v1/machines/register', () => {
   test('no credential → 401; bad bodies → 4xx problem, never 500', async () => {
     expectProblem(await t.call('POST', '/v1/machines/register', { json: host() }), 401)
     for (const over of [
-      { machine_id: 'nul\u0000id' }, { machine_id: '' }, { machine_id: 'x'.repeat(129) }, { machine_id: 42 },
-      { machine_id: undefined }, { hostname: 'a\u0007b' }, { os: 'x'.repeat(65) }, { agent_version: '\ud800' },
+      { machine_id: 'nul\u0000id' },
+      { machine_id: '' },
+      { machine_id: 'x'.repeat(129) },
+      { machine_id: 42 },
+      { machine_id: undefined },
+      { hostname: 'a\u0007b' },
+      { os: 'x'.repeat(65) },
+      { agent_version: '\ud800' },
     ]) {
       expectProblem(await register(a.deploy_token, over), 422)
     }
     expectProblem(await post(a.deploy_token, '/v1/machines/register', [host()]), 422)
-    expectProblem(await t.call('POST', '/v1/machines/register', { token: a.deploy_token, body: '{"machine_id":', headers: { 'content-type': 'application/json' } }), 400)
-    expectProblem(await t.call('POST', '/v1/machines/register', { token: a.deploy_token, body: 'x', headers: { 'content-type': 'text/plain' } }), 415)
+    expectProblem(
+      await t.call('POST', '/v1/machines/register', {
+        token: a.deploy_token,
+        body: '{"machine_id":',
+        headers: { 'content-type': 'application/json' },
+      }),
+      400,
+    )
+    expectProblem(
+      await t.call('POST', '/v1/machines/register', {
+        token: a.deploy_token,
+        body: 'x',
+        headers: { 'content-type': 'text/plain' },
+      }),
+      415,
+    )
     expectProblem(await register(a.deploy_token, { padding: 'x'.repeat(70_000) }), 413)
     expectProblem(await register(a.deploy_token, { deep: JSON.parse('['.repeat(80) + ']'.repeat(80)) }), 422)
   })
@@ -154,7 +188,8 @@ describe('heartbeat and policies', () => {
     expect(res.status).toBe(200)
     expect(res.body).toEqual({ config_version: expect.any(String), policy_hash: expect.any(String), domains: [] })
     expect(res.body.policy_hash).not.toBe('')
-    const [row] = await db.owner`select agent_version, uptime_seconds::int as up, last_seen_at > now() - interval '1 minute' as fresh from machines where id = ${machine}`
+    const [row] =
+      await db.owner`select agent_version, uptime_seconds::int as up, last_seen_at > now() - interval '1 minute' as fresh from machines where id = ${machine}`
     expect(row).toEqual({ agent_version: '0.10.7', up: 3600, fresh: true })
     expect((await hb(a.deploy_token, machine, {})).status).toBe(200) // every field optional
     expect((await hb(a.deploy_token, machine.toUpperCase())).status).toBe(200)
@@ -175,9 +210,15 @@ describe('heartbeat and policies', () => {
     expect(res.headers.get('content-type')).toContain('application/json')
     expect(res.body.map((p: { name: string }) => p.name)).toEqual(['high', 'low'])
     expect(res.body[1]).toEqual({
-      id: expect.any(String), org_id: a.org_id, name: 'low', description: '', enabled: true, priority: 10,
+      id: expect.any(String),
+      org_id: a.org_id,
+      name: 'low',
+      description: '',
+      enabled: true,
+      priority: 10,
       rules: [{ tool: '*', agent: '*', action: 'flag', conditions: [] }],
-      created_at: '2026-03-09T00:00:00.000Z', updated_at: '2026-03-09T00:00:00.000Z',
+      created_at: '2026-03-09T00:00:00.000Z',
+      updated_at: '2026-03-09T00:00:00.000Z',
     })
     const etag = res.headers.get('etag')!
     expect(etag).toMatch(/^[0-9a-f]{64}$/) // unquoted
@@ -223,7 +264,10 @@ describe('POST /v1/machines/{id}/events', () => {
   test('accepted (200), a resend after storage is duplicate, stored exactly once with the machine id', async () => {
     // One id for both, as the daemon's `evt-<unix ms>` ids repeat (two Date.now() calls may differ).
     const id = `tool-${Date.now()}`
-    const events = [daemonEvent({ event_id: id, action: 'tool:Read' }), daemonEvent({ event_id: id, action: 'http:api.github.com:get.repos' })]
+    const events = [
+      daemonEvent({ event_id: id, action: 'tool:Read' }),
+      daemonEvent({ event_id: id, action: 'http:api.github.com:get.repos' }),
+    ]
     const first = await post(a.deploy_token, `/v1/machines/${machine}/events`, { events })
     expect(first.status).toBe(200)
     expect(first.body).toMatchObject({ ingested: 2, accepted: 2, duplicates: 0, rejected: 0 })
@@ -257,8 +301,18 @@ describe('POST /v1/machines/{id}/events', () => {
     expectProblem(await post(a.deploy_token, path, { items: [] }), 400)
     expectProblem(await post(a.deploy_token, path, [daemonEvent()]), 400)
     expectProblem(await post(a.deploy_token, path, { events: Array.from({ length: 501 }, () => daemonEvent()) }), 413)
-    expectProblem(await t.call('POST', path, { token: a.deploy_token, body: '{"events":[', headers: { 'content-type': 'application/json' } }), 400)
-    expectProblem(await t.call('POST', path, { token: a.deploy_token, body: 'x'.repeat(10 * 1024 * 1024 + 1), headers: { 'content-type': 'application/json' } }), 413)
+    expectProblem(
+      await t.call('POST', path, { token: a.deploy_token, body: '{"events":[', headers: { 'content-type': 'application/json' } }),
+      400,
+    )
+    expectProblem(
+      await t.call('POST', path, {
+        token: a.deploy_token,
+        body: 'x'.repeat(10 * 1024 * 1024 + 1),
+        headers: { 'content-type': 'application/json' },
+      }),
+      413,
+    )
     expectProblem(await post(a.deploy_token, `/v1/machines/${crypto.randomUUID()}/events`, { events: [daemonEvent()] }), 404)
     expectProblem(await post(b.deploy_token, path, { events: [daemonEvent()] }), 404)
   })
@@ -266,21 +320,30 @@ describe('POST /v1/machines/{id}/events', () => {
 
 describe('POST /v1/machines/{id}/agents', () => {
   const proc = (pid: number, over: Record<string, unknown> = {}) => ({
-    platform: 'claude-code', pid, binary_path: '/usr/local/bin/claude', state: 'running', cpu_percent: 1.5, memory_mb: 210,
-    started_at: '2026-03-15T18:00:00Z', ...over,
+    platform: 'claude-code',
+    pid,
+    binary_path: '/usr/local/bin/claude',
+    state: 'running',
+    cpu_percent: 1.5,
+    memory_mb: 210,
+    started_at: '2026-03-15T18:00:00Z',
+    ...over,
   })
   const held = async () =>
-    (await db.owner`select platform, pid::int as pid, started_at from machine_processes where machine_id = ${machine} order by pid`).map(
-      (r) => r.pid as number,
-    )
+    (
+      await db.owner`select platform, pid::int as pid, started_at from machine_processes where machine_id = ${machine} order by pid`
+    ).map((r) => r.pid as number)
 
   test('each post replaces the snapshot; [] clears it; a repeated (platform, pid) keeps the first', async () => {
     const path = `/v1/machines/${machine}/agents`
-    const first = await post(a.deploy_token, path, { agents: [proc(1), proc(2, { binary_path: undefined, cpu_percent: null, started_at: undefined })] })
+    const first = await post(a.deploy_token, path, {
+      agents: [proc(1), proc(2, { binary_path: undefined, cpu_percent: null, started_at: undefined })],
+    })
     expect(first.status).toBe(200)
     expect(first.body).toEqual({ machine_id: machine, agents: 2 })
     expect(await held()).toEqual([1, 2])
-    const [row] = await db.owner`select started_at, cpu_percent, memory_mb from machine_processes where machine_id = ${machine} and pid = 1`
+    const [row] =
+      await db.owner`select started_at, cpu_percent, memory_mb from machine_processes where machine_id = ${machine} and pid = 1`
     expect(row).toEqual({ started_at: new Date('2026-03-15T18:00:00Z'), cpu_percent: 1.5, memory_mb: 210 })
     const second = await post(a.deploy_token, path, { agents: [proc(3), proc(3, { state: 'other' })] })
     expect(second.body.agents).toBe(1)
@@ -301,9 +364,14 @@ describe('POST /v1/machines/{id}/agents', () => {
   test('bad input → 422, unknown or other-org machine → 404', async () => {
     const path = `/v1/machines/${machine}/agents`
     for (const bad of [
-      { agents: [proc(1, { pid: 'one' })] }, { agents: [proc(-1)] }, { agents: [proc(1, { platform: 'a\u0000b' })] },
-      { agents: [proc(1, { state: undefined })] }, { agents: [proc(1, { started_at: '2026-02-31T00:00:00Z' })] },
-      { agents: [proc(1, { started_at: 'yesterday' })] }, { agents: {} }, {},
+      { agents: [proc(1, { pid: 'one' })] },
+      { agents: [proc(-1)] },
+      { agents: [proc(1, { platform: 'a\u0000b' })] },
+      { agents: [proc(1, { state: undefined })] },
+      { agents: [proc(1, { started_at: '2026-02-31T00:00:00Z' })] },
+      { agents: [proc(1, { started_at: 'yesterday' })] },
+      { agents: {} },
+      {},
     ]) {
       expectProblem(await post(a.deploy_token, path, bad), 422)
     }
@@ -314,8 +382,14 @@ describe('POST /v1/machines/{id}/agents', () => {
 
 describe('POST /v1/machines/{id}/graphs', () => {
   const graph = (id: string, over: Record<string, unknown> = {}) => ({
-    id, root_agent_id: 'ra-1', root_agent_name: 'claude', status: 'running', total_nodes: 3,
-    nodes: { rootAgentId: 'ra-1', totalNodes: 3, nodes: [{ id: 'n1' }] }, started_at: '2026-03-15T18:00:00.123456789Z', ...over,
+    id,
+    root_agent_id: 'ra-1',
+    root_agent_name: 'claude',
+    status: 'running',
+    total_nodes: 3,
+    nodes: { rootAgentId: 'ra-1', totalNodes: 3, nodes: [{ id: 'n1' }] },
+    started_at: '2026-03-15T18:00:00.123456789Z',
+    ...over,
   })
   const path = () => `/v1/machines/${machine}/graphs`
 
@@ -325,7 +399,9 @@ describe('POST /v1/machines/{id}/graphs', () => {
     const first = await post(a.deploy_token, path(), { graphs: [graph(g1), graph(g2)] })
     expect(first.status).toBe(201)
     expect(first.body).toEqual({ received: 2, created: 2, updated: 0 })
-    const same = await post(a.deploy_token, path(), { graphs: [graph(g1, { status: 'completed', completed_at: '2026-03-15T18:05:00Z' }), graph(g2)] })
+    const same = await post(a.deploy_token, path(), {
+      graphs: [graph(g1, { status: 'completed', completed_at: '2026-03-15T18:05:00Z' }), graph(g2)],
+    })
     expect(same.status).toBe(200)
     expect(same.body).toEqual({ received: 2, created: 0, updated: 2 })
     const mixed = await post(a.deploy_token, path(), { graphs: [graph(g1), graph(`g-${crypto.randomUUID()}`)] })
@@ -335,17 +411,25 @@ describe('POST /v1/machines/{id}/graphs', () => {
     expect(empty.status).toBe(200)
     const dup = await post(a.deploy_token, path(), { graphs: [graph(g2, { status: 'a' }), graph(g2, { status: 'b' })] })
     expect(dup.status).toBe(200)
-    const [row] = await db.owner`select status, total_nodes, graph, started_at, machine_id from machine_graphs where graph_id = ${g2}`
+    const [row] =
+      await db.owner`select status, total_nodes, graph, started_at, machine_id from machine_graphs where graph_id = ${g2}`
     expect(row).toEqual({
-      status: 'b', total_nodes: 3, graph: { rootAgentId: 'ra-1', totalNodes: 3, nodes: [{ id: 'n1' }] },
-      started_at: new Date('2026-03-15T18:00:00.123Z'), machine_id: machine,
+      status: 'b',
+      total_nodes: 3,
+      graph: { rootAgentId: 'ra-1', totalNodes: 3, nodes: [{ id: 'n1' }] },
+      started_at: new Date('2026-03-15T18:00:00.123Z'),
+      machine_id: machine,
     })
   })
 
   test('raw nodes are stored cleaned: NUL and lone surrogates replaced, __proto__ kept as data, secrets redacted', async () => {
     const id = `g-${crypto.randomUUID()}`
     const raw = `{"graphs":[{"id":"${id}","nodes":{"__proto__":{"x":1},"k\\u0000":"v\\ud800","cmd":"export GH=ghp_abcdefghijklmnopqrstuvwxyz0123456789AB"}}]}`
-    const res = await t.call('POST', path(), { token: a.deploy_token, body: raw, headers: { 'content-type': 'application/json' } })
+    const res = await t.call('POST', path(), {
+      token: a.deploy_token,
+      body: raw,
+      headers: { 'content-type': 'application/json' },
+    })
     expect(res.status).toBe(201)
     const [row] = await db.owner`select graph from machine_graphs where graph_id = ${id}`
     expect(Object.keys(row!.graph).sort()).toEqual(['__proto__', 'cmd', 'k\uFFFD'])
@@ -355,9 +439,13 @@ describe('POST /v1/machines/{id}/graphs', () => {
 
   test('bad input → 422, unknown or other-org machine → 404', async () => {
     for (const bad of [
-      { graphs: [graph('')] }, { graphs: [graph('a\u0000')] }, { graphs: [graph('x', { total_nodes: -1 })] },
-      { graphs: [graph('x', { completed_at: 'soon' })] }, { graphs: [graph('x', { started_at: '2026-13-01T00:00:00Z' })] },
-      { graphs: [graph('x', { nodes: JSON.parse('{"a":'.repeat(70) + '1' + '}'.repeat(70)) })] }, { graphs: 'no' },
+      { graphs: [graph('')] },
+      { graphs: [graph('a\u0000')] },
+      { graphs: [graph('x', { total_nodes: -1 })] },
+      { graphs: [graph('x', { completed_at: 'soon' })] },
+      { graphs: [graph('x', { started_at: '2026-13-01T00:00:00Z' })] },
+      { graphs: [graph('x', { nodes: JSON.parse('{"a":'.repeat(70) + '1' + '}'.repeat(70)) })] },
+      { graphs: 'no' },
     ]) {
       expectProblem(await post(a.deploy_token, path(), bad), 422)
     }
@@ -385,6 +473,7 @@ describe('tenancy and documentation', () => {
     expect(paths['/v1/machines/register'].post.responses).toHaveProperty('201')
     expect(paths['/v1/machines/{id}/policies'].get.responses).toHaveProperty('304')
     expect(paths['/v1/machines/{id}/graphs'].post.responses).not.toHaveProperty('204')
-    for (const p of ['heartbeat', 'events', 'agents', 'graphs']) expect(paths[`/v1/machines/{id}/${p}`].post.security).toEqual([{ bearer: [] }])
+    for (const p of ['heartbeat', 'events', 'agents', 'graphs'])
+      expect(paths[`/v1/machines/{id}/${p}`].post.security).toEqual([{ bearer: [] }])
   })
 })

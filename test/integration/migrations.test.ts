@@ -23,7 +23,10 @@ async function fresh() {
 
 describe('migrations', () => {
   test('the compiled-in list is exactly the files in sql/, in order', () => {
-    const files = fs.readdirSync(path.join(import.meta.dir, '../../sql')).filter((f) => f.endsWith('.sql')).sort()
+    const files = fs
+      .readdirSync(path.join(import.meta.dir, '../../sql'))
+      .filter((f) => f.endsWith('.sql'))
+      .sort()
     expect(MIGRATIONS.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}.sql`)).toEqual(files)
     expect(MIGRATIONS.map((m) => m.version)).toEqual(files.map((_, i) => i + 1))
   })

@@ -33,7 +33,10 @@ describe('CLI', () => {
 
   test('healthcheck --url takes a base URL (and a full /ready URL)', async () => {
     let status = 200
-    const server = Bun.serve({ port: 0, fetch: (req) => new Response(null, { status: new URL(req.url).pathname === '/ready' ? status : 404 }) })
+    const server = Bun.serve({
+      port: 0,
+      fetch: (req) => new Response(null, { status: new URL(req.url).pathname === '/ready' ? status : 404 }),
+    })
     try {
       const base = `http://127.0.0.1:${server.port}`
       for (const url of [base, `${base}/`, `${base}/ready`, `${base}/ready/`]) {
@@ -69,7 +72,10 @@ describe('CLI', () => {
   })
 
   test('config never prints a secret: keys and secrets by name, DSN passwords by shape', async () => {
-    const r = await runCli(['config'], childEnv({ AUTH_MASTER_KEY: 'ab'.repeat(32), DATABASE_URL: 'postgres://u:pw-secret@h/db' }))
+    const r = await runCli(
+      ['config'],
+      childEnv({ AUTH_MASTER_KEY: 'ab'.repeat(32), DATABASE_URL: 'postgres://u:pw-secret@h/db' }),
+    )
     expect(r.code).toBe(0)
     const shown = JSON.parse(r.stdout) as Record<string, unknown>
     expect(shown.AUTH_MASTER_KEY).toBe('[REDACTED]')
@@ -107,7 +113,10 @@ describe('shutdown', () => {
       })
       // Listening (503 "starting") while the migration waits.
       for (let i = 0; i < 100; i++) {
-        const status = await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0)
+        const status = await fetch(`http://127.0.0.1:${port}/ready`).then(
+          (r) => r.status,
+          () => 0,
+        )
         if (status === 503) break
         await Bun.sleep(100)
       }

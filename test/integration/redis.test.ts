@@ -132,13 +132,9 @@ describe('shared ingest quota', () => {
   })
 
   test('many concurrent takes through separate connections admit exactly the burst', async () => {
-    const limiters = [await store(), await store(), await store()].map(
-      (shared) => new OrgRateLimiter(1, 50, { shared }),
-    )
+    const limiters = [await store(), await store(), await store()].map((shared) => new OrgRateLimiter(1, 50, { shared }))
     const orgId = crypto.randomUUID()
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: 90 }, (_, i) => limiters[i % 3]!.take(orgId, 1)),
-    )
+    const outcomes = await Promise.allSettled(Array.from({ length: 90 }, (_, i) => limiters[i % 3]!.take(orgId, 1)))
     expect(outcomes.filter((o) => o.status === 'fulfilled').length).toBe(50)
     const other = crypto.randomUUID()
     await limiters[0]!.take(other, 50)
@@ -172,7 +168,11 @@ describe('Redis unavailable', () => {
       const redis = await store({ url: server.url, subscriberPingMs: 200 })
       let lost = 0
       let subscribed = 0
-      redis.subscribeChannel(`test:ping:${crypto.randomUUID()}`, { message() {}, subscribed: () => void subscribed++, lost: () => void lost++ })
+      redis.subscribeChannel(`test:ping:${crypto.randomUUID()}`, {
+        message() {},
+        subscribed: () => void subscribed++,
+        lost: () => void lost++,
+      })
       for (let i = 0; i < 100 && subscribed === 0; i++) await Bun.sleep(20)
       expect(subscribed).toBe(1)
       // SIGSTOP keeps the TCP connection open: nothing but the PING can tell it is dead.

@@ -185,7 +185,11 @@ describe('cluster mode (shared Redis)', () => {
       f.onAdded((org, jti) => console.log(JSON.stringify({ jti, at: performance.timeOrigin + performance.now(), check: f.check(org, jti) })))
       const t = setInterval(() => { if (f.stats().loaded) { clearInterval(t); console.log(JSON.stringify({ ready: true })) } }, 5)
     `
-    const child = Bun.spawn(['bun', '-e', code], { env: { ...process.env, URL: TEST_REDIS_URL, NS: ns }, stdout: 'pipe', stderr: 'inherit' })
+    const child = Bun.spawn(['bun', '-e', code], {
+      env: { ...process.env, URL: TEST_REDIS_URL, NS: ns },
+      stdout: 'pipe',
+      stderr: 'inherit',
+    })
     cleanups.push(() => child.kill('SIGKILL'))
     const lines: Record<string, unknown>[] = []
     void (async () => {
@@ -298,8 +302,11 @@ describe('cluster mode (shared Redis)', () => {
     const ns = namespace()
     const list = entries(20)
     const filters: RevocationFilter[] = []
-    for (let i = 0; i < 3; i++) filters.push(filter({ redis: await store(), namespace: ns, source: () => list, rebuildIntervalMs: 300 }))
-    await until('all load one generation', () => filters.every((f) => loaded(f)() && f.stats().generation === filters[0]!.stats().generation))
+    for (let i = 0; i < 3; i++)
+      filters.push(filter({ redis: await store(), namespace: ns, source: () => list, rebuildIntervalMs: 300 }))
+    await until('all load one generation', () =>
+      filters.every((f) => loaded(f)() && f.stats().generation === filters[0]!.stats().generation),
+    )
     const first = filters[0]!.stats().generation
     const seen = new Set<string>()
     const started = performance.now()

@@ -35,12 +35,14 @@ async function observed(metrics: Metrics): Promise<Record<string, { count: numbe
 
 const count = async (metrics: Metrics, path: string) => (await observed(metrics))[path]?.count ?? 0
 
-
 /** An agent token (with a sub-agent under it) to revoke; returns their jtis. */
 async function tokens(t: ReturnType<typeof testApp>): Promise<{ agent: string; sub: string }> {
   const app = await t.call('POST', '/tokens/app', { token: org.admin_key, json: { scopes: ['*'] } })
   const bearer = await t.call('POST', '/tokens/bearer', { token: app.body.token, json: { environment: 'prod' } })
-  const agent = await t.call('POST', '/tokens/agent', { token: org.admin_key, json: { bearer_jti: bearer.body.jti, agent_id: 'a', rbac: {} } })
+  const agent = await t.call('POST', '/tokens/agent', {
+    token: org.admin_key,
+    json: { bearer_jti: bearer.body.jti, agent_id: 'a', rbac: {} },
+  })
   const sub = await t.call('POST', '/tokens/subagent', { token: agent.body.token, json: { agent_id: 's' } })
   expect(sub.status).toBe(201)
   return { agent: agent.body.jti, sub: sub.body.jti }
@@ -104,10 +106,18 @@ describe('with Redis: pubsub on the others', () => {
       const redis = await testRedis()
       stores.push(redis)
       const metrics = createMetrics()
-      const source = () => (async function* () {
-        yield* await revokedForFilter(db.app, 30)
-      })()
-      const revocationFilter = createRevocationFilter({ redis, log: testLog, metrics, namespace: ns, source, verifyIntervalMs: 200 })
+      const source = () =>
+        (async function* () {
+          yield* await revokedForFilter(db.app, 30)
+        })()
+      const revocationFilter = createRevocationFilter({
+        redis,
+        log: testLog,
+        metrics,
+        namespace: ns,
+        source,
+        verifyIntervalMs: 200,
+      })
       const t = testApp(db, {}, new LocalBus(), { redis, revocationFilter })
       await waitFor('the filter to load', () => revocationFilter.stats().loaded, 15_000)
       return { t, metrics, revocationFilter }

@@ -110,8 +110,15 @@ async function call(s: RunningServer, method: string, p: string, token: string, 
 test('a token revoked through process A is refused by process B within 100 ms', async () => {
   const app = await call(A, 'POST', '/tokens/app', org.admin_key, { name: 'root', scopes: ['*'] })
   expect(app.status).toBe(201)
-  const bearer = await call(A, 'POST', '/tokens/bearer', org.admin_key, { app_token_hash: app.body.token_hash, environment: 'prod' })
-  const agent = await call(A, 'POST', '/tokens/agent', org.admin_key, { bearer_jti: bearer.body.jti, agent_id: 'agent-1', rbac: { allowed_actions: ['data:read:*'] } })
+  const bearer = await call(A, 'POST', '/tokens/bearer', org.admin_key, {
+    app_token_hash: app.body.token_hash,
+    environment: 'prod',
+  })
+  const agent = await call(A, 'POST', '/tokens/agent', org.admin_key, {
+    bearer_jti: bearer.body.jti,
+    agent_id: 'agent-1',
+    rbac: { allowed_actions: ['data:read:*'] },
+  })
   expect(agent.status).toBe(201)
   const token: string = agent.body.token
 

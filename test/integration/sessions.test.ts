@@ -59,7 +59,14 @@ describe('sessions consumer', () => {
     expect((await ingest(a.deploy_token, events)).status).toBe(200)
     expect(await sessions()).toBe(1)
     const s = await session(a.org_id, 's-count')
-    expect(s).toMatchObject({ event_count: '3', blocked_count: '1', risk_max: 90, risk_sum: '100', risk_count: '2', state: 'active' })
+    expect(s).toMatchObject({
+      event_count: '3',
+      blocked_count: '1',
+      risk_max: 90,
+      risk_sum: '100',
+      risk_count: '2',
+      state: 'active',
+    })
     expect(s!.platform).toBe('claude-code')
     const [agent] = await db.owner<Record<string, any>[]>`
       select * from agents where org_id = ${a.org_id} and agent_key = 'agent-of-s-count'`
@@ -99,7 +106,15 @@ describe('sessions consumer', () => {
     const at = (ms: number) => new Date(t0 + ms).toISOString()
     const id = crypto.randomUUID()
     expect(
-      (await lifecycle(a.deploy_token, { session_id: id, state: 'active', model: 'claude-sonnet-4', platform: 'cursor', timestamp: at(0) })).body,
+      (
+        await lifecycle(a.deploy_token, {
+          session_id: id,
+          state: 'active',
+          model: 'claude-sonnet-4',
+          platform: 'cursor',
+          timestamp: at(0),
+        })
+      ).body,
     ).toEqual({ ok: true })
     await lifecycle(a.deploy_token, { session_id: id, state: 'idle', session_name: 'refactor', timestamp: at(1000) })
     await lifecycle(a.deploy_token, { session_id: id, state: 'ended', timestamp: at(5000) })
@@ -119,7 +134,13 @@ describe('sessions consumer', () => {
   test('lifecycle free-form and unknown fields are cleaned and redacted before the bus, counted per org and in the metrics (issue 14)', async () => {
     const id = crypto.randomUUID()
     const orgRedactions = async () =>
-      Number((await db.owner<{ n: string | null }[]>`select sum(redactions)::text as n from org_ingest_stats where org_id = ${a.org_id}`)[0]!.n ?? 0)
+      Number(
+        (
+          await db.owner<
+            { n: string | null }[]
+          >`select sum(redactions)::text as n from org_ingest_stats where org_id = ${a.org_id}`
+        )[0]!.n ?? 0,
+      )
     const metric = async () => {
       const text = (await t.metrics.registry.getSingleMetricAsString('quint_ingest_redactions_total')) ?? ''
       const sum = (kind: string) => Number(new RegExp(`kind="${kind}"} (\\d+)`).exec(text)?.[1] ?? 0)
@@ -200,9 +221,14 @@ describe('sessions consumer', () => {
   })
 
   test('events without a session still count for their agent; without an agent they only count for the session', async () => {
-    await ingest(a.deploy_token, [event('x', { session_id: undefined, agent_id: 'lonely-agent' }), event('no-agent', { agent_id: undefined })])
+    await ingest(a.deploy_token, [
+      event('x', { session_id: undefined, agent_id: 'lonely-agent' }),
+      event('no-agent', { agent_id: undefined }),
+    ])
     await sessions()
-    const [agent] = await db.owner<Record<string, any>[]>`select * from agents where org_id = ${a.org_id} and agent_key = 'lonely-agent'`
+    const [agent] = await db.owner<
+      Record<string, any>[]
+    >`select * from agents where org_id = ${a.org_id} and agent_key = 'lonely-agent'`
     expect(agent).toMatchObject({ event_count: '1', session_count: '0' })
     expect(await session(a.org_id, 'no-agent')).toMatchObject({ event_count: '1', agent_id: null })
   })

@@ -162,7 +162,6 @@ async function delivery(org: CreatedOrg, hook: string, id: string) {
   return res.body
 }
 
-
 /** Runs passes until `done` holds (retries are due within milliseconds here). */
 async function until(d: WebhookDispatcher, done: () => Promise<boolean>, ms = 10_000) {
   const end = Date.now() + ms

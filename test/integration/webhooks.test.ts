@@ -107,7 +107,10 @@ async function verifyStandard(secret: string, r: Received): Promise<boolean> {
 
 /** X-Quint-Signature (SPEC §16.8): t=<ts>,v1=<hex HMAC(secret, "<ts>.<body>")>[,v1=…]. */
 async function verifyQuint(secret: string, r: Received): Promise<boolean> {
-  const parts = r.headers.get('x-quint-signature')!.split(',').map((p) => p.split('=') as [string, string])
+  const parts = r.headers
+    .get('x-quint-signature')!
+    .split(',')
+    .map((p) => p.split('=') as [string, string])
   const ts = parts.find(([k]) => k === 't')![1]
   if (ts !== r.headers.get('webhook-timestamp')) return false
   const expected = hex(await hmac(enc.encode(secret), `${ts}.${r.body}`))
@@ -162,7 +165,13 @@ describe('registration', () => {
     expect(bytes).toBeLessThanOrEqual(64)
     const list = await t.call('GET', '/v1/webhooks', { token: a.admin_key })
     const one = await t.call('GET', `/v1/webhooks/${w.id}`, { token: a.admin_key })
-    expect(one.body).toMatchObject({ id: w.id, url: `${base}/reg`, description: 'ops', event_types: ['alert.created'], enabled: true })
+    expect(one.body).toMatchObject({
+      id: w.id,
+      url: `${base}/reg`,
+      description: 'ops',
+      event_types: ['alert.created'],
+      enabled: true,
+    })
     for (const r of [list, one]) {
       expect(r.text).not.toContain(w.secret)
       expect(r.text).not.toContain('secret"')
@@ -171,11 +180,21 @@ describe('registration', () => {
     expect(row!.c.toString('latin1')).not.toContain(w.secret.slice(6, 20))
   })
 
-  test('SPEC §7.5 POST /webhooks/register works for the caller\'s own org only', async () => {
-    const ok = await t.call('POST', '/webhooks/register', { token: a.admin_key, json: { customer_id: a.org_id, endpoint_url: `${base}/spec` } })
+  test("SPEC §7.5 POST /webhooks/register works for the caller's own org only", async () => {
+    const ok = await t.call('POST', '/webhooks/register', {
+      token: a.admin_key,
+      json: { customer_id: a.org_id, endpoint_url: `${base}/spec` },
+    })
     expect(ok.status).toBe(201)
-    expect(ok.body).toEqual({ webhook_id: expect.any(String), endpoint_url: `${base}/spec`, secret: expect.stringMatching(/^whsec_/) })
-    const other = await t.call('POST', '/webhooks/register', { token: a.admin_key, json: { customer_id: b.org_id, endpoint_url: `${base}/spec` } })
+    expect(ok.body).toEqual({
+      webhook_id: expect.any(String),
+      endpoint_url: `${base}/spec`,
+      secret: expect.stringMatching(/^whsec_/),
+    })
+    const other = await t.call('POST', '/webhooks/register', {
+      token: a.admin_key,
+      json: { customer_id: b.org_id, endpoint_url: `${base}/spec` },
+    })
     expectProblem(other, 404)
     const [n] = await db.owner<{ n: number }[]>`select count(*)::int as n from webhooks where org_id = ${b.org_id}`
     expect(n!.n).toBe(0)
@@ -217,7 +236,12 @@ describe('delivery', () => {
       machineId: null,
       events: [{ ...r0.event, occurredAt: r0.event.occurredAt.toISOString() }],
     }
-    await withOrg(db.app, a.org_id, (tx) => evaluateAlerts(tx, [{ batchId: '1', message }, { batchId: '2', message }]))
+    await withOrg(db.app, a.org_id, (tx) =>
+      evaluateAlerts(tx, [
+        { batchId: '1', message },
+        { batchId: '2', message },
+      ]),
+    )
     const [queued] = await db.owner<{ n: number }[]>`select count(*)::int as n from webhook_deliveries where webhook_id = ${w.id}`
     expect(queued!.n).toBe(1)
 
@@ -231,13 +255,23 @@ describe('delivery', () => {
     expect(await verifyQuint(w.secret, r)).toBe(true)
     expect(await verifyStandard(`whsec_${Buffer.alloc(32, 1).toString('base64')}`, r)).toBe(false)
     const body = JSON.parse(r.body)
-    expect(body).toMatchObject({ type: 'alert.created', data: { id: alert!.id, rule_key: 'builtin:high_risk', severity: 'critical' } })
+    expect(body).toMatchObject({
+      type: 'alert.created',
+      data: { id: alert!.id, rule_key: 'builtin:high_risk', severity: 'critical' },
+    })
     expect(body.data.context.risk_score).toBe(95)
 
     const log = await t.call('GET', `/v1/webhooks/${w.id}/deliveries`, { token: a.admin_key })
     expect(log.body.deliveries).toHaveLength(1)
-    expect(log.body.deliveries[0]).toMatchObject({ status: 'succeeded', attempt_count: 1, last_status: 200, event_type: 'alert.created' })
-    expect(log.body.deliveries[0].attempts).toEqual([{ at: expect.any(String), duration_ms: expect.any(Number), status: 200, error: null }])
+    expect(log.body.deliveries[0]).toMatchObject({
+      status: 'succeeded',
+      attempt_count: 1,
+      last_status: 200,
+      event_type: 'alert.created',
+    })
+    expect(log.body.deliveries[0].attempts).toEqual([
+      { at: expect.any(String), duration_ms: expect.any(Number), status: 200, error: null },
+    ])
     await d.runOnce()
     expect(at('/alerts')).toHaveLength(1)
   })
@@ -249,7 +283,10 @@ describe('delivery', () => {
     await until(settled(a, w.id, id))
     const x = await delivery(a, w.id, id)
     expect(x).toMatchObject({ status: 'succeeded', attempt_count: 2, last_status: 200, event_type: 'webhook.test' })
-    expect(x.attempts.map((e: any) => [e.status, e.error])).toEqual([[500, 'HTTP 500'], [200, null]])
+    expect(x.attempts.map((e: any) => [e.status, e.error])).toEqual([
+      [500, 'HTTP 500'],
+      [200, null],
+    ])
     const got = at('/flaky')
     expect(got).toHaveLength(2)
     expect(got[0]!.headers.get('webhook-id')).toBe(got[1]!.headers.get('webhook-id'))
@@ -269,7 +306,11 @@ describe('delivery', () => {
     const redirect = await createHook(a, '/redirect')
     const rid = await ping(a, redirect.id)
     await until(settled(a, redirect.id, rid))
-    expect(await delivery(a, redirect.id, rid)).toMatchObject({ status: 'dead', last_status: 302, last_error: 'redirect (HTTP 302) not followed' })
+    expect(await delivery(a, redirect.id, rid)).toMatchObject({
+      status: 'dead',
+      last_status: 302,
+      last_error: 'redirect (HTTP 302) not followed',
+    })
     expect(at('/ok')).toHaveLength(0)
   })
 
@@ -352,12 +393,20 @@ describe('delivery', () => {
     await until(settled(a, w.id, id))
     const r = at('/rotate').at(-1)!
     expect(r.headers.get('webhook-signature')!.split(' ')).toHaveLength(2)
-    expect(r.headers.get('x-quint-signature')!.split(',').filter((p) => p.startsWith('v1='))).toHaveLength(2)
+    expect(
+      r.headers
+        .get('x-quint-signature')!
+        .split(',')
+        .filter((p) => p.startsWith('v1=')),
+    ).toHaveLength(2)
     for (const s of [w.secret, rot.body.secret]) {
       expect(await verifyStandard(s, r)).toBe(true)
       expect(await verifyQuint(s, r)).toBe(true)
     }
-    const now = await t.call('POST', `/v1/webhooks/${w.id}/rotate-secret`, { token: a.admin_key, json: { grace_period_seconds: 0 } })
+    const now = await t.call('POST', `/v1/webhooks/${w.id}/rotate-secret`, {
+      token: a.admin_key,
+      json: { grace_period_seconds: 0 },
+    })
     expect(now.body.previous_secret_expires_at).toBeNull()
     const id2 = await ping(a, w.id)
     await until(settled(a, w.id, id2))
@@ -409,7 +458,10 @@ describe('URL rules and SSRF', () => {
     expect(await refused(strict, 'ftp://hooks.example.com/x')).toMatch(/scheme/)
     expect(await refused(strict, 'javascript:alert(1)')).toMatch(/scheme/)
     expect(await refused(strict, 'not a url')).toMatch(/URL|whitespace/)
-    const spec = await strict.call('POST', '/webhooks/register', { token: a.admin_key, json: { customer_id: a.org_id, endpoint_url: 'http://hooks.example.com' } })
+    const spec = await strict.call('POST', '/webhooks/register', {
+      token: a.admin_key,
+      json: { customer_id: a.org_id, endpoint_url: 'http://hooks.example.com' },
+    })
     expectProblem(spec, 422)
     expect(spec.body.errors[0].path).toBe('/endpoint_url')
   })
@@ -426,10 +478,24 @@ describe('URL rules and SSRF', () => {
   })
 
   test('address classification', () => {
-    for (const ip of ['127.0.0.1', '10.0.0.1', '172.31.255.255', '192.168.1.1', '100.64.0.1', '169.254.1.1', '::1', 'fd12::1', 'fe80::1', '::ffff:127.0.0.1', '64:ff9b::a00:1', '2002:c0a8:101::1'])
+    for (const ip of [
+      '127.0.0.1',
+      '10.0.0.1',
+      '172.31.255.255',
+      '192.168.1.1',
+      '100.64.0.1',
+      '169.254.1.1',
+      '::1',
+      'fd12::1',
+      'fe80::1',
+      '::ffff:127.0.0.1',
+      '64:ff9b::a00:1',
+      '2002:c0a8:101::1',
+    ])
       expect([ip, addressRefusal(ip, false)]).toEqual([ip, expect.any(String)])
     for (const ip of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) expect(addressRefusal(ip, false)).toBeNull()
-    for (const ip of ['169.254.169.254', '0.0.0.0', '::', '224.0.0.1', 'fd00:ec2::254']) expect(addressRefusal(ip, true)).not.toBeNull()
+    for (const ip of ['169.254.169.254', '0.0.0.0', '::', '224.0.0.1', 'fd00:ec2::254'])
+      expect(addressRefusal(ip, true)).not.toBeNull()
     expect(addressRefusal('127.0.0.1', true)).toBeNull()
     expect(checkWebhookUrl('https://0x7f.1/x', { allowInsecure: false, allowPrivate: false }, '/url').ok).toBe(false)
   })
@@ -447,9 +513,21 @@ describe('URL rules and SSRF', () => {
       '2001:0:a00:1:8000:63bf:f7f7:f7f7', // Teredo, server 10.0.0.1
     ]
     for (const ip of internal) expect([ip, addressRefusal(ip, false)]).toEqual([ip, expect.any(String)])
-    const metadata = ['::169.254.169.254', '::ffff:0:a9fe:a9fe', '64:ff9b::a9fe:a9fe', '2002:a9fe:a9fe::', '2001:0:4136:e378:8000:63bf:5601:5601']
+    const metadata = [
+      '::169.254.169.254',
+      '::ffff:0:a9fe:a9fe',
+      '64:ff9b::a9fe:a9fe',
+      '2002:a9fe:a9fe::',
+      '2001:0:4136:e378:8000:63bf:5601:5601',
+    ]
     for (const ip of metadata) expect([ip, addressRefusal(ip, true)]).toEqual([ip, expect.stringMatching(/metadata/)])
-    const publicOnes = ['::8.8.8.8', '::ffff:0:808:808', '64:ff9b::808:808', '2002:808:808::1', '2001:0:4136:e378:8000:63bf:f7f7:f7f7']
+    const publicOnes = [
+      '::8.8.8.8',
+      '::ffff:0:808:808',
+      '64:ff9b::808:808',
+      '2002:808:808::1',
+      '2001:0:4136:e378:8000:63bf:f7f7:f7f7',
+    ]
     for (const ip of publicOnes) expect([ip, addressRefusal(ip, false)]).toEqual([ip, null])
     // :: and ::1 stay IPv6 (unspecified, loopback), not 0.0.0.0 and 0.0.0.1.
     expect(addressRefusal('::1', true)).toBeNull()
@@ -457,12 +535,14 @@ describe('URL rules and SSRF', () => {
     expect(checkWebhookUrl('https://[::127.0.0.1]/x', { allowInsecure: false, allowPrivate: false }, '/url').ok).toBe(false)
   })
 
-  test('the DNS lookup before an attempt ends with the attempt\'s signal', async () => {
+  test("the DNS lookup before an attempt ends with the attempt's signal", async () => {
     const reason = new DOMException('attempt timed out', 'TimeoutError')
     const started = performance.now()
-    const err = await resolveTarget('https://hooks.example.com/x', { allowInsecure: false, allowPrivate: false }, AbortSignal.abort(reason)).catch(
-      (e: unknown) => e,
-    )
+    const err = await resolveTarget(
+      'https://hooks.example.com/x',
+      { allowInsecure: false, allowPrivate: false },
+      AbortSignal.abort(reason),
+    ).catch((e: unknown) => e)
     expect(err).toBe(reason)
     expect(performance.now() - started).toBeLessThan(100)
   })
@@ -487,7 +567,7 @@ describe('backoff', () => {
 })
 
 describe('tenant isolation', () => {
-  test('org B cannot list, read, change, test, rotate, redeliver or delete org A\'s webhooks or deliveries', async () => {
+  test("org B cannot list, read, change, test, rotate, redeliver or delete org A's webhooks or deliveries", async () => {
     const w = await createHook(a, '/isolated')
     const id = await ping(a, w.id)
     await until(settled(a, w.id, id))
@@ -531,7 +611,13 @@ describe('bad input never yields a 500', () => {
       ['POST', '/v1/webhooks', { json: {} }, 422, '/url'],
       ['POST', '/v1/webhooks', { json: { url: 42 } }, 422, '/url'],
       ['POST', '/v1/webhooks', { json: { url: `${base}/x`, event_types: ['nope'] } }, 422, '/event_types/0'],
-      ['POST', '/v1/webhooks', { json: { url: `${base}/x`, event_types: ['alert.created', 'alert.created'] } }, 422, '/event_types'],
+      [
+        'POST',
+        '/v1/webhooks',
+        { json: { url: `${base}/x`, event_types: ['alert.created', 'alert.created'] } },
+        422,
+        '/event_types',
+      ],
       ['POST', '/v1/webhooks', { json: { url: `${base}/x`, extra: 1 } }, 422],
       ['POST', '/v1/webhooks', { json: { url: `https://hooks.example.com/${'a'.repeat(3000)}` } }, 422, '/url'],
       ['POST', '/v1/webhooks', { json: { url: `${base}/x`, description: 'd'.repeat(501) } }, 422, '/description'],

@@ -33,6 +33,8 @@ interface Upload {
   sent: number
   /** The server closed the connection (rather than this client giving up on it). */
   closedByServer: boolean
+  /** The close was a reset (the server closed with our unread bytes in its buffer). */
+  reset: boolean
 }
 
 /**
@@ -49,13 +51,14 @@ function upload(port: number, head: string, total: number, chunked: boolean, gra
     let response = ''
     let settled = false
     let closed = false
+    let reset = false
     const finish = (closedByServer: boolean) => {
       if (settled) return
       settled = true
       socket.destroy()
       const headEnd = response.indexOf('\r\n\r\n')
       const text = headEnd < 0 ? response : response.slice(0, headEnd)
-      resolve({ head: text, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), sent, closedByServer })
+      resolve({ head: text, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), sent, closedByServer, reset })
     }
     socket.on('data', (d) => {
       response += d.toString('latin1')
@@ -64,7 +67,8 @@ function upload(port: number, head: string, total: number, chunked: boolean, gra
       closed = true
       finish(true)
     })
-    socket.on('error', () => {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      reset = err.code === 'ECONNRESET'
       closed = true
       finish(true)
     })
@@ -85,15 +89,23 @@ function upload(port: number, head: string, total: number, chunked: boolean, gra
 }
 
 const request = (method: string, path: string, headers: Record<string, string>) =>
-  `${method} ${path} HTTP/1.1\r\nHost: test\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`
+  `${method} ${path} HTTP/1.1\r\nHost: test\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')}\r\n`
 
 /** Socket buffers on both sides of a loopback connection, generously (3.8–6.2 MiB measured). */
 const SLACK = 12 * MiB
 
 /** `read`: what the route may read before refusing (its limit; 0 when it refuses up front). */
 function expectClosedEarly(r: Upload, status: number, body: number, read = 0) {
-  expect(r.status).toBe(status)
-  expect(r.head).toMatch(/\r\nconnection: close/i)
+  // Closing while the client still sends makes the server's kernel answer the unread bytes with a
+  // reset, which can discard the answer before this client reads it (any server that stops reading
+  // an upload has this race; seen here about once in a few runs). The close is what is tested
+  // then; the answer itself is checked whenever it arrived.
+  if (!(r.status === 0 && r.reset)) {
+    expect(r.status).toBe(status)
+    expect(r.head).toMatch(/\r\nconnection: close/i)
+  }
   expect(r.closedByServer).toBe(true)
   // The server stopped reading: without the fix all of the body got through (46 MiB measured).
   expect(r.sent).toBeLessThan(Math.min(body, read + SLACK))
@@ -119,7 +131,7 @@ describe('413: answered, connection closed, the rest not read', () => {
     expectClosedEarly(await upload(plain.port!, ingest({ 'transfer-encoding': 'chunked' }), BODY, true), 413, BODY, 10 * MiB)
   })
 
-  test('a declared Content-Length over the route limit but under Bun\'s cap', async () => {
+  test("a declared Content-Length over the route limit but under Bun's cap", async () => {
     const declared = 15 * MiB
     expectClosedEarly(await upload(plain.port!, ingest({ 'content-length': String(declared) }), declared, false), 413, declared)
   })
@@ -153,7 +165,11 @@ describe('closeUnreadBodies: any answer given before the body was read closes th
   })
 
   test('415 for a wrong content type, declared length', async () => {
-    const head = request('POST', '/v1/deploy-tokens', { authorization: `Bearer ${a.admin_key}`, 'content-type': 'text/plain', 'content-length': String(15 * MiB) })
+    const head = request('POST', '/v1/deploy-tokens', {
+      authorization: `Bearer ${a.admin_key}`,
+      'content-type': 'text/plain',
+      'content-length': String(15 * MiB),
+    })
     expectClosedEarly(await upload(wrapped.port!, head, 15 * MiB, false), 415, 15 * MiB)
   })
 
@@ -164,11 +180,12 @@ describe('closeUnreadBodies: any answer given before the body was read closes th
 
   test('a body read to its end keeps the connection alive for the next request', async () => {
     const body = JSON.stringify({ name: 'keep-alive' })
-    const one = request('POST', '/v1/deploy-tokens', {
-      authorization: `Bearer ${a.admin_key}`,
-      'content-type': 'application/json',
-      'content-length': String(Buffer.byteLength(body)),
-    }) + body
+    const one =
+      request('POST', '/v1/deploy-tokens', {
+        authorization: `Bearer ${a.admin_key}`,
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(body)),
+      }) + body
     const answers = await new Promise<string>((resolve, reject) => {
       const socket = net.connect(wrapped.port!, '127.0.0.1')
       let text = ''

@@ -178,12 +178,27 @@ describe("one org's worst body does not stall another org", () => {
     const started = performance.now()
     const attackers = [1, 2].map((i) =>
       Bun.spawn(
-        ['curl', '-s', '-o', `${file}.${i}.out`, '-w', '%{http_code}', '-H', `authorization: Bearer ${a.deploy_token}`,
-          '-H', 'content-type: application/json', '--data-binary', `@${file}`, url],
+        [
+          'curl',
+          '-s',
+          '-o',
+          `${file}.${i}.out`,
+          '-w',
+          '%{http_code}',
+          '-H',
+          `authorization: Bearer ${a.deploy_token}`,
+          '-H',
+          'content-type: application/json',
+          '--data-binary',
+          `@${file}`,
+          url,
+        ],
         { stdout: 'pipe' },
       ),
     )
-    const answered = Promise.all(attackers.map(async (p) => ({ code: await new Response(p.stdout).text(), exit: await p.exited })))
+    const answered = Promise.all(
+      attackers.map(async (p) => ({ code: await new Response(p.stdout).text(), exit: await p.exited })),
+    )
     let done = false
     void answered.finally(() => (done = true))
     const latencies: number[] = []
@@ -229,8 +244,17 @@ describe('every other JSON body is measured before it is parsed (issue 14: the s
       return res.body
     }
     const app = await minted('/tokens/app', a.admin_key, { customer_id: a.org_id, name: 'hostile', scopes: ['*'] })
-    const bearer = await minted('/tokens/bearer', a.admin_key, { customer_id: a.org_id, app_token_hash: app.token_hash, environment: 'production' })
-    const agent = await minted('/tokens/agent', a.admin_key, { customer_id: a.org_id, bearer_jti: bearer.jti, agent_id: 'a1', rbac: { allowed_actions: ['*'] } })
+    const bearer = await minted('/tokens/bearer', a.admin_key, {
+      customer_id: a.org_id,
+      app_token_hash: app.token_hash,
+      environment: 'production',
+    })
+    const agent = await minted('/tokens/agent', a.admin_key, {
+      customer_id: a.org_id,
+      bearer_jti: bearer.jti,
+      agent_id: 'a1',
+      rbac: { allowed_actions: ['*'] },
+    })
     const session = await minted('/tokens/session', agent.token, { session_id: 's-hostile', max_events: 3 })
     expect(session.token).toStartWith('qt_session_')
     // One item, 2 million levels deep: rejected alone, and it costs the budget one event.

@@ -20,7 +20,13 @@ let appA: { token: string; jti: string }
 let bearerA: { jti: string }
 let keyA: { kid: string; priv: KeyObject; pem: string; jwk: Record<string, unknown> }
 
-const RBAC = { allowed_actions: ['data:read:*'], denied_actions: ['data:write:*'], allowed_resources: ['repo:*'], denied_resources: [], max_sensitivity_level: 3 }
+const RBAC = {
+  allowed_actions: ['data:read:*'],
+  denied_actions: ['data:write:*'],
+  allowed_resources: ['repo:*'],
+  denied_resources: [],
+  max_sensitivity_level: 3,
+}
 const N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551')
 
 const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url')
@@ -28,7 +34,14 @@ const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringi
 function parts(token: string) {
   const i = token.indexOf('_', 3) + 1
   const [h, p, s] = token.slice(i).split('.')
-  return { prefix: token.slice(0, i), h: h!, p: p!, s: s!, header: JSON.parse(Buffer.from(h!, 'base64url').toString()), payload: JSON.parse(Buffer.from(p!, 'base64url').toString()) }
+  return {
+    prefix: token.slice(0, i),
+    h: h!,
+    p: p!,
+    s: s!,
+    header: JSON.parse(Buffer.from(h!, 'base64url').toString()),
+    payload: JSON.parse(Buffer.from(p!, 'base64url').toString()),
+  }
 }
 
 function es256(input: string, key: KeyObject, der = false): string {
@@ -57,12 +70,22 @@ beforeAll(async () => {
   appA = app.body
   const bearer = await t.call('POST', '/tokens/bearer', { token: app.body.token, json: { environment: 'prod' } })
   bearerA = bearer.body
-  const agent = await t.call('POST', '/tokens/agent', { token: a.admin_key, json: { bearer_jti: bearer.body.jti, agent_id: 'ag', rbac: RBAC } })
+  const agent = await t.call('POST', '/tokens/agent', {
+    token: a.admin_key,
+    json: { bearer_jti: bearer.body.jti, agent_id: 'ag', rbac: RBAC },
+  })
   agentA = agent.body
-  const [row] = await db.owner<{ kid: string; private_key_ciphertext: Buffer; public_pem: string; public_jwk: Record<string, unknown> }[]>`
+  const [row] = await db.owner<
+    { kid: string; private_key_ciphertext: Buffer; public_pem: string; public_jwk: Record<string, unknown> }[]
+  >`
     select kid, private_key_ciphertext, public_pem, public_jwk from auth.signing_keys where org_id = ${a.org_id} and status = 'active'`
   const der = testSecrets.open(row!.private_key_ciphertext, `signing-key:${a.org_id}:${row!.kid}`)
-  keyA = { kid: row!.kid, priv: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), pem: row!.public_pem, jwk: row!.public_jwk }
+  keyA = {
+    kid: row!.kid,
+    priv: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
+    pem: row!.public_pem,
+    jwk: row!.public_jwk,
+  }
   // Org B gets a key too.
   await t.call('POST', '/keys/signing', { token: b.admin_key, json: {} })
 }, HOOK_TIMEOUT_MS)
@@ -79,13 +102,16 @@ describe('baseline', () => {
 })
 
 describe('algorithm attacks', () => {
-  test.each(['none', 'None', 'NONE', 'nOnE', '', 'es256', 'Es256', 'ES384', 'ES512', 'RS256', 'PS256', 'EdDSA'])('alg %p is refused', async (alg) => {
-    const { payload } = parts(agentA.token)
-    const header = { alg, typ: 'JWT', kid: keyA.kid }
-    const input = `${b64(header)}.${b64(payload)}`
-    refused(await who(`qt_agent_${input}.`))
-    refused(await who(`qt_agent_${input}.${es256(input, keyA.priv)}`))
-  })
+  test.each(['none', 'None', 'NONE', 'nOnE', '', 'es256', 'Es256', 'ES384', 'ES512', 'RS256', 'PS256', 'EdDSA'])(
+    'alg %p is refused',
+    async (alg) => {
+      const { payload } = parts(agentA.token)
+      const header = { alg, typ: 'JWT', kid: keyA.kid }
+      const input = `${b64(header)}.${b64(payload)}`
+      refused(await who(`qt_agent_${input}.`))
+      refused(await who(`qt_agent_${input}.${es256(input, keyA.priv)}`))
+    },
+  )
 
   test('HS256 signed with the public key (PEM and JWK forms) is refused', async () => {
     const { payload } = parts(agentA.token)
@@ -114,7 +140,7 @@ describe('header attacks', () => {
     refused(await who(forge('qt_agent_', { alg: 'ES256', typ: 'JWT', ...(kid === undefined ? {} : { kid }) }, payload)))
   })
 
-  test('another org\'s kid is not a key of this org', async () => {
+  test("another org's kid is not a key of this org", async () => {
     const [kb] = await db.owner<{ kid: string }[]>`select kid from auth.signing_keys where org_id = ${b.org_id}`
     const { payload } = parts(agentA.token)
     refused(await who(forge('qt_agent_', { alg: 'ES256', typ: 'JWT', kid: kb!.kid }, payload)))
@@ -192,7 +218,9 @@ describe('claim attacks', () => {
     const bApp = await t.call('POST', '/tokens/app', { token: b.admin_key, json: {} })
     expect((await t.call('DELETE', `/revocation/${bApp.body.jti}`, { token: appA.token })).status).toBe(404)
     expect((await t.call('POST', `/revoke/cascade/${bApp.body.jti}`, { token: appA.token })).status).toBe(404)
-    expect((await t.call('POST', '/tokens/bearer', { token: appA.token, json: { customer_id: b.org_id, environment: 'x' } })).status).toBe(404)
+    expect(
+      (await t.call('POST', '/tokens/bearer', { token: appA.token, json: { customer_id: b.org_id, environment: 'x' } })).status,
+    ).toBe(404)
     expect((await who(bApp.body.token)).body.org_id).toBe(b.org_id)
   })
 })
@@ -203,7 +231,13 @@ describe('signature attacks', () => {
     const input = `${h}.${p}`
     refused(await who(`${prefix}${input}.${es256(input, keyA.priv, true)}`))
     const raw = Buffer.from(parts(agentA.token).s, 'base64url')
-    for (const sig of [raw.subarray(0, 63), Buffer.concat([raw, Buffer.of(0)]), Buffer.alloc(64), Buffer.alloc(0), randomBytes(64)]) {
+    for (const sig of [
+      raw.subarray(0, 63),
+      Buffer.concat([raw, Buffer.of(0)]),
+      Buffer.alloc(64),
+      Buffer.alloc(0),
+      randomBytes(64),
+    ]) {
       refused(await who(`${prefix}${input}.${sig.toString('base64url')}`))
     }
     // r = s = 0 and r = s = n ("psychic signatures").
@@ -214,7 +248,10 @@ describe('signature attacks', () => {
   })
 
   test('a malleated signature (r, n−s) of a revoked token is still refused', async () => {
-    const agent = await t.call('POST', '/tokens/agent', { token: a.admin_key, json: { bearer_jti: bearerA.jti, agent_id: 'm', rbac: RBAC } })
+    const agent = await t.call('POST', '/tokens/agent', {
+      token: a.admin_key,
+      json: { bearer_jti: bearerA.jti, agent_id: 'm', rbac: RBAC },
+    })
     const { prefix, h, p, s } = parts(agent.body.token)
     const sig = Buffer.from(s, 'base64url')
     const sVal = BigInt('0x' + sig.subarray(32).toString('hex'))
@@ -244,9 +281,12 @@ describe('delegation escalation', () => {
       const r = await t.call('POST', '/tokens/subagent', { token: agentA.token, json: { agent_id: 'e', rbac } })
       expect(r.status).toBe(400)
     }
-    expect((await t.call('POST', '/tokens/subagent', { token: agentA.token, json: { agent_id: 'e', ttl_hours: 5 } })).status).toBe(400)
+    expect(
+      (await t.call('POST', '/tokens/subagent', { token: agentA.token, json: { agent_id: 'e', ttl_hours: 5 } })).status,
+    ).toBe(400)
     let parent = agentA.token
-    for (let i = 0; i < 3; i++) parent = (await t.call('POST', '/tokens/subagent', { token: parent, json: { agent_id: `d${i}` } })).body.token
+    for (let i = 0; i < 3; i++)
+      parent = (await t.call('POST', '/tokens/subagent', { token: parent, json: { agent_id: `d${i}` } })).body.token
     expect((await t.call('POST', '/tokens/subagent', { token: parent, json: { agent_id: 'too-deep' } })).status).toBe(400)
     // A forged depth beyond the limit is refused at validation too.
     const { header, payload } = parts(parent)
@@ -254,7 +294,10 @@ describe('delegation escalation', () => {
   })
 
   test('parent revoked after mint → child refused', async () => {
-    const agent = await t.call('POST', '/tokens/agent', { token: a.admin_key, json: { bearer_jti: bearerA.jti, agent_id: 'p', rbac: RBAC } })
+    const agent = await t.call('POST', '/tokens/agent', {
+      token: a.admin_key,
+      json: { bearer_jti: bearerA.jti, agent_id: 'p', rbac: RBAC },
+    })
     const child = await t.call('POST', '/tokens/subagent', { token: agent.body.token, json: { agent_id: 'c' } })
     const session = await t.call('POST', '/tokens/session', { token: child.body.token, json: { session_id: 's' } })
     expect((await who(session.body.token)).status).toBe(200)
@@ -269,10 +312,23 @@ describe('garbage', () => {
   test('truncated, garbage and huge tokens are refused, never a 500', async () => {
     const tok = agentA.token
     const samples = [
-      'qt_agent_', 'qt_agent_..', 'qt_agent_a.b.c', 'qt_agent_...', 'qt_', 'qt_agent', tok.slice(0, -1), tok.slice(0, 40),
-      tok + '.', tok + 'A', tok.replace('.', '..'), 'qt_agent_' + 'A'.repeat(100_000), 'qt_agent_' + b64('[]') + '.' + b64('[]') + '.' + 'A'.repeat(86),
-      'qt_agent_' + b64('null') + '.' + b64('{}') + '.' + 'A'.repeat(86), 'qt_agent_' + b64({ alg: 'ES256', typ: 'JWT', kid: keyA.kid }) + '.' + b64('not json') + '.' + 'A'.repeat(86),
-      'qt_agent_%00', 'qt_agent_\u00e9\u00e9.\u00e9.\u00e9',
+      'qt_agent_',
+      'qt_agent_..',
+      'qt_agent_a.b.c',
+      'qt_agent_...',
+      'qt_',
+      'qt_agent',
+      tok.slice(0, -1),
+      tok.slice(0, 40),
+      tok + '.',
+      tok + 'A',
+      tok.replace('.', '..'),
+      'qt_agent_' + 'A'.repeat(100_000),
+      'qt_agent_' + b64('[]') + '.' + b64('[]') + '.' + 'A'.repeat(86),
+      'qt_agent_' + b64('null') + '.' + b64('{}') + '.' + 'A'.repeat(86),
+      'qt_agent_' + b64({ alg: 'ES256', typ: 'JWT', kid: keyA.kid }) + '.' + b64('not json') + '.' + 'A'.repeat(86),
+      'qt_agent_%00',
+      'qt_agent_\u00e9\u00e9.\u00e9.\u00e9',
     ]
     for (const s of samples) {
       const r = await who(s)

@@ -287,7 +287,9 @@ describe('through ingest into Postgres, counted per event, per org and in the me
 
   const pipeline = () => drainOnce(db.app, 'pipeline', storeEvents)
   const orgRedactions = async (org: string) => {
-    const [r] = await db.owner<{ n: string | null }[]>`select sum(redactions)::text as n from org_ingest_stats where org_id = ${org}`
+    const [r] = await db.owner<
+      { n: string | null }[]
+    >`select sum(redactions)::text as n from org_ingest_stats where org_id = ${org}`
     return Number(r!.n ?? 0)
   }
 
@@ -347,7 +349,11 @@ describe('through ingest into Postgres, counted per event, per org and in the me
       normalizeIngestItem(good, '/events/0', now),
       normalizeIngestItem(good, '/events/1', now),
       normalizeIngestItem(v2Event({ timestamp: 'yesterday' }), '/events/2', now),
-      normalizeIngestItem(JSON.parse(`{"schema_version":2,"event_id":"d1","x":${'['.repeat(40)}${']'.repeat(40)}}`), '/events/3', now),
+      normalizeIngestItem(
+        JSON.parse(`{"schema_version":2,"event_id":"d1","x":${'['.repeat(40)}${']'.repeat(40)}}`),
+        '/events/3',
+        now,
+      ),
     ]
     const out = await acceptEvents(deps, a.org_id, items, null)
     expect(out).toMatchObject({ accepted: 1, duplicates: 1, rejected: 2 })
@@ -373,7 +379,11 @@ describe('through ingest into Postgres, counted per event, per org and in the me
     expect(ours).toContain('quint_ingest_redactions_total')
     const stdin = new TextEncoder().encode(`${ours.trimEnd()}\n`)
     const proc = Bun.spawn([promtool, 'check', 'metrics'], { stdin, stdout: 'pipe', stderr: 'pipe' })
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ])
     expect({ code, stdout, stderr }).toEqual({ code: 0, stdout: '', stderr: '' })
   })
 })

@@ -104,14 +104,18 @@ function setAt(root: unknown, pointer: string, value: unknown): unknown {
     }
     const wantArray = /^\d+$/.test(parts[i + 1]!)
     const next = node[part]
-    if (wantArray ? !Array.isArray(next) : next === null || typeof next !== 'object' || Array.isArray(next)) node[part] = wantArray ? [] : {}
+    if (wantArray ? !Array.isArray(next) : next === null || typeof next !== 'object' || Array.isArray(next))
+      node[part] = wantArray ? [] : {}
     node = node[part] as Record<string, unknown>
   })
   return copy
 }
 
 async function send(spec: Spec, ex: Example, raw: { params?: Record<string, string>; query?: string } = {}) {
-  const path = spec.path.replace(/:([A-Za-z_]+)/g, (_m, name: string) => raw.params?.[name] ?? encodeURIComponent(ex.params?.[name] ?? ''))
+  const path = spec.path.replace(
+    /:([A-Za-z_]+)/g,
+    (_m, name: string) => raw.params?.[name] ?? encodeURIComponent(ex.params?.[name] ?? ''),
+  )
   const query = raw.query ?? new URLSearchParams(ex.query ?? {}).toString()
   const withBody = spec.body !== undefined || (spec.rawBody !== undefined && ex.body !== undefined)
   return t.call(spec.method.toUpperCase(), query ? `${path}?${query}` : path, {
@@ -147,7 +151,8 @@ async function machineId() {
   return machine
 }
 const condition = { field: 'tool_name', op: 'eq', value: 'Bash' }
-const newRule = async () => (await call('POST', '/v1/alert-rules', admin(), { name: 'r', severity: 'high', condition })).id as string
+const newRule = async () =>
+  (await call('POST', '/v1/alert-rules', admin(), { name: 'r', severity: 'high', condition })).id as string
 const newWebhook = async () => (await call('POST', '/v1/webhooks', admin(), { url: 'https://hooks.example.com/x' })).id as string
 async function newDelivery() {
   const webhook = await newWebhook()
@@ -157,20 +162,29 @@ async function newDelivery() {
   return { id: webhook, delivery_id: d.delivery_id as string }
 }
 async function newAlert() {
-  const [row] = await withOrg(db.app, org.org_id, (tx) => tx<{ id: string }[]>`
+  const [row] = await withOrg(
+    db.app,
+    org.org_id,
+    (tx) => tx<{ id: string }[]>`
     insert into alerts (org_id, rule_key, event_key, severity, title)
-    values (app_current_org(), 'builtin:fixture', ${crypto.randomUUID()}, 'high', 't') returning id`)
+    values (app_current_org(), 'builtin:fixture', ${crypto.randomUUID()}, 'high', 't') returning id`,
+  )
   return row!.id
 }
-const newOverride = async (eventId: string) => (await call('POST', '/tokens/override', admin(), { event_id: eventId, allowed_decisions: ['approve'] })).jti as string
+const newOverride = async (eventId: string) =>
+  (await call('POST', '/tokens/override', admin(), { event_id: eventId, allowed_decisions: ['approve'] })).jti as string
 /** A dead letter as the alerts consumer sets one aside (sql/0015_dead_letters.sql). */
 async function newDeadLetter() {
   const payload = { kind: 'lifecycle', receivedAt: now(), lifecycle: { session_id: 's-dl', state: 'active', timestamp: now() } }
-  const [row] = await withOrg(db.app, org.org_id, (tx) => tx<{ id: string }[]>`
+  const [row] = await withOrg(
+    db.app,
+    org.org_id,
+    (tx) => tx<{ id: string }[]>`
     insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class, error_message,
                                   first_failed_at, last_failed_at)
     values (app_current_org(), 'alerts', 'local', ${crypto.randomUUID()}, 'lifecycle', ${tx.json(payload)}, 5, 'Error', 'fixture',
-            now(), now()) returning id`)
+            now(), now()) returning id`,
+  )
   return row!.id
 }
 const activeKid = async () => (await call('POST', '/keys/signing', admin(), {})).kid as string
@@ -184,7 +198,10 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
     token: (await tokens()).bearer.token,
     body: { customer_id: org.org_id, agent_id: 'a', agent_name: 'A', rbac: RBAC },
   }),
-  mintSubagentToken: async () => ({ token: (await tokens()).agent.token, body: { customer_id: org.org_id, agent_id: 'c', agent_name: 'C' } }),
+  mintSubagentToken: async () => ({
+    token: (await tokens()).agent.token,
+    body: { customer_id: org.org_id, agent_id: 'c', agent_name: 'C' },
+  }),
   mintSessionToken: async () => ({ token: (await tokens()).agent.token, body: { customer_id: org.org_id, session_id: 's' } }),
   mintOverrideToken: async () => ({
     token: admin(),
@@ -193,10 +210,26 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   ensureSigningKey: async () => ({ token: admin(), body: { customer_id: org.org_id } }),
   rotateSigningKey: async () => ({ token: admin(), params: { kid: await activeKid() }, body: { customer_id: org.org_id } }),
   publicSigningKeys: async () => ({ params: { org_id: org.org_id } }),
-  revokeToken: async () => ({ token: admin(), params: { jti: await newJti() }, body: { token_type: 'app', customer_id: org.org_id, reason: 'r' } }),
-  revokeTokenClient: async () => ({ token: admin(), params: { jti: await newJti() }, body: { token_type: 'app', customer_id: org.org_id, reason: 'r' } }),
-  revokeTokenCascade: async () => ({ token: admin(), params: { jti: await newJti() }, body: { token_type: 'app', customer_id: org.org_id, reason: 'r' } }),
-  revokeTokenCascadeClient: async () => ({ token: admin(), params: { jti: await newJti() }, body: { token_type: 'app', customer_id: org.org_id, reason: 'r' } }),
+  revokeToken: async () => ({
+    token: admin(),
+    params: { jti: await newJti() },
+    body: { token_type: 'app', customer_id: org.org_id, reason: 'r' },
+  }),
+  revokeTokenClient: async () => ({
+    token: admin(),
+    params: { jti: await newJti() },
+    body: { token_type: 'app', customer_id: org.org_id, reason: 'r' },
+  }),
+  revokeTokenCascade: async () => ({
+    token: admin(),
+    params: { jti: await newJti() },
+    body: { token_type: 'app', customer_id: org.org_id, reason: 'r' },
+  }),
+  revokeTokenCascadeClient: async () => ({
+    token: admin(),
+    params: { jti: await newJti() },
+    body: { token_type: 'app', customer_id: org.org_id, reason: 'r' },
+  }),
   whoami: async () => ({ token: admin() }),
   checkRbac: async () => ({ token: admin(), body: { action: 'data:read:x', resource: 'repo:x' } }),
   rebuildRevocationFilter: async () => ({ token: admin() }),
@@ -208,20 +241,37 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   listOverrideDecisions: async () => ({ token: admin(), params: { event_id: 'evt-decide' } }),
   createDeployToken: async () => ({ token: admin(), body: { name: 'd', expires_at: soon() } }),
   listDeployTokens: async () => ({ token: admin() }),
-  revokeDeployToken: async () => ({ token: admin(), params: { id: (await call('POST', '/v1/deploy-tokens', admin(), { name: 'x' })).id } }),
+  revokeDeployToken: async () => ({
+    token: admin(),
+    params: { id: (await call('POST', '/v1/deploy-tokens', admin(), { name: 'x' })).id },
+  }),
   ingest: async () => ({ token: deploy(), body: { events: [v2Event()] } }),
   ingestEvents: async () => ({ token: deploy(), body: { events: [v2Event()] } }),
   ingestSessionLifecycle: async () => ({
     token: deploy(),
-    body: { session_id: 's-1', state: 'active', timestamp: now(), session_name: 'n', model: 'm', signing_id: 'k', platform: 'p', parent_id: 's-0' },
+    body: {
+      session_id: 's-1',
+      state: 'active',
+      timestamp: now(),
+      session_name: 'n',
+      model: 'm',
+      signing_id: 'k',
+      platform: 'p',
+      parent_id: 's-0',
+    },
   }),
-  registerMachine: async () => ({ token: deploy(), body: { machine_id: 'm-1', hostname: 'h', os: 'linux', arch: 'amd64', agent_version: '1.0' } }),
+  registerMachine: async () => ({
+    token: deploy(),
+    body: { machine_id: 'm-1', hostname: 'h', os: 'linux', arch: 'amd64', agent_version: '1.0' },
+  }),
   machineHeartbeat: async () => ({ token: deploy(), params: { id: await machineId() }, body: { agent_version: '1.0' } }),
   machinePolicies: async () => ({ token: deploy(), params: { id: await machineId() } }),
   machineEvents: async () => ({
     token: deploy(),
     params: { id: await machineId() },
-    body: { events: [{ event_id: crypto.randomUUID(), action: 'tool:Read', agent: 'claude', timestamp: now(), metadata: { k: 'v' } }] },
+    body: {
+      events: [{ event_id: crypto.randomUUID(), action: 'tool:Read', agent: 'claude', timestamp: now(), metadata: { k: 'v' } }],
+    },
   }),
   machineAgents: async () => ({
     token: deploy(),
@@ -231,20 +281,35 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   machineGraphs: async () => ({
     token: deploy(),
     params: { id: await machineId() },
-    body: { graphs: [{ id: 'g-1', root_agent_id: 'r', root_agent_name: 'root', status: 'running', started_at: now(), completed_at: now() }] },
+    body: {
+      graphs: [
+        { id: 'g-1', root_agent_id: 'r', root_agent_name: 'root', status: 'running', started_at: now(), completed_at: now() },
+      ],
+    },
   }),
   createAlertRule: async () => ({ token: admin(), body: { name: 'r', description: 'd', severity: 'high', condition } }),
   listAlertRules: async () => ({ token: admin() }),
   getAlertRule: async () => ({ token: admin(), params: { id: await newRule() } }),
-  updateAlertRule: async () => ({ token: admin(), params: { id: await newRule() }, body: { name: 'r2', description: 'd2', condition } }),
+  updateAlertRule: async () => ({
+    token: admin(),
+    params: { id: await newRule() },
+    body: { name: 'r2', description: 'd2', condition },
+  }),
   deleteAlertRule: async () => ({ token: admin(), params: { id: await newRule() } }),
   listAlerts: async () => ({ token: admin() }),
   updateAlert: async () => ({ token: admin(), params: { id: await newAlert() }, body: { status: 'acknowledged' } }),
   createWebhook: async () => ({ token: admin(), body: { url: 'https://hooks.example.com/a', description: 'd' } }),
-  registerWebhook: async () => ({ token: admin(), body: { customer_id: org.org_id, endpoint_url: 'https://hooks.example.com/b' } }),
+  registerWebhook: async () => ({
+    token: admin(),
+    body: { customer_id: org.org_id, endpoint_url: 'https://hooks.example.com/b' },
+  }),
   listWebhooks: async () => ({ token: admin() }),
   getWebhook: async () => ({ token: admin(), params: { id: await newWebhook() } }),
-  updateWebhook: async () => ({ token: admin(), params: { id: await newWebhook() }, body: { url: 'https://hooks.example.com/c', description: 'd' } }),
+  updateWebhook: async () => ({
+    token: admin(),
+    params: { id: await newWebhook() },
+    body: { url: 'https://hooks.example.com/c', description: 'd' },
+  }),
   deleteWebhook: async () => ({ token: admin(), params: { id: await newWebhook() } }),
   rotateWebhookSecret: async () => ({ token: admin(), params: { id: await newWebhook() }, body: {} }),
   listWebhookDeliveries: async () => ({ token: admin(), params: { id: await newWebhook() } }),
@@ -269,7 +334,10 @@ function expectRefused(res: { status: number; headers: Headers; body: any }, fie
   const where = `${field.where} ${field.pointer} = ${label}`
   expect(res.status, where).toBe(field.where === 'body' ? 422 : 400)
   expect(res.headers.get('content-type'), where).toBe('application/problem+json')
-  expect((res.body.errors as { path: string }[] | undefined)?.map((e) => e.path), where).toContain(field.pointer)
+  expect(
+    (res.body.errors as { path: string }[] | undefined)?.map((e) => e.path),
+    where,
+  ).toContain(field.pointer)
 }
 
 describe('every text field of every route', () => {
@@ -316,7 +384,11 @@ describe('every text field of every route', () => {
           const raw =
             field.where === 'params'
               ? { params: { [field.pointer.slice(1)]: '%ED%A0%80' } }
-              : { query: [new URLSearchParams(base.query ?? {}).toString(), `${field.pointer.slice(1)}=%ED%A0%80`].filter(Boolean).join('&') }
+              : {
+                  query: [new URLSearchParams(base.query ?? {}).toString(), `${field.pointer.slice(1)}=%ED%A0%80`]
+                    .filter(Boolean)
+                    .join('&'),
+                }
           const res = await send(spec, base, raw)
           expect(res.status, `${spec.path} ${field.pointer} = %ED%A0%80: ${res.text}`).toBeLessThan(500)
         }
@@ -332,10 +404,19 @@ describe('every text field of every route', () => {
 
   test('date-time: a clear 400 for ?since= that does not exist or is outside 1970–9999; real instants pass', async () => {
     const bad = [
-      '0000-01-01T00:00:00Z', '2026-02-31T00:00:00Z', '2025-02-29T00:00:00Z', '2026-13-01T00:00:00Z', '2026-01-01T24:00:00Z',
-      '2026-01-01T00:00:60Z', '1969-12-31T23:59:59Z', '9999-12-31T23:59:59-01:00', '2026-01-01', '2026-01-01T00:00:00+24:00',
+      '0000-01-01T00:00:00Z',
+      '2026-02-31T00:00:00Z',
+      '2025-02-29T00:00:00Z',
+      '2026-13-01T00:00:00Z',
+      '2026-01-01T24:00:00Z',
+      '2026-01-01T00:00:60Z',
+      '1969-12-31T23:59:59Z',
+      '9999-12-31T23:59:59-01:00',
+      '2026-01-01',
+      '2026-01-01T00:00:00+24:00',
       // Offsets RFC 3339 allows but Postgres refuses (a 500 before the fix).
-      '2026-01-01T00:00:00+16:00', '2026-01-01T00:00:00-23:59',
+      '2026-01-01T00:00:00+16:00',
+      '2026-01-01T00:00:00-23:59',
     ]
     for (const since of bad) {
       const res = await t.call('GET', `/v1/alerts?since=${encodeURIComponent(since)}`, { token: org.admin_key })
@@ -343,8 +424,14 @@ describe('every text field of every route', () => {
       expect(res.body.errors, since).toEqual([{ path: '/since', message: DATE_TIME_MESSAGE }])
     }
     const good = [
-      '1970-01-01T00:00:00Z', '2024-02-29T12:00:00+05:30', '2026-02-28T23:59:59.123456789Z', '1969-12-31T23:00:00-02:00',
-      '2026-01-01t00:00:00z', '9999-12-31T23:59:59Z', '2026-01-01T00:00:00+15:59', '2026-01-01T00:00:00-14:00',
+      '1970-01-01T00:00:00Z',
+      '2024-02-29T12:00:00+05:30',
+      '2026-02-28T23:59:59.123456789Z',
+      '1969-12-31T23:00:00-02:00',
+      '2026-01-01t00:00:00z',
+      '9999-12-31T23:59:59Z',
+      '2026-01-01T00:00:00+15:59',
+      '2026-01-01T00:00:00-14:00',
     ]
     for (const since of good) {
       const res = await t.call('GET', `/v1/alerts?since=${encodeURIComponent(since)}`, { token: org.admin_key })
@@ -357,13 +444,17 @@ describe('doctored cursors', () => {
   test('an offset Postgres cannot take is a 400 on every paginated list, never a 500', async () => {
     const lists = ['/v1/alerts', '/v1/webhooks', '/v1/alert-rules', '/v1/deploy-tokens', '/v1/dead-letters']
     for (const offset of ['+16', '+99', '+05:99', '+05:30:99', '-16']) {
-      const cursor = Buffer.from(JSON.stringify([`2026-01-01 00:00:00${offset}`, '00000000-0000-4000-8000-000000000001'])).toString('base64url')
+      const cursor = Buffer.from(
+        JSON.stringify([`2026-01-01 00:00:00${offset}`, '00000000-0000-4000-8000-000000000001']),
+      ).toString('base64url')
       for (const list of lists) {
         const res = await t.call('GET', `${list}?cursor=${cursor}`, { token: org.admin_key })
         expect({ list, offset, status: res.status }).toEqual({ list, offset, status: 400 })
       }
     }
-    const fine = Buffer.from(JSON.stringify(['2026-01-01 00:00:00+05:30', '00000000-0000-4000-8000-000000000001'])).toString('base64url')
+    const fine = Buffer.from(JSON.stringify(['2026-01-01 00:00:00+05:30', '00000000-0000-4000-8000-000000000001'])).toString(
+      'base64url',
+    )
     expect((await t.call('GET', `/v1/alerts?cursor=${fine}`, { token: org.admin_key })).status).toBe(200)
   })
 })

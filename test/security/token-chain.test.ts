@@ -54,10 +54,14 @@ async function recordAndSign(
   const jti = randomUUID()
   const iat = nowS()
   const payload = { jti, sub: a.org_id, typ: type, iat, exp: row.expiresAt ?? iat + 3600, parent_jti: parentJti, ...claims }
-  await withOrg(db.app, a.org_id, (tx) => tx`
+  await withOrg(
+    db.app,
+    a.org_id,
+    (tx) => tx`
     insert into auth.issued_tokens (org_id, jti, token_type, parent_jti, depth, kid, claims, expires_at)
     values (${a.org_id}, ${jti}, ${type}, ${parentJti}, ${row.depth ?? 0}, ${key.kid}, ${tx.json(payload as never)},
-            ${new Date((payload.exp as number) * 1000)})`)
+            ${new Date((payload.exp as number) * 1000)})`,
+  )
   return signed(`qt_${type}_`, payload)
 }
 
@@ -75,7 +79,12 @@ beforeAll(async () => {
   ;({ db, t, a } = await twoOrgApp())
   const app = await t.call('POST', '/tokens/app', { token: a.admin_key, json: { scopes: ['*'] } })
   bearer = (await t.call('POST', '/tokens/bearer', { token: app.body.token, json: { environment: 'prod' } })).body
-  agent = (await t.call('POST', '/tokens/agent', { token: a.admin_key, json: { bearer_jti: bearer.jti, agent_id: 'ag', rbac: RBAC, ttl_hours: 2 } })).body
+  agent = (
+    await t.call('POST', '/tokens/agent', {
+      token: a.admin_key,
+      json: { bearer_jti: bearer.jti, agent_id: 'ag', rbac: RBAC, ttl_hours: 2 },
+    })
+  ).body
   sub = (await t.call('POST', '/tokens/subagent', { token: agent.token, json: { agent_id: 'sub' } })).body
   expect(sub.jti).toBeString()
   const [row] = await db.owner<{ kid: string; private_key_ciphertext: Buffer }[]>`
@@ -94,7 +103,10 @@ describe('genuine chains still validate', () => {
   test('app → bearer → agent → sub-agent ×3 → session and override, and a re-signed copy of recorded claims', async () => {
     let parent = agent.token
     for (let i = 0; i < 3; i++) {
-      const r = await t.call('POST', '/tokens/subagent', { token: parent, json: { agent_id: `d${i}`, rbac: { ...RBAC, allowed_actions: ['data:read:x*'] } } })
+      const r = await t.call('POST', '/tokens/subagent', {
+        token: parent,
+        json: { agent_id: `d${i}`, rbac: { ...RBAC, allowed_actions: ['data:read:x*'] } },
+      })
       expect(r.status).toBe(201)
       parent = r.body.token
       expect((await who(parent)).status).toBe(200)
@@ -141,7 +153,8 @@ describe('a token signed with the org key but not as minted (leaked key)', () =>
   })
 
   test('a session re-signed for another agent or a larger budget is refused', async () => {
-    const session = (await t.call('POST', '/tokens/session', { token: sub.token, json: { session_id: 's2', max_events: 10 } })).body
+    const session = (await t.call('POST', '/tokens/session', { token: sub.token, json: { session_id: 's2', max_events: 10 } }))
+      .body
     expect((await who(session.token)).status).toBe(200)
     refused(await who(signed('qt_session_', { ...payloadOf(session.token), agent_id: 'someone-else' })))
     refused(await who(signed('qt_session_', { ...payloadOf(session.token), max_events: 1_000_000 })))
@@ -163,13 +176,23 @@ describe('a chain recorded wrong (minting bug)', () => {
       expect(await validator.validate(token)).toEqual({ ok: false, reason: 'invalid', chain: 'rbac_not_narrower' })
     }
     // The same recording with a subset policy is accepted: the check is about the policy.
-    const ok = await recordAndSign('subagent', agent.jti, { agent_id: 'fine', rbac: { ...subRbac(), allowed_actions: ['data:read:a*'] }, depth: 1 }, { depth: 1 })
+    const ok = await recordAndSign(
+      'subagent',
+      agent.jti,
+      { agent_id: 'fine', rbac: { ...subRbac(), allowed_actions: ['data:read:a*'] }, depth: 1 },
+      { depth: 1 },
+    )
     expect((await who(ok)).status).toBe(200)
   })
 
   test('a sub-agent recorded to outlive its parent is refused', async () => {
     const parentExp = Math.floor(Date.parse(agent.expires_at) / 1000)
-    const token = await recordAndSign('subagent', agent.jti, { agent_id: 'late', rbac: subRbac(), depth: 1 }, { depth: 1, expiresAt: parentExp + 600 })
+    const token = await recordAndSign(
+      'subagent',
+      agent.jti,
+      { agent_id: 'late', rbac: subRbac(), depth: 1 },
+      { depth: 1, expiresAt: parentExp + 600 },
+    )
     refused(await who(token))
     expect(await validator.validate(token)).toEqual({ ok: false, reason: 'invalid', chain: 'outlives_parent' })
   })
@@ -190,8 +213,16 @@ describe('a chain recorded wrong (minting bug)', () => {
   })
 
   test('a token under a broken link is refused too, however narrow itself', async () => {
-    const wide = await recordAndSign('subagent', agent.jti, { agent_id: 'wide', rbac: { ...subRbac(), allowed_actions: ['*'] }, depth: 1 }, { depth: 1 })
-    const child = await t.call('POST', '/tokens/session', { token: a.admin_key, json: { parent_jti: payloadOf(wide).jti, session_id: 's3' } })
+    const wide = await recordAndSign(
+      'subagent',
+      agent.jti,
+      { agent_id: 'wide', rbac: { ...subRbac(), allowed_actions: ['*'] }, depth: 1 },
+      { depth: 1 },
+    )
+    const child = await t.call('POST', '/tokens/session', {
+      token: a.admin_key,
+      json: { parent_jti: payloadOf(wide).jti, session_id: 's3' },
+    })
     expect(child.status).toBe(201)
     refused(await who(child.body.token))
     expect(await validator.validate(child.body.token)).toEqual({ ok: false, reason: 'invalid', chain: 'rbac_not_narrower' })

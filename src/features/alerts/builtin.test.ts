@@ -16,8 +16,22 @@ function wire(r: ItemResult): WireEvent {
   return { ...r.event, occurredAt: r.event.occurredAt.toISOString() }
 }
 const v2 = (over: Record<string, unknown> = {}) =>
-  wire(normalizeIngestItem({ schema_version: 2, event_id: crypto.randomUUID(), action_type: 'tools/call', session_id: 's', decision: 'allow', ...over }, '', NOW))
-const bash = (command: string, over: Record<string, unknown> = {}) => v2({ tool_name: 'Bash', arguments_json: JSON.stringify({ command }), ...over })
+  wire(
+    normalizeIngestItem(
+      {
+        schema_version: 2,
+        event_id: crypto.randomUUID(),
+        action_type: 'tools/call',
+        session_id: 's',
+        decision: 'allow',
+        ...over,
+      },
+      '',
+      NOW,
+    ),
+  )
+const bash = (command: string, over: Record<string, unknown> = {}) =>
+  v2({ tool_name: 'Bash', arguments_json: JSON.stringify({ command }), ...over })
 const api = (over: Record<string, unknown>) => wire(normalizeIngestItem({ session_id: 's', ...over }, '', NOW))
 const daemon = (over: Record<string, unknown>) =>
   wire(normalizeDaemonEvent({ event_id: 'tool-1', agent: 'claude', blocked: false, ...over }, '', NOW, M))
@@ -34,15 +48,18 @@ describe('blocked action → high', () => {
     const f = analyzeEvent(e).findings.find((x) => x.ruleKey === BUILTIN_RULES.blockedAction.key)
     expect(f).toMatchObject({ severity: 'high' })
   })
-  test.each([['allow', v2({ decision: 'allow' })], ['passthrough', v2({ decision: 'passthrough' })], ['no decision', v2({ decision: undefined })]])(
-    '%s does not',
-    (_n, e) => expect(rules(e)).not.toContain(BUILTIN_RULES.blockedAction.key),
-  )
+  test.each([
+    ['allow', v2({ decision: 'allow' })],
+    ['passthrough', v2({ decision: 'passthrough' })],
+    ['no decision', v2({ decision: undefined })],
+  ])('%s does not', (_n, e) => expect(rules(e)).not.toContain(BUILTIN_RULES.blockedAction.key))
 })
 
 describe('risk ≥ 80 → critical', () => {
   test('80 and 100 fire; 79 and no score do not', () => {
-    expect(analyzeEvent(v2({ risk_score: 80 })).findings).toContainEqual(expect.objectContaining({ ruleKey: 'builtin:high_risk', severity: 'critical' }))
+    expect(analyzeEvent(v2({ risk_score: 80 })).findings).toContainEqual(
+      expect.objectContaining({ ruleKey: 'builtin:high_risk', severity: 'critical' }),
+    )
     expect(rules(v2({ risk_score: 100 }))).toContain('builtin:high_risk')
     expect(rules(v2({ risk_score: 79 }))).not.toContain('builtin:high_risk')
     expect(rules(v2({}))).not.toContain('builtin:high_risk')
@@ -106,18 +123,24 @@ describe('destructive shell commands → critical', () => {
     expect(rules(api({ action_type: 'PROCESS_EXEC', tool_name: 'rm', arguments: ['-rf', '/'] }))).toContain(key)
     expect(rules(api({ action_type: 'PROCESS_EXEC', tool_name: 'rm', arguments: ['rm', '-rf', '/home/bob/'] }))).toContain(key)
     expect(rules(api({ action_type: 'PROCESS_EXEC', tool_name: 'rm', arguments: ['-rf', './build'] }))).not.toContain(key)
-    expect(rules(v2({ tool_name: 'shell', arguments_json: JSON.stringify({ command: ['bash', '-lc', 'rm -rf /'] }) }))).toContain(key)
+    expect(rules(v2({ tool_name: 'shell', arguments_json: JSON.stringify({ command: ['bash', '-lc', 'rm -rf /'] }) }))).toContain(
+      key,
+    )
     expect(rules(daemon({ action: 'tool:Bash', metadata: { args: '{"command":"rm -rf /"}' } }))).toContain(key)
     expect(rules(v2({ action_type: 'command', tool_name: 'x', arguments_json: 'mkfs /dev/sdb' }))).toContain(key)
   })
 
   test('only shell-like tools are checked: a Write of a script that contains rm -rf / is not a command', () => {
-    expect(rules(v2({ tool_name: 'Write', arguments_json: JSON.stringify({ file_path: 'x.sh', content: 'rm -rf /' }) }))).toEqual([])
+    expect(rules(v2({ tool_name: 'Write', arguments_json: JSON.stringify({ file_path: 'x.sh', content: 'rm -rf /' }) }))).toEqual(
+      [],
+    )
   })
 
   test('broad paths', () => {
-    for (const p of ['/', '/*', '//', '~', '~/', '~/*', '$HOME', '${HOME}/', '/usr', '/var/', '/home/alice', '/Users/bob/*']) expect(isBroadPath(p)).toBe(true)
-    for (const p of ['.', './', 'build', '/tmp', '/usr/local/lib/x', '~/src', '/home/alice/project', '/home/*/x']) expect(isBroadPath(p)).toBe(false)
+    for (const p of ['/', '/*', '//', '~', '~/', '~/*', '$HOME', '${HOME}/', '/usr', '/var/', '/home/alice', '/Users/bob/*'])
+      expect(isBroadPath(p)).toBe(true)
+    for (const p of ['.', './', 'build', '/tmp', '/usr/local/lib/x', '~/src', '/home/alice/project', '/home/*/x'])
+      expect(isBroadPath(p)).toBe(false)
   })
 
   test('the lexer is linear on hostile input', () => {
@@ -139,7 +162,10 @@ describe('credential file reads → high', () => {
     ['kube config', bash('cat $HOME/.kube/config')],
     ['gcloud adc', bash('cat ~/.config/gcloud/application_default_credentials.json')],
     ['git credentials', bash('cat ~/.git-credentials')],
-    ['windows path', v2({ tool_name: 'Read', arguments_json: JSON.stringify({ file_path: 'C:\\Users\\al\\.aws\\credentials' }) })],
+    [
+      'windows path',
+      v2({ tool_name: 'Read', arguments_json: JSON.stringify({ file_path: 'C:\\Users\\al\\.aws\\credentials' }) }),
+    ],
     ['API-reference FILE_READ', api({ action_type: 'FILE_READ', tool_name: 'cat', arguments: ['/Users/al/.ssh/id_rsa'] })],
     ['daemon tool:Read', daemon({ action: 'tool:Read', metadata: { args: '{"file_path":"/root/.aws/credentials"}' } })],
   ])('%s fires', (_n, e) => {
@@ -155,9 +181,15 @@ describe('credential file reads → high', () => {
     ['.env (too common; a custom rule can add it)', bash('cat .env')],
     ['a doc named like it', v2({ tool_name: 'Read', arguments_json: JSON.stringify({ file_path: 'docs/aws-credentials.md' }) })],
     ['listing the directory', bash('ls -la ~/.aws/credentials')],
-    ['writing it', v2({ tool_name: 'Write', arguments_json: JSON.stringify({ file_path: '~/.aws/credentials', content: '[default]' }) })],
+    [
+      'writing it',
+      v2({ tool_name: 'Write', arguments_json: JSON.stringify({ file_path: '~/.aws/credentials', content: '[default]' }) }),
+    ],
     ['API-reference FILE_WRITE', api({ action_type: 'FILE_WRITE', tool_name: 'vim', arguments: ['/Users/al/.netrc'] })],
-    ['a URL mentioning it', v2({ tool_name: 'WebFetch', arguments_json: JSON.stringify({ url: 'https://docs.aws.amazon.com/.aws/credentials' }) })],
+    [
+      'a URL mentioning it',
+      v2({ tool_name: 'WebFetch', arguments_json: JSON.stringify({ url: 'https://docs.aws.amazon.com/.aws/credentials' }) }),
+    ],
   ])('%s does not', (_n, e) => {
     expect(analyzeEvent(e).credentialRead).toBeNull()
   })

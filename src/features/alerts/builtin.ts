@@ -14,7 +14,16 @@
  * client-controlled text, so a hostile event cannot stall the consumer.
  */
 import type { WireEvent } from '../../bus/bus.ts'
-import { basename, commandOf, findDestructive, findOutbound, isLoopback, onlyLoopback, parseShell, type Segment } from './shell.ts'
+import {
+  basename,
+  commandOf,
+  findDestructive,
+  findOutbound,
+  isLoopback,
+  onlyLoopback,
+  parseShell,
+  type Segment,
+} from './shell.ts'
 
 export type Severity = 'low' | 'medium' | 'high' | 'critical'
 
@@ -47,20 +56,69 @@ export interface EventAnalysis {
 
 const BLOCK_DECISIONS = new Set(['block', 'blocked', 'deny', 'denied'])
 const SHELL_TOOLS = new Set([
-  'bash', 'sh', 'zsh', 'shell', 'terminal', 'exec', 'run_terminal_cmd', 'execute_command', 'run_shell_command',
-  'run_command', 'local_shell', 'shell_exec', 'exec_command', 'powershell', 'pwsh',
+  'bash',
+  'sh',
+  'zsh',
+  'shell',
+  'terminal',
+  'exec',
+  'run_terminal_cmd',
+  'execute_command',
+  'run_shell_command',
+  'run_command',
+  'local_shell',
+  'shell_exec',
+  'exec_command',
+  'powershell',
+  'pwsh',
 ])
 const SHELL_ACTION_TYPES = new Set(['command', 'process', 'process_exec', 'exec'])
 const COMMAND_KEYS = ['command', 'cmd', 'script', 'command_line', 'commandLine']
 const NETWORK_ACTION_TYPES = new Set(['http', 'https', 'network', 'network_connect', 'net', 'net_connect'])
 const NETWORK_TOOLS = new Set([
-  'webfetch', 'web_fetch', 'fetch', 'http_request', 'http', 'curl', 'wget', 'nc', 'ncat', 'netcat', 'socat', 'scp',
-  'sftp', 'ftp', 'telnet',
+  'webfetch',
+  'web_fetch',
+  'fetch',
+  'http_request',
+  'http',
+  'curl',
+  'wget',
+  'nc',
+  'ncat',
+  'netcat',
+  'socat',
+  'scp',
+  'sftp',
+  'ftp',
+  'telnet',
 ])
 const WRITE_ACTION_TYPES = new Set(['file_write', 'file_delete'])
-const WRITE_TOOLS = new Set(['write', 'edit', 'multiedit', 'notebookedit', 'write_file', 'edit_file', 'create_file', 'delete_file'])
+const WRITE_TOOLS = new Set([
+  'write',
+  'edit',
+  'multiedit',
+  'notebookedit',
+  'write_file',
+  'edit_file',
+  'create_file',
+  'delete_file',
+])
 /** Shell commands that name a file without reading its contents. */
-const NON_READING_COMMANDS = new Set(['ls', 'rm', 'touch', 'mkdir', 'chmod', 'chown', 'stat', 'test', '[', 'echo', 'printf', 'export', 'which'])
+const NON_READING_COMMANDS = new Set([
+  'ls',
+  'rm',
+  'touch',
+  'mkdir',
+  'chmod',
+  'chown',
+  'stat',
+  'test',
+  '[',
+  'echo',
+  'printf',
+  'export',
+  'which',
+])
 
 const DESTRUCTIVE_TITLES: Record<string, string> = {
   rm_recursive_broad: 'recursive delete of a root, home or system directory',
@@ -89,7 +147,12 @@ export function analyzeEvent(e: WireEvent): EventAnalysis {
   }
   if (e.riskScore !== null && e.riskScore >= HIGH_RISK_THRESHOLD) {
     const r = BUILTIN_RULES.highRisk
-    findings.push({ ruleKey: r.key, severity: r.severity, title: `High-risk action (risk ${e.riskScore}): ${label}`, detail: null })
+    findings.push({
+      ruleKey: r.key,
+      severity: r.severity,
+      title: `High-risk action (risk ${e.riskScore}): ${label}`,
+      detail: null,
+    })
   }
   const command = isShellLike(e) ? commandText(e) : null
   const segments = command === null ? [] : parseShell(command)
@@ -97,14 +160,24 @@ export function analyzeEvent(e: WireEvent): EventAnalysis {
     const d = findDestructive(command, segments)
     if (d) {
       const r = BUILTIN_RULES.destructiveCommand
-      findings.push({ ruleKey: r.key, severity: r.severity, title: `Destructive command: ${DESTRUCTIVE_TITLES[d.check]}`, detail: d.detail })
+      findings.push({
+        ruleKey: r.key,
+        severity: r.severity,
+        title: `Destructive command: ${DESTRUCTIVE_TITLES[d.check]}`,
+        detail: d.detail,
+      })
     }
   }
   const outbound = outboundOf(e, command !== null, segments)
   const credentialRead = credentialReadOf(e, command !== null, segments)
   if (credentialRead !== null) {
     const r = BUILTIN_RULES.credentialRead
-    findings.push({ ruleKey: r.key, severity: r.severity, title: `Credential file read: ${credentialRead.slice(0, 200)}`, detail: credentialRead })
+    findings.push({
+      ruleKey: r.key,
+      severity: r.severity,
+      title: `Credential file read: ${credentialRead.slice(0, 200)}`,
+      detail: credentialRead,
+    })
   }
   return { findings, credentialRead, outbound }
 }
@@ -126,7 +199,8 @@ export function commandText(e: WireEvent): string | null {
     const argv = args.filter((a): a is string => typeof a === 'string')
     const first = argv[0]
     const tool = e.toolName
-    const prefixed = tool && (first === undefined || basename(first).toLowerCase() !== tool.toLowerCase()) ? [tool, ...argv] : argv
+    const prefixed =
+      tool && (first === undefined || basename(first).toLowerCase() !== tool.toLowerCase()) ? [tool, ...argv] : argv
     return prefixed.length > 0 ? joinArgv(prefixed) : null
   }
   if (args && typeof args === 'object') {
@@ -164,7 +238,12 @@ function outboundOf(e: WireEvent, shell: boolean, segments: Segment[]): string |
 /** A network action that is not a shell command: `http:` / `net:` actions, network action types and tools. */
 function isNetworkAction(e: WireEvent): boolean {
   const action = lower(e.action)
-  return action.startsWith('http:') || action.startsWith('net:') || NETWORK_ACTION_TYPES.has(lower(e.actionType)) || NETWORK_TOOLS.has(lower(e.toolName))
+  return (
+    action.startsWith('http:') ||
+    action.startsWith('net:') ||
+    NETWORK_ACTION_TYPES.has(lower(e.actionType)) ||
+    NETWORK_TOOLS.has(lower(e.toolName))
+  )
 }
 
 function credentialReadOf(e: WireEvent, shell: boolean, segments: Segment[]): string | null {

@@ -117,13 +117,27 @@ describe('validation: a JSON Pointer and a reason per problem', () => {
     let deep: unknown = { field: 'tool_name', op: 'exists' }
     for (let i = 0; i < 6; i++) deep = { not: deep }
     expect(errorsOf(deep)[0]!.message).toContain('nested')
-    const wide = { any: Array.from({ length: 32 }, () => ({ any: [{ field: 'tool_name', op: 'exists' }, { field: 'action', op: 'exists' }] })) }
+    const wide = {
+      any: Array.from({ length: 32 }, () => ({
+        any: [
+          { field: 'tool_name', op: 'exists' },
+          { field: 'action', op: 'exists' },
+        ],
+      })),
+    }
     expect(errorsOf(wide).some((e) => e.message.includes('64 nodes'))).toBe(true)
   })
 
   test('the TypeBox schema accepts the documented examples and rejects unknown keys', () => {
     const check = TypeCompiler.Compile(ConditionSchema)
-    expect(check.Check({ all: [{ field: 'tool_name', op: 'eq', value: 'Bash' }, { field: 'arguments', op: 'contains', value: 'curl' }] })).toBe(true)
+    expect(
+      check.Check({
+        all: [
+          { field: 'tool_name', op: 'eq', value: 'Bash' },
+          { field: 'arguments', op: 'contains', value: 'curl' },
+        ],
+      }),
+    ).toBe(true)
     expect(check.Check({ not: { field: 'labels.env', op: 'in', value: ['prod', 'staging'] } })).toBe(true)
     expect(check.Check({ field: 'tool_name', op: 'eq', value: 'x', regex: '.*' })).toBe(false)
     expect(check.Check({ field: 'secrets', op: 'eq', value: 'x' })).toBe(false)

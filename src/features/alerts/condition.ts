@@ -16,11 +16,41 @@ import { Type } from '@sinclair/typebox'
 import type { FieldError } from '../../errors.ts'
 import type { WireEvent } from '../../bus/bus.ts'
 
-export const CONDITION_LIMITS = { depth: 6, nodes: 64, children: 32, inItems: 100, valueChars: 1024, globChars: 256, globTextChars: 64 * 1024 }
+export const CONDITION_LIMITS = {
+  depth: 6,
+  nodes: 64,
+  children: 32,
+  inItems: 100,
+  valueChars: 1024,
+  globChars: 256,
+  globTextChars: 64 * 1024,
+}
 
-const STRING_FIELDS = ['action_type', 'action', 'tool_name', 'agent_key', 'session_key', 'decision', 'platform', 'source'] as const
+const STRING_FIELDS = [
+  'action_type',
+  'action',
+  'tool_name',
+  'agent_key',
+  'session_key',
+  'decision',
+  'platform',
+  'source',
+] as const
 export const CONDITION_FIELDS = [...STRING_FIELDS, 'blocked', 'risk_score', 'arguments'] as const
-export const CONDITION_OPS = ['eq', 'ne', 'in', 'contains', 'starts_with', 'ends_with', 'glob', 'gt', 'gte', 'lt', 'lte', 'exists'] as const
+export const CONDITION_OPS = [
+  'eq',
+  'ne',
+  'in',
+  'contains',
+  'starts_with',
+  'ends_with',
+  'glob',
+  'gt',
+  'gte',
+  'lt',
+  'lte',
+  'exists',
+] as const
 type Op = (typeof CONDITION_OPS)[number]
 
 const LABEL_FIELD = /^labels\.([A-Za-z0-9_.:-]{1,64})$/
@@ -33,8 +63,12 @@ export const ConditionSchema = Type.Recursive(
   (Self) =>
     Type.Object(
       {
-        all: Type.Optional(Type.Array(Self, { minItems: 1, maxItems: CONDITION_LIMITS.children, description: 'Every child matches.' })),
-        any: Type.Optional(Type.Array(Self, { minItems: 1, maxItems: CONDITION_LIMITS.children, description: 'At least one child matches.' })),
+        all: Type.Optional(
+          Type.Array(Self, { minItems: 1, maxItems: CONDITION_LIMITS.children, description: 'Every child matches.' }),
+        ),
+        any: Type.Optional(
+          Type.Array(Self, { minItems: 1, maxItems: CONDITION_LIMITS.children, description: 'At least one child matches.' }),
+        ),
         not: Type.Optional(Self),
         field: Type.Optional(
           Type.String({ pattern: FIELD_PATTERN, description: `One of ${CONDITION_FIELDS.join(', ')}, or labels.<key>.` }),
@@ -117,9 +151,14 @@ export function compileCondition(raw: unknown, base = '/condition'): Compiled {
     const { field, op, value } = o
     if (typeof field !== 'string') return fail(`${path}/field`, 'is required (a string)')
     const label = LABEL_FIELD.exec(field)?.[1]
-    const kind: Kind | null = label !== undefined || (STRING_FIELDS as readonly string[]).includes(field) || field === 'arguments'
-      ? 'string'
-      : field === 'risk_score' ? 'number' : field === 'blocked' ? 'boolean' : null
+    const kind: Kind | null =
+      label !== undefined || (STRING_FIELDS as readonly string[]).includes(field) || field === 'arguments'
+        ? 'string'
+        : field === 'risk_score'
+          ? 'number'
+          : field === 'blocked'
+            ? 'boolean'
+            : null
     if (kind === null) return fail(`${path}/field`, `must be one of ${CONDITION_FIELDS.join(', ')} or labels.<key>`)
     if (typeof op !== 'string' || !(CONDITION_OPS as readonly string[]).includes(op)) {
       return fail(`${path}/op`, `must be one of ${CONDITION_OPS.join(', ')}`)
@@ -162,7 +201,12 @@ export function compileCondition(raw: unknown, base = '/condition'): Compiled {
         return (x) => (get(x) === value) !== neg
       }
       case 'in': {
-        if (!Array.isArray(value) || value.length === 0 || value.length > CONDITION_LIMITS.inItems || value.some((v) => typeof v !== kind)) {
+        if (
+          !Array.isArray(value) ||
+          value.length === 0 ||
+          value.length > CONDITION_LIMITS.inItems ||
+          value.some((v) => typeof v !== kind)
+        ) {
           return fail(vpath, `must be an array of 1–${CONDITION_LIMITS.inItems} ${kind}s`)
         }
         if (kind === 'string') {
@@ -180,13 +224,18 @@ export function compileCondition(raw: unknown, base = '/condition'): Compiled {
       case 'ends_with':
       case 'glob': {
         const max = op === 'glob' ? CONDITION_LIMITS.globChars : CONDITION_LIMITS.valueChars
-        if (typeof value !== 'string' || value.length === 0 || value.length > max) return fail(vpath, `must be a string of 1–${max} characters`)
+        if (typeof value !== 'string' || value.length === 0 || value.length > max)
+          return fail(vpath, `must be a string of 1–${max} characters`)
         const want = norm(value)
         const match =
-          op === 'contains' ? (t: string) => t.includes(want)
-          : op === 'starts_with' ? (t: string) => t.startsWith(want)
-          : op === 'ends_with' ? (t: string) => t.endsWith(want)
-          : (t: string) => globMatch(want, t.length > CONDITION_LIMITS.globTextChars ? t.slice(0, CONDITION_LIMITS.globTextChars) : t)
+          op === 'contains'
+            ? (t: string) => t.includes(want)
+            : op === 'starts_with'
+              ? (t: string) => t.startsWith(want)
+              : op === 'ends_with'
+                ? (t: string) => t.endsWith(want)
+                : (t: string) =>
+                    globMatch(want, t.length > CONDITION_LIMITS.globTextChars ? t.slice(0, CONDITION_LIMITS.globTextChars) : t)
         return (x) => {
           const t = text(x)
           return t !== null && match(field === 'arguments' ? t : norm(t))
@@ -194,9 +243,12 @@ export function compileCondition(raw: unknown, base = '/condition'): Compiled {
       }
       default: {
         if (typeof value !== 'number' || !Number.isFinite(value)) return fail(vpath, 'must be a number')
-        const cmp = { gt: (a: number) => a > value, gte: (a: number) => a >= value, lt: (a: number) => a < value, lte: (a: number) => a <= value }[
-          op as 'gt' | 'gte' | 'lt' | 'lte'
-        ]
+        const cmp = {
+          gt: (a: number) => a > value,
+          gte: (a: number) => a >= value,
+          lt: (a: number) => a < value,
+          lte: (a: number) => a <= value,
+        }[op as 'gt' | 'gte' | 'lt' | 'lte']
         return (x) => {
           const n = get(x)
           return typeof n === 'number' && cmp(n)
@@ -212,17 +264,28 @@ export function compileCondition(raw: unknown, base = '/condition'): Compiled {
 function getter(field: string, label: string | undefined): (x: EventView) => string | number | boolean | null {
   if (label !== undefined) return (x) => (Object.hasOwn(x.event.labels, label) ? (x.event.labels[label] ?? null) : null)
   switch (field) {
-    case 'action_type': return (x) => x.event.actionType
-    case 'action': return (x) => x.event.action
-    case 'tool_name': return (x) => x.event.toolName
-    case 'agent_key': return (x) => x.event.agentKey
-    case 'session_key': return (x) => x.event.sessionKey
-    case 'decision': return (x) => x.event.decision
-    case 'platform': return (x) => x.event.platform
-    case 'source': return (x) => x.event.source
-    case 'blocked': return (x) => x.event.blocked
-    case 'risk_score': return (x) => x.event.riskScore
-    default: return () => null // arguments: read through its cached JSON text
+    case 'action_type':
+      return (x) => x.event.actionType
+    case 'action':
+      return (x) => x.event.action
+    case 'tool_name':
+      return (x) => x.event.toolName
+    case 'agent_key':
+      return (x) => x.event.agentKey
+    case 'session_key':
+      return (x) => x.event.sessionKey
+    case 'decision':
+      return (x) => x.event.decision
+    case 'platform':
+      return (x) => x.event.platform
+    case 'source':
+      return (x) => x.event.source
+    case 'blocked':
+      return (x) => x.event.blocked
+    case 'risk_score':
+      return (x) => x.event.riskScore
+    default:
+      return () => null // arguments: read through its cached JSON text
   }
 }
 

@@ -94,7 +94,15 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
     const e = p.event
     const a = analyses[i]!
     const add = (ruleKey: string, ruleId: string | null, severity: Severity, title: string, detail: Record<string, unknown>) =>
-      alerts.push({ ruleKey, ruleId, event: e, machineId: p.machineId, severity, title: title.slice(0, 500), context: { ...contextOf(e), ...detail } })
+      alerts.push({
+        ruleKey,
+        ruleId,
+        event: e,
+        machineId: p.machineId,
+        severity,
+        title: title.slice(0, 500),
+        context: { ...contextOf(e), ...detail },
+      })
     for (const f of a.findings) add(f.ruleKey, null, f.severity, f.title, f.detail === null ? {} : { detail: f.detail })
 
     const session = e.sessionKey

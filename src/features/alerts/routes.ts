@@ -14,7 +14,17 @@ import type { AppEnv } from '../../http/request-context.ts'
 import { checkName } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { compileCondition } from './condition.ts'
-import { deleteRule, getRule, insertRule, listAlerts, listRules, setAlertStatus, updateRule, type AlertRow, type RuleRow } from './repo.ts'
+import {
+  deleteRule,
+  getRule,
+  insertRule,
+  listAlerts,
+  listRules,
+  setAlertStatus,
+  updateRule,
+  type AlertRow,
+  type RuleRow,
+} from './repo.ts'
 import {
   AlertList,
   AlertListQuery,

@@ -103,8 +103,29 @@ const SHELLS = new Set(['sh', 'bash', 'zsh', 'dash', 'ksh', 'fish'])
 
 /** Words that run the next word as the command. */
 const PREFIXES = new Set([
-  'sudo', 'doas', 'env', 'nohup', 'time', 'exec', 'command', 'builtin', 'nice', 'ionice', 'xargs', 'timeout',
-  'stdbuf', 'unbuffer', 'then', 'do', 'else', 'if', 'while', 'until', '!', '{', '}',
+  'sudo',
+  'doas',
+  'env',
+  'nohup',
+  'time',
+  'exec',
+  'command',
+  'builtin',
+  'nice',
+  'ionice',
+  'xargs',
+  'timeout',
+  'stdbuf',
+  'unbuffer',
+  'then',
+  'do',
+  'else',
+  'if',
+  'while',
+  'until',
+  '!',
+  '{',
+  '}',
 ])
 /** Prefix options that take a value (`sudo -u root`, `nice -n 5`). */
 const PREFIX_VALUE_FLAGS = new Set(['-u', '-g', '-C', '-D', '-p', '-r', '-t', '-U', '-n', '-c', '-s', '-k'])
@@ -138,8 +159,27 @@ export function commandOf(seg: Segment): { name: string; args: string[] } | null
 // ---- destructive commands -------------------------------------------------------------------
 
 const SYSTEM_DIRS = new Set([
-  'bin', 'boot', 'dev', 'etc', 'home', 'lib', 'lib64', 'opt', 'proc', 'root', 'sbin', 'srv', 'sys', 'usr', 'var',
-  'Users', 'System', 'Library', 'Applications', 'Volumes', 'private',
+  'bin',
+  'boot',
+  'dev',
+  'etc',
+  'home',
+  'lib',
+  'lib64',
+  'opt',
+  'proc',
+  'root',
+  'sbin',
+  'srv',
+  'sys',
+  'usr',
+  'var',
+  'Users',
+  'System',
+  'Library',
+  'Applications',
+  'Volumes',
+  'private',
 ])
 
 /**
@@ -190,7 +230,8 @@ export function findDestructive(text: string, segments: Segment[]): ShellFinding
     } else if (/^mkfs(?:\..+)?$/.test(name) || name === 'mke2fs') {
       return { check: 'mkfs', detail: detail() }
     } else if (name === 'dd') {
-      if (args.some((a) => a.startsWith('of=') && BLOCK_DEVICE.test(a.slice(3)))) return { check: 'dd_to_device', detail: detail() }
+      if (args.some((a) => a.startsWith('of=') && BLOCK_DEVICE.test(a.slice(3))))
+        return { check: 'dd_to_device', detail: detail() }
     } else if (name === 'chmod') {
       const recursive = /R/.test(shortFlags) || flags.includes('--recursive')
       if (recursive && operands.some((o) => OPEN_MODES.has(o)) && operands.some(isBroadPath)) {
@@ -240,7 +281,8 @@ function hasForkBomb(text: string): boolean {
 
 const NETWORK_COMMANDS = new Set(['curl', 'wget', 'nc', 'ncat', 'netcat', 'socat', 'scp', 'sftp', 'ftp', 'telnet'])
 
-const LOOPBACK = /^(?:[a-z][a-z0-9+.-]*:\/\/)?(?:[^@/\s]*@)?(?:localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1|0\.0\.0\.0)(?::\d+)?(?:[/?#].*)?$/i
+const LOOPBACK =
+  /^(?:[a-z][a-z0-9+.-]*:\/\/)?(?:[^@/\s]*@)?(?:localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1|0\.0\.0\.0)(?::\d+)?(?:[/?#].*)?$/i
 
 /** True when a host or URL string names this machine. */
 export function isLoopback(value: string): boolean {

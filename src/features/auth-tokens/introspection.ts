@@ -20,9 +20,12 @@ const Scopes = Type.Array(Type.String(), { description: 'admin, ingest, read, ov
 const OpaqueIdentity = Type.Object(
   {
     kind: Type.Literal('opaque'),
-    type: Type.Union(OPAQUE_KINDS.map((k) => Type.Literal(k)), {
-      description: 'api_key: a qk_ admin key; install: a qt_deploy_ deploy token; service: a machine qt_sk_ token.',
-    }),
+    type: Type.Union(
+      OPAQUE_KINDS.map((k) => Type.Literal(k)),
+      {
+        description: 'api_key: a qk_ admin key; install: a qt_deploy_ deploy token; service: a machine qt_sk_ token.',
+      },
+    ),
     org_id: Type.String({ format: 'uuid' }),
     token_id: Type.String({ format: 'uuid' }),
     scopes: Scopes,
@@ -40,19 +43,25 @@ const JwtIdentity = Type.Object(
     parent_jti: Type.Optional(Type.String({ description: 'The token this one was minted from.' })),
     agent_id: Type.Optional(Type.String()),
     session_id: Type.Optional(Type.String()),
-    max_events: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'Session tokens: event budget; null: none.' })),
+    max_events: Type.Optional(
+      Type.Union([Type.Integer(), Type.Null()], { description: 'Session tokens: event budget; null: none.' }),
+    ),
     delegation_depth: Type.Optional(Type.Integer({ minimum: 0 })),
     event_id: Type.Optional(Type.String({ description: 'Override tokens: the event they decide.' })),
     allowed_decisions: Type.Optional(Type.Array(Type.String())),
     environment: Type.Optional(Type.String()),
-    rbac: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'The signed RBAC policy (agent and sub-agent tokens).' })),
+    rbac: Type.Optional(
+      Type.Object({}, { additionalProperties: true, description: 'The signed RBAC policy (agent and sub-agent tokens).' }),
+    ),
     scopes: Scopes,
     expires_at: Type.String({ format: 'date-time' }),
   },
   { $id: 'JwtIdentity', description: 'A qt_ JWT of the token hierarchy.' },
 )
 
-export const WhoAmI = Type.Union([OpaqueIdentity, JwtIdentity], { description: 'Which credential this is; `kind` tells the two apart.' })
+export const WhoAmI = Type.Union([OpaqueIdentity, JwtIdentity], {
+  description: 'Which credential this is; `kind` tells the two apart.',
+})
 
 export const Decision = Type.Object({
   allowed: Type.Boolean(),
@@ -113,9 +122,25 @@ export function mountIntrospection(routes: RouteRegistry, deps: { anyAuth: Middl
       const p = c.get('principal')
       const parsed = p.kind === 'jwt' && p.rbac ? parseRbac(p.rbac) : null
       // A signed policy we cannot parse denies everything rather than nothing.
-      if (parsed && !parsed.ok) return c.json({ allowed: false, step: 1, step_name: 'denied_actions', reason: 'the credential carries an unreadable RBAC policy' })
-      const d = evaluateRbac(parsed ? parsed.policy : null, { action: body.action, resource: body.resource, sensitivity: body.sensitivity })
-      return c.json({ allowed: d.allowed, step: d.step, step_name: d.step_name, reason: d.reason, ...(d.pattern ? { pattern: d.pattern } : {}) })
+      if (parsed && !parsed.ok)
+        return c.json({
+          allowed: false,
+          step: 1,
+          step_name: 'denied_actions',
+          reason: 'the credential carries an unreadable RBAC policy',
+        })
+      const d = evaluateRbac(parsed ? parsed.policy : null, {
+        action: body.action,
+        resource: body.resource,
+        sensitivity: body.sensitivity,
+      })
+      return c.json({
+        allowed: d.allowed,
+        step: d.step,
+        step_name: d.step_name,
+        reason: d.reason,
+        ...(d.pattern ? { pattern: d.pattern } : {}),
+      })
     },
   )
 }

@@ -32,7 +32,10 @@ export function mountSigningKeys(
       auth: true,
       body: KeyOrgBody,
       idempotent: true,
-      responses: { 200: { description: 'The active key', schema: SigningKeyView }, 201: { description: 'Created', schema: SigningKeyView } },
+      responses: {
+        200: { description: 'The active key', schema: SigningKeyView },
+        201: { description: 'Created', schema: SigningKeyView },
+      },
     },
     [anyAuth],
     async (c, { body }) => {
@@ -90,7 +93,7 @@ export function mountSigningKeys(
       method: 'get',
       path: '/keys/public/:org_id',
       operationId: 'publicSigningKeys',
-      summary: 'Public keys that verify this org\'s tokens (JWKs) and the active key as PEM; no auth',
+      summary: "Public keys that verify this org's tokens (JWKs) and the active key as PEM; no auth",
       tags,
       auth: false,
       params: OrgParams,

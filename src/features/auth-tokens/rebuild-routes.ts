@@ -60,7 +60,10 @@ export function mountFilterRebuild(routes: RouteRegistry, deps: RebuildDeps): vo
       if (running) throw new AppError(409, 'rebuild_in_progress', 'A rebuild is already running on this instance.')
       const now = Date.now()
       if (now - lastStart < every) {
-        throw new RateLimitedError('The revocation filter was rebuilt moments ago.', Math.max(1, Math.ceil((lastStart + every - now) / 1000)))
+        throw new RateLimitedError(
+          'The revocation filter was rebuilt moments ago.',
+          Math.max(1, Math.ceil((lastStart + every - now) / 1000)),
+        )
       }
       running = true
       lastStart = now
@@ -69,9 +72,11 @@ export function mountFilterRebuild(routes: RouteRegistry, deps: RebuildDeps): vo
         // Read when iterated, after the rebuild has begun (docs/revocation.md "Rebuilds are atomic").
         const sql = deps.sql
         const skew = deps.clockSkewS
-        out = await filter.rebuild((async function* () {
-          yield* await revokedForFilter(sql, skew)
-        })())
+        out = await filter.rebuild(
+          (async function* () {
+            yield* await revokedForFilter(sql, skew)
+          })(),
+        )
       } finally {
         running = false
       }

@@ -18,7 +18,17 @@ export interface IssuedRow extends ParentToken {
  * ancestor is revoked. Undefined when the org has no such token (RLS hides other orgs').
  */
 export async function findIssued(tx: Tx, by: { jti: string } | { hash: Buffer }): Promise<IssuedRow | undefined> {
-  const rows = await tx<{ jti: string; token_type: TokenType; depth: number; claims: Record<string, unknown>; expires_at: Date; revoked: boolean; chain_revoked: boolean }[]>`
+  const rows = await tx<
+    {
+      jti: string
+      token_type: TokenType
+      depth: number
+      claims: Record<string, unknown>
+      expires_at: Date
+      revoked: boolean
+      chain_revoked: boolean
+    }[]
+  >`
     with recursive me as (
       select jti, parent_jti, token_type, depth, claims, expires_at, revoked_at from auth.issued_tokens
        where ${'jti' in by ? tx`jti = ${by.jti}` : tx`token_hash = ${by.hash}`}
@@ -106,9 +116,13 @@ export async function takeSessionEvents(tx: Tx, jti: string, n: number, maxEvent
  * (sql/0012_auth_tokens.sql).
  */
 export async function revokedForFilter(sql: Sql, skewS: number): Promise<{ orgId: string; jti: string }[]> {
-  const rows = await withSettings(sql, { 'app.revocation_filter_read': 'on' }, (tx) => tx<{ org_id: string; jti: string }[]>`
+  const rows = await withSettings(
+    sql,
+    { 'app.revocation_filter_read': 'on' },
+    (tx) => tx<{ org_id: string; jti: string }[]>`
     select org_id::text as org_id, jti::text as jti from auth.issued_tokens
-     where revoked_at is not null and expires_at > now() - ${skewS} * interval '1 second'`)
+     where revoked_at is not null and expires_at > now() - ${skewS} * interval '1 second'`,
+  )
   return rows.map((r) => ({ orgId: r.org_id, jti: r.jti }))
 }
 
@@ -121,12 +135,16 @@ export async function revokedSince(sql: Sql, since: Date): Promise<{ orgId: stri
   // age_ms: how long ago each was revoked, on the database's clock alone (the revocation SLO
   // metric, issue 14), so that this host's clock skew does not enter it.
   type Row = { org_id: string; jti: string; at: Date; age_ms: number }
-  const rows = await withSettings(sql, { 'app.revocation_filter_read': 'on' }, (tx) => tx<Row[]>`
+  const rows = await withSettings(
+    sql,
+    { 'app.revocation_filter_read': 'on' },
+    (tx) => tx<Row[]>`
     select org_id::text as org_id, jti::text as jti, revoked_at as at,
            (extract(epoch from clock_timestamp() - revoked_at) * 1000)::float8 as age_ms
       from auth.issued_tokens
      where revoked_at is not null and revoked_at >= ${since.toISOString()}::timestamptz
-     order by revoked_at`)
+     order by revoked_at`,
+  )
   return rows.map((r) => ({ orgId: r.org_id, jti: r.jti, at: r.at.getTime(), ageMs: Number(r.age_ms) }))
 }
 

@@ -94,7 +94,13 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
 
   const SingleOut = Type.Object({ revoked: Type.Literal(true), jti: Type.String() })
   const CascadeOut = Type.Object({ revoked_count: Type.Integer(), revoked_jtis: Type.Array(Type.String()) })
-  const spec = (method: 'delete' | 'post', path: string, operationId: string, summary: string, out: typeof SingleOut | typeof CascadeOut) => ({
+  const spec = (
+    method: 'delete' | 'post',
+    path: string,
+    operationId: string,
+    summary: string,
+    out: typeof SingleOut | typeof CascadeOut,
+  ) => ({
     method,
     path,
     operationId,
@@ -106,11 +112,15 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
     responses: { 200: { description: 'Revoked', schema: out } },
   })
 
-  routes.add(spec('delete', '/revocation/:jti', 'revokeToken', 'Revoke one token (refused from its next use)', SingleOut), [deps.anyAuth], (c, { params }) =>
-    single(c, params.jti),
+  routes.add(
+    spec('delete', '/revocation/:jti', 'revokeToken', 'Revoke one token (refused from its next use)', SingleOut),
+    [deps.anyAuth],
+    (c, { params }) => single(c, params.jti),
   )
-  routes.add(spec('delete', '/tokens/:jti', 'revokeTokenClient', 'Revoke one token (proxy client path)', SingleOut), [deps.anyAuth], (c, { params }) =>
-    single(c, params.jti),
+  routes.add(
+    spec('delete', '/tokens/:jti', 'revokeTokenClient', 'Revoke one token (proxy client path)', SingleOut),
+    [deps.anyAuth],
+    (c, { params }) => single(c, params.jti),
   )
   routes.add(
     spec('post', '/revocation/cascade/:jti', 'revokeTokenCascade', 'Revoke a token and every descendant', CascadeOut),
@@ -118,7 +128,13 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
     (c, { params }) => cascade(c, params.jti),
   )
   routes.add(
-    spec('post', '/revoke/cascade/:jti', 'revokeTokenCascadeClient', 'Revoke a token and every descendant (proxy client path)', CascadeOut),
+    spec(
+      'post',
+      '/revoke/cascade/:jti',
+      'revokeTokenCascadeClient',
+      'Revoke a token and every descendant (proxy client path)',
+      CascadeOut,
+    ),
     [deps.anyAuth],
     (c, { params }) => cascade(c, params.jti),
   )

@@ -168,7 +168,10 @@ const DEFINITIONS: { type: TokenType; body: TSchema; summary: string; build: Han
 export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): void {
   const mintDeps: MintDeps = { sql: deps.sql, keys: deps.keys, maxDepth: deps.maxDepth }
   for (const def of DEFINITIONS) {
-    for (const [base, suffix] of [['/tokens', ''], ['/auth/tokens', 'Alias']] as const) {
+    for (const [base, suffix] of [
+      ['/tokens', ''],
+      ['/auth/tokens', 'Alias'],
+    ] as const) {
       routes.add(
         {
           method: 'post',
@@ -187,7 +190,8 @@ export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): voi
           checkCustomer(p, (body as { customer_id?: string }).customer_id)
           if (def.type === 'app' || def.type === 'bearer' || def.type === 'agent') {
             // The client form lets a token mint its own children; roots need management.
-            const selfParent = p.kind === 'jwt' && ((def.type === 'bearer' && p.type === 'app') || (def.type === 'agent' && p.type === 'bearer'))
+            const selfParent =
+              p.kind === 'jwt' && ((def.type === 'bearer' && p.type === 'app') || (def.type === 'agent' && p.type === 'bearer'))
             if (!isManagement(p) && !selfParent) throw new ForbiddenError(`This credential may not mint ${def.type} tokens.`)
           }
           const minted = await mintFor(mintDeps, p, def.build(c, p, body, mintDeps), c.get('requestId'))

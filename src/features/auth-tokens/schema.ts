@@ -7,11 +7,17 @@
 import { Type } from '@sinclair/typebox'
 import { STORABLE_TEXT_PATTERN } from '../../http/text-guard.ts'
 
-const Customer = Type.Optional(Type.String({ maxLength: 64, description: 'Must be the caller\'s org id (404 otherwise).' }))
+const Customer = Type.Optional(Type.String({ maxLength: 64, description: "Must be the caller's org id (404 otherwise)." }))
 const Jti = (description: string) => Type.Optional(Type.String({ format: 'uuid', description }))
 const Text = (description: string, max = 256) => Type.String({ minLength: 1, maxLength: max, description })
 const Ttl = (unit: string) =>
-  Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e6, description: `Lifetime in ${unit} (≤ the type maximum and the parent's remaining life).` }))
+  Type.Optional(
+    Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 1e6,
+      description: `Lifetime in ${unit} (≤ the type maximum and the parent's remaining life).`,
+    }),
+  )
 /** RBAC is checked by src/auth/rbac.ts (pointers under /rbac). */
 const Rbac = Type.Unknown({ description: 'RBAC policy (SPEC §5.1; both sensitivity names accepted).' })
 
@@ -21,7 +27,13 @@ export const AppBody = Type.Object(
   {
     customer_id: Customer,
     name: Type.Optional(Text('Label for the token.', 200)),
-    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:*_.-]+$' }), { minItems: 1, maxItems: 32, default: ['*'] })),
+    scopes: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:*_.-]+$' }), {
+        minItems: 1,
+        maxItems: 32,
+        default: ['*'],
+      }),
+    ),
     ttl_days: Ttl('days'),
   },
   strict,
@@ -30,7 +42,9 @@ export const AppBody = Type.Object(
 export const BearerBody = Type.Object(
   {
     customer_id: Customer,
-    app_token_hash: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 hex of the parent app token.' })),
+    app_token_hash: Type.Optional(
+      Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 hex of the parent app token.' }),
+    ),
     environment: Text('Environment the token is scoped to (`env` claim).', 64),
     ttl_days: Ttl('days'),
   },
@@ -79,7 +93,10 @@ export const OverrideBody = Type.Object(
     event_id: Text('The event the override decides.'),
     // No `|`: the cosignature string separates fields with it (src/auth/override-cosign.ts).
     allowed_decisions: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^|\\r\\n]+$', description: 'A decision.' }), { minItems: 1, maxItems: 16 }),
+      Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^|\\r\\n]+$', description: 'A decision.' }), {
+        minItems: 1,
+        maxItems: 16,
+      }),
     ),
     reason: Type.Optional(Type.String({ maxLength: 500 })),
     ttl_minutes: Ttl('minutes'),
@@ -95,7 +112,10 @@ export const MintedToken = Type.Object(
     expires_at: Type.String({ format: 'date-time' }),
     claims: Type.Record(Type.String(), Type.Unknown()),
     action_key: Type.Optional(
-      Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Agent, sub-agent and session tokens: the key for X-Action-Signature (hex). Shown only here.' }),
+      Type.String({
+        pattern: '^[0-9a-f]{64}$',
+        description: 'Agent, sub-agent and session tokens: the key for X-Action-Signature (hex). Shown only here.',
+      }),
     ),
   },
   { additionalProperties: true },

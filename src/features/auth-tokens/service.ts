@@ -94,10 +94,13 @@ async function resolveParent(tx: Tx, p: Principal, input: MintInput): Promise<Pa
       // An app token without a management scope hands on only what it holds: a bearer carries
       // ingest and read, and overrides (human decisions) are for management credentials.
       if (p.type === 'app' && !mgmt) {
-        if (input.type === 'override') throw new ForbiddenError('Only a management credential may mint override tokens from an app token.')
+        if (input.type === 'override')
+          throw new ForbiddenError('Only a management credential may mint override tokens from an app token.')
         const missing = TYPE_SCOPES.bearer.filter((s) => !p.scopes.includes(s))
         if (input.type === 'bearer' && missing.length > 0) {
-          throw new ForbiddenError(`A bearer token carries ${TYPE_SCOPES.bearer.join(' and ')}; this app token lacks ${missing.join(', ')}.`)
+          throw new ForbiddenError(
+            `A bearer token carries ${TYPE_SCOPES.bearer.join(' and ')}; this app token lacks ${missing.join(', ')}.`,
+          )
         }
       }
       return {
@@ -113,7 +116,9 @@ async function resolveParent(tx: Tx, p: Principal, input: MintInput): Promise<Pa
       return null
     }
     if (!mgmt) throw new ForbiddenError(`This credential may not mint ${input.type} tokens.`)
-    throw new ValidationError([{ path: parentPointer(input.type), message: `required: the parent ${allowed.join(' or ')} token` }])
+    throw new ValidationError([
+      { path: parentPointer(input.type), message: `required: the parent ${allowed.join(' or ')} token` },
+    ])
   }
   const row = await findIssued(tx, 'jti' in ref ? { jti: ref.jti } : { hash: ref.hash })
   if (!row) throw new NotFoundError('No such parent token in this organization.')
@@ -122,10 +127,14 @@ async function resolveParent(tx: Tx, p: Principal, input: MintInput): Promise<Pa
     throw new ForbiddenError('Only a management credential may mint under another token.')
   }
   if (!allowed.includes(row.type)) {
-    throw new BadRequestError('Wrong parent type.', [{ path: ref.pointer, message: `must name a ${allowed.join(' or ')} token, not ${row.type}` }])
+    throw new BadRequestError('Wrong parent type.', [
+      { path: ref.pointer, message: `must name a ${allowed.join(' or ')} token, not ${row.type}` },
+    ])
   }
   if (row.chainRevoked || row.exp * 1000 <= Date.now()) {
-    throw new BadRequestError('The parent token is revoked or expired.', [{ path: ref.pointer, message: 'the parent token (or one of its ancestors) is revoked or expired' }])
+    throw new BadRequestError('The parent token is revoked or expired.', [
+      { path: ref.pointer, message: 'the parent token (or one of its ancestors) is revoked or expired' },
+    ])
   }
   return row
 }
@@ -158,7 +167,7 @@ export function narrowedPolicy(parentRbac: unknown, requested: unknown): Record<
   const child = requirePolicy(requested)
   const n = checkNarrowing(parent.policy, child)
   if (!n.ok) {
-    throw new BadRequestError('A sub-agent policy must be a subset of its parent\'s.', prefix(n.violations, '/rbac'))
+    throw new BadRequestError("A sub-agent policy must be a subset of its parent's.", prefix(n.violations, '/rbac'))
   }
   return rbacClaim(child)
 }
@@ -167,7 +176,9 @@ export function narrowedPolicy(parentRbac: unknown, requested: unknown): Record<
 export function subagentDepth(parent: ParentToken, maxDepth: number, pointer: string): number {
   const depth = parent.type === 'agent' ? 1 : parent.depth + 1
   if (depth > maxDepth) {
-    throw new BadRequestError('Delegation too deep.', [{ path: pointer, message: `delegation depth ${depth} exceeds the limit of ${maxDepth}` }])
+    throw new BadRequestError('Delegation too deep.', [
+      { path: pointer, message: `delegation depth ${depth} exceeds the limit of ${maxDepth}` },
+    ])
   }
   return depth
 }

@@ -57,7 +57,13 @@ export async function getDeadLetter(tx: Tx, id: string): Promise<(DeadLetterRow 
 }
 
 /** Redrives one dead letter of `orgId`; null when there is none with that id. */
-export function redriveOne(sql: Sql, bus: Bus, orgId: string, id: string, onRedriven?: (tx: Tx, row: DeadLetterRow) => Promise<void>) {
+export function redriveOne(
+  sql: Sql,
+  bus: Bus,
+  orgId: string,
+  id: string,
+  onRedriven?: (tx: Tx, row: DeadLetterRow) => Promise<void>,
+) {
   return withOrg(sql, orgId, async (tx) => {
     const [row] = await tx<(DeadLetterRow & { payload: BusMessage })[]>`
       delete from bus_dead_letters where id = ${id} returning ${COLUMNS(tx)}, payload`
@@ -75,15 +81,21 @@ export async function redriveAll(
   orgId: string,
   o: { consumer?: ConsumerName; limit: number; onRedriven?: (tx: Tx, row: DeadLetterRow) => Promise<void> },
 ): Promise<{ redriven: number; remaining: number }> {
-  const ids = await withOrg(sql, orgId, (tx) =>
-    tx<{ id: string }[]>`
+  const ids = await withOrg(
+    sql,
+    orgId,
+    (tx) =>
+      tx<{ id: string }[]>`
       select id from bus_dead_letters ${o.consumer ? tx`where consumer = ${o.consumer}` : tx``}
        order by created_at, id limit ${o.limit}`,
   )
   let redriven = 0
   for (const { id } of ids) if (await redriveOne(sql, bus, orgId, id, o.onRedriven)) redriven++
-  const [left] = await withOrg(sql, orgId, (tx) =>
-    tx<{ n: number }[]>`
+  const [left] = await withOrg(
+    sql,
+    orgId,
+    (tx) =>
+      tx<{ n: number }[]>`
       select count(*)::int as n from bus_dead_letters ${o.consumer ? tx`where consumer = ${o.consumer}` : tx``}`,
   )
   return { redriven, remaining: left!.n }
@@ -91,8 +103,10 @@ export async function redriveAll(
 
 /** Dead letters waiting, per consumer, all orgs (the `quint_bus_dead_letters_waiting` gauge). */
 export async function deadLettersWaiting(sql: Sql): Promise<Record<string, number>> {
-  const rows = await withSettings(sql, { 'app.dead_letter_discovery': 'on' }, (tx) =>
-    tx<{ consumer: string; n: number }[]>`select consumer, count(*)::int as n from bus_dead_letters group by consumer`,
+  const rows = await withSettings(
+    sql,
+    { 'app.dead_letter_discovery': 'on' },
+    (tx) => tx<{ consumer: string; n: number }[]>`select consumer, count(*)::int as n from bus_dead_letters group by consumer`,
   )
   const out: Record<string, number> = Object.fromEntries(CONSUMERS.map((c) => [c, 0]))
   for (const r of rows) out[r.consumer] = r.n
@@ -100,12 +114,12 @@ export async function deadLettersWaiting(sql: Sql): Promise<Record<string, numbe
 }
 
 /** Operators: dead letters of every org (or one), oldest first, without payloads. */
-export function listAcrossOrgs(
-  sql: Sql,
-  o: { orgId?: string; id?: string; limit: number },
-): Promise<DeadLetterRow[]> {
-  return withSettings(sql, { 'app.dead_letter_discovery': 'on' }, (tx) =>
-    tx<DeadLetterRow[]>`
+export function listAcrossOrgs(sql: Sql, o: { orgId?: string; id?: string; limit: number }): Promise<DeadLetterRow[]> {
+  return withSettings(
+    sql,
+    { 'app.dead_letter_discovery': 'on' },
+    (tx) =>
+      tx<DeadLetterRow[]>`
       select ${COLUMNS(tx)} from bus_dead_letters
        where true
          ${o.orgId ? tx`and org_id = ${o.orgId}` : tx``}

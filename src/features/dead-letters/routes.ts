@@ -80,18 +80,17 @@ export function mountDeadLetters(
     },
   )
 
-  const audit = (c: Context<AppEnv>) =>
-    async (tx: Tx, row: DeadLetterRow) => {
-      await recordAudit(tx, {
-        actorType: 'api_key',
-        actorId: c.get('principal').tokenId,
-        action: 'dead_letter.redrive',
-        targetType: 'bus_dead_letter',
-        targetId: row.id,
-        requestId: c.get('requestId'),
-        details: { consumer: row.consumer, message_id: row.message_id },
-      })
-    }
+  const audit = (c: Context<AppEnv>) => async (tx: Tx, row: DeadLetterRow) => {
+    await recordAudit(tx, {
+      actorType: 'api_key',
+      actorId: c.get('principal').tokenId,
+      action: 'dead_letter.redrive',
+      targetType: 'bus_dead_letter',
+      targetId: row.id,
+      requestId: c.get('requestId'),
+      details: { consumer: row.consumer, message_id: row.message_id },
+    })
+  }
 
   routes.add(
     {

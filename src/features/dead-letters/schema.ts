@@ -10,7 +10,7 @@ const Consumer = Type.Union([Type.Literal('pipeline'), Type.Literal('sessions'),
 const Timestamp = Type.String({ format: 'date-time' })
 
 export const DeadLetterListQuery = Type.Composite(
-  [PageQuery, Type.Object({ consumer: Type.Optional({ ...Consumer, description: 'Only this consumer\'s dead letters.' }) })],
+  [PageQuery, Type.Object({ consumer: Type.Optional({ ...Consumer, description: "Only this consumer's dead letters." }) })],
   { additionalProperties: false },
 )
 
@@ -42,7 +42,7 @@ export const DeadLetterList = Type.Object({
 })
 
 export const RedriveAllBody = Type.Object(
-  { consumer: Type.Optional({ ...Consumer, description: 'Only this consumer\'s dead letters; omitted: all.' }) },
+  { consumer: Type.Optional({ ...Consumer, description: "Only this consumer's dead letters; omitted: all." }) },
   { additionalProperties: false },
 )
 

@@ -32,7 +32,6 @@ export interface EventBatch {
   items: BatchItem[]
 }
 
-
 /** Reads and scans an ingest body: 415 unless JSON, 413 over `limit` (decoded bytes) or 500 items, 400 when malformed. */
 export async function readEventBatch(req: Request, limit: number): Promise<EventBatch> {
   return scanEventBatch(await readJsonText(req, limit))
@@ -68,7 +67,9 @@ export function scanEventBatch(text: string): EventBatch {
         if (key === 'events') {
           // JSON.parse would keep the last of two `events`; an envelope with two is refused instead.
           if (items !== null) {
-            throw new BadRequestError('The body has more than one "events" member.', [{ path: '/events', message: 'duplicate member' }])
+            throw new BadRequestError('The body has more than one "events" member.', [
+              { path: '/events', message: 'duplicate member' },
+            ])
           }
           if (text.charCodeAt(i) !== 0x5b) throw notEnvelope()
           ;({ items, end: i } = scanItems(text, i))

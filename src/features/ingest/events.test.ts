@@ -79,7 +79,11 @@ describe('schema v2 items', () => {
 
   test('NUL and lone surrogates in content are replaced and counted, never stored raw', () => {
     const e = ok(
-      normalizeIngestItem(v2({ arguments_json: '{"cmd":"a\\u0000b","k\\u0000":"\\ud800x"}', labels: { l: 'x\u0000' }, note: 'y\uDC00' }), '', NOW),
+      normalizeIngestItem(
+        v2({ arguments_json: '{"cmd":"a\\u0000b","k\\u0000":"\\ud800x"}', labels: { l: 'x\u0000' }, note: 'y\uDC00' }),
+        '',
+        NOW,
+      ),
     )
     expect(JSON.stringify(e)).not.toMatch(/\\u0000|\\ud800|\\udc00/i)
     expect(e.arguments).toEqual({ cmd: 'a\uFFFDb', 'k\uFFFD': '\uFFFDx' })
@@ -115,7 +119,8 @@ describe('schema v2 items', () => {
       ),
     )
     const stored = JSON.stringify(e)
-    for (const secret of ['AKIAIOSFODNN7EXAMPLE', 's3cret', '9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c']) expect(stored).not.toContain(secret)
+    for (const secret of ['AKIAIOSFODNN7EXAMPLE', 's3cret', '9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c'])
+      expect(stored).not.toContain(secret)
     expect(e.redactions).toBe(3)
   })
 
@@ -163,13 +168,22 @@ describe('schema v2 items', () => {
     let deep: unknown = 'x'
     for (let i = 0; i < 40; i++) deep = { d: deep }
     expect(rejected(normalizeIngestItem(v2({ deep }), '/events/1', NOW)).reason).toContain('nested')
-    const big = rejected(normalizeIngestItem(v2({ arguments_json: JSON.stringify({ a: 'x'.repeat(1_100_000) }) }), '/events/1', NOW))
+    const big = rejected(
+      normalizeIngestItem(v2({ arguments_json: JSON.stringify({ a: 'x'.repeat(1_100_000) }) }), '/events/1', NOW),
+    )
     expect(big.reason).toContain('exceeds')
   })
 })
 
 describe('API-reference items', () => {
-  const api = { action_type: 'PROCESS_EXEC', tool_name: 'git', arguments: ['commit', '-m', 'wip'], session_id: 's', agent_id: 'a', timestamp: '2026-11-22T11:00:00Z' }
+  const api = {
+    action_type: 'PROCESS_EXEC',
+    tool_name: 'git',
+    arguments: ['commit', '-m', 'wip'],
+    session_id: 's',
+    agent_id: 'a',
+    timestamp: '2026-11-22T11:00:00Z',
+  }
 
   test('without an id, the key is a content hash: an identical retry is the same event', () => {
     const a = ok(normalizeIngestItem(api, '', NOW))

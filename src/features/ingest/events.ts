@@ -76,8 +76,17 @@ export type RejectCode =
   | 'invalid_risk_score'
 
 export const REJECT_CODES: readonly RejectCode[] = [
-  'too_deep', 'too_many_values', 'too_large', 'not_object', 'unsupported_schema_version', 'missing_field', 'wrong_type',
-  'too_long', 'invalid_characters', 'invalid_timestamp', 'invalid_risk_score',
+  'too_deep',
+  'too_many_values',
+  'too_large',
+  'not_object',
+  'unsupported_schema_version',
+  'missing_field',
+  'wrong_type',
+  'too_long',
+  'invalid_characters',
+  'invalid_timestamp',
+  'invalid_risk_score',
 ]
 
 export type ItemResult = { ok: true; event: NormalizedEvent } | { ok: false; path: string; reason: string; code: RejectCode }
@@ -117,8 +126,22 @@ interface Tally {
 }
 
 const V2_FIELDS = new Set([
-  'schema_version', 'event_id', 'id', 'timestamp', 'source', 'platform', 'action_type', 'action', 'session_id',
-  'agent_id', 'tool_name', 'arguments_json', 'arguments', 'decision', 'risk_score', 'labels',
+  'schema_version',
+  'event_id',
+  'id',
+  'timestamp',
+  'source',
+  'platform',
+  'action_type',
+  'action',
+  'session_id',
+  'agent_id',
+  'tool_name',
+  'arguments_json',
+  'arguments',
+  'decision',
+  'risk_score',
+  'labels',
 ])
 
 /** An item of `POST /v1/ingest` or `POST /v1/events/ingest` (v2 or API-reference shape). */
@@ -138,7 +161,8 @@ export function normalizeIngestItem(raw: unknown, base: string, now: number): It
     let eventId: string
     let eventKey: string
     if (givenId !== undefined || version === 2) {
-      if (givenId === undefined) throw new Reject(`${base}/event_id`, 'event_id is required for schema_version 2', 'missing_field')
+      if (givenId === undefined)
+        throw new Reject(`${base}/event_id`, 'event_id is required for schema_version 2', 'missing_field')
       eventId = identity(givenId, idPath, true)!
       eventKey = `e:${/^[0-9A-F-]{36}$/i.test(eventId) ? eventId.toLowerCase() : eventId}`
     } else {
@@ -231,7 +255,8 @@ export function normalizeDaemonEvent(raw: unknown, base: string, now: number, ma
       actionType: action.startsWith('tool:') ? 'tools/call' : action.startsWith('http:') ? 'http' : null,
       action: described,
       toolName: described.startsWith('tool:') ? described.slice(5) || null : null,
-      arguments: args === undefined ? null : content(parseMaybeJson(args, `${base}/metadata/args`), `${base}/metadata/args`, tally, 0),
+      arguments:
+        args === undefined ? null : content(parseMaybeJson(args, `${base}/metadata/args`), `${base}/metadata/args`, tally, 0),
       decision: item.blocked === true ? 'block' : 'allow',
       blocked: item.blocked === true,
       riskScore: risk(item.risk_score, `${base}/risk_score`),
@@ -260,7 +285,8 @@ function guard(fn: () => NormalizedEvent): ItemResult {
 }
 
 function object(raw: unknown, path: string): Record<string, unknown> {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Reject(path || '/', 'must be an object', 'not_object')
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new Reject(path || '/', 'must be an object', 'not_object')
   return raw as Record<string, unknown>
 }
 
@@ -290,7 +316,8 @@ function text(v: unknown, path: string): string | null {
 function string(v: unknown, path: string, max: number): string | null {
   if (v === undefined || v === null) return null
   if (typeof v !== 'string') throw new Reject(path, 'must be a string', 'wrong_type')
-  if (v.length > max) throw new Reject(path, `must be at most ${max} characters`, max === MAX_EVENT_BYTES ? 'too_large' : 'too_long')
+  if (v.length > max)
+    throw new Reject(path, `must be at most ${max} characters`, max === MAX_EVENT_BYTES ? 'too_large' : 'too_long')
   return v.replace(NUL_OR_LONE, '\uFFFD')
 }
 
@@ -455,8 +482,15 @@ export function normalizeLifecycle(body: SessionLifecycle): LifecycleResult {
     const tally: Tally = { redactions: 0, replaced: 0, size: 0, kinds: {} }
     const out: Record<string, unknown> = {}
     for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
-      const value = LIFECYCLE_IDENTITY.has(k) ? v : (secretField(k, v, tally) ?? secretUnder(k, v, tally) ?? content(v, `/${pointer(k)}`, tally, 0))
-      Object.defineProperty(out, LIFECYCLE_IDENTITY.has(k) ? k : clean(k, tally), { value, enumerable: true, writable: true, configurable: true })
+      const value = LIFECYCLE_IDENTITY.has(k)
+        ? v
+        : (secretField(k, v, tally) ?? secretUnder(k, v, tally) ?? content(v, `/${pointer(k)}`, tally, 0))
+      Object.defineProperty(out, LIFECYCLE_IDENTITY.has(k) ? k : clean(k, tally), {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      })
     }
     if (tally.size > MAX_EVENT_BYTES) throw new Reject('/', `content exceeds ${MAX_EVENT_BYTES} bytes`, 'too_large')
     return {

@@ -43,7 +43,7 @@ export const SessionLifecycleBody = Type.Object(
       format: TIMESTAMP_FORMAT,
       maxLength: 64,
       description:
-        'RFC 3339 date-time of a real date. Outside 30 days back to 10 minutes ahead of the server\'s clock it is clamped to that window, as event timestamps are.',
+        "RFC 3339 date-time of a real date. Outside 30 days back to 10 minutes ahead of the server's clock it is clamped to that window, as event timestamps are.",
     }),
   },
   { additionalProperties: true },

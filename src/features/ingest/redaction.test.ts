@@ -6,17 +6,41 @@ const PEM = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbm
 describe('redactString', () => {
   test.each([
     ['aws_access_key', 'export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE', 'AKIAIOSFODNN7EXAMPLE'],
-    ['aws_secret_key', 'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
+    [
+      'aws_secret_key',
+      'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+      'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    ],
     ['gcp_api_key', 'key=AIzaSyA1234567890abcdefghijklmnopqrstuv', 'AIzaSyA1234567890abcdefghijklmnopqrstuv'],
-    ['github_token', 'git clone https://x:ghp_abcdefghijklmnopqrstuvwxyz0123456789AB@github.com/o/r', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789AB'],
-    ['github_token', 'GH_TOKEN=github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz', 'github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz'],
+    [
+      'github_token',
+      'git clone https://x:ghp_abcdefghijklmnopqrstuvwxyz0123456789AB@github.com/o/r',
+      'ghp_abcdefghijklmnopqrstuvwxyz0123456789AB',
+    ],
+    [
+      'github_token',
+      'GH_TOKEN=github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz',
+      'github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz',
+    ],
     ['gitlab_token', 'token glpat-abcdefghij1234567890', 'glpat-abcdefghij1234567890'],
     ['slack_token', 'SLACK=xoxb-123456789012-abcdefABCDEF', 'xoxb-123456789012-abcdefABCDEF'],
     ['stripe_key', 'sk_live_abcdefghijklmnop1234', 'sk_live_abcdefghijklmnop1234'],
-    ['llm_api_key', 'ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789', 'sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789'],
-    ['quint_token', 'Authorization: Bearer qt_deploy_9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c', 'qt_deploy_9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c'],
+    [
+      'llm_api_key',
+      'ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789',
+      'sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789',
+    ],
+    [
+      'quint_token',
+      'Authorization: Bearer qt_deploy_9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c',
+      'qt_deploy_9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c',
+    ],
     ['quint_token', 'key qk_' + 'a'.repeat(64), 'a'.repeat(64)],
-    ['jwt', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U', 'dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U'],
+    [
+      'jwt',
+      'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
+      'dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
+    ],
     ['url_password', 'psql postgres://admin:hunter2@db.internal:5432/prod', 'hunter2'],
     ['private_key', `cat id_rsa\n${PEM}\ndone`, 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ'],
   ])('%s', (kind, text, secret) => {

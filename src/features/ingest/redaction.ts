@@ -86,7 +86,8 @@ const PEM_END = /-----END (?:[A-Z0-9]+ ){0,4}PRIVATE KEY-----/g
  */
 const URL_PASSWORD =
   /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}:\/\/[^\s:@/?#]{0,256}:)([^\s/?#]{1,256}|(?![0-9]{1,5}\/)[^\s/?#@]{0,256}(?:\/[^\s/?#@]{0,256}){1,8})(?=@)/gi
-const AWS_SECRET = /(?<![A-Za-z0-9_])(aws_secret_access_key["']?[ \t]{0,8}[=:][ \t]{0,8}["']?)([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi
+const AWS_SECRET =
+  /(?<![A-Za-z0-9_])(aws_secret_access_key["']?[ \t]{0,8}[=:][ \t]{0,8}["']?)([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi
 
 /**
  * A name followed by `=`, `:` or `=>` (optionally after a closing quote, escaped or not: `\"password\":`
@@ -108,8 +109,34 @@ const ASSIGNMENT_ANCHOR = /pass|pwd|secret|token|key|credential|authori[sz]ation
  */
 const SECRET_LAST = new Set(['password', 'passwd', 'passphrase', 'secret', 'token', 'apikey', 'credential', 'credentials'])
 const NOT_PASS_PREFIX = new Set([
-  'test', 'tests', 'check', 'checks', 'spec', 'specs', 'suite', 'suites', 'case', 'cases', 'build', 'builds', 'ci', 'lint',
-  'unit', 'e2e', 'smoke', 'all', 'first', 'second', 'one', 'by', 'no', 'can', 'should', 'must', 'did', 'will',
+  'test',
+  'tests',
+  'check',
+  'checks',
+  'spec',
+  'specs',
+  'suite',
+  'suites',
+  'case',
+  'cases',
+  'build',
+  'builds',
+  'ci',
+  'lint',
+  'unit',
+  'e2e',
+  'smoke',
+  'all',
+  'first',
+  'second',
+  'one',
+  'by',
+  'no',
+  'can',
+  'should',
+  'must',
+  'did',
+  'will',
 ])
 /**
  * One word ending in a secret word (issue 14: `PGPASSWORD`, `REDISPASSWORD`, `APITOKEN`,
@@ -118,7 +145,14 @@ const NOT_PASS_PREFIX = new Set([
 const SECRET_SUFFIX = /.(?:password|passwd|passphrase|secret|token|apikey)$/
 /** Last two words. */
 const SECRET_PAIRS = new Set([
-  'api key', 'access key', 'secret key', 'private key', 'auth key', 'signing key', 'master key', 'encryption key',
+  'api key',
+  'access key',
+  'secret key',
+  'private key',
+  'auth key',
+  'signing key',
+  'master key',
+  'encryption key',
   'account key',
 ])
 
@@ -164,9 +198,38 @@ function isAuthorizationName(name: string): boolean {
 }
 
 const NOT_SECRET_WORDS = new Set([
-  'null', 'none', 'nil', 'undefined', 'true', 'false', 'yes', 'no', 'on', 'off', 'empty', 'string', 'str', 'number',
-  'int', 'integer', 'bool', 'boolean', 'any', 'unknown', 'object', 'bytes', 'optional', 'required', 'redacted',
-  'hidden', 'masked', 'secret', 'password', 'token', 'omitted', 'n/a',
+  'null',
+  'none',
+  'nil',
+  'undefined',
+  'true',
+  'false',
+  'yes',
+  'no',
+  'on',
+  'off',
+  'empty',
+  'string',
+  'str',
+  'number',
+  'int',
+  'integer',
+  'bool',
+  'boolean',
+  'any',
+  'unknown',
+  'object',
+  'bytes',
+  'optional',
+  'required',
+  'redacted',
+  'hidden',
+  'masked',
+  'secret',
+  'password',
+  'token',
+  'omitted',
+  'n/a',
 ])
 
 /**
@@ -179,7 +242,8 @@ const NOT_SECRET_WORDS = new Set([
 export type CodeRef = 'none' | 'receiver' | 'any'
 
 /** Objects code reads secrets from (`config.password`, `os.environ[…]`, `settings.SECRET_KEY`). */
-const RECEIVER = /^(?:process|env|environ|os|config|conf|cfg|settings|options|opts|props|params|secrets|vault|self|this|ctx|context|app|ENV|import\.meta)\b/
+const RECEIVER =
+  /^(?:process|env|environ|os|config|conf|cfg|settings|options|opts|props|params|secrets|vault|self|this|ctx|context|app|ENV|import\.meta)\b/
 /** Calls that fetch a secret (`getToken()`, `read_secret(…)`), accepted after a spaced `:`. */
 const FETCH_CALL = /^(?:get|read|load|fetch|decrypt|resolve|lookup|require|env)[A-Za-z0-9_$]*\(/i
 /** Only the start of a value is looked at: a placeholder is short (issue 14, bounded work per value). */

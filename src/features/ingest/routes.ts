@@ -46,10 +46,7 @@ export function batchBody(out: BatchOutcome) {
   }
 }
 
-export function mountIngest(
-  routes: RouteRegistry,
-  deps: IngestDeps & { ingest: MiddlewareHandler<AppEnv> },
-): void {
+export function mountIngest(routes: RouteRegistry, deps: IngestDeps & { ingest: MiddlewareHandler<AppEnv> }): void {
   const tags = ['ingest']
   for (const [path, operationId] of [
     ['/v1/ingest', 'ingest'],

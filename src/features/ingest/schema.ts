@@ -45,7 +45,9 @@ const common = {
   action: opt(text()),
   tool_name: opt(text()),
   arguments_json: opt(
-    Type.String({ description: 'The arguments as JSON text; stored parsed when it is a JSON object or array. Wins over `arguments`.' }),
+    Type.String({
+      description: 'The arguments as JSON text; stored parsed when it is a JSON object or array. Wins over `arguments`.',
+    }),
   ),
   arguments: opt(Type.Array(Type.String(), { description: 'The arguments as a list of strings.' })),
   decision: opt(text('allow, block, deny, …; block, deny and denied mark the event blocked.')),
@@ -60,7 +62,9 @@ const ITEM_NOTES =
 export const IngestEventV2 = Type.Object(
   {
     schema_version: Type.Literal(2),
-    event_id: identity('Client-made unique id (a UUID is recommended): a retry with the same id is a duplicate, not a new event.'),
+    event_id: identity(
+      'Client-made unique id (a UUID is recommended): a retry with the same id is a duplicate, not a new event.',
+    ),
     id: Type.Optional(identity('Read as the event id when `event_id` is absent.')),
     ...common,
   },
@@ -73,7 +77,11 @@ export const ApiReferenceEvent = Type.Object(
     event_id: Type.Optional(identity('Same as `id` (wins over it).')),
     ...common,
   },
-  { $id: 'ApiReferenceEvent', description: `An API-reference item: no \`schema_version\`. ${ITEM_NOTES}`, additionalProperties: true },
+  {
+    $id: 'ApiReferenceEvent',
+    description: `An API-reference item: no \`schema_version\`. ${ITEM_NOTES}`,
+    additionalProperties: true,
+  },
 )
 
 /** `POST /v1/ingest` and `POST /v1/events/ingest`. */
@@ -90,7 +98,9 @@ export const IngestBatch = Type.Object(
 /** The public daemon's `EventPayload` (`normalizeDaemonEvent`). */
 export const DaemonEvent = Type.Object(
   {
-    event_id: identity('The daemon id (`evt-<unix ms>`); not unique on its own, so duplicates are detected on the whole identity.'),
+    event_id: identity(
+      'The daemon id (`evt-<unix ms>`); not unique on its own, so duplicates are detected on the whole identity.',
+    ),
     action: text('For example `tool:Bash` or `http:GET`.'),
     agent: opt(Type.String({ maxLength: 256, pattern: CLEAN, description: 'Agent name; empty means none.' })),
     timestamp: opt(Timestamp),
@@ -98,7 +108,8 @@ export const DaemonEvent = Type.Object(
     blocked: Type.Optional(Type.Boolean()),
     metadata: opt(
       Type.Record(Type.String(), Type.String(), {
-        description: 'String values only; `session_id`, `platform` and `args` (arguments as JSON text) are read, the rest kept as labels.',
+        description:
+          'String values only; `session_id`, `platform` and `args` (arguments as JSON text) are read, the rest kept as labels.',
       }),
     ),
   },

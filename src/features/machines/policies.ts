@@ -61,7 +61,10 @@ export async function policyDocument(tx: Tx): Promise<PolicyDocument> {
 export function notModified(ifNoneMatch: string | undefined, hash: string): boolean {
   if (!ifNoneMatch) return false
   return ifNoneMatch.split(',').some((raw) => {
-    const tag = raw.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1')
+    const tag = raw
+      .trim()
+      .replace(/^W\//, '')
+      .replace(/^"(.*)"$/, '$1')
     return tag === '*' || tag === hash
   })
 }

@@ -129,7 +129,13 @@ export function mountMachines(
       const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
       const now = Date.now()
       // The quota is taken before the items are normalised (issue 14).
-      const out = await acceptBatch(deps, principal.orgId, batch, (e, base) => normalizeDaemonEvent(e, base, now, machineId), machineId)
+      const out = await acceptBatch(
+        deps,
+        principal.orgId,
+        batch,
+        (e, base) => normalizeDaemonEvent(e, base, now, machineId),
+        machineId,
+      )
       return c.json(batchBody(out), 200)
     },
   )

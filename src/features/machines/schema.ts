@@ -29,7 +29,11 @@ export const MachineParams = Type.Object({
 
 export const RegisterBody = Type.Object(
   {
-    machine_id: clean(128, 1, "The client's machine fingerprint (Gen-B: 32 hex of sha256(host:os:arch)); any clean 1–128 character id."),
+    machine_id: clean(
+      128,
+      1,
+      "The client's machine fingerprint (Gen-B: 32 hex of sha256(host:os:arch)); any clean 1–128 character id.",
+    ),
     hostname: opt(clean(255)),
     os: opt(clean(64, 0, 'Go GOOS value: darwin, linux, windows…')),
     arch: opt(clean(64, 0, 'Go GOARCH value: amd64, arm64…')),
@@ -128,7 +132,8 @@ export const AgentProcess = Type.Object({
 export const AgentsBody = Type.Object({
   agents: Type.Array(AgentProcess, {
     maxItems: MAX_AGENTS,
-    description: 'The full process snapshot: replaces the previous one; [] clears it. A repeated (platform, pid) keeps the first.',
+    description:
+      'The full process snapshot: replaces the previous one; [] clears it. A repeated (platform, pid) keeps the first.',
   }),
 })
 

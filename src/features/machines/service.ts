@@ -66,10 +66,10 @@ export async function registerMachine(
   body: Static<typeof RegisterBody>,
   requestId: string,
 ): Promise<Registration> {
-  const extra = cleanJson(
-    Object.fromEntries(Object.entries(body).filter(([k]) => !REGISTER_FIELDS.has(k))),
-    '',
-  ) as Record<string, unknown>
+  const extra = cleanJson(Object.fromEntries(Object.entries(body).filter(([k]) => !REGISTER_FIELDS.has(k))), '') as Record<
+    string,
+    unknown
+  >
   const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
     const [row] = await tx<{ id: string; inserted: boolean }[]>`

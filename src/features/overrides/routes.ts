@@ -73,18 +73,25 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
         })
       const outcome = await withOrg(deps.sql, p.orgId, async (tx) => {
         const token = await findIssued(tx, { jti })
-        if (!token || token.type !== 'override') return { refused: new NotFoundError('No such override token in this organization.') }
+        if (!token || token.type !== 'override')
+          return { refused: new NotFoundError('No such override token in this organization.') }
         const refuse = async (err: AppError) => {
           await audit(tx, 'override.refused', { refusal: err.code })
           return { refused: err }
         }
-        if (token.chainRevoked) return refuse(conflict('override_revoked', 'The override token (or the token that minted it) is revoked.'))
+        if (token.chainRevoked)
+          return refuse(conflict('override_revoked', 'The override token (or the token that minted it) is revoked.'))
         if (token.claims.event_id !== eventId) {
           return refuse(conflict('override_event_mismatch', 'The override token is bound to another event.'))
         }
         const allowed = Array.isArray(token.claims.allowed_decisions) ? (token.claims.allowed_decisions as unknown[]) : []
         if (!allowed.includes(body.decision)) {
-          return refuse(new ValidationError([{ path: '/decision', message: `must be one of the token's allowed_decisions: ${allowed.join(', ')}` }], 'Decision not allowed by this override token.'))
+          return refuse(
+            new ValidationError(
+              [{ path: '/decision', message: `must be one of the token's allowed_decisions: ${allowed.join(', ')}` }],
+              'Decision not allowed by this override token.',
+            ),
+          )
         }
         const decidedAt = await markUsed(tx, jti)
         if (!decidedAt) {
@@ -107,7 +114,16 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
           decided_by: decidedBy,
         })
         await audit(tx, 'override.decide', {})
-        return { decided: { event_id: eventId, decision: body.decision, override_jti: jti, cosignature, decided_at: decidedAt.toISOString(), reason: body.reason ?? null } }
+        return {
+          decided: {
+            event_id: eventId,
+            decision: body.decision,
+            override_jti: jti,
+            cosignature,
+            decided_at: decidedAt.toISOString(),
+            reason: body.reason ?? null,
+          },
+        }
       })
       if ('refused' in outcome) throw outcome.refused
       return c.json(outcome.decided)
@@ -130,7 +146,9 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
       const p = c.get('principal')
       const ownEvent = p.kind === 'jwt' && p.type === 'override' && p.eventId === params.event_id
       if (!ownEvent && !isManagement(p) && !hasScope(p, 'read')) {
-        throw new ForbiddenError('Reading override decisions needs a management or read credential, or the override token of this event.')
+        throw new ForbiddenError(
+          'Reading override decisions needs a management or read credential, or the override token of this event.',
+        )
       }
       const rows = await withOrg(deps.sql, p.orgId, (tx) => decisionsFor(tx, params.event_id))
       return c.json({
@@ -150,6 +168,7 @@ function overrideJtiOf(p: Principal, named: string | undefined): string {
     return p.jti
   }
   if (!isManagement(p)) throw new ForbiddenError('Deciding needs the override token itself or a management credential.')
-  if (named === undefined) throw new ValidationError([{ path: '/override_jti', message: 'required when the caller is not the override token' }])
+  if (named === undefined)
+    throw new ValidationError([{ path: '/override_jti', message: 'required when the caller is not the override token' }])
   return named.toLowerCase()
 }

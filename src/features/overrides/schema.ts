@@ -12,12 +12,18 @@ export const DecideBody = Type.Object(
     override_jti: Type.Optional(
       Type.String({
         format: 'uuid',
-        description: 'The override token. Required for a management credential; with the override token as bearer, optional and must be its own jti.',
+        description:
+          'The override token. Required for a management credential; with the override token as bearer, optional and must be its own jti.',
       }),
     ),
     customer_id: Type.Optional(Type.String({ maxLength: 64, description: "Must be the caller's org id (404 otherwise)." })),
     // No `|` and no line break: the cosignature string separates its fields with `|`.
-    decision: Type.String({ minLength: 1, maxLength: 64, pattern: '^[^|\\r\\n]+$', description: "One of the token's allowed_decisions." }),
+    decision: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: '^[^|\\r\\n]+$',
+      description: "One of the token's allowed_decisions.",
+    }),
     reason: Type.Optional(Type.String({ maxLength: 500 })),
   },
   { additionalProperties: false },
@@ -27,7 +33,10 @@ const Decision = {
   event_id: Type.String(),
   decision: Type.String(),
   override_jti: Type.String({ format: 'uuid' }),
-  cosignature: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'hex HMAC-SHA256(override_secret, "override|{event_id}|{decision}|{override_jti}")' }),
+  cosignature: Type.String({
+    pattern: '^[0-9a-f]{64}$',
+    description: 'hex HMAC-SHA256(override_secret, "override|{event_id}|{decision}|{override_jti}")',
+  }),
   decided_at: Type.String({ format: 'date-time' }),
   reason: Type.Union([Type.String(), Type.Null()]),
 }

@@ -40,16 +40,23 @@ export async function issueToken(
 }
 
 /** Newest first. `created_key` is created_at as Postgres prints it (microseconds), for cursors. */
-export function listTokens(tx: Tx, kind: string, limit: number, after: Keyset | null): Promise<(TokenRow & { created_key: string })[]> {
+export function listTokens(
+  tx: Tx,
+  kind: string,
+  limit: number,
+  after: Keyset | null,
+): Promise<(TokenRow & { created_key: string })[]> {
   return tx<(TokenRow & { created_key: string })[]>`
     select id, name, token_prefix, scopes, created_at, expires_at, revoked_at, last_used_at,
            created_at::text as created_key
       from api_tokens
      where kind = ${kind}
-       ${after
-         ? // ::text first: a parameter typed timestamptz is sent through a JS Date (milliseconds).
-           tx`and (created_at, id) < (${after.at}::text::timestamptz, ${after.id}::uuid)`
-         : tx``}
+       ${
+         after
+           ? // ::text first: a parameter typed timestamptz is sent through a JS Date (milliseconds).
+             tx`and (created_at, id) < (${after.at}::text::timestamptz, ${after.id}::uuid)`
+           : tx``
+       }
      order by created_at desc, id desc
      limit ${limit}`
 }

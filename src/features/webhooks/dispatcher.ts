@@ -229,7 +229,11 @@ export class WebhookDispatcher {
           claimDue(tx, { limit: room, perEndpoint: this.#o.concurrencyPerEndpoint, busy }, leaseMs),
         )
       } catch (err) {
-        this.#throttled.error(`claim:${errorKind(err)}`, { err, org_id: org }, 'claiming webhook deliveries of an org failed; will retry')
+        this.#throttled.error(
+          `claim:${errorKind(err)}`,
+          { err, org_id: org },
+          'claiming webhook deliveries of an org failed; will retry',
+        )
         got = null
       }
       if (!got || got.length === 0) {

@@ -85,7 +85,11 @@ export async function enqueueAlertDeliveries(tx: Tx, alerts: InsertedAlert[]): P
 export async function enqueueTestPing(tx: Tx, webhookId: string): Promise<{ id: string; message_id: string }> {
   const messageId = `msg_test_${crypto.randomUUID().replace(/-/g, '')}`
   const now = new Date().toISOString()
-  const body = { type: TEST_EVENT_TYPE, timestamp: now, data: { webhook_id: webhookId, message: 'Test delivery from quint-cloud.' } }
+  const body = {
+    type: TEST_EVENT_TYPE,
+    timestamp: now,
+    data: { webhook_id: webhookId, message: 'Test delivery from quint-cloud.' },
+  }
   const [row] = await tx<{ id: string; message_id: string }[]>`
     insert into webhook_deliveries (org_id, webhook_id, message_id, event_type, payload, next_attempt_at)
     values (app_current_org(), ${webhookId}::uuid, ${messageId}, ${TEST_EVENT_TYPE}, ${JSON.stringify(body)}::text::jsonb, now())
@@ -110,8 +114,11 @@ export async function markDue(tx: Tx, at: Date): Promise<void> {
  * it, a few saturated orgs that stay overdue would fill every answer and hide the others (issue 14).
  */
 export function dueOrgs(sql: Sql, limit: number, exclude: readonly string[] = []): Promise<{ org: string }[]> {
-  return withSettings(sql, { 'app.webhook_dispatcher': 'on' }, (tx) =>
-    tx<{ org: string }[]>`
+  return withSettings(
+    sql,
+    { 'app.webhook_dispatcher': 'on' },
+    (tx) =>
+      tx<{ org: string }[]>`
       select org_id::text as org from webhook_dispatch
        where due_at <= now() and not (org_id = any(${exclude as string[]}::uuid[]))
        order by due_at limit ${limit}`,

@@ -100,7 +100,7 @@ export function mountWebhooks(
       method: 'post',
       path: '/webhooks/register',
       operationId: 'registerWebhook',
-      summary: 'SPEC §7.5 form of webhook registration (customer_id must be the caller\'s org)',
+      summary: "SPEC §7.5 form of webhook registration (customer_id must be the caller's org)",
       tags,
       auth: true,
       body: RegisterBody,
@@ -110,7 +110,8 @@ export function mountWebhooks(
     [admin],
     async (c, { body }) => {
       // Another org's id, or nonsense, is "no such customer" for this credential.
-      if (body.customer_id.toLowerCase() !== c.get('principal').orgId) throw new NotFoundError('No such customer for this credential.')
+      if (body.customer_id.toLowerCase() !== c.get('principal').orgId)
+        throw new NotFoundError('No such customer for this credential.')
       const url = validUrl(body.endpoint_url, '/endpoint_url')
       const { row, secret } = await create(c, { url, description: null, eventTypes: [] })
       return c.json({ webhook_id: row.id, endpoint_url: row.url, secret }, 201)

@@ -12,7 +12,11 @@ export const EVENT_TYPES = ['alert.created'] as const
 /** Sent by `POST /v1/webhooks/{id}/test` whatever the subscription. */
 export const TEST_EVENT_TYPE = 'webhook.test'
 
-const Url = Type.String({ minLength: 1, maxLength: 2048, description: 'HTTPS endpoint (no credentials, no fragment; public addresses only).' })
+const Url = Type.String({
+  minLength: 1,
+  maxLength: 2048,
+  description: 'HTTPS endpoint (no credentials, no fragment; public addresses only).',
+})
 const Description = Type.String({ maxLength: 500, description: 'Free text, at most 500 characters.' })
 const EventTypes = Type.Array(Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))), {
   maxItems: 20,
@@ -44,7 +48,11 @@ export const UpdateWebhookBody = Type.Object(
 export const RotateSecretBody = Type.Object(
   {
     grace_period_seconds: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 7 * 86_400, description: 'How long the old secret keeps signing (default 86400; 0: stop at once).' }),
+      Type.Integer({
+        minimum: 0,
+        maximum: 7 * 86_400,
+        description: 'How long the old secret keeps signing (default 86400; 0: stop at once).',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -130,7 +138,7 @@ export const DeliveryParams = Type.Object({
 /** SPEC §7.5 (Gen A auth service): `customer_id` is the org id. */
 export const RegisterBody = Type.Object(
   {
-    customer_id: Type.String({ minLength: 1, maxLength: 64, description: 'The caller\'s own org id.' }),
+    customer_id: Type.String({ minLength: 1, maxLength: 64, description: "The caller's own org id." }),
     endpoint_url: Url,
   },
   { additionalProperties: true },

@@ -126,7 +126,11 @@ export function hostOf(url: URL): string {
  * Checks a URL at registration. Returns the normalized URL or the field errors (JSON Pointer
  * `pointer`); a registration-time pass does not make a URL safe to call (see `resolveTarget`).
  */
-export function checkWebhookUrl(raw: string, policy: TargetPolicy, pointer: string): { ok: true; url: string } | { ok: false; errors: FieldError[] } {
+export function checkWebhookUrl(
+  raw: string,
+  policy: TargetPolicy,
+  pointer: string,
+): { ok: true; url: string } | { ok: false; errors: FieldError[] } {
   const fail = (message: string) => ({ ok: false as const, errors: [{ path: pointer, message }] })
   if (raw.length > 2048) return fail('must be at most 2048 characters')
   if (/[\s\u0000-\u001f\u007f]/.test(raw)) return fail('must not contain whitespace or control characters')
@@ -138,7 +142,8 @@ export function checkWebhookUrl(raw: string, policy: TargetPolicy, pointer: stri
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return fail('the scheme must be https')
   if (url.protocol === 'http:' && !policy.allowInsecure) return fail('the scheme must be https (plain http is refused)')
-  if (url.username !== '' || url.password !== '' || /^[a-z]+:\/\/[^/?#]*@/i.test(raw)) return fail('must not carry credentials (user:password@)')
+  if (url.username !== '' || url.password !== '' || /^[a-z]+:\/\/[^/?#]*@/i.test(raw))
+    return fail('must not carry credentials (user:password@)')
   if (raw.includes('#')) return fail('must not have a fragment')
   const host = hostOf(url)
   if (host === '') return fail('must name a host')
