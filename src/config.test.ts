@@ -27,6 +27,8 @@ describe('loadConfig', () => {
     // A uid with no passwd entry gets HOME=/ (docker run --user): refuse rather than write /.quint.
     expect(() => loadConfig({ HOME: '/' }, '/')).toThrow(/QUINT_DATA_DIR: relative/)
     expect(loadConfig({ HOME: '/', QUINT_DATA_DIR: '/data' }, '/').dataDir).toBe('/data')
+    // Only the root-and-root case: a relative dir elsewhere is the working directory's.
+    expect(loadConfig({ HOME: '/', QUINT_DATA_DIR: '.' }, '/tmp').dataDir).toBe('/tmp')
   })
 
   test('a drain delay past half the shutdown deadline is refused', () => {

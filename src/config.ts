@@ -329,8 +329,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   ) {
     problems.push('SHUTDOWN_DRAIN_DELAY_MS: must be at most half of SHUTDOWN_TIMEOUT_MS, which the drain delay is part of')
   }
-  const dataDir = typeof v.QUINT_DATA_DIR === 'string' ? dataDirOf(v.QUINT_DATA_DIR, cwd, env.HOME) : null
-  if (dataDir !== null && path.dirname(dataDir) === path.parse(dataDir).root && !path.isAbsolute(v.QUINT_DATA_DIR!)) {
+  const isRoot = (dir: string) => path.resolve(dir) === path.parse(path.resolve(dir)).root
+  if (
+    typeof v.QUINT_DATA_DIR === 'string' &&
+    !path.isAbsolute(v.QUINT_DATA_DIR) &&
+    isRoot(cwd) &&
+    isRoot(env.HOME ?? os.homedir())
+  ) {
     problems.push('QUINT_DATA_DIR: relative, and both the working directory and HOME are `/`: set an absolute directory')
   }
   if (problems.length > 0) throw new ConfigError(problems)

@@ -45,9 +45,13 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   // another instance's lock can wait forever) and no later step runs (issue 14).
   const interrupted = new AbortController()
   let db: Database | null = null
+  let embedded: { signalStop(): void } | null = null
+  let ready = false
   const exit = async (code: number) => {
-    // A database step left behind must not leave an embedded Postgres running without us.
+    // A database step left behind, or a start-up cut short, must not leave an embedded Postgres
+    // running without us.
     db?.abandon()
+    embedded?.signalStop()
     await new Promise<void>((resolve) => log.flush(() => resolve()))
     process.exit(code)
   }
@@ -72,7 +76,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   process.on('SIGINT', onSignal)
 
   const server = listen(config, log)
-  lifecycle.onShutdown('drain delay', () => Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS), {
+  // Load balancers only route to an instance that was ready: one that never was has nothing to drain.
+  lifecycle.onShutdown('drain delay', () => (ready ? Bun.sleep(config.SHUTDOWN_DRAIN_DELAY_MS) : undefined), {
     budgetMs: config.SHUTDOWN_DRAIN_DELAY_MS + 1_000,
   })
   lifecycle.onShutdown(
@@ -91,7 +96,11 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 
   let dbStep = false
   try {
-    db = await openDatabase(config, log, { serve: true, signal: interrupted.signal })
+    db = await openDatabase(config, log, {
+      serve: true,
+      signal: interrupted.signal,
+      onEmbedded: (pg) => (embedded = pg),
+    })
     checkpoint()
     const database = db
     // BUS=local: Postgres tables; BUS=sns: SNS FIFO → SQS FIFO (docs/cluster.md).
@@ -163,6 +172,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     }
     checkpoint()
     lifecycle.markReady()
+    ready = true
     log.info(
       { port: server.port, host: config.HOST, database: config.DATABASE_URL ? 'external' : 'embedded', data_dir: config.dataDir },
       'quint-cloud ready',
@@ -172,6 +182,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     const clean = await lifecycle.shutdown(pendingSignal ?? 'start-up failed', config.SHUTDOWN_TIMEOUT_MS)
     if (db && !dbStep) await db.close().catch(() => {})
     if (!pendingSignal) throw err
+    // A real failure that happened to coincide with the signal is still told.
+    if (!(err instanceof OpenAbortedError)) log.error({ err }, 'start-up failed while stopping on a signal')
     return void exit(clean ? 0 : 1)
   } finally {
     starting = false

@@ -46,7 +46,12 @@ export async function openDatabase(
     | 'PARTITION_MONTHS_AHEAD'
   >,
   log: Logger,
-  options: { serve: boolean; signal?: AbortSignal } = { serve: false },
+  options: {
+    serve: boolean
+    signal?: AbortSignal
+    /** Told of an embedded server as soon as it runs, so an exit that cannot wait can stop it. */
+    onEmbedded?: (pg: Pick<EmbeddedPostgres, 'signalStop'>) => void
+  } = { serve: false },
 ): Promise<Database> {
   let embedded: EmbeddedPostgres | null = null
   let ownerTarget: DbTarget
@@ -61,13 +66,18 @@ export async function openDatabase(
       serve: options.serve,
       log,
     })
+    options.onEmbedded?.(embedded)
     const at = { host: embedded.host, port: embedded.port, database: embedded.database }
     ownerTarget = { ...at, ...embedded.owner }
     appTarget = { ...at, ...embedded.app }
   }
 
   try {
+    // Interrupted while the server was starting: do not begin migrating it.
+    if (options.signal?.aborted) throw new OpenAbortedError('start-up interrupted before the database was prepared')
     const preparing = prepareDatabase({ owner: ownerTarget, app: appTarget, appPassword: embedded?.app.password }, config, log)
+    // Abandoned below, its failure (the server stopping under it) must not go unhandled.
+    preparing.catch(() => {})
     // Migrations can wait on another instance's lock for as long as it holds it: a signal must
     // not wait with them (issue 14). The abandoned migration dies with the process.
     options.signal?.addEventListener(
@@ -77,7 +87,9 @@ export async function openDatabase(
           (p) => p.app.end({ timeout: 0 }),
           () => {},
         ),
-      { once: true },
+      {
+        once: true,
+      },
     )
     const prepared = await abortable(preparing, options.signal)
     return {

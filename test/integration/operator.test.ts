@@ -139,6 +139,84 @@ describe('shutdown', () => {
     }
   }, 60_000)
 
+  test('a signal at any moment of an embedded start-up exits cleanly and leaves no Postgres; a second one exits 1, also leaving none', async () => {
+    /** A serve process, once it listens (its signal handlers are installed by then). */
+    const start = async (dir: string) => {
+      const port = await freePort()
+      const proc = Bun.spawn(['bun', path.join(ROOT, 'src/main.ts'), 'serve'], {
+        cwd: ROOT,
+        env: childEnv({
+          QUINT_DATA_DIR: dir,
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          SHUTDOWN_DRAIN_DELAY_MS: '5000',
+          SHUTDOWN_TIMEOUT_MS: '20000',
+        }),
+        stdout: 'pipe',
+        stderr: 'pipe',
+      })
+      for (let i = 0; i < 300; i++) {
+        if (
+          await fetch(`http://127.0.0.1:${port}/health`).then(
+            () => true,
+            () => false,
+          )
+        )
+          break
+        await Bun.sleep(10)
+      }
+      return proc
+    }
+    const postgresOf = (dir: string) =>
+      fs
+        .readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .filter((pid) => {
+          try {
+            return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${dir}/pg`) && alive(Number(pid))
+          } catch {
+            return false
+          }
+        })
+    // initdb, launch, migrations: a signal in each of them (the first start of a data dir is slowest).
+    let interrupted = 0
+    for (const delay of [0, 150, 300, 600]) {
+      const dir = dataDir()
+      const proc = await start(dir)
+      await Bun.sleep(delay)
+      const sent = Date.now()
+      proc.kill('SIGTERM')
+      const code = await proc.exited
+      const waited = Date.now() - sent
+      const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()])
+      // Nothing half-done reported as a crash, whenever the signal came.
+      expect({ delay, code, crashed: /PostgresError|Unhandled/.test(stderr) }).toEqual({ delay, code: 0, crashed: false })
+      if (!stdout.includes('"msg":"quint-cloud ready"')) {
+        interrupted++
+        // Never ready: no drain delay to wait out (5 s here), no org created.
+        expect(waited).toBeLessThan(4_000)
+        expect(stderr).not.toContain('First start')
+      }
+      await Bun.sleep(500)
+      expect({ delay, left: postgresOf(dir) }).toEqual({ delay, left: [] })
+    }
+    // On a fresh data dir, start-up (initdb, launch, migrations) takes well over 300 ms.
+    expect(interrupted).toBeGreaterThanOrEqual(2)
+    const dir = dataDir()
+    const proc = await start(dir)
+    await Bun.sleep(300)
+    proc.kill('SIGTERM')
+    await Bun.sleep(100)
+    proc.kill('SIGTERM')
+    expect(await proc.exited).toBe(1)
+    let left = postgresOf(dir)
+    for (let i = 0; i < 50 && left.length > 0; i++) {
+      await Bun.sleep(100)
+      left = postgresOf(dir)
+    }
+    expect(left).toEqual([])
+  }, 90_000)
+
   test('a step that hangs is left behind at its share; the steps after it still run, within the deadline', async () => {
     const lifecycle = new Lifecycle(testLog)
     const ran: string[] = []

@@ -187,7 +187,9 @@ function secretWords(name: string): boolean {
   if (SECRET_LAST.has(last)) return true
   if (last === 'pwd') return w.length > 1
   if (last === 'pass') return w.length > 1 && !NOT_PASS_PREFIX.has(w.at(-2)!)
-  if (SECRET_SUFFIX.test(last)) return true
+  // Glued names are environment variables (PGPASSWORD, APITOKEN): upper case. A lower-case word
+  // that merely ends so is a name of something else (`jsonwebtoken`, a package).
+  if (SECRET_SUFFIX.test(last) && name === name.toUpperCase()) return true
   if (w.length > 1 && SECRET_PAIRS.has(`${w.at(-2)} ${last}`)) return true
   return w.length > 2 && w.slice(-3).join(' ') === 'secret key base'
 }
@@ -263,6 +265,8 @@ export function isPlaceholder(value: string, code: CodeRef | boolean = false): b
   if (long) return mode !== 'none' && (RECEIVER.test(v) || (mode === 'any' && /^[A-Za-z_$][\w$.]{0,128}[([<]/.test(v)))
   if (/^(?:\*+|[xX]{3,}|#+|-+)$/.test(v)) return true
   if (NOT_SECRET_WORDS.has(v.toLowerCase())) return true
+  // A type, not a value: `password: Option<String>` in a struct (compiler output, code).
+  if (/^[A-Z][A-Za-z0-9_]*<[A-Za-z0-9_&<>, ]*$/.test(v)) return true
   if (mode === 'none') return false
   // process.env.TOKEN, config.password, getToken(), os.environ[…]: code reading a secret, not one.
   const dotted = /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+$/.test(v)
