@@ -8,7 +8,7 @@ import type { Config } from '../config.ts'
 import { createPool, type DbTarget, type Sql } from './db.ts'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts'
 import type { Logger } from './log.ts'
-import { migrate, type MigrationResult } from './migrations.ts'
+import { migrate, MIGRATION_LOCK_KEY, type MigrationResult } from './migrations.ts'
 
 export interface Database {
   /** Runtime pool (quint_app): all request and worker traffic. */
@@ -144,8 +144,14 @@ export async function prepareDatabase(
   try {
     migration = await migrate(owner)
     if (targets.appPassword !== undefined) {
-      // Our own generated hex password, so inlining is safe; ALTER ROLE takes no bind parameters.
-      await owner.unsafe(`alter role ${APP_ROLE} password '${targets.appPassword.replace(/'/g, "''")}'`)
+      const password = targets.appPassword
+      // Under the migration lock: two processes opening one database at once (`org create` beside
+      // a starting server, or several of them) failed with "tuple concurrently updated".
+      await owner.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`
+        // Our own generated hex password, so inlining is safe; ALTER ROLE takes no bind parameters.
+        await tx.unsafe(`alter role ${APP_ROLE} password '${password.replace(/'/g, "''")}'`)
+      })
     }
   } finally {
     await owner.end({ timeout: 5 })

@@ -71,6 +71,19 @@ describe('CLI', () => {
     }
   })
 
+  test('several `org create` at once beside a running server all succeed', async () => {
+    const env = childEnv({ QUINT_DATA_DIR: dataDir() })
+    const server = await startServer(env)
+    // Each opens the server's database and sets the runtime role's password (embedded mode): at
+    // the same time, this raced ("tuple concurrently updated").
+    const runs = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => runCli(['org', 'create', '--name', `org-${i}`, '--json'], env)),
+    )
+    expect(runs.map((r) => ({ code: r.code, err: r.code === 0 ? '' : r.stderr }))).toEqual(runs.map(() => ({ code: 0, err: '' })))
+    server.proc.kill('SIGTERM')
+    expect(await server.exited).toBe(0)
+  }, 60_000)
+
   test('config never prints a secret: keys and secrets by name, DSN passwords by shape', async () => {
     const r = await runCli(
       ['config'],
