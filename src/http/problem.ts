@@ -7,7 +7,7 @@
 import { HTTPException } from 'hono/http-exception'
 import { AppError, UnavailableError } from '../errors.ts'
 import { isTransientDbError } from '../infra/db.ts'
-import type { Logger } from '../infra/log.ts'
+import { ThrottledLog, type Logger } from '../infra/log.ts'
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
@@ -65,7 +65,7 @@ export function problem(init: ProblemInit): Response {
 export function errorToProblem(err: unknown, requestId: string | undefined, log: Logger): Response {
   const instance = requestId ? `urn:request:${requestId}` : undefined
   if (err instanceof AppError) {
-    if (err.status >= 500) warnThrottled(log, err.code, { err, requestId }, err.message)
+    if (err.status >= 500) throttled.warn(err.code, { err, requestId }, err.message, log)
     return problem({
       status: err.status,
       code: err.code,
@@ -80,7 +80,7 @@ export function errorToProblem(err: unknown, requestId: string | undefined, log:
     return problem({ status, code: CODES[status] ?? 'error', detail: err.message || undefined, instance })
   }
   if (isTransientDbError(err)) {
-    warnThrottled(log, 'database_unavailable', { err, requestId }, 'database unavailable')
+    throttled.warn('database_unavailable', { err, requestId }, 'database unavailable', log)
     const e = new UnavailableError('The database is temporarily unavailable; retry later.')
     return problem({ status: e.status, code: e.code, detail: e.message, instance, headers: e.headers })
   }
@@ -92,16 +92,4 @@ export function errorToProblem(err: unknown, requestId: string | undefined, log:
  * 503s come in floods during an outage, each already in the access log: their cause is logged
  * once per kind and 10 s, with how many were held back (issue 14: 24 error lines in 5 s).
  */
-const WARN_EVERY_MS = 10_000
-const warned = new Map<string, { at: number; held: number }>()
-
-function warnThrottled(log: Logger, kind: string, obj: Record<string, unknown>, msg: string): void {
-  const now = Date.now()
-  const last = warned.get(kind)
-  if (last && now - last.at < WARN_EVERY_MS) {
-    last.held++
-    return
-  }
-  warned.set(kind, { at: now, held: 0 })
-  log.warn({ ...obj, ...(last ? { held_back: last.held } : {}) }, msg)
-}
+const throttled = new ThrottledLog(null, 10_000)

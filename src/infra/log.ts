@@ -99,11 +99,12 @@ export function errorKind(err: unknown): string {
 }
 
 export class ThrottledLog {
-  readonly #log: Logger
+  readonly #log: Logger | null
   readonly #everyMs: number
   readonly #last = new Map<string, { at: number; held: number }>()
 
-  constructor(log: Logger, everyMs = 30_000) {
+  /** `log`: null when every call names its own logger (per-request child loggers). */
+  constructor(log: Logger | null, everyMs = 30_000) {
     this.#log = log
     this.#everyMs = everyMs
   }
@@ -112,8 +113,8 @@ export class ThrottledLog {
     this.#emit('error', key, obj, msg)
   }
 
-  warn(key: string, obj: Record<string, unknown>, msg: string): void {
-    this.#emit('warn', key, obj, msg)
+  warn(key: string, obj: Record<string, unknown>, msg: string, via?: Logger): void {
+    this.#emit('warn', key, obj, msg, via)
   }
 
   /** The failure `key` stopped: say so once, if it was logged. */
@@ -121,10 +122,10 @@ export class ThrottledLog {
     const entry = this.#last.get(key)
     if (!entry) return
     this.#last.delete(key)
-    this.#log.info({ failure: key, held_back: entry.held }, msg)
+    this.#log?.info({ failure: key, held_back: entry.held }, msg)
   }
 
-  #emit(level: 'error' | 'warn', key: string, obj: Record<string, unknown>, msg: string): void {
+  #emit(level: 'error' | 'warn', key: string, obj: Record<string, unknown>, msg: string, log = this.#log): void {
     const now = Date.now()
     const entry = this.#last.get(key)
     if (entry && now - entry.at < this.#everyMs) {
@@ -132,6 +133,6 @@ export class ThrottledLog {
       return
     }
     this.#last.set(key, { at: now, held: 0 })
-    this.#log[level]({ ...obj, failure: key, ...(entry ? { held_back: entry.held } : {}) }, msg)
+    log?.[level]({ ...obj, failure: key, ...(entry ? { held_back: entry.held } : {}) }, msg)
   }
 }
