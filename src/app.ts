@@ -28,6 +28,13 @@ import { mountAuthTokens } from './features/auth-tokens/routes.ts'
 import { sessionEventBudget } from './features/auth-tokens/session-budget.ts'
 import { mountFilterRebuild } from './features/auth-tokens/rebuild-routes.ts'
 import { mountOverrides } from './features/overrides/routes.ts'
+import { mountEvents } from './features/events/routes.ts'
+import { mountSessions } from './features/sessions/routes.ts'
+import { mountAgents } from './features/agents/routes.ts'
+import { mountMachineInventory } from './features/machines/inventory-routes.ts'
+import { mountChain } from './features/chain/routes.ts'
+import { mountIngestStats } from './features/ingest/stats-routes.ts'
+import { mountOrgSettings } from './features/orgs/routes.ts'
 import { ActionSignatureReplayGuard, verifyActionSignatures } from './http/action-signature.ts'
 import { createRevocationFilter, type RevocationFilter } from './auth/revocation-filter.ts'
 import { revokedForFilter } from './features/auth-tokens/repo.ts'
@@ -53,6 +60,11 @@ export const VERSION: string = pkg.version
 export interface AppDeps {
   config: Config
   sql: Sql
+  /**
+   * The read side's pool (issue 9): a replica when DATABASE_READ_URL is set, under the same
+   * runtime role and RLS. Default: `sql`.
+   */
+  readSql?: Sql
   log: Logger
   lifecycle: Lifecycle
   bus: Bus
@@ -174,7 +186,18 @@ export function composeApp(deps: AppDeps): ComposedApp {
   })
   mountIngest(routes, { sql, bus, limiter, ingest, metrics })
   mountMachines(routes, { sql, bus, limiter, resolver, ingest, metrics })
-  mountAlerts(routes, { sql, admin, read: signed(requireAuth(resolver, { scope: 'read' })) })
+  // The read side (issue 9): `read` is held by credentials meant for reading, never by a
+  // machine's (docs/rbac.md); every read may go to a replica.
+  const read = signed(requireAuth(resolver, { scope: 'read' }))
+  const readSql = deps.readSql ?? sql
+  mountAlerts(routes, { sql, readSql, admin, read })
+  mountEvents(routes, { sql: readSql, read })
+  mountSessions(routes, { sql: readSql, read })
+  mountAgents(routes, { sql: readSql, read })
+  mountMachineInventory(routes, { sql: readSql, read })
+  mountChain(routes, { sql: readSql, read })
+  mountIngestStats(routes, { sql: readSql, read })
+  mountOrgSettings(routes, { sql, admin })
   mountDeadLetters(routes, { sql, bus, admin, metrics })
   mountWebhooks(routes, {
     sql,

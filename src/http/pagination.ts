@@ -26,6 +26,21 @@ export interface Keyset {
 
 const AT = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/
 
+/**
+ * Cuts a `limit + 1` row fetch into the page and the cursor of its last row (null on the last
+ * page). `key` names the row's sort-key text (default `created_key`), printed by Postgres.
+ */
+export function paginate<T extends { id: string }>(
+  rows: T[],
+  limit: number,
+  key: (row: T) => string = (row) => (row as T & { created_key: string }).created_key,
+): { page: T[]; next: string | null } {
+  const page = rows.slice(0, limit)
+  const last = page.at(-1)
+  const next = rows.length > limit && last ? encodeCursor({ at: key(last), id: last.id }) : null
+  return { page, next }
+}
+
 export function encodeCursor(k: Keyset): string {
   return Buffer.from(JSON.stringify([k.at, k.id])).toString('base64url')
 }

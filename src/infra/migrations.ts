@@ -26,6 +26,10 @@ import m0013 from '../../sql/0013_overrides.sql' with { type: 'text' }
 import m0014 from '../../sql/0014_revocation_poll.sql' with { type: 'text' }
 import m0015 from '../../sql/0015_dead_letters.sql' with { type: 'text' }
 import m0016 from '../../sql/0016_idempotency.sql' with { type: 'text' }
+import m0017 from '../../sql/0017_read_side.sql' with { type: 'text' }
+import m0018 from '../../sql/0018_ingest_stats.sql' with { type: 'text' }
+import m0019 from '../../sql/0019_retention.sql' with { type: 'text' }
+import m0020 from '../../sql/0020_causal_chain.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -51,6 +55,10 @@ const FILES: Record<string, string> = {
   '0014_revocation_poll.sql': m0014,
   '0015_dead_letters.sql': m0015,
   '0016_idempotency.sql': m0016,
+  '0017_read_side.sql': m0017,
+  '0018_ingest_stats.sql': m0018,
+  '0019_retention.sql': m0019,
+  '0020_causal_chain.sql': m0020,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

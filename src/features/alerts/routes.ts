@@ -9,7 +9,7 @@ import type { MiddlewareHandler } from 'hono'
 import { NotFoundError, ValidationError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
+import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { checkName } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
@@ -40,9 +40,9 @@ import {
 
 export function mountAlerts(
   routes: RouteRegistry,
-  deps: { sql: Sql; admin: MiddlewareHandler<AppEnv>; read: MiddlewareHandler<AppEnv> },
+  deps: { sql: Sql; readSql: Sql; admin: MiddlewareHandler<AppEnv>; read: MiddlewareHandler<AppEnv> },
 ): void {
-  const { sql, admin, read } = deps
+  const { sql, readSql, admin, read } = deps
   const ruleTags = ['alert rules']
   const alertTags = ['alerts']
 
@@ -216,7 +216,9 @@ export function mountAlerts(
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const { limit: _l, cursor, ...filters } = query
-      const rows = await withOrg(sql, c.get('principal').orgId, (tx) => listAlerts(tx, filters, limit + 1, decodeCursor(cursor)))
+      const rows = await withOrg(readSql, c.get('principal').orgId, (tx) =>
+        listAlerts(tx, filters, limit + 1, decodeCursor(cursor)),
+      )
       const { page, next } = paginate(rows, limit)
       return c.json({ alerts: page.map(alertView), next_cursor: next })
     },
@@ -279,13 +281,6 @@ function validName(raw: string): string {
 function validCondition(condition: unknown): void {
   const compiled = compileCondition(condition)
   if (!compiled.ok) throw new ValidationError(compiled.errors, 'The rule condition is invalid.')
-}
-
-function paginate<T extends { created_key: string; id: string }>(rows: T[], limit: number) {
-  const page = rows.slice(0, limit)
-  const last = page.at(-1)
-  const next = rows.length > limit && last ? encodeCursor({ at: last.created_key, id: last.id }) : null
-  return { page, next }
 }
 
 function ruleView(r: RuleRow) {

@@ -9,7 +9,7 @@ import type { Context, MiddlewareHandler } from 'hono'
 import type { SecretBox } from '../../auth/secret-box.ts'
 import { AppError, NotFoundError, ValidationError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
+import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
@@ -379,13 +379,6 @@ function deliveryIds(params: { id: string; delivery_id: string }): [string, stri
   const deliveryId = params.delivery_id.toLowerCase()
   if (!isUuid(id) || !isUuid(deliveryId)) throw deliveryNotFound()
   return [id, deliveryId]
-}
-
-function paginate<T extends { created_key: string; id: string }>(rows: T[], limit: number) {
-  const page = rows.slice(0, limit)
-  const last = page.at(-1)
-  const next = rows.length > limit && last ? encodeCursor({ at: last.created_key, id: last.id }) : null
-  return { page, next }
 }
 
 function webhookView(w: WebhookRow) {
