@@ -49,6 +49,29 @@ describe('loadConfig', () => {
     expect(problems).not.toContain('secret')
   })
 
+  test('read replica and retention (issue 9): unset by default, a replica needs an external primary', () => {
+    const c = loadConfig({}, '/srv/app')
+    expect(c.DATABASE_READ_URL).toBeUndefined()
+    expect(c.RETENTION_INTERVAL_S).toBe(3600)
+    expect(c.RETENTION_BATCH_ROWS).toBe(5000)
+    expect(loadConfig({ RETENTION_INTERVAL_S: '0' }).RETENTION_INTERVAL_S).toBe(0)
+    expect(() => loadConfig({ RETENTION_BATCH_ROWS: '10' })).toThrow(/RETENTION_BATCH_ROWS/)
+    expect(() => loadConfig({ DATABASE_READ_URL: 'postgres://quint_app@replica/q' })).toThrow(
+      /DATABASE_READ_URL: needs DATABASE_URL/,
+    )
+    const replica = loadConfig({ DATABASE_URL: 'postgres://o@primary/q', DATABASE_READ_URL: 'postgres://quint_app:pw@replica/q' })
+    expect(replica.DATABASE_READ_URL).toBe('postgres://quint_app:pw@replica/q')
+    // A bad DSN is reported without echoing it (it may carry a password).
+    let err: unknown
+    try {
+      loadConfig({ DATABASE_URL: 'postgres://o@primary/q', DATABASE_READ_URL: 'mysql://u:secret@replica/q' })
+    } catch (e) {
+      err = e
+    }
+    expect((err as ConfigError).problems.join('\n')).toContain('DATABASE_READ_URL')
+    expect((err as ConfigError).problems.join('\n')).not.toContain('secret')
+  })
+
   test('the README configuration table is generated from the schema (bun run docs:config)', async () => {
     const readme = await Bun.file(path.join(import.meta.dir, '../README.md')).text()
     const section = readme.split('<!-- config:start -->')[1]?.split('<!-- config:end -->')[0]?.trim()

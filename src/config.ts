@@ -29,6 +29,13 @@ export const EnvSchema = Type.Object({
         'DSN of the runtime role (`quint_app`: not owner, not superuser, not BYPASSRLS). Unset: DATABASE_URL with the user replaced by `quint_app`.',
     }),
   ),
+  DATABASE_READ_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description:
+        'DSN of a read replica for the read API (events, sessions, agents, machines, alerts, ingest stats), connecting as the runtime role quint_app: checked at start like the runtime pool, and row-level security applies the same. Unset: the primary. Needs DATABASE_URL.',
+    }),
+  ),
   DATABASE_POOL_MAX: Type.Integer({
     minimum: 1,
     maximum: 500,
@@ -69,6 +76,19 @@ export const EnvSchema = Type.Object({
     maximum: 24,
     default: 3,
     description: 'Monthly `actions` partitions kept created ahead of the current month.',
+  }),
+  RETENTION_INTERVAL_S: Type.Integer({
+    minimum: 0,
+    maximum: 7 * 24 * 3600,
+    default: 3_600,
+    description:
+      "How often this process runs the retention purge: deletes each org's data past its `retention_days` and drops month partitions no org needs (docs/retention.md). Any number of instances may run it. 0: never in this process.",
+  }),
+  RETENTION_BATCH_ROWS: Type.Integer({
+    minimum: 100,
+    maximum: 50_000,
+    default: 5_000,
+    description: 'Rows the retention purge deletes per statement (each batch is its own short transaction).',
   }),
   INGEST_RATE_PER_S: Type.Integer({
     minimum: 0,
@@ -320,6 +340,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   problems.push(...busProblems(value as Partial<Env>))
   const v = value as Partial<Env>
+  // A replica of an embedded server cannot exist: it listens on a private socket.
+  if (v.DATABASE_READ_URL && !v.DATABASE_URL) problems.push('DATABASE_READ_URL: needs DATABASE_URL (an external primary)')
   // The drain delay is taken off the top of the deadline: at or past it, no step after it would
   // get any time (the embedded Postgres would be left running).
   if (

@@ -14,6 +14,7 @@ import { checkName } from './lib/names.ts'
 import { PortInUseError, serve } from './cli/serve.ts'
 import { busCommand, BusUsageError } from './cli/bus.ts'
 import { deadLettersCommand } from './cli/dead-letters.ts'
+import { purgeCommand } from './cli/purge.ts'
 
 /** Each command's own help (`quint-cloud <command> --help`), also listed by `quint-cloud help`. */
 const COMMANDS: Record<string, string> = {
@@ -34,6 +35,10 @@ const COMMANDS: Record<string, string> = {
        | dead-letters redrive (--id ID | --all) [--org ID] [--consumer NAME] [--json]
     List, across orgs, the bus messages consumers set aside after BUS_MAX_ATTEMPTS failed
     attempts, or hand them back to their consumer (docs/dead-letters.md).`,
+  purge: `purge [--json]
+    Run one retention purge now: each org's actions, sessions and alerts past its retention_days,
+    the dedupe ledgers past theirs, and month partitions no org needs (docs/retention.md). Safe
+    beside running servers, which run the same purge every RETENTION_INTERVAL_S.`,
   healthcheck: `healthcheck [--url URL]
     Exit 0 if the service answers /ready with 200, else 1, bad usage included (for container
     health checks, which reserve 2). URL is a base URL (http://host:8000) or the full /ready URL;
@@ -103,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
       return busCommand(config, rest)
     case 'dead-letters':
       return deadLettersCommand(config, cliLogger(config), rest)
+    case 'purge':
+      return purgeCommand(config, cliLogger(config), rest)
     case 'openapi':
       noArgs(rest, 'openapi')
       return openapiCommand(config)

@@ -25,6 +25,12 @@ export interface OpaquePrincipal {
   tokenId: string
   kind: TokenKind
   scopes: readonly string[]
+  /**
+   * The machine a service token minted at registration is bound to (`api_tokens.machine_id`,
+   * fixed for the token's life, so safe to cache); null for every other credential. Ingest
+   * attributes events to it (issue 9).
+   */
+  machineId: string | null
 }
 
 /** Whoever presented an accepted credential: an opaque token or a verified JWT (`kind: 'jwt'`). */
@@ -64,6 +70,8 @@ interface SharedEntry {
   k: TokenKind
   s: string[]
   u: number | null
+  /** The bound machine id (absent in entries written before it existed: read Postgres instead). */
+  m?: string | null
 }
 
 /** A lookup slower than this is not written to Redis: its Postgres read may predate a revocation. */
@@ -197,9 +205,9 @@ export class CredentialResolver {
     if (hit === null) return null
     if (hit === 'revoked') return { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0 }
     const v = hit.value as SharedEntry
-    if (typeof v?.o !== 'string' || typeof v.t !== 'string' || !Array.isArray(v.s)) return null
+    if (typeof v?.o !== 'string' || typeof v.t !== 'string' || !Array.isArray(v.s) || v.m === undefined) return null
     return {
-      principal: Object.freeze({ orgId: v.o, tokenId: v.t, kind: v.k, scopes: Object.freeze([...v.s]) }),
+      principal: Object.freeze({ orgId: v.o, tokenId: v.t, kind: v.k, scopes: Object.freeze([...v.s]), machineId: v.m }),
       expiresAt: now + Math.min(this.#ttl, hit.ttlMs),
       validUntil: v.u ?? Number.POSITIVE_INFINITY,
       lastUsedWrite: 0,
@@ -214,6 +222,7 @@ export class CredentialResolver {
       k: p.kind,
       s: [...p.scopes],
       u: Number.isFinite(entry.validUntil) ? entry.validUntil : null,
+      m: p.machineId,
     }
     shared.putToken(key, value, this.#ttl).catch((err) => {
       this.#metrics?.redisFallbacks.inc({ op: 'token_cache_write' })
@@ -226,8 +235,18 @@ export class CredentialResolver {
       this.sql,
       { 'app.lookup_token_hash': hash.toString('hex') },
       (tx) =>
-        tx<{ org_id: string; id: string; kind: TokenKind; scopes: string[]; expires_at: Date | null; revoked_at: Date | null }[]>`
-        select org_id, id, kind, scopes, expires_at, revoked_at
+        tx<
+          {
+            org_id: string
+            id: string
+            kind: TokenKind
+            scopes: string[]
+            expires_at: Date | null
+            revoked_at: Date | null
+            machine_id: string | null
+          }[]
+        >`
+        select org_id, id, kind, scopes, expires_at, revoked_at, machine_id
           from api_tokens where token_hash = ${hash}`,
     )
     const row = rows[0]
@@ -239,6 +258,7 @@ export class CredentialResolver {
             tokenId: row.id,
             kind: row.kind,
             scopes: Object.freeze([...row.scopes]),
+            machineId: row.machine_id,
           }),
           expiresAt: now + this.#ttl,
           validUntil: row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY,

@@ -90,7 +90,9 @@ const EXPIRED: ValidationResult = Object.freeze({ ok: false, reason: 'expired' }
 
 /** Scopes each type carries (docs/auth.md). App tokens carry their own `scopes` claim. */
 export const TYPE_SCOPES: Record<Exclude<TokenType, 'app'>, readonly string[]> = {
-  bearer: Object.freeze(['ingest', 'read']),
+  // The data plane's root, held by proxies: ingest only; reading the org's data is for people
+  // and read credentials (issue 9).
+  bearer: Object.freeze(['ingest']),
   agent: Object.freeze(['ingest']),
   subagent: Object.freeze(['ingest']),
   session: Object.freeze(['ingest']),

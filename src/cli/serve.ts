@@ -1,20 +1,21 @@
 /**
  * @module cli/serve
  * `quint-cloud serve`: bind the port (a port in use fails before any database work) → database
- * (embedded or external) → migrations → the composed app (src/app.ts) behind the listener →
- * consumer threads → first-start org → ready. Until then every request but /health answers 503
- * `starting`.
+ * (embedded or external; a read replica when DATABASE_READ_URL is set) → migrations → the composed
+ * app (src/app.ts) behind the listener → consumer threads → retention purge (issue 9) →
+ * first-start org → ready. Until then every request but /health answers 503 `starting`.
  *
  * On SIGTERM/SIGINT: not ready → (drain delay) → stop accepting and finish in-flight requests →
- * consumers finish their round → webhook attempts aborted → revocation poll and filter → Redis →
- * bus clients → timers → the pool → embedded Postgres → exit. The listener closes first, and each
- * step has its share of SHUTDOWN_TIMEOUT_MS (src/lifecycle.ts), so a dead database cannot hold
- * the others (issue 14).
+ * consumers finish their round → webhook attempts aborted → retention purge (after its batch in
+ * flight) → revocation poll and filter → Redis → bus clients → timers → the pools → embedded
+ * Postgres → exit. The listener closes first, and each step has its share of SHUTDOWN_TIMEOUT_MS
+ * (src/lifecycle.ts), so a dead database cannot hold the others (issue 14).
  */
 import { composeApp } from '../app.ts'
 import { loadMasterKey, SecretBox } from '../auth/secret-box.ts'
 import type { Config } from '../config.ts'
 import { bootstrapFirstOrg, type CreatedOrg } from '../features/orgs/service.ts'
+import { RetentionPurger } from '../features/retention/purger.ts'
 import { WebhookDispatcher } from '../features/webhooks/dispatcher.ts'
 import { closeUnreadBodies } from '../http/body.ts'
 import { problem } from '../http/problem.ts'
@@ -111,7 +112,18 @@ export async function serve(config: Config, log: Logger): Promise<void> {
       ? new RedisStateStore({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log, metrics })
       : null
     const secrets = new SecretBox(loadMasterKey(config, log))
-    const composed = composeApp({ config, sql: database.app, log, metrics, lifecycle, bus: bus.bus, redis, secrets })
+    // Reads go to the replica when DATABASE_READ_URL is set (issue 9), under the same role and RLS.
+    const composed = composeApp({
+      config,
+      sql: database.app,
+      readSql: database.read ?? undefined,
+      log,
+      metrics,
+      lifecycle,
+      bus: bus.bus,
+      redis,
+      secrets,
+    })
     server.reload({ fetch: closeUnreadBodies(composed.app.fetch), error: serverError(log) })
     void composed.start()
     checkpoint()
@@ -152,6 +164,14 @@ export async function serve(config: Config, log: Logger): Promise<void> {
       webhooks.start()
       lifecycle.onShutdown('webhook delivery', () => webhooks.stop())
     }
+    // Retention (docs/retention.md): every instance may run it; per-org locks keep them from
+    // doing the same work. On the primary: it deletes. Stopped before the pool closes; a batch in
+    // flight is one short statement.
+    if (config.RETENTION_INTERVAL_S > 0) {
+      const purger = new RetentionPurger({ sql: database.app, log, batchRows: config.RETENTION_BATCH_ROWS })
+      purger.start(config.RETENTION_INTERVAL_S * 1000)
+      lifecycle.onShutdown('retention purge', () => purger.stop())
+    }
     lifecycle.onShutdown('revocation', () => composed.stop())
     if (redis) lifecycle.onShutdown('redis', () => redis.close())
     lifecycle.onShutdown('bus clients', () => bus.close())
@@ -174,7 +194,13 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     lifecycle.markReady()
     ready = true
     log.info(
-      { port: server.port, host: config.HOST, database: config.DATABASE_URL ? 'external' : 'embedded', data_dir: config.dataDir },
+      {
+        port: server.port,
+        host: config.HOST,
+        database: config.DATABASE_URL ? 'external' : 'embedded',
+        read_replica: database.read !== null,
+        data_dir: config.dataDir,
+      },
       'quint-cloud ready',
     )
   } catch (err) {

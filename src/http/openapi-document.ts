@@ -24,20 +24,27 @@ export interface DocumentInfo {
 
 const TAG_DESCRIPTIONS: Record<string, string> = {
   ingest: 'Event batches and session lifecycle reports from daemons and SDKs.',
-  machines: 'The public daemon API: registration, heartbeats, policies, events, processes and graphs.',
+  machines:
+    'The public daemon API (registration, heartbeats, policies, events, processes and graphs) and the fleet inventory read by people.',
+  events: 'Stored events: filtered lists, one event, window statistics, and the causal chain of an event.',
+  sessions: 'Agent sessions: lists, detail with risk summary, sub-agents, the delegation tree and the nested timeline.',
+  agents: 'Agents across machines: when seen, where, how many sessions, how risky.',
+  org: "The caller's org and its settings (data retention).",
   'deploy tokens': 'Opaque `qt_deploy_` credentials that daemons install with.',
   'auth tokens': 'Minting the `qt_` JWT hierarchy: app → bearer → agent → sub-agent, session and override tokens.',
   'signing keys': "The org's ES256 signing keys and the public keys that verify its tokens.",
   revocation: 'Revoking tokens (one, or a whole subtree) and rebuilding the revocation filter.',
   auth: 'Who a credential is, and what its RBAC policy allows.',
   overrides: 'Human decisions on blocked events, made with one-shot override tokens.',
-  alerts: 'Per-org alert rules and the alerts they raise.',
+  alerts: 'The alerts rules raise: triage queue, detail with the events that led up to them.',
+  'alert rules': 'Per-org custom alert rules.',
+  'dead-letters': 'Bus messages consumers set aside after repeated failures, and their redrive.',
   webhooks: 'Signed alert webhooks, their secrets and their delivery log.',
 }
 
 const API_DESCRIPTION = [
-  'The cloud back end for AI-agent security: daemons send batches of events; dashboards and customers read alerts and',
-  'manage credentials, rules and webhooks.',
+  'The cloud back end for AI-agent security: daemons send batches of events; dashboards and customers read events,',
+  'sessions, agents, machines and alerts, and manage credentials, rules and webhooks.',
   '',
   'Credentials go in `Authorization: Bearer <token>` (see the `bearer` security scheme). Every error is an RFC 9457',
   '`application/problem+json` document whose `code` names the error; `errors[]` lists the offending fields as JSON',
@@ -47,9 +54,14 @@ const API_DESCRIPTION = [
 const BEARER_DESCRIPTION = [
   'One of:',
   '- an admin API key: `qk_` + 64 hex (scope `admin`);',
-  '- a deploy token: `qt_deploy_` + 32 hex (scopes `ingest`, `read`), or a machine service token `qt_sk_…` (`ingest`, `read`);',
+  '- a deploy token: `qt_deploy_` + 32 hex, or a machine service token `qt_sk_…` (scope `ingest` only: a machine never',
+  "  reads the org's data);",
   '- a signed ES256 JWT of the token hierarchy, sent with its type prefix: `qt_app_`, `qt_bearer_`, `qt_agent_`,',
-  '  `qt_subagent_`, `qt_session_` or `qt_override_` followed by the JWT.',
+  '  `qt_subagent_`, `qt_session_` or `qt_override_` followed by the JWT. Bearer, agent, sub-agent and session tokens',
+  '  carry `ingest` only; an app token carries the `scopes` it was minted with.',
+  '',
+  "Reading the org's events, sessions, agents, machines and alerts needs the `read` scope: the admin key, or an app token",
+  'minted with `read` (docs/rbac.md has the table of which credential may call what).',
   '',
   'Missing, unknown, expired or revoked credentials get 401; a valid one without the scope an operation needs gets 403.',
 ].join('\n')

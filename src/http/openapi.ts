@@ -142,10 +142,12 @@ export class RouteRegistry {
 }
 
 function check<T extends TSchema>(compiled: TypeCheck<T>, raw: unknown, where: 'params' | 'query' | 'body'): Static<T> {
-  // Query and path values arrive as strings: convert ("25" → 25) before checking.
+  // Query and path values arrive as strings: convert ("25" → 25) before checking, but only
+  // strings written the plain way (TypeBox would turn "5.5", "1e1" or "0x10" into 5, 1 and 16).
+  // Checked first: Value.Convert may convert the object in place.
+  let errors: FieldError[] = where === 'body' ? [] : unplainScalars(compiled.Schema(), raw)
   const value = where === 'body' ? raw : Value.Convert(compiled.Schema(), raw)
-  let errors: FieldError[] = []
-  if (compiled.Check(value)) {
+  if (errors.length === 0 && compiled.Check(value)) {
     // Valid by the schema, but Postgres cannot store a NUL or an unpaired surrogate (issue 14).
     errors = unstorableText(compiled.Schema(), value, compiled.References())
     if (errors.length === 0) return value
@@ -158,6 +160,25 @@ function check<T extends TSchema>(compiled: TypeCheck<T>, raw: unknown, where: '
   }
   if (where === 'body') throw new ValidationError(errors)
   throw new BadRequestError(`Invalid ${where === 'params' ? 'path parameter' : 'query parameter'}.`, errors)
+}
+
+const PLAIN: Record<string, { re: RegExp; message: string }> = {
+  integer: { re: /^-?(0|[1-9]\d{0,15})$/, message: 'Expected an integer written in decimal digits' },
+  number: { re: /^-?(0|[1-9]\d{0,15})(\.\d{1,15})?$/, message: 'Expected a decimal number' },
+  boolean: { re: /^(true|false)$/, message: 'Expected true or false' },
+}
+
+/** Query or path strings for integer, number and boolean properties that are not written plainly. */
+function unplainScalars(schema: TSchema, raw: unknown): FieldError[] {
+  const properties = (schema as { properties?: Record<string, TSchema> }).properties
+  if (!properties || typeof raw !== 'object' || raw === null) return []
+  const errors: FieldError[] = []
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    const type = properties[name]?.type
+    const rule = typeof type === 'string' ? PLAIN[type] : undefined
+    if (rule && typeof value === 'string' && !rule.re.test(value)) errors.push({ path: `/${name}`, message: rule.message })
+  }
+  return errors
 }
 
 /** A date-time string, possibly optional-or-null (a union): its failures get one clear message. */

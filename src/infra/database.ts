@@ -2,7 +2,8 @@
  * @module infra/database
  * Opens the service's database: the embedded server when DATABASE_URL is unset, the given one
  * otherwise. Migrations run with the owner's credentials; the runtime pool connects as quint_app,
- * and start-up refuses to go on if that role could bypass row-level security.
+ * and start-up refuses to go on if that role could bypass row-level security. An optional read
+ * pool (DATABASE_READ_URL, a replica; issue 9) serves the read API under the same checks.
  */
 import type { Config } from '../config.ts'
 import { createPool, type DbTarget, type Sql } from './db.ts'
@@ -13,10 +14,12 @@ import { migrate, MIGRATION_LOCK_KEY, type MigrationResult } from './migrations.
 export interface Database {
   /** Runtime pool (quint_app): all request and worker traffic. */
   readonly app: Sql
+  /** Read pool on a replica (DATABASE_READ_URL), same role checks as `app`; null: reads use `app`. */
+  readonly read: Sql | null
   readonly appTarget: DbTarget
   readonly ownerTarget: DbTarget
   readonly migration: MigrationResult
-  /** Ends the pool (within `budgetMs`, default 5 s), then stops the embedded server if this process runs it. */
+  /** Ends the pools (within `budgetMs`, default 5 s), then stops the embedded server if this process runs it. */
   close(budgetMs?: number): Promise<void>
   /** The embedded server (if this process runs it) is told to stop, without waiting. */
   abandon(): void
@@ -38,6 +41,7 @@ export async function openDatabase(
     Config,
     | 'DATABASE_URL'
     | 'DATABASE_APP_URL'
+    | 'DATABASE_READ_URL'
     | 'DATABASE_POOL_MAX'
     | 'DATABASE_STATEMENT_TIMEOUT_MS'
     | 'DATABASE_ACQUIRE_TIMEOUT_MS'
@@ -92,12 +96,21 @@ export async function openDatabase(
       },
     )
     const prepared = await abortable(preparing, options.signal)
+    let read: Sql | null = null
+    try {
+      if (config.DATABASE_READ_URL) read = await openReadPool({ url: config.DATABASE_READ_URL }, config)
+    } catch (err) {
+      await prepared.app.end({ timeout: 1 }).catch(() => {})
+      throw err
+    }
     return {
       ...prepared,
+      read,
       appTarget,
       ownerTarget,
       async close(budgetMs = 10_000) {
-        await prepared.app.end({ timeout: Math.max(0.1, budgetMs / 2_000) })
+        const timeout = Math.max(0.1, budgetMs / 2_000)
+        await Promise.all([prepared.app.end({ timeout }), read?.end({ timeout })])
         await embedded?.stop()
       },
       abandon() {
@@ -174,6 +187,34 @@ export async function prepareDatabase(
   return { app, migration }
 }
 
+/** Name the read pool's connections carry (`pg_stat_activity.application_name` on the replica). */
+export const READ_POOL_APPLICATION_NAME = 'quint-cloud-read'
+
+/**
+ * Opens the read API's pool on a replica (issue 9). It must connect as a role RLS binds, exactly
+ * like the runtime pool: a replica reached as the owner or a superuser would show every org's
+ * rows to every reader. Nothing is migrated through it (a replica is read-only).
+ */
+export async function openReadPool(
+  target: DbTarget,
+  config: Pick<Config, 'DATABASE_POOL_MAX' | 'DATABASE_STATEMENT_TIMEOUT_MS'> &
+    Partial<Pick<Config, 'DATABASE_ACQUIRE_TIMEOUT_MS'>>,
+): Promise<Sql> {
+  const read = createPool(target, {
+    max: config.DATABASE_POOL_MAX,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    acquireTimeoutMs: config.DATABASE_ACQUIRE_TIMEOUT_MS,
+    applicationName: READ_POOL_APPLICATION_NAME,
+  })
+  try {
+    await assertSafeRole(read, 'read replica', 'DATABASE_READ_URL')
+  } catch (err) {
+    await read.end({ timeout: 1 }).catch(() => {})
+    throw err
+  }
+  return read
+}
+
 /** Keeps monthly `actions` partitions created ahead; safe to call from every instance. */
 export async function ensurePartitions(app: Sql, monthsAhead: number): Promise<string[]> {
   const rows = await app<{ name: string }[]>`
@@ -186,7 +227,7 @@ export async function ensurePartitions(app: Sql, monthsAhead: number): Promise<s
  * or through membership in the owning role (an owner can switch RLS off). Checked on every start,
  * against the live catalog.
  */
-export async function assertSafeRole(app: Sql): Promise<void> {
+export async function assertSafeRole(app: Sql, pool = 'runtime', variable = 'DATABASE_APP_URL'): Promise<void> {
   const [role] = await app<{ name: string; superuser: boolean; bypass: boolean; owned: number }[]>`
     select r.rolname as name, r.rolsuper as superuser, r.rolbypassrls as bypass,
            (select count(*)::int from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -201,8 +242,8 @@ export async function assertSafeRole(app: Sql): Promise<void> {
   ].filter(Boolean)
   if (problems.length > 0) {
     throw new UnsafeRoleError(
-      `runtime database role "${role.name}" ${problems.join(', ')}: row-level security would not isolate tenants. ` +
-        `Connect as ${APP_ROLE} (DATABASE_APP_URL).`,
+      `${pool} database role "${role.name}" ${problems.join(', ')}: row-level security would not isolate tenants. ` +
+        `Connect as ${APP_ROLE} (${variable}).`,
     )
   }
 }

@@ -24,6 +24,13 @@ export interface Metrics {
   readonly ingestRejected: Counter<'reason'>
   /** Secrets redacted from accepted events, by kind (`SECRET_KINDS` in src/features/ingest/redaction.ts). */
   readonly ingestRedactions: Counter<'kind'>
+  /** Events the edge reports it dropped before sending, by where it reported them: batch or heartbeat (issue 9). */
+  readonly ingestEdgeDropped: Counter<'report'>
+  /**
+   * Receive → queryable lag of stored events (issue 9): measured by the pipeline, which runs in a
+   * worker thread, and reported over a BroadcastChannel (`reportQueryableLag`).
+   */
+  readonly ingestQueryableLag: Histogram
   /** Bus messages set aside after their last attempt, by consumer (docs/dead-letters.md). */
   readonly busDeadLetters: Counter<'consumer'>
   /** Webhook delivery attempts by outcome class (docs/webhooks.md lists them). */
@@ -39,6 +46,33 @@ export interface Metrics {
 export interface MetricsOptions {
   /** Bus batches waiting per consumer, read at each scrape (consumer lag). */
   backlog?: () => Promise<Record<string, number>>
+}
+
+/**
+ * The pipeline measures the receive → queryable lag in a consumer thread, which has no registry:
+ * it posts each batch's lags on this channel and every registry of the process observes them. A
+ * BroadcastChannel reaches every thread of the process without the consumer pool relaying it.
+ */
+const QUERYABLE_LAG_CHANNEL = 'quint:ingest-queryable-lag'
+let lagSender: BroadcastChannel | null = null
+
+/** Reports lags (seconds) to `quint_ingest_queryable_lag_seconds`, from any thread. */
+export function reportQueryableLag(seconds: Float64Array): void {
+  if (!lagSender) {
+    lagSender = new BroadcastChannel(QUERYABLE_LAG_CHANNEL)
+    // Never what keeps a thread alive: a consumer thread ends on its own when told to stop.
+    ;(lagSender as BroadcastChannel & { unref?: () => void }).unref?.()
+  }
+  lagSender.postMessage(seconds)
+}
+
+function observeQueryableLag(histogram: Histogram): void {
+  const receiver = new BroadcastChannel(QUERYABLE_LAG_CHANNEL)
+  ;(receiver as BroadcastChannel & { unref?: () => void }).unref?.()
+  receiver.onmessage = (e: { data: unknown }) => {
+    if (!(e.data instanceof Float64Array)) return
+    for (const s of e.data) histogram.observe(s)
+  }
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
@@ -59,8 +93,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       },
     })
   }
+  const ingestQueryableLag = new Histogram({
+    name: 'quint_ingest_queryable_lag_seconds',
+    help: 'Time from the server receiving an event to the pipeline transaction that made it queryable.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers: [registry],
+  })
+  observeQueryableLag(ingestQueryableLag)
   return {
     registry,
+    ingestQueryableLag,
     httpRequests: new Counter({
       name: 'quint_http_requests_total',
       help: 'HTTP requests by method, route template and status.',
@@ -121,6 +163,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'quint_ingest_redactions_total',
       help: 'Secrets redacted from accepted events before storage, by kind.',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    ingestEdgeDropped: new Counter({
+      name: 'quint_ingest_edge_dropped_total',
+      help: 'Events the edge reports it dropped before sending (dropped_events), by report (batch, heartbeat).',
+      labelNames: ['report'],
       registers: [registry],
     }),
     webhookAttempts: new Counter({

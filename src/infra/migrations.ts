@@ -30,6 +30,7 @@ import m0017 from '../../sql/0017_read_side.sql' with { type: 'text' }
 import m0018 from '../../sql/0018_ingest_stats.sql' with { type: 'text' }
 import m0019 from '../../sql/0019_retention.sql' with { type: 'text' }
 import m0020 from '../../sql/0020_causal_chain.sql' with { type: 'text' }
+import m0021 from '../../sql/0021_machine_read.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -59,6 +60,7 @@ const FILES: Record<string, string> = {
   '0018_ingest_stats.sql': m0018,
   '0019_retention.sql': m0019,
   '0020_causal_chain.sql': m0020,
+  '0021_machine_read.sql': m0021,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

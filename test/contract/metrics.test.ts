@@ -44,3 +44,17 @@ test('promtool check metrics finds nothing wrong with any quint_ metric', async 
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
   expect({ code, out, err }).toEqual({ code: 0, out: '', err: '' })
 })
+
+test('every quint_ingest_ metric is documented in docs/ingest-stats.md, and every one documented exists', async () => {
+  const t = testApp(db)
+  const ours = t.metrics.registry
+    .getMetricsAsArray()
+    .map((m) => m.name)
+    .filter((name) => name.startsWith('quint_ingest_'))
+    .sort()
+  const doc = await Bun.file(new URL('../../docs/ingest-stats.md', import.meta.url)).text()
+  const documented = [...new Set(doc.match(/quint_ingest_[a-z_]+/g) ?? [])].sort()
+  expect(ours).toContain('quint_ingest_edge_dropped_total')
+  expect(ours).toContain('quint_ingest_queryable_lag_seconds')
+  expect(documented).toEqual(ours)
+})

@@ -8,6 +8,7 @@ import type { RevocationFilter } from '../../src/auth/revocation-filter.ts'
 import { SecretBox } from '../../src/auth/secret-box.ts'
 import { loadConfig } from '../../src/config.ts'
 import { LocalBus, type Bus } from '../../src/bus/bus.ts'
+import type { Sql } from '../../src/infra/db.ts'
 import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { Lifecycle } from '../../src/lifecycle.ts'
 import { createOrg } from '../../src/features/orgs/service.ts'
@@ -20,18 +21,20 @@ export const testSecrets = new SecretBox(randomBytes(32))
  * `env`: configuration overrides, as environment variables; `bus`: the cluster bus in its tests;
  * `redis`: cluster mode's shared state (test/helpers/redis.ts), one per app as each instance has
  * its own connections; `revocationFilter`: a namespaced or tuned filter instead of the default;
- * `start: false` leaves loading that filter (and the revocation poll) to the test.
+ * `start: false` leaves loading that filter (and the revocation poll) to the test; `readSql`: the
+ * read API's pool (a stand-in replica, issue 9) instead of `db.app`.
  */
 export function testApp(
   db: TestDatabase,
   env: Record<string, string> = {},
   bus: Bus = new LocalBus(),
-  options: { redis?: RedisStateStore; revocationFilter?: RevocationFilter; start?: boolean } = {},
+  options: { redis?: RedisStateStore; revocationFilter?: RevocationFilter; start?: boolean; readSql?: Sql } = {},
 ) {
   const lifecycle = new Lifecycle(testLog)
   const composed = composeApp({
     config: loadConfig(env),
     sql: db.app,
+    readSql: options.readSql,
     log: testLog,
     lifecycle,
     bus,

@@ -10,6 +10,7 @@ import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
 import type { BusMessage, WireEvent } from '../../src/bus/bus.ts'
 import { normalizeIngestItem } from '../../src/features/ingest/events.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { applySessions } from '../../src/features/sessions/consumer.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { drainOnce } from '../../src/bus/consume-local.ts'
@@ -61,11 +62,12 @@ const pipeline = () => drainOnce(db.app, 'pipeline', storeEvents)
 const alertsConsumer = () => drainOnce(db.app, 'alerts', evaluateAlerts)
 async function drain() {
   await pipeline()
+  await drainOnce(db.app, 'sessions', applySessions)
   await alertsConsumer()
 }
 
 async function alertsOf(org: CreatedOrg, query: Record<string, string> = {}): Promise<any[]> {
-  const res = await t.call('GET', `/v1/alerts?${new URLSearchParams({ limit: '200', ...query })}`, { token: org.deploy_token })
+  const res = await t.call('GET', `/v1/alerts?${new URLSearchParams({ limit: '200', ...query })}`, { token: org.admin_key })
   expect(res.status).toBe(200)
   return res.body.alerts
 }
@@ -473,7 +475,7 @@ describe('GET /v1/alerts and PATCH /v1/alerts/{id}', () => {
     let cursor: string | null = null
     do {
       const q: Record<string, string> = { session_key: s, limit: '2', ...(cursor ? { cursor } : {}) }
-      const res = await t.call('GET', `/v1/alerts?${new URLSearchParams(q)}`, { token: a.deploy_token })
+      const res = await t.call('GET', `/v1/alerts?${new URLSearchParams(q)}`, { token: a.admin_key })
       seen.push(...res.body.alerts.map((x: any) => x.id))
       cursor = res.body.next_cursor
     } while (cursor)
@@ -501,7 +503,7 @@ describe('GET /v1/alerts and PATCH /v1/alerts/{id}', () => {
   test.each([['status=closed'], ['severity=urgent'], ['since=yesterday'], ['limit=0'], ['cursor=abc'], ['bogus=1']])(
     'bad query %s → 400',
     async (q) => {
-      expectProblem(await t.call('GET', `/v1/alerts?${q}`, { token: a.deploy_token }), 400)
+      expectProblem(await t.call('GET', `/v1/alerts?${q}`, { token: a.admin_key }), 400)
     },
   )
 
@@ -522,7 +524,161 @@ describe('GET /v1/alerts and PATCH /v1/alerts/{id}', () => {
       'session_key',
       'rule_key',
       'since',
+      'machine_id',
+      'agent_id',
     ])
+  })
+})
+
+describe('GET /v1/alerts/{id}: the alert, its event, its session and what led up to it', () => {
+  const detail = (org: CreatedOrg, id: string, query = '') => t.call('GET', `/v1/alerts/${id}${query}`, { token: org.admin_key })
+  const only = async (org: CreatedOrg, query: Record<string, string>) => {
+    const got = await alertsOf(org, query)
+    expect(got).toHaveLength(1)
+    return got[0]
+  }
+
+  test('the triggering event, the session, and the last events of the session up to the trigger, oldest first', async () => {
+    const s = `s-${crypto.randomUUID()}`
+    const events = [
+      bash(s, 'git status', { timestamp: at(100) }),
+      readFile(s, 'README.md', { timestamp: at(101) }),
+      bash(s, 'ls -la /', { timestamp: at(102) }),
+      bash(s, 'rm -rf /', { timestamp: at(103), risk_score: 70 }),
+      bash(s, 'echo after', { timestamp: at(104) }),
+    ]
+    await ingest(a, events)
+    await drain()
+    const alert = await only(a, { session_key: s, rule_key: 'builtin:destructive_command' })
+    const res = await detail(a, alert.id)
+    expect(res.status).toBe(200)
+    const { event, session, preceding_events, ...rest } = res.body
+    expect(rest).toEqual(alert)
+    expect(event).toMatchObject({
+      id: alert.action_id,
+      event_id: events[3]!.event_id,
+      session_id: s,
+      tool_name: 'Bash',
+      arguments: { command: 'rm -rf /' },
+      risk_score: 70,
+      risk_band: 'high',
+      timestamp: at(103),
+    })
+    expect(session).toMatchObject({ session_key: s, risk_summary: { total_events: 5 } })
+    expect(preceding_events.map((e: any) => e.event_id)).toEqual(events.slice(0, 4).map((e) => e.event_id))
+    expect(preceding_events.at(-1)).toEqual(event)
+    const two = await detail(a, alert.id, '?preceding=2')
+    expect(two.body.preceding_events.map((e: any) => e.event_id)).toEqual([events[2]!.event_id, events[3]!.event_id])
+    expect((await detail(a, alert.id, '?preceding=0')).body.preceding_events).toEqual([])
+    expect((await detail(a, alert.id.toUpperCase())).body.id).toBe(alert.id)
+  })
+
+  test('before the pipeline stored the trigger: event null, the stored events up to its time; then the event', async () => {
+    const s = `s-${crypto.randomUUID()}`
+    await ingest(a, [bash(s, 'whoami', { timestamp: at(200) }), bash(s, 'id', { timestamp: at(202) })])
+    await drain()
+    await ingest(a, [bash(s, 'mkfs.ext4 /dev/sdb1', { timestamp: at(201) })])
+    await alertsConsumer()
+    const alert = await only(a, { session_key: s })
+    const early = await detail(a, alert.id)
+    expect(early.body.event).toBeNull()
+    expect(early.body.preceding_events.map((e: any) => e.arguments.command)).toEqual(['whoami'])
+    await pipeline()
+    const later = await detail(a, alert.id)
+    expect(later.body.event.arguments).toEqual({ command: 'mkfs.ext4 /dev/sdb1' })
+    expect(later.body.preceding_events.map((e: any) => e.arguments.command)).toEqual(['whoami', 'mkfs.ext4 /dev/sdb1'])
+  })
+
+  test('without a session: session null, no preceding events', async () => {
+    const marker = crypto.randomUUID()
+    await ingest(a, [bash(undefined, 'rm -rf ~', { agent_id: marker })])
+    await drain()
+    const alert = await only(a, { agent_id: marker })
+    const res = await detail(a, alert.id)
+    expect(res.body).toMatchObject({ session: null, preceding_events: [], event: { agent_id: marker } })
+  })
+
+  test("malformed, unknown and another org's ids → 404; bad query → 400; machine credentials → 403", async () => {
+    const s = `s-${crypto.randomUUID()}`
+    await ingest(a, [bash(s, 'rm -rf /')])
+    await drain()
+    const alert = await only(a, { session_key: s })
+    for (const id of ['nope', '123', crypto.randomUUID(), `${alert.id}x`, 'a'.repeat(300)]) {
+      expectProblem(await detail(a, id), 404)
+    }
+    expectProblem(await detail(b, alert.id), 404)
+    for (const q of ['?preceding=51', '?preceding=-1', '?preceding=x', '?bogus=1']) {
+      const res = await detail(a, alert.id, q)
+      expectProblem(res, 400)
+    }
+    expectProblem(await t.call('GET', `/v1/alerts/${alert.id}`, { token: a.deploy_token }), 403)
+    expectProblem(await t.call('GET', `/v1/alerts/${alert.id}`), 401)
+  })
+})
+
+describe('every alert names its machine', () => {
+  test('daemon events: machine {id, hostname} on the list and the detail; machine_id and agent_id filters', async () => {
+    const reg = await t.call('POST', '/v1/machines/register', {
+      token: a.deploy_token,
+      json: { machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: 'carol-laptop', os: 'darwin' },
+    })
+    const machine = reg.body.machine_id as string
+    const agent = `agent-${crypto.randomUUID()}`
+    const sent = await t.call('POST', `/v1/machines/${machine}/events`, {
+      token: reg.body.service_token,
+      json: {
+        events: [
+          {
+            event_id: `tool-${crypto.randomUUID()}`,
+            action: 'tool:Bash',
+            agent,
+            timestamp: at(300),
+            blocked: true,
+            metadata: { args: '{"command":"rm -rf /"}', session_id: `s-${crypto.randomUUID()}` },
+          },
+        ],
+      },
+    })
+    expect(sent.body.accepted).toBe(1)
+    await drain()
+    const mine = await alertsOf(a, { machine_id: machine })
+    expect(keysOf(mine)).toEqual(['builtin:blocked_action', 'builtin:destructive_command'])
+    for (const x of mine) expect(x).toMatchObject({ machine_id: machine, machine: { id: machine, hostname: 'carol-laptop' } })
+    expect((await alertsOf(a, { machine_id: machine.toUpperCase() })).length).toBe(2)
+    expect((await alertsOf(a, { agent_id: agent })).map((x) => x.id).sort()).toEqual(mine.map((x) => x.id).sort())
+    expect(await alertsOf(a, { agent_id: agent, severity: 'high' })).toHaveLength(1)
+    expect(await alertsOf(a, { machine_id: crypto.randomUUID() })).toEqual([])
+    expect(await alertsOf(b, { machine_id: machine })).toEqual([])
+    const d = await t.call('GET', `/v1/alerts/${mine[0].id}`, { token: a.admin_key })
+    expect(d.body).toMatchObject({ machine: { id: machine, hostname: 'carol-laptop' }, event: { machine_id: machine } })
+    // Events sent without a machine credential name none.
+    const s = `s-${crypto.randomUUID()}`
+    await ingest(a, [bash(s, 'rm -rf /')])
+    await drain()
+    expect((await alertsOf(a, { session_key: s }))[0]).toMatchObject({ machine_id: null, machine: null })
+    for (const q of ['machine_id=nope', `machine_id=${machine}x`, 'agent_id=']) {
+      expectProblem(await t.call('GET', `/v1/alerts?${q}`, { token: a.admin_key }), 400)
+    }
+  })
+
+  test('end to end through /v1/ingest with a machine service token: the alert names the machine', async () => {
+    const reg = await t.call('POST', '/v1/machines/register', {
+      token: a.deploy_token,
+      json: { machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: 'dave-laptop' },
+    })
+    const machine = reg.body.machine_id as string
+    const s = `s-${crypto.randomUUID()}`
+    const res = await t.call('POST', '/v1/ingest', {
+      token: reg.body.service_token,
+      json: { events: [readFile(s, '~/.aws/credentials', { timestamp: at(400) })] },
+    })
+    expect(res.body.accepted).toBe(1)
+    await drain()
+    const alert = (await alertsOf(a, { session_key: s }))[0]
+    expect(alert).toMatchObject({ rule_key: 'builtin:credential_read', machine: { id: machine, hostname: 'dave-laptop' } })
+    const d = await t.call('GET', `/v1/alerts/${alert.id}`, { token: a.admin_key })
+    expect(d.body).toMatchObject({ machine: { id: machine }, event: { machine_id: machine }, session: { machine_id: machine } })
+    expect((await alertsOf(a, { machine_id: machine })).map((x) => x.id)).toEqual([alert.id])
   })
 })
 

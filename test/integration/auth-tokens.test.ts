@@ -458,12 +458,14 @@ describe('introspection and wiring', () => {
     expectProblem(await t.call('POST', '/v1/auth/check', { token: agent.token, json: {} }), 422)
   })
 
-  test('JWT scopes on existing endpoints: app * is admin, bearer reads, agent cannot manage', async () => {
+  test('JWT scopes on existing endpoints: app * is admin, bearer and agent ingest but neither reads nor manages', async () => {
     const { app, bearer, agent } = await chain(a)
     expect((await t.call('GET', '/v1/deploy-tokens', { token: app.token })).status).toBe(200)
+    expect((await t.call('GET', '/v1/alerts', { token: app.token })).status).toBe(200)
     expectProblem(await t.call('GET', '/v1/deploy-tokens', { token: agent.token }), 403)
     expectProblem(await t.call('GET', '/v1/deploy-tokens', { token: bearer.token }), 403)
-    expect((await t.call('GET', '/v1/alerts', { token: bearer.token })).status).toBe(200)
+    // A proxy's bearer token is a data-plane credential: it reads nothing of the org (issue 9).
+    expectProblem(await t.call('GET', '/v1/alerts', { token: bearer.token }), 403)
     expectProblem(await t.call('GET', '/v1/alerts', { token: agent.token }), 403)
   })
 

@@ -62,6 +62,13 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
     insert into alert_session_state (org_id, session_key) values (${org}, ${crypto.randomUUID()})`,
   'public.org_ingest_stats': (tx, org) => tx`
     insert into org_ingest_stats (org_id, day) values (${org}, current_date - ${Math.floor(Math.random() * 100000)}::int)`,
+  'public.event_hourly': (tx, org) => tx`
+    insert into event_hourly (org_id, hour, decision, blocked, band, n)
+    values (${org}, date_trunc('hour', now()) - make_interval(hours => ${Math.floor(Math.random() * 100000)}), '', false, 'none', 1)`,
+  'public.event_hourly_top': (tx, org) => tx`
+    insert into event_hourly_top (org_id, hour, dim, key, n) values (${org}, date_trunc('hour', now()), 'tool', ${crypto.randomUUID()}, 1)`,
+  'public.ingest_stats': (tx, org) => tx`
+    insert into ingest_stats (org_id, day, shard) values (${org}, current_date - ${Math.floor(Math.random() * 100000)}::int, 0)`,
   // The machine belongs to the transaction's org, the inventory row to `org` (see webhook_deliveries).
   'public.bus_dead_letters': (tx, org) => tx`
     insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class, error_message, first_failed_at, last_failed_at)

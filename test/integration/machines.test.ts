@@ -89,7 +89,7 @@ describe('POST /v1/machines/register', () => {
       select kind, scopes, machine_id, revoked_at from api_tokens where org_id = ${a.org_id} and machine_id = ${first.body.machine_id}`
     expect(tok).toMatchObject({
       kind: 'service',
-      scopes: ['ingest', 'read'],
+      scopes: ['ingest'], // a machine sends events; it never reads the org's data (issue 9)
       machine_id: first.body.machine_id,
       revoked_at: null,
     })

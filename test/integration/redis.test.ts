@@ -48,10 +48,10 @@ describe('revocation across instances', () => {
     const a = testApp(db)
     const b = testApp(db)
     const created = await newDeployToken(a)
-    expect((await b.call('GET', '/v1/alerts', { token: created.token })).status).toBe(200)
+    expect((await b.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(200)
     expect((await a.call('DELETE', `/v1/deploy-tokens/${created.id}`, { token: org.admin_key })).status).toBe(204)
-    expect((await a.call('GET', '/v1/alerts', { token: created.token })).status).toBe(401)
-    expect((await b.call('GET', '/v1/alerts', { token: created.token })).status).toBe(200)
+    expect((await a.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(401)
+    expect((await b.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(200)
   })
 
   test('a deploy token revoked through A is refused by B on its very next request', async () => {
@@ -60,11 +60,11 @@ describe('revocation across instances', () => {
     for (let i = 0; i < 10; i++) {
       const created = await newDeployToken(a)
       // B resolves it (Postgres, or the entry A wrote to Redis) and caches it.
-      expect((await b.call('GET', '/v1/alerts', { token: created.token })).status).toBe(200)
-      expect((await b.call('GET', '/v1/alerts', { token: created.token })).status).toBe(200)
+      expect((await b.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(200)
+      expect((await b.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(200)
       const started = performance.now()
       expect((await a.call('DELETE', `/v1/deploy-tokens/${created.id}`, { token: org.admin_key })).status).toBe(204)
-      const next = await b.call('GET', '/v1/alerts', { token: created.token })
+      const next = await b.call('GET', '/v1/auth/whoami', { token: created.token })
       expect(next.status).toBe(401)
       expect(performance.now() - started).toBeLessThan(100)
     }
@@ -89,7 +89,7 @@ describe('revocation across instances', () => {
     const a = testApp(db, {}, undefined, { redis: ra })
     const created = await newDeployToken(a)
     const hash = hashToken(created.token).toString('hex')
-    expect((await a.call('GET', '/v1/alerts', { token: created.token })).status).toBe(200)
+    expect((await a.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(200)
     let shared = await ra.getToken(hash)
     for (let i = 0; shared === null && i < 50; i++) {
       await Bun.sleep(10) // the write-through is not awaited by the request
@@ -156,7 +156,7 @@ describe('Redis unavailable', () => {
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
     const created = await newDeployToken(a)
     expect((await a.call('DELETE', `/v1/deploy-tokens/${created.id}`, { token: org.admin_key })).status).toBe(204)
-    expect((await a.call('GET', '/v1/alerts', { token: created.token })).status).toBe(401)
+    expect((await a.call('GET', '/v1/auth/whoami', { token: created.token })).status).toBe(401)
     const metrics = await a.call('GET', '/metrics')
     expect(metrics.text).toMatch(/quint_redis_fallbacks_total\{op="ingest_quota"\} [1-9]/)
     expect(metrics.text).toMatch(/quint_redis_fallbacks_total\{op="token_revoke"\} 1/)

@@ -171,6 +171,18 @@ async function newAlert() {
   )
   return row!.id
 }
+/** An action, its session and its agent, inserted as the pipeline and sessions consumer would. */
+async function newEvent() {
+  const key = `tf-${crypto.randomUUID()}`
+  return withOrg(db.app, org.org_id, async (tx) => {
+    const [a] = await tx<{ id: string }[]>`
+      insert into actions (org_id, event_key, event_id, occurred_at, session_key, agent_key, action_type)
+      values (app_current_org(), ${key}, ${key}, now(), ${key}, ${key}, 'PROCESS_EXEC') returning id`
+    const [g] = await tx<{ id: string }[]>`insert into agents (org_id, agent_key) values (app_current_org(), ${key}) returning id`
+    await tx`insert into sessions (org_id, session_key, agent_id) values (app_current_org(), ${key}, ${g!.id})`
+    return { action: a!.id, session: key, agent: key }
+  })
+}
 const newOverride = async (eventId: string) =>
   (await call('POST', '/tokens/override', admin(), { event_id: eventId, allowed_decisions: ['approve'] })).jti as string
 /** A dead letter as the alerts consumer sets one aside (sql/0015_dead_letters.sql). */
@@ -297,6 +309,24 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   }),
   deleteAlertRule: async () => ({ token: admin(), params: { id: await newRule() } }),
   listAlerts: async () => ({ token: admin() }),
+  getAlert: async () => ({ token: admin(), params: { id: await newAlert() } }),
+  listEvents: async () => ({ token: admin() }),
+  getEventStats: async () => ({ token: admin() }),
+  getEvent: async () => ({ token: admin(), params: { id: (await newEvent()).action } }),
+  getEventChain: async () => ({ token: admin(), params: { id: (await newEvent()).action } }),
+  listSessions: async () => ({ token: admin() }),
+  getSession: async () => ({ token: admin(), params: { id: (await newEvent()).session } }),
+  listSessionEvents: async () => ({ token: admin(), params: { id: (await newEvent()).session } }),
+  listSessionChildren: async () => ({ token: admin(), params: { id: (await newEvent()).session } }),
+  getSessionTree: async () => ({ token: admin(), params: { id: (await newEvent()).session } }),
+  getSessionTimeline: async () => ({ token: admin(), params: { id: (await newEvent()).session } }),
+  listAgents: async () => ({ token: admin() }),
+  getAgent: async () => ({ token: admin(), params: { id: (await newEvent()).agent } }),
+  listMachines: async () => ({ token: admin() }),
+  getMachine: async () => ({ token: admin(), params: { id: await machineId() } }),
+  getIngestStats: async () => ({ token: admin() }),
+  getOrg: async () => ({ token: admin() }),
+  updateOrg: async () => ({ token: admin(), body: { retention_days: 90 } }),
   updateAlert: async () => ({ token: admin(), params: { id: await newAlert() }, body: { status: 'acknowledged' } }),
   createWebhook: async () => ({ token: admin(), body: { url: 'https://hooks.example.com/a', description: 'd' } }),
   registerWebhook: async () => ({
@@ -442,7 +472,12 @@ describe('every text field of every route', () => {
 
 describe('doctored cursors', () => {
   test('an offset Postgres cannot take is a 400 on every paginated list, never a 500', async () => {
-    const lists = ['/v1/alerts', '/v1/webhooks', '/v1/alert-rules', '/v1/deploy-tokens', '/v1/dead-letters']
+    // Every paginated list without a path parameter, from the registry: a new list is covered.
+    const lists = t.routes.specs
+      .filter((s) => s.method === 'get' && !s.path.includes(':'))
+      .filter((s) => (s.query as { properties?: Record<string, unknown> } | undefined)?.properties?.cursor)
+      .map((s) => s.path)
+    expect(lists).toEqual(expect.arrayContaining(['/v1/alerts', '/v1/events', '/v1/sessions', '/v1/agents', '/v1/machines']))
     for (const offset of ['+16', '+99', '+05:99', '+05:30:99', '-16']) {
       const cursor = Buffer.from(
         JSON.stringify([`2026-01-01 00:00:00${offset}`, '00000000-0000-4000-8000-000000000001']),

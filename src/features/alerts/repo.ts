@@ -5,6 +5,8 @@
  */
 import type { Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
+import { EVENT_COLUMNS, type EventRow } from '../events/view.ts'
+import { SESSION_COLUMNS, type SessionRow } from '../sessions/view.ts'
 import type { Severity } from './builtin.ts'
 
 export interface RuleRow {
@@ -84,6 +86,8 @@ export interface AlertRow {
   action_id: string | null
   session_key: string | null
   machine_id: string | null
+  /** The machine's hostname, when the alert names a machine (joined, not stored on the alert). */
+  machine_hostname: string | null
   agent_key: string | null
   severity: Severity
   title: string
@@ -100,18 +104,22 @@ export interface AlertFilters {
   session_key?: string
   rule_key?: string
   since?: string
+  machine_id?: string
+  agent_id?: string
 }
 
 /**
  * Alerts with `action_id` resolved through the ingest ledger: the alerts consumer runs beside
- * the pipeline, not after it, so the action may be stored later than the alert.
+ * the pipeline, not after it, so the action may be stored later than the alert. The machine's
+ * hostname is joined so every alert names the laptop it came from (issue 9).
  */
 const ALERT_SELECT = (tx: Tx) => tx`
   select a.id, a.rule_key, a.rule_id, a.event_key, coalesce(a.action_id, k.action_id) as action_id, a.session_key,
-         a.machine_id, a.agent_key, a.severity, a.title, a.context, a.status, a.created_at, a.updated_at,
-         a.created_at::text as created_key
+         a.machine_id, m.hostname as machine_hostname, a.agent_key, a.severity, a.title, a.context, a.status,
+         a.created_at, a.updated_at, a.created_at::text as created_key
     from alerts a
-    left join event_keys k on k.org_id = a.org_id and k.event_key = a.event_key`
+    left join event_keys k on k.org_id = a.org_id and k.event_key = a.event_key
+    left join machines m on m.org_id = a.org_id and m.id = a.machine_id`
 
 /** Newest first, keyset on (created_at, id), with optional filters. */
 export function listAlerts(tx: Tx, f: AlertFilters, limit: number, after: Keyset | null): Promise<AlertRow[]> {
@@ -123,6 +131,8 @@ export function listAlerts(tx: Tx, f: AlertFilters, limit: number, after: Keyset
        ${f.session_key !== undefined ? tx`and a.session_key = ${f.session_key}` : tx``}
        ${f.rule_key !== undefined ? tx`and a.rule_key = ${f.rule_key}` : tx``}
        ${f.since !== undefined ? tx`and a.created_at >= ${f.since}::text::timestamptz` : tx``}
+       ${f.machine_id !== undefined ? tx`and a.machine_id = ${f.machine_id.toLowerCase()}::uuid` : tx``}
+       ${f.agent_id !== undefined ? tx`and a.agent_key = ${f.agent_id}` : tx``}
        ${after ? tx`and (a.created_at, a.id) < (${after.at}::text::timestamptz, ${after.id}::uuid)` : tx``}
      order by a.created_at desc, a.id desc
      limit ${limit}`
@@ -137,4 +147,45 @@ export async function setAlertStatus(tx: Tx, id: string, status: string): Promis
      where id = ${id}::uuid`
   const [row] = await tx<AlertRow[]>`${ALERT_SELECT(tx)} where a.id = ${id}::uuid`
   return row ? { ...row, previous: old.status } : null
+}
+
+export async function getAlert(tx: Tx, id: string): Promise<AlertRow | null> {
+  const [row] = await tx<AlertRow[]>`${ALERT_SELECT(tx)} where a.id = ${id}::uuid`
+  return row ?? null
+}
+
+/** The stored action by id (index actions_org_id: the caller does not know its partition). */
+export async function getAction(tx: Tx, id: string): Promise<EventRow | null> {
+  const [row] = await tx<EventRow[]>`select ${EVENT_COLUMNS(tx)} from actions a where a.id = ${id}::uuid limit 1`
+  return row ?? null
+}
+
+/** The session by its edge key (the alert stores the key, not the UUID). */
+export async function sessionByKey(tx: Tx, key: string): Promise<SessionRow | null> {
+  const [row] = await tx<SessionRow[]>`select ${SESSION_COLUMNS(tx)} from sessions s where s.session_key = ${key}`
+  return row ?? null
+}
+
+/**
+ * The last `limit` events of a session up to `until` (the triggering event's sort key, itself
+ * included; or an instant when it is not stored yet), oldest first. A backward scan of
+ * actions_org_session that stops after `limit` rows, however long the session.
+ */
+export function precedingEvents(
+  tx: Tx,
+  sessionKey: string,
+  until: { at: string; id: string } | { instant: string },
+  limit: number,
+): Promise<EventRow[]> {
+  const bound =
+    'id' in until
+      ? tx`(a.occurred_at, a.id) <= (${until.at}::text::timestamptz, ${until.id}::uuid)`
+      : tx`a.occurred_at <= ${until.instant}::text::timestamptz`
+  return tx<EventRow[]>`
+    select * from (
+      select ${EVENT_COLUMNS(tx)} from actions a
+       where a.session_key = ${sessionKey} and ${bound}
+       order by a.occurred_at desc, a.id desc
+       limit ${limit}) p
+     order by p.occurred_at, p.id`
 }

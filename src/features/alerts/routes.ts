@@ -1,9 +1,10 @@
 /**
  * @module features/alerts/routes
  * `/v1/alert-rules` (CRUD of per-org custom rules, admin scope) and `/v1/alerts` (list with
- * filters: `read` scope; status changes: admin scope). Rule changes are audited. A malformed id
+ * filters and the detail with its event, session and the events that led up to it: `read` scope,
+ * on the read pool; status changes: admin scope). Rule changes are audited. A malformed id
  * answers 404 like an unknown one: ids from other orgs are invisible under RLS, and the API does
- * not distinguish "not yours" from "does not exist".
+ * not distinguish "not yours" from "does not exist" (issue 9: the same on every route).
  */
 import type { MiddlewareHandler } from 'hono'
 import { NotFoundError, ValidationError } from '../../errors.ts'
@@ -14,18 +15,26 @@ import type { AppEnv } from '../../http/request-context.ts'
 import { checkName } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { compileCondition } from './condition.ts'
+import { eventView } from '../events/view.ts'
+import { sessionView } from '../sessions/view.ts'
 import {
   deleteRule,
+  getAction,
+  getAlert,
   getRule,
   insertRule,
   listAlerts,
   listRules,
+  precedingEvents,
+  sessionByKey,
   setAlertStatus,
   updateRule,
   type AlertRow,
   type RuleRow,
 } from './repo.ts'
 import {
+  AlertDetail,
+  AlertDetailQuery,
   AlertList,
   AlertListQuery,
   AlertRuleList,
@@ -206,7 +215,7 @@ export function mountAlerts(
       method: 'get',
       path: '/v1/alerts',
       operationId: 'listAlerts',
-      summary: 'List alerts, newest first, with filters (status, severity, session_key, rule_key, since)',
+      summary: 'List alerts, newest first, with filters (status, severity, session_key, rule_key, since, machine_id, agent_id)',
       tags: alertTags,
       auth: true,
       query: AlertListQuery,
@@ -221,6 +230,45 @@ export function mountAlerts(
       )
       const { page, next } = paginate(rows, limit)
       return c.json({ alerts: page.map(alertView), next_cursor: next })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/alerts/:id',
+      operationId: 'getAlert',
+      summary: 'One alert with its triggering event, its session and the events of the session that led up to it',
+      tags: alertTags,
+      auth: true,
+      params: IdParams,
+      query: AlertDetailQuery,
+      responses: { 200: { description: 'The alert', schema: AlertDetail } },
+    },
+    [read],
+    async (c, { params, query }) => {
+      const id = params.id.toLowerCase()
+      if (!isUuid(id)) throw alertNotFound()
+      const preceding = query.preceding ?? 20
+      // One transaction: the alert, its event and its session are one consistent snapshot.
+      const found = await withOrg(readSql, c.get('principal').orgId, async (tx) => {
+        const alert = await getAlert(tx, id)
+        if (!alert) return null
+        const event = alert.action_id ? await getAction(tx, alert.action_id) : null
+        const session = alert.session_key ? await sessionByKey(tx, alert.session_key) : null
+        // Not stored yet: the events up to when the client says it happened (else when it alerted).
+        const instant = typeof alert.context.occurred_at === 'string' ? alert.context.occurred_at : alert.created_key
+        const until = event ? { at: event.occurred_key, id: event.id } : { instant }
+        const before = alert.session_key && preceding > 0 ? await precedingEvents(tx, alert.session_key, until, preceding) : []
+        return { alert, event, session, before }
+      })
+      if (!found) throw alertNotFound()
+      return c.json({
+        ...alertView(found.alert),
+        event: found.event ? eventView(found.event) : null,
+        session: found.session ? sessionView(found.session) : null,
+        preceding_events: found.before.map(eventView),
+      })
     },
   )
 
@@ -306,6 +354,7 @@ function alertView(a: AlertRow) {
     action_id: a.action_id,
     session_key: a.session_key,
     machine_id: a.machine_id,
+    machine: a.machine_id ? { id: a.machine_id, hostname: a.machine_hostname } : null,
     agent_key: a.agent_key,
     severity: a.severity,
     title: a.title,

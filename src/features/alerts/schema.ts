@@ -6,6 +6,8 @@
 import { Type } from '@sinclair/typebox'
 import { NameSchema } from '../../lib/names.ts'
 import { PageQuery } from '../../http/pagination.ts'
+import { EventView } from '../events/view.ts'
+import { SessionView } from '../sessions/view.ts'
 import { ConditionSchema } from './condition.ts'
 
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const
@@ -70,6 +72,27 @@ export const AlertListQuery = Type.Object(
     session_key: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     rule_key: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: '`builtin:<name>` or `rule:<uuid>`.' })),
     since: Type.Optional(Type.String({ format: 'date-time', description: 'Only alerts created at or after this instant.' })),
+    machine_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only alerts from this machine (cloud machine id).' })),
+    agent_id: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 256, description: 'Only alerts of this agent (the agent key, as on events).' }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+/** The most events `preceding_events` may hold (issue 9: bounded, never a session-long scan). */
+export const MAX_PRECEDING = 50
+
+export const AlertDetailQuery = Type.Object(
+  {
+    preceding: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: MAX_PRECEDING,
+        default: 20,
+        description: 'How many events of the session, up to and including the triggering one, to return (0–50).',
+      }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -82,6 +105,16 @@ export const AlertView = Type.Object({
   action_id: Nullable(Type.String({ format: 'uuid', description: 'The stored action, once the pipeline has stored it.' })),
   session_key: Nullable(Type.String()),
   machine_id: Nullable(Type.String({ format: 'uuid' })),
+  machine: Type.Union(
+    [
+      Type.Object({
+        id: Type.String({ format: 'uuid' }),
+        hostname: Nullable(Type.String()),
+      }),
+      Type.Null(),
+    ],
+    { description: 'The machine whose credential sent the triggering event; null for events sent without one.' },
+  ),
   agent_key: Nullable(Type.String()),
   severity: Severity,
   title: Type.String(),
@@ -95,5 +128,21 @@ export const AlertList = Type.Object({
   alerts: Type.Array(AlertView),
   next_cursor: Type.Union([Type.String(), Type.Null()]),
 })
+
+export const AlertDetail = Type.Object(
+  {
+    ...AlertView.properties,
+    event: Type.Union([EventView, Type.Null()], {
+      description: 'The triggering event; null until the pipeline has stored it (or after retention removed it).',
+    }),
+    session: Type.Union([SessionView, Type.Null()], { description: "The triggering event's session, if it has one." }),
+    preceding_events: Type.Array(EventView, {
+      description:
+        'The last `preceding` events of the same session up to and including the triggering one, oldest first ' +
+        '(empty without a session).',
+    }),
+  },
+  { description: 'An alert with what an analyst opens it for: the event, its session and what led up to it.' },
+)
 
 export const UpdateAlertBody = Type.Object({ status: Status }, { additionalProperties: false })

@@ -1,10 +1,90 @@
 /**
  * @module features/chain/routes
- * Placeholder (issue 9): filled in by its owner.
+ * The causal chain, read (issue 9, docs/causal-chain.md): `GET /v1/events/{id}/chain` answers
+ * "which tool call led to this?" and "what did it lead to?" in one request, and
+ * `GET /v1/sessions/{id}/timeline` shows a session with OS events nested under the tool call and
+ * process that caused them. Both need the `read` scope and run under the org's RLS. A malformed,
+ * unknown or other org's id answers 404, as on every read (issue 9).
  */
 import type { MiddlewareHandler } from 'hono'
+import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
+import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import type { Sql } from '../../infra/db.ts'
+import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { eventView } from '../events/view.ts'
+import { findSession, sessionView } from '../sessions/view.ts'
+import { getEvent } from '../events/repo.ts'
+import { ancestorsOf, descendantsOf, nest, timelineDescendants, timelineRoots } from './repo.ts'
+import { EventChain, IdParams, NoQuery, SessionIdParams, SessionTimeline, TimelineQuery } from './schema.ts'
 
-export function mountChain(_routes: RouteRegistry, _deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {}
+const eventNotFound = () => new NotFoundError('No event with that id in this organization.')
+const sessionNotFound = () => new NotFoundError('No session with that id or key in this organization.')
+
+export function mountChain(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
+  const { sql, read } = deps
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/events/:id/chain',
+      operationId: 'getEventChain',
+      summary: 'The causal chain of an event: its session, what caused it (tool call → processes) and what it caused',
+      tags: ['events'],
+      auth: true,
+      params: IdParams,
+      query: NoQuery,
+      responses: { 200: { description: 'The event with its ancestors and effects', schema: EventChain } },
+    },
+    [read],
+    async (c, { params }) => {
+      const id = params.id.toLowerCase()
+      if (!isUuid(id)) throw eventNotFound()
+      const body = await withOrg(sql, c.get('principal').orgId, async (tx) => {
+        const event = await getEvent(tx, id)
+        if (!event) return null
+        const ancestors = await ancestorsOf(tx, event)
+        const { rows, truncated } = await descendantsOf(tx, [event])
+        const session = event.session_key ? await findSession(tx, event.session_key) : null
+        return {
+          event: eventView(event),
+          session: session ? sessionView(session) : null,
+          ancestors: ancestors.map(eventView),
+          effects: nest([event], rows)[0]!.children,
+          truncated,
+        }
+      })
+      if (!body) throw eventNotFound()
+      return c.json(body)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/sessions/:id/timeline',
+      operationId: 'getSessionTimeline',
+      summary: 'A session in time order with OS events nested under the tool call and process that caused them',
+      tags: ['sessions'],
+      auth: true,
+      params: SessionIdParams,
+      query: TimelineQuery,
+      responses: { 200: { description: 'A page of the timeline', schema: SessionTimeline } },
+    },
+    [read],
+    async (c, { params, query }) => {
+      const limit = query.limit ?? 50
+      const after = decodeCursor(query.cursor)
+      const body = await withOrg(sql, c.get('principal').orgId, async (tx) => {
+        const session = await findSession(tx, params.id)
+        if (!session) return null
+        const rows = await timelineRoots(tx, session.session_key, limit + 1, after)
+        const { page, next } = paginate(rows, limit, (r) => r.occurred_key)
+        const nested = await timelineDescendants(tx, page, session.session_key)
+        return { session: sessionView(session), items: nest(page, nested.rows), next_cursor: next, truncated: nested.truncated }
+      })
+      if (!body) throw sessionNotFound()
+      return c.json(body)
+    },
+  )
+}

@@ -2,12 +2,14 @@
  * @module features/deploy-tokens/routes
  * `POST/GET /v1/deploy-tokens`, `DELETE /v1/deploy-tokens/{id}`: admin-key only. Raw tokens
  * appear once, in the creation response. A revoked token is refused (401) on its next use.
+ * A malformed id answers 404 like an unknown one (issue 9: every route answers the same for a
+ * bad id; docs/rbac.md "Errors").
  */
 import type { MiddlewareHandler } from 'hono'
 import type { CredentialResolver } from '../../auth/credentials.ts'
 import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { NotFoundError, ValidationError } from '../../errors.ts'
-import { withOrg, type Sql } from '../../infra/db.ts'
+import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
@@ -108,28 +110,32 @@ export function mountDeployTokens(
     },
     [admin],
     async (c, { params }) => {
+      const id = params.id.toLowerCase()
+      if (!isUuid(id)) throw tokenNotFound()
       const p = c.get('principal')
       const revoked = await withOrg(sql, p.orgId, async (tx) => {
-        const rows = await revokeTokens(tx, { kind: KIND, id: params.id })
+        const rows = await revokeTokens(tx, { kind: KIND, id })
         if (rows[0]?.revokedNow) {
           await recordAudit(tx, {
             actorType: 'api_key',
             actorId: p.tokenId,
             action: 'deploy_token.revoke',
             targetType: 'api_token',
-            targetId: params.id,
+            targetId: id,
             requestId: c.get('requestId'),
           })
         }
         return rows
       })
-      if (revoked.length === 0) throw new NotFoundError('No deploy token with that id in this organization.')
+      if (revoked.length === 0) throw tokenNotFound()
       // Also when it was already revoked: a publication that failed the first time is repeated.
       await resolver.revoked(revoked)
       return c.body(null, 204)
     },
   )
 }
+
+const tokenNotFound = () => new NotFoundError('No deploy token with that id in this organization.')
 
 function view(t: TokenRow) {
   return {

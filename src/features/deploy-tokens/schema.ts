@@ -39,4 +39,7 @@ export const DeployTokenList = Type.Object({
   next_cursor: Type.Union([Type.String(), Type.Null()]),
 })
 
-export const TokenIdParams = Type.Object({ id: Type.String({ format: 'uuid', description: 'Deploy token id.' }) })
+/** Checked in the handler: a malformed id is a 404 like an unknown one (issue 9, docs/rbac.md). */
+export const TokenIdParams = Type.Object({
+  id: Type.String({ description: 'Deploy token id (UUID). A malformed or unknown id, or one of another org, is a 404.' }),
+})

@@ -18,6 +18,11 @@ export const RISK_BANDS = [
 ] as const
 export type RiskBand = (typeof RISK_BANDS)[number]['band']
 
+/** The same bands in SQL over `column`, `unscored` for no score: for the stats' breakdowns. */
+export function riskBandSql(column: string): string {
+  return `case when ${column} is null then 'unscored' ${RISK_BANDS.map((b) => `when ${column} <= ${b.max} then '${b.band}'`).join(' ')} end`
+}
+
 export function riskBand(score: number | null): RiskBand | null {
   if (score === null) return null
   return RISK_BANDS.find((b) => score <= b.max)?.band ?? 'critical'

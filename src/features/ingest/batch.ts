@@ -10,13 +10,17 @@
  *
  * What is refused as a whole (the body, not an item): not UTF-8 JSON (400), not the envelope
  * (400), structure outside the items nested deeper than the item limit (400), more than 500
- * items (413), over 10 MiB decoded (413).
+ * items (413), over 10 MiB decoded (413), a `dropped_events` that is not a count (422).
+ *
+ * `dropped_events` (issue 9, docs/ingest-stats.md) is the one envelope member read besides
+ * `events`: how many events the sender dropped before sending (buffer overflow…), counted as
+ * edge drops. Every other member is tolerated and ignored, as before (SPEC §7.1, §7.3).
  */
-import { AppError, BadRequestError } from '../../errors.ts'
+import { AppError, BadRequestError, ValidationError } from '../../errors.ts'
 import { readJsonText } from '../../http/body.ts'
 import { EVENT_LIMITS, type ItemResult } from './events.ts'
 import { JsonShapeError, scanValue, skipSpace, skipString, type ShapeProblem } from '../../lib/json-scan.ts'
-import { MAX_BATCH_EVENTS } from './schema.ts'
+import { MAX_BATCH_EVENTS, MAX_DROPPED_EVENTS } from './schema.ts'
 /** Main-thread time spent on one batch before letting other requests run. */
 const SLICE_MS = 8
 
@@ -30,6 +34,8 @@ export interface BatchItem {
 export interface EventBatch {
   text: string
   items: BatchItem[]
+  /** Events the sender reports it dropped before sending (`dropped_events`; 0 when absent or null). */
+  droppedEvents: number
 }
 
 /** Reads and scans an ingest body: 415 unless JSON, 413 over `limit` (decoded bytes) or 500 items, 400 when malformed. */
@@ -54,6 +60,7 @@ export function scanEventBatch(text: string): EventBatch {
       throw notEnvelope()
     }
     let items: BatchItem[] | null = null
+    let droppedEvents = 0
     i = skipSpace(text, i + 1)
     if (text.charCodeAt(i) === 0x7d) i++
     else {
@@ -73,6 +80,10 @@ export function scanEventBatch(text: string): EventBatch {
           }
           if (text.charCodeAt(i) !== 0x5b) throw notEnvelope()
           ;({ items, end: i } = scanItems(text, i))
+        } else if (key === 'dropped_events') {
+          const end = checkedValue(text, i)
+          droppedEvents = droppedCount(JSON.parse(text.slice(i, end)), '/dropped_events')
+          i = end
         } else {
           i = checkedValue(text, i)
         }
@@ -89,11 +100,22 @@ export function scanEventBatch(text: string): EventBatch {
     }
     if (skipSpace(text, i) !== text.length) throw new JsonShapeError('unexpected data after the JSON value', i)
     if (items === null) throw notEnvelope()
-    return { text, items }
+    return { text, items, droppedEvents }
   } catch (err) {
     if (err instanceof JsonShapeError || err instanceof SyntaxError) throw malformed(err)
     throw err
   }
+}
+
+/**
+ * A reported drop count: a non-negative integer up to MAX_DROPPED_EVENTS, or null/absent (0).
+ * Anything else is a 422 naming `path`: the count is the sender's to get right, and a silent 0
+ * would hide the drops it meant to report.
+ */
+export function droppedCount(value: unknown, path: string): number {
+  if (value === null || value === undefined) return 0
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_DROPPED_EVENTS) return value
+  throw new ValidationError([{ path, message: `must be an integer from 0 to ${MAX_DROPPED_EVENTS}` }])
 }
 
 /** A member of the envelope other than `events`: measured like an item, parsed to validate it, ignored. */

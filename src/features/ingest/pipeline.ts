@@ -3,18 +3,26 @@
  * The pipeline consumer: stores events in `actions` through the `(org_id, event_key)` ledger.
  * The ledger insert answers which keys are new; only those become actions, so a retried event
  * (same key, any batch, any month) is stored once. Array parameters (`unnest`) make each batch
- * two statements whatever its size.
+ * a fixed number of statements whatever its size. The causal-chain links (issue 9,
+ * docs/causal-chain.md) are planned before the insert and written with the rows (one query); a
+ * late parent adopts its stored children (one query, plus two only when there are some).
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
 import type { Claimed } from '../../bus/consume-local.ts'
+import { adoptLinks, planLinks } from '../chain/linker.ts'
+import { recordStored } from './stats.ts'
+import { rollUp } from '../events/rollup.ts'
 
-interface Row {
+/** An action as this batch stores it: what the causal chain and the ingest statistics read. */
+export interface StoredAction {
   event: WireEvent
   id: string
+  /** The server's receive time (ISO): `actions.created_at`. */
   createdAt: string
   machineId: string | null
 }
+type Row = StoredAction
 
 export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
   const rows = new Map<string, Row>()
@@ -45,14 +53,15 @@ export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
       return v === null ? null : String(v)
     })
   const json = (v: unknown) => JSON.stringify(v ?? null)
+  const links = await planLinks(tx, keep)
   await tx`
     insert into actions (org_id, id, created_at, event_key, event_id, occurred_at, client_timestamp, machine_id,
                          session_key, agent_key, schema_version, source, platform, action_type, action, tool_name,
-                         arguments, decision, blocked, risk_score, labels, extra, redacted)
+                         arguments, decision, blocked, risk_score, labels, extra, redacted, parent_action_id, parent_link)
     select app_current_org(), id::uuid, created_at::timestamptz, event_key, event_id, occurred_at::timestamptz,
            client_ts, machine_id::uuid, session_key, agent_key, schema_version::smallint, source, platform,
            action_type, action, tool_name, arguments::jsonb, decision, blocked::bool, risk_score::smallint,
-           labels::jsonb, extra::jsonb, redacted::bool
+           labels::jsonb, extra::jsonb, redacted::bool, parent_id::uuid, parent_link
       from unnest(
         ${col((r) => r.id)}::text[], ${col((r) => r.createdAt)}::text[], ${col((r) => r.event.eventKey)}::text[],
         ${col((r) => r.event.eventId)}::text[], ${col((r) => r.event.occurredAt)}::text[],
@@ -64,15 +73,13 @@ export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
         ${col((r) => json(r.event.arguments))}::text[], ${col((r) => r.event.decision)}::text[],
         ${col((r) => r.event.blocked)}::text[], ${col((r) => r.event.riskScore)}::text[],
         ${col((r) => json(r.event.labels))}::text[], ${col((r) => json(r.event.extra))}::text[],
-        ${col((r) => r.event.redactions > 0)}::text[]
+        ${col((r) => r.event.redactions > 0)}::text[], ${col((r) => links.get(r.id)?.parentId ?? null)}::text[],
+        ${col((r) => links.get(r.id)?.rule ?? null)}::text[]
       ) as u(id, created_at, event_key, event_id, occurred_at, client_ts, machine_id, session_key, agent_key,
              schema_version, source, platform, action_type, action, tool_name, arguments, decision, blocked,
-             risk_score, labels, extra, redacted)`
-  const redactions = keep.reduce((n, r) => n + r.event.redactions, 0)
-  await tx`
-    insert into org_ingest_stats (org_id, day, stored, redactions)
-    values (app_current_org(), (now() at time zone 'utc')::date, ${keep.length}, ${redactions})
-    on conflict (org_id, day) do update
-      set stored = org_ingest_stats.stored + excluded.stored,
-          redactions = org_ingest_stats.redactions + excluded.redactions`
+             risk_score, labels, extra, redacted, parent_id, parent_link)`
+  // In the same transaction as the rows: a link or a count is never lost or doubled on a retry.
+  await adoptLinks(tx, keep)
+  await recordStored(tx, keep)
+  await rollUp(tx, keep)
 }

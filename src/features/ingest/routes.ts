@@ -3,7 +3,10 @@
  * `POST /v1/ingest` and `POST /v1/events/ingest` (`{"events":[…]}`, v2 or API-reference items)
  * and `POST /v1/sessions/ingest` (one lifecycle event). Any credential with the `ingest` scope.
  * 200 when every item was accepted or a duplicate; 207 when some were rejected; 2xx only once
- * the accepted events are durable.
+ * the accepted events are durable. Events sent with a service token bound to a machine (minted
+ * at `POST /v1/machines/register`) are that machine's (issue 9: they had none, so their alerts
+ * could not say which laptop they came from); the body's optional `dropped_events` is counted as
+ * the edge's drops (docs/ingest-stats.md).
  */
 import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
@@ -11,6 +14,7 @@ import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { readEventBatch } from './batch.ts'
 import { normalizeIngestItem } from './events.ts'
+import type { Principal } from '../../auth/credentials.ts'
 import { IngestBatch, MAX_BATCH_EVENTS } from './schema.ts'
 import { SessionLifecycleBody } from './lifecycle.ts'
 import { acceptBatch, acceptLifecycle, type BatchOutcome, type IngestDeps } from './service.ts'
@@ -46,6 +50,11 @@ export function batchBody(out: BatchOutcome) {
   }
 }
 
+/** The machine a credential is bound to (a registration's service token), else null. */
+export function boundMachine(p: Principal): string | null {
+  return p.kind === 'jwt' ? null : p.machineId
+}
+
 export function mountIngest(routes: RouteRegistry, deps: IngestDeps & { ingest: MiddlewareHandler<AppEnv> }): void {
   const tags = ['ingest']
   for (const [path, operationId] of [
@@ -73,7 +82,8 @@ export function mountIngest(routes: RouteRegistry, deps: IngestDeps & { ingest: 
         const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
         const now = Date.now()
         // The quota is taken before the items are normalised (issue 14).
-        const out = await acceptBatch(deps, c.get('principal').orgId, batch, (e, base) => normalizeIngestItem(e, base, now), null)
+        const p = c.get('principal')
+        const out = await acceptBatch(deps, p.orgId, batch, (e, base) => normalizeIngestItem(e, base, now), boundMachine(p))
         return c.json(batchBody(out), out.rejected > 0 ? 207 : 200)
       },
     )

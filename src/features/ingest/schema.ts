@@ -11,6 +11,8 @@ import { CLOCK_WINDOW, MAX_EVENT_BYTES } from './events.ts'
 
 /** Events in one request: more is a 413 (`too_many_events`). */
 export const MAX_BATCH_EVENTS = 500
+/** Largest `dropped_events` one report may carry: far above any real buffer, far below a bigint sum's reach. */
+export const MAX_DROPPED_EVENTS = 1_000_000_000
 
 // Code-unit based, as ./events.ts tests identity fields: no control character, surrogates only
 // in pairs (Postgres cannot store a NUL, and ids are stored as text).
@@ -84,6 +86,18 @@ export const ApiReferenceEvent = Type.Object(
   },
 )
 
+/** The edge's drop report on a batch or a heartbeat (issue 9, docs/ingest-stats.md). */
+export const DroppedEvents = opt(
+  Type.Integer({
+    minimum: 0,
+    maximum: MAX_DROPPED_EVENTS,
+    description:
+      'Events the sender dropped before sending (buffer overflow…) since its previous successful report: a delta, reset ' +
+      'by the sender once answered 2xx. Counted as `edge_dropped` in GET /v1/ingest/stats. Anything but such an ' +
+      'integer or null is a 422.',
+  }),
+)
+
 /** `POST /v1/ingest` and `POST /v1/events/ingest`. */
 export const IngestBatch = Type.Object(
   {
@@ -91,6 +105,7 @@ export const IngestBatch = Type.Object(
       maxItems: MAX_BATCH_EVENTS,
       description: 'Each item is judged on its own: an invalid item is rejected in `results`, the others are kept.',
     }),
+    dropped_events: DroppedEvents,
   },
   { description: 'At most 500 events and 10 MiB; the body may be gzip or deflate encoded (Content-Encoding).' },
 )
@@ -123,6 +138,7 @@ export const DaemonEventBatch = Type.Object(
       maxItems: MAX_BATCH_EVENTS,
       description: 'Each item is judged on its own: an invalid item is rejected in `results`, the others are kept.',
     }),
+    dropped_events: DroppedEvents,
   },
   { description: 'At most 500 events and 10 MiB; the body may be gzip or deflate encoded (Content-Encoding).' },
 )

@@ -5,8 +5,11 @@
  * for a transactional bus (the local one), after its commit for one that is not (SNS). When this
  * resolves the accepted events are durable (the bus's ack point); the caller may answer 2xx.
  * Outcomes are counted once durable (issue 14): `quint_ingest_events_total{outcome}`,
- * `quint_ingest_rejected_total{reason}` and `quint_ingest_redactions_total{kind}`, every label
- * from a fixed set (no free text, no org: per-org redaction counts live in `org_ingest_stats`).
+ * `quint_ingest_rejected_total{reason}`, `quint_ingest_redactions_total{kind}` and
+ * `quint_ingest_edge_dropped_total{report}`, every label from a fixed set (no free text, no org).
+ * The per-org, per-day and per-machine view of the same outcomes is `ingest_stats` (issue 9,
+ * ./stats.ts), written in the same tenant transaction as the ledger check: with the publish on
+ * the local bus, so it commits exactly when the ack is durable.
  *
  * The quota is taken before any item is normalised (issue 14: an org over its quota still had
  * every item parsed and redacted, up to 10 MiB of CPU, before its 429): `acceptBatch` charges
@@ -20,6 +23,7 @@ import { ValidationError } from '../../errors.ts'
 import { normalizeBatch, type EventBatch } from './batch.ts'
 import { normalizeLifecycle, REJECT_CODES, type ItemResult, type RejectCode } from './events.ts'
 import { SECRET_KINDS, type KindCounts, type SecretKind } from './redaction.ts'
+import { recordAck } from './stats.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 import type { OrgRateLimiter } from './rate-limit.ts'
 
@@ -29,7 +33,7 @@ export interface IngestDeps {
   /** Per-org quota; each item of a batch costs one token (429 + Retry-After when exhausted). */
   limiter: OrgRateLimiter
   /** Ingest outcome counters (required: a forgotten wiring must not leave them at zero). */
-  metrics: Pick<Metrics, 'ingestEvents' | 'ingestRejected' | 'ingestRedactions'>
+  metrics: Pick<Metrics, 'ingestEvents' | 'ingestRejected' | 'ingestRedactions' | 'ingestEdgeDropped'>
 }
 
 export type Outcome =
@@ -52,7 +56,7 @@ export async function acceptBatch(
   machineId: string | null,
 ): Promise<BatchOutcome> {
   await deps.limiter.take(orgId, batch.items.length)
-  return store(deps, orgId, await normalizeBatch(batch, normalize), machineId)
+  return store(deps, orgId, await normalizeBatch(batch, normalize), machineId, batch.droppedEvents)
 }
 
 /** Items already normalised (by a caller that did not need the quota first). */
@@ -61,12 +65,21 @@ export async function acceptEvents(
   orgId: string,
   items: ItemResult[],
   machineId: string | null,
+  droppedEvents = 0,
 ): Promise<BatchOutcome> {
   await deps.limiter.take(orgId, items.length)
-  return store(deps, orgId, items, machineId)
+  return store(deps, orgId, items, machineId, droppedEvents)
 }
 
-async function store(deps: IngestDeps, orgId: string, items: ItemResult[], machineId: string | null): Promise<BatchOutcome> {
+async function store(
+  deps: IngestDeps,
+  orgId: string,
+  items: ItemResult[],
+  machineId: string | null,
+  droppedEvents: number,
+): Promise<BatchOutcome> {
+  // One receive time for the bus message and the statistics: the lag is measured from it.
+  const receivedAt = new Date().toISOString()
   const results: Outcome[] = new Array(items.length)
   const fresh = new Map<string, { index: number; event: WireEvent; kinds: KindCounts | undefined }>()
   const rejectedBy: RejectCode[] = []
@@ -87,6 +100,32 @@ async function store(deps: IngestDeps, orgId: string, items: ItemResult[], machi
     results[index] = { index, status: 'accepted', event_id: e.eventId }
   })
 
+  /** The answer's tallies once the ledger check has run (it turns some `accepted` into `duplicate`). */
+  const tally = () => {
+    let accepted = 0
+    let duplicates = 0
+    for (const r of results) {
+      if (r.status === 'accepted') accepted++
+      else if (r.status === 'duplicate') duplicates++
+    }
+    return { accepted, duplicates, rejected: rejectedBy.length }
+  }
+  const record = (tx: Tx) => {
+    const t = tally()
+    const rejected: Record<string, number> = {}
+    for (const code of rejectedBy) rejected[code] = (rejected[code] ?? 0) + 1
+    return recordAck(tx, {
+      day: receivedAt.slice(0, 10),
+      machineId,
+      received: items.length,
+      accepted: t.accepted,
+      duplicates: t.duplicates,
+      rejected,
+      redactions: [...fresh.values()].reduce((n, f) => n + f.event.redactions, 0),
+      edgeDropped: droppedEvents,
+    })
+  }
+
   if (fresh.size > 0) {
     // Events the ledger already holds are answered `duplicate` and not sent again.
     const dropKnown = async (tx: Tx) => {
@@ -100,7 +139,7 @@ async function store(deps: IngestDeps, orgId: string, items: ItemResult[], machi
     }
     const message = (): BusMessage => ({
       kind: 'events',
-      receivedAt: new Date().toISOString(),
+      receivedAt,
       machineId,
       events: [...fresh.values()].map((f) => f.event),
     })
@@ -108,22 +147,25 @@ async function store(deps: IngestDeps, orgId: string, items: ItemResult[], machi
       await withOrg(deps.sql, orgId, async (tx) => {
         await dropKnown(tx)
         if (fresh.size > 0) await deps.bus.publish(message(), { orgId, tx })
+        await record(tx)
       })
     } else {
-      // The ledger check commits first: the publish then holds no pooled connection.
-      await withOrg(deps.sql, orgId, dropKnown)
+      // The ledger check commits first: the publish then holds no pooled connection. The counts
+      // ride on that transaction (no extra round trip); a publish failing after it (a 503 the
+      // sender retries) leaves them counted once more than answered (docs/ingest-stats.md).
+      await withOrg(deps.sql, orgId, async (tx) => {
+        await dropKnown(tx)
+        await record(tx)
+      })
       if (fresh.size > 0) await deps.bus.publish(message(), { orgId, tx: null })
     }
+  } else if (items.length > 0 || droppedEvents > 0) {
+    // Nothing to publish (every item rejected or repeated in the batch): the counts alone.
+    await withOrg(deps.sql, orgId, record)
   }
-  let accepted = 0
-  let duplicates = 0
-  let rejected = 0
-  for (const r of results) {
-    if (r.status === 'accepted') accepted++
-    else if (r.status === 'duplicate') duplicates++
-    else rejected++
-  }
+  const { accepted, duplicates, rejected } = tally()
   countOutcomes(deps.metrics, { accepted, duplicates, rejectedBy, stored: [...fresh.values()].map((f) => f.kinds) })
+  if (droppedEvents > 0) deps.metrics.ingestEdgeDropped.inc({ report: 'batch' }, droppedEvents)
   return { results, accepted, duplicates, rejected }
 }
 
@@ -139,6 +181,7 @@ function countOutcomes(
     for (const outcome of ['accepted', 'duplicate', 'rejected']) metrics.ingestEvents.inc({ outcome }, 0)
     for (const reason of REJECT_CODES) metrics.ingestRejected.inc({ reason }, 0)
     for (const kind of SECRET_KINDS) metrics.ingestRedactions.inc({ kind }, 0)
+    for (const report of ['batch', 'heartbeat']) metrics.ingestEdgeDropped.inc({ report }, 0)
   }
   if (o.accepted > 0) metrics.ingestEvents.inc({ outcome: 'accepted' }, o.accepted)
   if (o.duplicates > 0) metrics.ingestEvents.inc({ outcome: 'duplicate' }, o.duplicates)

@@ -1,10 +1,149 @@
 /**
  * @module features/machines/inventory-routes
- * Placeholder (issue 9): filled in by its owner.
+ * The fleet inventory (issue 9): `GET /v1/machines` (filters, keyset pages, newest registered
+ * first) and `GET /v1/machines/{id}` (the machine with its latest process snapshot, agent graphs,
+ * agents and counts). `read` scope: people and read credentials, never a machine's own credential
+ * (docs/rbac.md). The daemon's own routes (`/v1/machines/{id}/heartbeat`, `/policies`, …) are in
+ * ./routes.ts and keep machine auth; they never collide with these, which have one path segment
+ * fewer or another method.
  */
 import type { MiddlewareHandler } from 'hono'
+import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
+import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import type { Sql } from '../../infra/db.ts'
+import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { getMachine, listMachines, machineSections, type MachineRow, type MachineSections } from './inventory-repo.ts'
+import {
+  MachineDetail,
+  MachineIdParams,
+  MachineList,
+  MachineListQuery,
+  MachineView,
+  type MachineDetail as MachineDetailT,
+} from './inventory-schema.ts'
 
-export function mountMachineInventory(_routes: RouteRegistry, _deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {}
+export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
+  const { sql, read } = deps
+  const tags = ['machines']
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/machines',
+      operationId: 'listMachines',
+      summary: 'List the fleet: newest registered first, with filters (status, online, os, hostname, client_machine_id, since)',
+      tags,
+      auth: true,
+      query: MachineListQuery,
+      responses: { 200: { description: 'A page of machines', schema: MachineList } },
+    },
+    [read],
+    async (c, { query }) => {
+      const limit = query.limit ?? 50
+      const { limit: _l, cursor, ...filters } = query
+      const rows = await withOrg(sql, c.get('principal').orgId, (tx) =>
+        listMachines(tx, filters, limit + 1, decodeCursor(cursor)),
+      )
+      const { page, next } = paginate(rows, limit, (r) => r.registered_key)
+      return c.json({ machines: page.map(machineView), next_cursor: next })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/machines/:id',
+      operationId: 'getMachine',
+      summary: 'One machine: details, online, registering credential, process snapshot, agent graphs, agents, counts',
+      tags,
+      auth: true,
+      params: MachineIdParams,
+      responses: { 200: { description: 'The machine', schema: MachineDetail } },
+    },
+    [read],
+    async (c, { params }) => {
+      const id = params.id.toLowerCase()
+      if (!isUuid(id)) throw machineNotFound()
+      const found = await withOrg(sql, c.get('principal').orgId, async (tx) => {
+        const m = await getMachine(tx, id)
+        return m ? { m, sections: await machineSections(tx, id) } : null
+      })
+      if (!found) throw machineNotFound()
+      return c.json(machineDetail(found.m, found.sections))
+    },
+  )
+}
+
+const machineNotFound = () => new NotFoundError('No machine with that id in this organization.')
+const iso = (d: Date | null) => d?.toISOString() ?? null
+
+function machineView(m: MachineRow): MachineView {
+  return {
+    id: m.id,
+    client_machine_id: m.client_machine_id,
+    hostname: m.hostname,
+    os: m.os,
+    arch: m.arch,
+    daemon_version: m.agent_version,
+    status: m.status,
+    registered_at: m.registered_at.toISOString(),
+    last_seen_at: iso(m.last_seen_at),
+    online: m.online,
+    uptime_seconds: m.uptime_seconds === null ? null : Number(m.uptime_seconds),
+    registered_by:
+      m.token_id === null
+        ? null
+        : {
+            token_id: m.token_id,
+            kind: m.token_kind!,
+            name: m.token_name!,
+            prefix: m.token_prefix!,
+            revoked_at: iso(m.token_revoked_at),
+          },
+  }
+}
+
+function machineDetail(m: MachineRow, s: MachineSections): MachineDetailT {
+  return {
+    ...machineView(m),
+    metadata: m.metadata,
+    session_count: s.counts.sessions,
+    open_alert_count: s.counts.open_alerts,
+    last_event_at: iso(s.counts.last_event_at),
+    processes: s.processes.map((p) => ({
+      platform: p.platform,
+      pid: Number(p.pid),
+      binary_path: p.binary_path,
+      state: p.state,
+      cpu_percent: p.cpu_percent,
+      memory_mb: p.memory_mb,
+      started_at: iso(p.started_at),
+      reported_at: p.reported_at.toISOString(),
+    })),
+    graphs: s.graphs.map((g) => ({
+      graph_id: g.graph_id,
+      root_agent_id: g.root_agent_id,
+      root_agent_name: g.root_agent_name,
+      status: g.status,
+      total_nodes: g.total_nodes,
+      nodes: g.graph,
+      started_at: iso(g.started_at),
+      completed_at: iso(g.completed_at),
+      first_seen_at: g.first_seen_at.toISOString(),
+      updated_at: g.updated_at.toISOString(),
+    })),
+    graph_count: s.counts.graphs,
+    agents: s.agents.map((a) => ({
+      id: a.id,
+      agent_id: a.agent_key,
+      name: a.name,
+      platform: a.platform,
+      event_count: Number(a.event_count),
+      session_count: Number(a.session_count),
+      first_seen_at: a.first_seen_at.toISOString(),
+      last_seen_at: a.last_seen_at.toISOString(),
+    })),
+    agent_count: s.counts.agents,
+  }
+}

@@ -8,6 +8,7 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox'
 import { MAX_BATCH_EVENTS } from '../ingest/routes.ts'
+import { DroppedEvents } from '../ingest/schema.ts'
 
 // Code-unit based (TypeBox compiles patterns without the `u` flag): a surrogate is accepted only
 // as part of a pair.
@@ -60,6 +61,7 @@ export const HeartbeatBody = Type.Object({
   uptime: opt(Type.Number({ minimum: 0, maximum: 1e12, description: 'Seconds since the daemon started.' })),
   active_agents: opt(Type.Number({ description: 'Accepted, not stored (Gen-B always sends 0).' })),
   events_today: opt(Type.Number({ description: "Accepted, not stored (Gen-B sends its forwarder's buffer length)." })),
+  dropped_events: DroppedEvents,
 })
 
 export const HeartbeatResponse = Type.Object({

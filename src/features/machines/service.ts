@@ -8,6 +8,8 @@
  * machine as absent (404). Another org's machine is always absent: RLS hides it.
  */
 import type { Static } from '@sinclair/typebox'
+import type { Metrics } from '../../infra/metrics.ts'
+import { recordAck } from '../ingest/stats.ts'
 import type { CredentialResolver, Principal, RevokedToken } from '../../auth/credentials.ts'
 import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { ForbiddenError, NotFoundError } from '../../errors.ts'
@@ -18,7 +20,8 @@ import { cleanJson, timestampOrNull } from './clean.ts'
 import { policyDocument } from './policies.ts'
 import type { AgentsBody, GraphsBody, HeartbeatBody, RegisterBody } from './schema.ts'
 
-export const SERVICE_SCOPES = ['ingest', 'read']
+/** A machine sends events and reads its own policies, never the org's data (issue 9). */
+export const SERVICE_SCOPES = ['ingest']
 /** Credential kinds exchanged for a service token at registration (SPEC §3.2, §3.3). */
 const EXCHANGED = new Set(['install', 'enrollment'])
 const REGISTER_FIELDS = new Set(['machine_id', 'hostname', 'os', 'arch', 'agent_version'])
@@ -140,14 +143,19 @@ export async function registerMachine(
   return result
 }
 
-/** Records a heartbeat and answers with the current policy hash (the policies' ETag). */
-export function heartbeat(
-  deps: MachineDeps,
+/**
+ * Records a heartbeat and answers with the current policy hash (the policies' ETag). Its
+ * `dropped_events` (issue 9) is counted as the machine's edge drops for today, in the same
+ * transaction.
+ */
+export async function heartbeat(
+  deps: MachineDeps & { metrics: Pick<Metrics, 'ingestEdgeDropped'> },
   principal: Principal,
   rawId: string,
   body: Static<typeof HeartbeatBody>,
 ): Promise<{ config_version: string; policy_hash: string; domains: string[] }> {
-  return withOrg(deps.sql, principal.orgId, async (tx) => {
+  const dropped = body.dropped_events ?? 0
+  const answer = await withOrg(deps.sql, principal.orgId, async (tx) => {
     const id = await machineOf(tx, principal, rawId)
     const uptime = body.uptime === undefined || body.uptime === null ? null : Math.floor(body.uptime)
     await tx`
@@ -155,9 +163,23 @@ export function heartbeat(
              agent_version = coalesce(${body.agent_version ?? null}, agent_version),
              uptime_seconds = coalesce(${uptime}, uptime_seconds)
        where id = ${id}`
+    if (dropped > 0) {
+      await recordAck(tx, {
+        day: new Date().toISOString().slice(0, 10),
+        machineId: id,
+        received: 0,
+        accepted: 0,
+        duplicates: 0,
+        rejected: {},
+        redactions: 0,
+        edgeDropped: dropped,
+      })
+    }
     const { hash } = await policyDocument(tx)
     return { config_version: hash, policy_hash: hash, domains: [] }
   })
+  if (dropped > 0) deps.metrics.ingestEdgeDropped.inc({ report: 'heartbeat' }, dropped)
+  return answer
 }
 
 /** The policy document for a machine of the org (404 for any other id). */

@@ -1,10 +1,105 @@
 /**
  * @module features/orgs/routes
- * Placeholder (issue 9): filled in by its owner.
+ * `GET /v1/org` and `PATCH /v1/org`: the caller's own org and its settings (admin scope). Today
+ * the one setting is `retention_days` (issue 9; docs/retention.md): how long the org's events,
+ * sessions and alerts are kept before the purge job deletes them. Changes are audited.
  */
+import { Type } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
+import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import type { Sql } from '../../infra/db.ts'
+import { withOrg, type Sql } from '../../infra/db.ts'
+import { recordAudit } from '../audit/repo.ts'
+import { getOrg, setRetentionDays, type OrgRow } from './settings-repo.ts'
 
-export function mountOrgSettings(_routes: RouteRegistry, _deps: { sql: Sql; admin: MiddlewareHandler<AppEnv> }): void {}
+/** Bounds of retention_days, as the database checks them (sql/0019_retention.sql). */
+export const RETENTION_DAYS = { min: 1, max: 3650, default: 90 } as const
+
+const RetentionDays = Type.Integer({
+  minimum: RETENTION_DAYS.min,
+  maximum: RETENTION_DAYS.max,
+  description: `Days the org's events, sessions and alerts are kept, counted from when the server received them (${RETENTION_DAYS.min}–${RETENTION_DAYS.max}, default ${RETENTION_DAYS.default}). Older data is deleted by the purge job (docs/retention.md).`,
+})
+
+export const OrgView = Type.Object({
+  id: Type.String({ format: 'uuid', description: 'The org id.' }),
+  name: Type.String({ description: 'The org name.' }),
+  retention_days: RetentionDays,
+  created_at: Type.String({ format: 'date-time', description: 'When the org was created.' }),
+  updated_at: Type.String({ format: 'date-time', description: 'When the org or one of its settings last changed.' }),
+})
+
+export const UpdateOrgBody = Type.Object(
+  { retention_days: Type.Optional(RetentionDays) },
+  { additionalProperties: false, minProperties: 1, description: 'The settings to change; the others stay as they are.' },
+)
+
+export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql; admin: MiddlewareHandler<AppEnv> }): void {
+  const { sql, admin } = deps
+  const tags = ['org']
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/org',
+      operationId: 'getOrg',
+      summary: "The caller's org and its settings (retention_days)",
+      tags,
+      auth: true,
+      responses: { 200: { description: 'The org', schema: OrgView } },
+    },
+    [admin],
+    async (c) => {
+      const row = await withOrg(sql, c.get('principal').orgId, getOrg)
+      if (!row) throw new NotFoundError('No such org.')
+      return c.json(orgView(row))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'patch',
+      path: '/v1/org',
+      operationId: 'updateOrg',
+      summary: "Change the org's settings: retention_days (audited; shortening it lets the next purge delete more)",
+      tags,
+      auth: true,
+      body: UpdateOrgBody,
+      responses: { 200: { description: 'The org after the change', schema: OrgView } },
+    },
+    [admin],
+    async (c, { body }) => {
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        if (body.retention_days === undefined) return getOrg(tx)
+        const changed = await setRetentionDays(tx, body.retention_days)
+        if (!changed) return null
+        if (changed.previous !== changed.org.retention_days) {
+          await recordAudit(tx, {
+            actorType: p.kind === 'jwt' ? 'token' : 'api_key',
+            actorId: p.tokenId,
+            action: 'org.update',
+            targetType: 'organization',
+            targetId: changed.org.id,
+            requestId: c.get('requestId'),
+            details: { retention_days: { from: changed.previous, to: changed.org.retention_days } },
+          })
+        }
+        return changed.org
+      })
+      if (!row) throw new NotFoundError('No such org.')
+      return c.json(orgView(row))
+    },
+  )
+}
+
+function orgView(r: OrgRow) {
+  return {
+    id: r.id,
+    name: r.name,
+    retention_days: r.retention_days,
+    created_at: r.created_at.toISOString(),
+    updated_at: r.updated_at.toISOString(),
+  }
+}

@@ -1,8 +1,8 @@
 /**
  * @module features/orgs/service
  * Onboarding: an org is created together with its first admin API key (qk_…, scope admin) and
- * its first deploy token (qt_deploy_…, scopes ingest+read), in one transaction. The raw values
- * are returned once and never stored.
+ * its first deploy token (qt_deploy_…, scope ingest only: a laptop never reads the org's data,
+ * issue 9), in one transaction. The raw values are returned once and never stored.
  */
 import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
@@ -18,7 +18,8 @@ export interface CreatedOrg {
 }
 
 export const ADMIN_SCOPES = ['admin']
-export const DEPLOY_SCOPES = ['ingest', 'read']
+/** Installed on every laptop: ingest and registration only, never the org's data (issue 9). */
+export const DEPLOY_SCOPES = ['ingest']
 
 /** Creates an org with its first credentials. `name` must already be checked (lib/names). */
 export function createOrg(sql: Sql, name: string, actor: 'cli' | 'system'): Promise<CreatedOrg> {
