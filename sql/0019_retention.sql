@@ -58,8 +58,10 @@ REVOKE ALL ON FUNCTION quint_retention_check_now(timestamptz) FROM PUBLIC;
 --   webhook_deliveries  settled deliveries (not pending) created before the cutoff: they carry
 --                       copies of alerts
 --   alert_session_state credential reads before the cutoff
---   event_hourly(_top)  the stats' hourly counts of hours before the cutoff
---   ingest_stats        per-day ingest counters of days before the cutoff's day
+--   event_hourly(_top)  the stats' hourly counts of hours 30 days and an hour before the cutoff
+--                       (an event may be dated up to 30 days before its receipt); the counts of
+--                       purged actions leave with them
+--   ingest_stats        per-day ingest counters of UTC days before the cutoff's day
 --   event_keys          ledger keys of actions received before cutoff − margin
 --   session_event_keys  sessions-consumer keys counted before cutoff − margin
 CREATE FUNCTION quint_purge_expired(p_target text, p_now timestamptz, p_limit int) RETURNS int
@@ -71,6 +73,7 @@ DECLARE
   days int;
   cutoff timestamptz;
   ledger_cutoff timestamptz;
+  rollup_cutoff timestamptz;
   n int := 0;
 BEGIN
   IF org IS NULL THEN
@@ -86,6 +89,7 @@ BEGIN
   END IF;
   cutoff := p_now - make_interval(days => days);
   ledger_cutoff := cutoff - make_interval(days => quint_retention_ledger_margin_days());
+  rollup_cutoff := cutoff - interval '30 days 1 hour';
   -- Each statement: the ids (or ctids) of at most p_limit expired rows, found through the table's
   -- (org_id, time) index, computed once; then an index or TID scan deletes exactly those, the
   -- expiry re-checked in case a row changed in between. A join here would scan all of the org's
@@ -93,11 +97,37 @@ BEGIN
   CASE p_target
     WHEN 'actions' THEN
       -- Partitioned: ctids repeat across partitions, so by (org_id, id), whose index every
-      -- partition has (sql/0017_read_side.sql).
-      DELETE FROM actions a
-       WHERE a.org_id = org AND a.created_at < cutoff
-         AND a.id = ANY (ARRAY(SELECT x.id FROM actions x
-                                WHERE x.org_id = org AND x.created_at < cutoff LIMIT p_limit));
+      -- partition has (sql/0017_read_side.sql). The stats' hourly counts lose what is deleted in
+      -- the same statement, so they always count exactly the stored actions (the band cut-offs
+      -- are those of src/features/events/view.ts). Floored at 0: rows stored by a build without
+      -- the counts were never counted.
+      WITH gone AS (
+        DELETE FROM actions a
+         WHERE a.org_id = org AND a.created_at < cutoff
+           AND a.id = ANY (ARRAY(SELECT x.id FROM actions x
+                                  WHERE x.org_id = org AND x.created_at < cutoff LIMIT p_limit))
+        RETURNING date_bin('1 hour', a.occurred_at, '2000-01-01T00:00:00Z') AS hour, a.decision, a.blocked,
+                  a.risk_score, a.tool_name, a.agent_key, a.machine_id
+      ), hourly AS (
+        UPDATE event_hourly e SET n = greatest(e.n - g.n, 0)
+          FROM (SELECT hour, coalesce(decision, '') AS decision, blocked,
+                       CASE WHEN risk_score IS NULL THEN 'unscored' WHEN risk_score <= 10 THEN 'none'
+                            WHEN risk_score <= 30 THEN 'low' WHEN risk_score <= 60 THEN 'medium'
+                            WHEN risk_score <= 80 THEN 'high' ELSE 'critical' END AS band,
+                       count(*) AS n
+                  FROM gone GROUP BY 1, 2, 3, 4) g
+         WHERE e.org_id = org AND e.hour = g.hour AND e.decision = g.decision AND e.blocked = g.blocked
+           AND e.band = g.band
+      ), tops AS (
+        UPDATE event_hourly_top e SET n = greatest(e.n - g.n, 0)
+          FROM (SELECT gone.hour, d.dim, d.key, count(*) AS n
+                  FROM gone, LATERAL (VALUES ('tool', gone.tool_name), ('agent', gone.agent_key),
+                                             ('machine', gone.machine_id::text)) AS d (dim, key)
+                 WHERE d.key IS NOT NULL GROUP BY 1, 2, 3) g
+         WHERE e.org_id = org AND e.hour = g.hour AND e.dim = g.dim AND e.key = g.key
+      )
+      SELECT count(*)::int INTO n FROM gone;
+      RETURN n;
     WHEN 'alerts' THEN
       DELETE FROM alerts a
        WHERE a.ctid = ANY (ARRAY(SELECT x.ctid FROM alerts x
@@ -123,20 +153,24 @@ BEGIN
                                   LIMIT p_limit))
          AND s.org_id = org AND (s.credential_read_at IS NULL OR s.credential_read_at < cutoff);
     WHEN 'event_hourly' THEN
+      -- Counts are keyed by the event's own hour, which ingest allows up to 30 days before its
+      -- receipt: an hour that early before the cutoff holds no action still kept. Later hours
+      -- lose their purged actions with them (above).
       DELETE FROM event_hourly h
        WHERE h.ctid = ANY (ARRAY(SELECT x.ctid FROM event_hourly x
-                                  WHERE x.org_id = org AND x.hour < cutoff LIMIT p_limit))
-         AND h.org_id = org AND h.hour < cutoff;
+                                  WHERE x.org_id = org AND x.hour < rollup_cutoff LIMIT p_limit))
+         AND h.org_id = org AND h.hour < rollup_cutoff;
     WHEN 'event_hourly_top' THEN
       DELETE FROM event_hourly_top h
        WHERE h.ctid = ANY (ARRAY(SELECT x.ctid FROM event_hourly_top x
-                                  WHERE x.org_id = org AND x.hour < cutoff LIMIT p_limit))
-         AND h.org_id = org AND h.hour < cutoff;
+                                  WHERE x.org_id = org AND x.hour < rollup_cutoff LIMIT p_limit))
+         AND h.org_id = org AND h.hour < rollup_cutoff;
     WHEN 'ingest_stats' THEN
+      -- Days are UTC days, whatever the caller's TimeZone.
       DELETE FROM ingest_stats i
        WHERE i.ctid = ANY (ARRAY(SELECT x.ctid FROM ingest_stats x
-                                  WHERE x.org_id = org AND x.day < cutoff::date LIMIT p_limit))
-         AND i.org_id = org AND i.day < cutoff::date;
+                                  WHERE x.org_id = org AND x.day < (cutoff AT TIME ZONE 'UTC')::date LIMIT p_limit))
+         AND i.org_id = org AND i.day < (cutoff AT TIME ZONE 'UTC')::date;
     WHEN 'event_keys' THEN
       DELETE FROM event_keys k
        WHERE k.ctid = ANY (ARRAY(SELECT x.ctid FROM event_keys x

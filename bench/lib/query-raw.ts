@@ -62,13 +62,13 @@ export function rawStats(sql: Sql, orgId: string, since: string, until: string) 
     with e as (${edge(since, from)} union all ${edge(to, until)}),
     h as (
       select x.hour, x.decision, x.blocked, x.band, x.n from event_hourly x
-       where x.org_id = ${orgId} and x.hour >= ${from}::text::timestamptz and x.hour < ${to}::text::timestamptz
+       where x.n > 0 and x.org_id = ${orgId} and x.hour >= ${from}::text::timestamptz and x.hour < ${to}::text::timestamptz
       union all
       select e.hour, coalesce(e.decision, ''), e.blocked, e.band, count(*) from e group by 1, 2, 3, 4
     ), t as (
       select u.dim, u.key, sum(u.n) as n from (
         select x.dim, x.key, x.n from event_hourly_top x
-         where x.org_id = ${orgId} and x.hour >= ${from}::text::timestamptz and x.hour < ${to}::text::timestamptz
+         where x.n > 0 and x.org_id = ${orgId} and x.hour >= ${from}::text::timestamptz and x.hour < ${to}::text::timestamptz
         union all select 'tool', e.tool_name, count(*) from e where e.tool_name is not null group by 2
         union all select 'agent', e.agent_key, count(*) from e where e.agent_key is not null group by 2
         union all select 'machine', e.machine_id::text, count(*) from e where e.machine_id is not null group by 2

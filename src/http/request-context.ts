@@ -24,9 +24,13 @@ export const requestContext = (log: Logger): MiddlewareHandler<AppEnv> =>
     const child = log.child({ requestId })
     c.set('requestId', requestId)
     c.set('log', child)
+    // Set before the handler: set after, Hono rebuilds the finished response around its body
+    // (issue 9: ~0.1 ms on a 35 KB page). Answers built outside the context (the error mapper,
+    // 404s) get it afterwards.
+    c.header('X-Request-Id', requestId)
     const started = performance.now()
     await next()
-    c.header('X-Request-Id', requestId)
+    if (!c.res.headers.has('X-Request-Id')) c.header('X-Request-Id', requestId)
     const status = c.res.status
     child[accessLevel(status, c.req.routePath)](
       {

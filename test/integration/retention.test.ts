@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
+import { normalizeIngestItem } from '../../src/features/ingest/events.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { loadConfig } from '../../src/config.ts'
@@ -231,6 +232,35 @@ describe('purge', () => {
     expect(report.deleted.alert_session_state).toBe(1)
     expect(await keysOf('webhook_deliveries', a.org_id, 'message_id')).toEqual(['new-done', 'old-pending'])
     expect(await keysOf('alert_session_state', a.org_id, 'session_key')).toEqual(['read-new'])
+  })
+
+  test("the stats' hourly counts keep counting exactly the stored actions: purged ones leave, late uploads stay", async () => {
+    const org = await createOrg(db.app, `rollups ${crypto.randomUUID()}`, 'cli')
+    await db.owner`update organizations set retention_days = 7 where id = ${org.org_id}`
+    await ensureMonth(daysAgo(10))
+    const wire = (id: string, occurred: Date) => {
+      const r = normalizeIngestItem(v2Event({ event_id: id, timestamp: occurred.toISOString() }), '', T0)
+      if (!r.ok) throw new Error(r.reason)
+      return { ...r.event, occurredAt: r.event.occurredAt.toISOString() }
+    }
+    const store = (receivedAt: Date, events: ReturnType<typeof wire>[]) =>
+      withOrg(db.app, org.org_id, (tx) =>
+        storeEvents(tx, [
+          {
+            batchId: crypto.randomUUID(),
+            message: { kind: 'events', receivedAt: receivedAt.toISOString(), machineId: null, events },
+          },
+        ] as never),
+      )
+    // Received 10 days ago: past the window. Received now but dated 10 days ago: a late upload, kept.
+    await store(daysAgo(10), [wire('expired', daysAgo(10))])
+    await store(new Date(T0), [wire('late', daysAgo(10)), wire('fresh', new Date(T0))])
+    await purger().runOnce()
+    const [counts] = await db.owner<{ actions: number; hourly: number; tools: number }[]>`
+      select (select count(*)::int from actions where org_id = ${org.org_id}) as actions,
+             (select coalesce(sum(n), 0)::int from event_hourly where org_id = ${org.org_id}) as hourly,
+             (select coalesce(sum(n), 0)::int from event_hourly_top where org_id = ${org.org_id} and dim = 'tool') as tools`
+    expect(counts).toEqual({ actions: 2, hourly: 2, tools: 2 })
   })
 
   test('every statement deletes at most the batch size; the job loops until the org is clean', async () => {

@@ -98,25 +98,31 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       const maxDays = query.q === undefined ? MAX_WINDOW_DAYS : MAX_Q_WINDOW_DAYS
       const since = scanning && !anchored ? bounded(asked, maxDays).since : asked.since
       const until = asked.until
-      const rows = await withOrg(sql, c.get('principal').orgId, async (tx) => {
-        const filters: EventFilters = {
-          agent_key: query.agent_id,
-          session_key: query.session_id === undefined ? undefined : await sessionKeyOf(tx, query.session_id),
-          machine_id: query.machine_id?.toLowerCase(),
-          tool_name: query.tool_name,
-          action_type: query.action_type,
-          decision: query.decision,
-          platform: query.platform,
-          blocked: query.blocked,
-          redacted: query.redacted,
-          risk_min: query.risk_min,
-          risk_max: query.risk_max,
-          since: since?.toISOString(),
-          until: until?.toISOString(),
-          q: query.q,
-        }
-        return listEvents(tx, filters, limit + 1, after)
-      })
+      const rows = await withOrg(
+        sql,
+        c.get('principal').orgId,
+        async (tx) => {
+          const filters: EventFilters = {
+            agent_key: query.agent_id,
+            session_key: query.session_id === undefined ? undefined : await sessionKeyOf(tx, query.session_id),
+            machine_id: query.machine_id?.toLowerCase(),
+            tool_name: query.tool_name,
+            action_type: query.action_type,
+            decision: query.decision,
+            platform: query.platform,
+            blocked: query.blocked,
+            redacted: query.redacted,
+            risk_min: query.risk_min,
+            risk_max: query.risk_max,
+            since: since?.toISOString(),
+            until: until?.toISOString(),
+            q: query.q,
+          }
+          return listEvents(tx, filters, limit + 1, after)
+          // One index-leading filter: its index is the plan whatever the values (see OrgTxOptions).
+        },
+        { genericPlans: ANCHORS.filter((k) => query[k] !== undefined).length === 1 && query.q === undefined },
+      )
       const { page, next } = paginate(rows, limit, (r) => r.occurred_key)
       return c.json({ events: page.map(eventView), next_cursor: next } satisfies Static<typeof EventList>)
     },

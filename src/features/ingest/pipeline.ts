@@ -35,6 +35,10 @@ export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
     }
   }
   if (rows.size === 0) return
+  // One pipeline transaction per org at a time: a link planned from one snapshot must not miss,
+  // or overwrite, what a concurrent transaction of the same org stores (a retry or a redrive
+  // beside fresh batches). They queued on the org's stats row anyway, only later.
+  await tx`select pg_advisory_xact_lock(hashtextextended('quint_pipeline:' || app_current_org()::text, 0))`
   const all = [...rows.values()]
   const fresh = await tx<{ event_key: string }[]>`
     insert into event_keys (org_id, event_key, action_id, action_created_at)
