@@ -125,6 +125,7 @@ export class RouteRegistry {
     const limit = spec.bodyLimit ?? DEFAULT_BODY_LIMIT
     const idempotency = spec.idempotent ? this.#idempotency : null
     this.app.on([spec.method.toUpperCase()], [spec.path], ...middleware, async (c: Context<AppEnv>) => {
+      checkQueryKeys(c, spec.query !== undefined || spec.method !== 'get')
       const input = {
         params: params ? check(params, c.req.param(), 'params') : undefined,
         query: query ? check(query, c.req.query(), 'query') : undefined,
@@ -160,6 +161,21 @@ function check<T extends TSchema>(compiled: TypeCheck<T>, raw: unknown, where: '
   }
   if (where === 'body') throw new ValidationError(errors)
   throw new BadRequestError(`Invalid ${where === 'params' ? 'path parameter' : 'query parameter'}.`, errors)
+}
+
+/**
+ * A parameter given twice is refused (a proxy reading the last value would see another request
+ * than ours, which reads the first); a GET route that declares no query parameters refuses any,
+ * as routes with a query schema refuse unknown ones (issue 9).
+ */
+function checkQueryKeys(c: Context<AppEnv>, declared: boolean): void {
+  const errors: FieldError[] = []
+  for (const [name, values] of Object.entries(c.req.queries())) {
+    if (!declared) errors.push({ path: `/${name}`, message: 'This route takes no query parameters' })
+    else if (values.length > 1) errors.push({ path: `/${name}`, message: 'Given more than once' })
+    if (errors.length >= 20) break
+  }
+  if (errors.length > 0) throw new BadRequestError('Invalid query parameter.', errors)
 }
 
 const PLAIN: Record<string, { re: RegExp; message: string }> = {

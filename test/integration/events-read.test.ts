@@ -137,8 +137,11 @@ describe('GET /v1/events filters', () => {
     expect(await names({ machine_id: crypto.randomUUID() })).toEqual([])
     expect(await names({ tool_name: 'Bash' })).toEqual(['f5', 'f1', 'f6'])
     expect(await names({ tool_name: 'bash' })).toEqual([])
-    // Anchored: another filter with it reads the agent's whole history, the old f6 included.
-    expect(await names({ agent_id: 'ag-1', decision: 'block' })).toEqual(['f2', 'f6'])
+    // Alone, an index-leading filter reads its whole history, the old f6 included; with a filter
+    // no index leads, only a session lifts the window (an agent may hold most of the history).
+    expect(await names({ agent_id: 'ag-1', decision: 'block' })).toEqual(['f2'])
+    expect(await names({ agent_id: 'ag-1', decision: 'block', since: ago(11 * DAY) })).toEqual(['f2', 'f6'])
+    expect(await names({ session_id: 'sess-1', decision: 'block' })).toEqual(['f2', 'f6'])
   })
 
   test('action type, decision, platform, blocked, redacted: exact, within the default 24 h', async () => {
@@ -178,8 +181,9 @@ describe('GET /v1/events filters', () => {
     expect(await names({ q: '_' })).toEqual(['f3'])
     expect(await names({ q: 'zzz' })).toEqual([])
     expect(await names({ q: 'bash', since: ago(7 * DAY - MIN) })).toEqual(['f5', 'f1'])
-    // Anchored, q reads the anchor's whole history.
-    expect(await names({ q: 'bash', agent_id: 'ag-1' })).toEqual(['f1', 'f6'])
+    // Beside an agent, q keeps its window; beside a session, it reads the session's history.
+    expect(await names({ q: 'bash', agent_id: 'ag-1' })).toEqual(['f1'])
+    expect(await names({ q: 'bash', session_id: 'sess-1' })).toEqual(['f1', 'f6'])
   })
 
   test('pages of any size walk every event once, in order, and end with a null cursor', async () => {
@@ -271,9 +275,11 @@ describe('bad input answers 400 naming the parameter', () => {
     })
   }
 
-  test('windows: 30 days for unanchored filters, any length with an anchor or without filters', async () => {
+  test('windows: 30 days for filters no index leads unless a session bounds them; any length otherwise', async () => {
     expect((await list({ decision: 'block', since: ago(30 * DAY - MIN) })).status).toBe(200)
-    expect((await list({ agent_id: 'ag-1', decision: 'block', since: ago(300 * DAY) })).status).toBe(200)
+    expectProblem(await list({ agent_id: 'ag-1', decision: 'block', since: ago(300 * DAY) }), 400, 'since')
+    expect((await list({ session_id: 'sess-1', decision: 'block', since: ago(300 * DAY) })).status).toBe(200)
+    expect((await list({ agent_id: 'ag-1', since: ago(300 * DAY) })).status).toBe(200)
     expect((await list({ since: ago(300 * DAY) })).status).toBe(200)
   })
 

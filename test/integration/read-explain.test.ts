@@ -96,10 +96,38 @@ async function explain(statements: Statement[]): Promise<{ query: string; nodes:
   })
 }
 
-async function expectIndexed(path: string) {
+/**
+ * The same, with the generic plan a prepared statement settles on (routes that ask for it with
+ * `genericPlans`, src/infra/db.ts): the plan chosen without the values must be indexed too.
+ */
+async function explainGeneric(statements: Statement[]): Promise<{ query: string; nodes: PlanNode[] }[]> {
+  return withOrg(
+    db.app,
+    loaded.big.org.org_id,
+    async (tx) => {
+      const out = []
+      // The statements that read the watched tables (a setting's `set_config($1, …)` cannot be
+      // prepared without its types).
+      for (const [i, s] of statements.filter((x) => /\b(actions|sessions|alerts)\b/.test(x.query)).entries()) {
+        await tx.unsafe(`prepare generic_${i} as ${s.query}`)
+        // Literals: untyped, each takes its parameter's type (a bound `$n` here would need one).
+        const args = s.params.map((v) => (v === null ? 'null' : `'${String(v).replace(/'/g, "''")}'`)).join(', ')
+        const [row] = await tx.unsafe<{ 'QUERY PLAN': { Plan: PlanNode }[] }[]>(
+          `explain (format json) execute generic_${i}${args ? `(${args})` : ''}`,
+        )
+        await tx.unsafe(`deallocate generic_${i}`)
+        out.push({ query: s.query, nodes: nodes(row!['QUERY PLAN'][0]!.Plan) })
+      }
+      return out
+    },
+    { genericPlans: true },
+  )
+}
+
+async function expectIndexed(path: string, options: { generic?: boolean } = {}) {
   const { body, statements } = await capture(path)
   expect(statements.length).toBeGreaterThan(0)
-  const plans = await explain(statements)
+  const plans = await (options.generic ? explainGeneric : explain)(statements)
   const scans = plans.flatMap((p) =>
     p.nodes
       .filter((n) => n['Node Type'] === 'Seq Scan' && WATCHED.test(n['Relation Name'] ?? '') && !empty.has(n['Relation Name']!))
@@ -127,6 +155,14 @@ describe('read queries use indexes under RLS as quint_app (issue 9)', () => {
     )
     expect(body.events.length).toBeGreaterThan(0)
     for (const e of body.events) expect([e.agent_id, e.action_type]).toEqual(['agent-3', 'tools/call'])
+  })
+
+  test('events list with one index-leading filter, as its generic plan (genericPlans)', async () => {
+    const first = await expectIndexed('/v1/events?agent_id=agent-3&action_type=tools%2Fcall', { generic: true })
+    await expectIndexed(`/v1/events?agent_id=agent-3&action_type=tools%2Fcall&cursor=${encodeURIComponent(first.next_cursor)}`, {
+      generic: true,
+    })
+    await expectIndexed('/v1/events?machine_id=' + loaded.big.machineId, { generic: true })
   })
 
   test('session timeline (the 500-event session)', async () => {

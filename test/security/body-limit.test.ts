@@ -68,7 +68,8 @@ function upload(port: number, head: string, total: number, chunked: boolean, gra
       finish(true)
     })
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      reset = err.code === 'ECONNRESET'
+      // A reset seen on read (ECONNRESET) or on the next write (EPIPE: the reset came first).
+      reset = err.code === 'ECONNRESET' || err.code === 'EPIPE'
       closed = true
       finish(true)
     })

@@ -54,9 +54,11 @@ export async function descendantsOf(tx: Tx, roots: EventRow[]): Promise<{ rows: 
   const earliest = new Date(Math.min(...roots.map((r) => r.occurred_at.getTime())))
   const rows = await tx<Depthed[]>`
     with recursive down as (
-      select ${EVENT_COLUMNS(tx)}, 1 as depth from actions a
-       where a.org_id = app_current_org() and a.parent_action_id = any(${rootIds}::uuid[])
-         and a.created_at >= ${earliest}::timestamptz - ${REACH}::interval
+      -- The first level alone can be the whole bound (a process with 50,000 file events).
+      (select ${EVENT_COLUMNS(tx)}, 1 as depth from actions a
+        where a.org_id = app_current_org() and a.parent_action_id = any(${rootIds}::uuid[])
+          and a.created_at >= ${earliest}::timestamptz - ${REACH}::interval
+        limit ${MAX_NODES + 1})
       union all
       select ${EVENT_COLUMNS(tx)}, d.depth + 1 from down d
         join actions a on a.org_id = app_current_org() and a.parent_action_id = d.id
@@ -96,20 +98,27 @@ export async function timelineDescendants(
        and a.created_at >= ${from}::timestamptz - ${`${CLOCK_AHEAD_MS / 1000} seconds`}::interval
      order by a.occurred_at
      limit ${FAMILY_SCAN + 1}`
-  if (rows.length > FAMILY_SCAN) return descendantsOf(tx, roots)
+  const candidates = rows.length > FAMILY_SCAN ? (await descendantsOf(tx, roots)).rows : rows
   const children = new Map<string, EventRow[]>()
-  for (const r of rows) {
+  for (const r of candidates) {
     const siblings = children.get(r.parent_action_id!)
     if (siblings) siblings.push(r)
     else children.set(r.parent_action_id!, [r])
   }
-  // Breadth first from the roots, with the recursive walk's bounds.
+  // Breadth first from the roots, with the recursive walk's bounds. An event of this session
+  // reached through another session (a sub-agent's) is a root of this timeline itself: it is
+  // shown there, once, not nested here too.
   const kept: EventRow[] = []
   const seen = new Set(roots.map((r) => r.id))
   let level = roots
   for (let depth = 1; level.length > 0 && depth <= MAX_DEPTH; depth++) {
     const next: EventRow[] = []
-    for (const p of level) for (const c of children.get(p.id) ?? []) if (!seen.has(c.id) && seen.add(c.id)) next.push(c)
+    for (const p of level) {
+      for (const c of children.get(p.id) ?? []) {
+        if (c.session_key === sessionKey && p.session_key !== sessionKey) continue
+        if (!seen.has(c.id) && seen.add(c.id)) next.push(c)
+      }
+    }
     if (kept.length + next.length > MAX_NODES) return { rows: [...kept, ...next].slice(0, MAX_NODES), truncated: true }
     kept.push(...next)
     level = next
@@ -118,22 +127,49 @@ export async function timelineDescendants(
   return { rows: kept, truncated: false }
 }
 
+/** Events of the session one timeline page reads at most while looking for its top-level events. */
+const ROOT_SCAN = 2000
+
 /**
  * A page of the session's events that have no parent in the same session, oldest first, keyset
  * on (occurred_at, id). An event whose parent is in a sub-agent's (or the parent's) session is
- * top-level here: each session's timeline shows all of its events.
+ * top-level here: each session's timeline shows all of its events. At most ROOT_SCAN events are
+ * read per page (a review found a 50,000-event session read whole for one root): a page may then
+ * hold fewer than `limit` items, and `next` says where the next one goes on.
  */
-export async function timelineRoots(tx: Tx, sessionKey: string, limit: number, after: Keyset | null): Promise<EventRow[]> {
-  return tx<EventRow[]>`
+export async function timelineRoots(
+  tx: Tx,
+  sessionKey: string,
+  limit: number,
+  after: Keyset | null,
+): Promise<{ roots: EventRow[]; next: Keyset | null }> {
+  const rows = await tx<EventRow[]>`
     select ${EVENT_COLUMNS(tx)} from actions a
      where a.org_id = app_current_org() and a.session_key = ${sessionKey}
-       ${after ? tx`and (a.occurred_at, a.id) > (${after.at}::timestamptz, ${after.id}::uuid)` : tx``}
-       and (a.parent_action_id is null or not exists (
-             select 1 from actions p
-              where p.org_id = app_current_org() and p.id = a.parent_action_id and p.session_key = ${sessionKey}))
+       ${after ? tx`and (a.occurred_at, a.id) > (${after.at}::text::timestamptz, ${after.id}::uuid)` : tx``}
      order by a.occurred_at, a.id
-     limit ${limit}`
+     limit ${ROOT_SCAN}`
+  const inSession = new Set(rows.map((r) => r.id))
+  const elsewhere = [...new Set(rows.map((r) => r.parent_action_id).filter((id): id is string => id !== null))].filter(
+    (id) => !inSession.has(id),
+  )
+  if (elsewhere.length > 0) {
+    const found = await tx<{ id: string }[]>`
+      select a.id from actions a
+       where a.org_id = app_current_org() and a.id = any(${elsewhere}::uuid[]) and a.session_key = ${sessionKey}`
+    for (const f of found) inSession.add(f.id)
+  }
+  const roots: EventRow[] = []
+  for (const r of rows) {
+    if (r.parent_action_id !== null && inSession.has(r.parent_action_id)) continue
+    if (roots.length === limit) return { roots, next: keyOf(roots.at(-1)!) }
+    roots.push(r)
+  }
+  // Every row read: more may follow only when the scan was cut.
+  return { roots, next: rows.length === ROOT_SCAN ? keyOf(rows.at(-1)!) : null }
 }
+
+const keyOf = (r: EventRow): Keyset => ({ at: r.occurred_key, id: r.id })
 
 export type ChainNodeView = ReturnType<typeof eventView> & { children: ChainNodeView[] }
 

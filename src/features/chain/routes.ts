@@ -9,7 +9,7 @@
 import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { decodeCursor, paginate } from '../../http/pagination.ts'
+import { decodeCursor, encodeCursor } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import { eventView } from '../events/view.ts'
@@ -78,10 +78,14 @@ export function mountChain(routes: RouteRegistry, deps: { sql: Sql; read: Middle
       const body = await withOrg(sql, c.get('principal').orgId, async (tx) => {
         const session = await findSession(tx, params.id)
         if (!session) return null
-        const rows = await timelineRoots(tx, session.session_key, limit + 1, after)
-        const { page, next } = paginate(rows, limit, (r) => r.occurred_key)
+        const { roots: page, next } = await timelineRoots(tx, session.session_key, limit, after)
         const nested = await timelineDescendants(tx, page, session.session_key)
-        return { session: sessionView(session), items: nest(page, nested.rows), next_cursor: next, truncated: nested.truncated }
+        return {
+          session: sessionView(session),
+          items: nest(page, nested.rows),
+          next_cursor: next ? encodeCursor(next) : null,
+          truncated: nested.truncated,
+        }
       })
       if (!body) throw sessionNotFound()
       return c.json(body)

@@ -143,6 +143,9 @@ const badParam = (name: string, message: string) =>
 function dayMs(name: string, value: string): number {
   const ms = Date.parse(`${value}T00:00:00Z`)
   if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== value) throw badParam(name, 'must be a calendar date')
+  // The same range as every date-time parameter: Postgres refuses year 0, and nothing predates 1970.
+  const year = Number(value.slice(0, 4))
+  if (year < 1970 || year > 9999) throw badParam(name, 'must be a date between 1970 and 9999')
   return ms
 }
 
