@@ -117,16 +117,25 @@ export async function rawTimeline(sql: Sql, orgId: string, idOrKey: string, limi
   const [session] = await rawSession(sql, orgId, idOrKey)
   if (!session) throw new Error('rawTimeline: no such session')
   const key = session.session_key as string
-  const roots = await sql<{ id: string }[]>`
-    select ${columns(sql)} from actions a
+  // timelineRoots: a light scan, the parents outside it, then the roots' whole rows.
+  const scanned = await sql<{ id: string; parent_action_id: string | null }[]>`
+    select a.id, a.occurred_at::text as occurred_key, a.parent_action_id from actions a
      where a.org_id = ${orgId} and a.session_key = ${key}
-       and (a.parent_action_id is null or not exists (
-             select 1 from actions p where p.org_id = ${orgId} and p.id = a.parent_action_id and p.session_key = ${key}))
      order by a.occurred_at, a.id
-     limit ${limit + 1}`
+     limit 2000`
+  const ids = new Set(scanned.map((r) => r.id))
+  const outside = scanned.map((r) => r.parent_action_id).filter((p): p is string => p !== null && !ids.has(p))
+  if (outside.length > 0) {
+    await sql`select a.id from actions a where a.org_id = ${orgId} and a.id = any(${outside}::uuid[]) and a.session_key = ${key}`
+  }
+  const picked = scanned.filter((r) => r.parent_action_id === null || !ids.has(r.parent_action_id)).slice(0, limit)
+  const roots = await sql<{ occurred_at: Date }[]>`
+    select ${columns(sql)} from actions a
+     where a.org_id = ${orgId} and a.session_key = ${key} and a.id = any(${picked.map((r) => r.id)}::uuid[])
+     order by a.occurred_at, a.id`
   // timelineDescendants: the family's linked events from the earliest root on, in one range scan,
   // nested in memory (src/features/chain/repo.ts).
-  const page = roots.slice(0, limit) as unknown as { occurred_at: Date }[]
+  const page = roots
   const from = new Date(Math.min(...page.map((r) => r.occurred_at.getTime())) - LINK_HORIZON_MS)
   const family = await sql`
     select ${columns(sql)} from actions a

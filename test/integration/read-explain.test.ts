@@ -111,7 +111,9 @@ async function explainGeneric(statements: Statement[]): Promise<{ query: string;
       for (const [i, s] of statements.filter((x) => /\b(actions|sessions|alerts)\b/.test(x.query)).entries()) {
         await tx.unsafe(`prepare generic_${i} as ${s.query}`)
         // Literals: untyped, each takes its parameter's type (a bound `$n` here would need one).
-        const args = s.params.map((v) => (v === null ? 'null' : `'${String(v).replace(/'/g, "''")}'`)).join(', ')
+        const text = (v: unknown) => (Array.isArray(v) ? `{${v.join(',')}}` : v instanceof Date ? v.toISOString() : String(v))
+        const literal = (v: unknown) => `'${text(v).replace(/'/g, "''")}'`
+        const args = s.params.map((v) => (v === null ? 'null' : literal(v))).join(', ')
         const [row] = await tx.unsafe<{ 'QUERY PLAN': { Plan: PlanNode }[] }[]>(
           `explain (format json) execute generic_${i}${args ? `(${args})` : ''}`,
         )
@@ -165,9 +167,10 @@ describe('read queries use indexes under RLS as quint_app (issue 9)', () => {
     await expectIndexed('/v1/events?machine_id=' + loaded.big.machineId, { generic: true })
   })
 
-  test('session timeline (the 500-event session)', async () => {
+  test('session timeline (the 500-event session), with its custom and its generic plans', async () => {
     const body = await expectIndexed(`/v1/sessions/${loaded.big.timeline.id}/timeline?limit=200`)
     expect(body.items).toHaveLength(125)
+    await expectIndexed(`/v1/sessions/${loaded.big.timeline.id}/timeline?limit=200`, { generic: true })
   })
 
   test('events stats, last 24 h', async () => {

@@ -143,8 +143,10 @@ export async function timelineRoots(
   limit: number,
   after: Keyset | null,
 ): Promise<{ roots: EventRow[]; next: Keyset | null }> {
-  const rows = await tx<EventRow[]>`
-    select ${EVENT_COLUMNS(tx)} from actions a
+  // The scan reads only what decides a root; the roots' whole rows come after, by one range read.
+  type Scanned = Pick<EventRow, 'id' | 'occurred_key' | 'parent_action_id'>
+  const rows = await tx<Scanned[]>`
+    select a.id, a.occurred_at::text as occurred_key, a.parent_action_id from actions a
      where a.org_id = app_current_org() and a.session_key = ${sessionKey}
        ${after ? tx`and (a.occurred_at, a.id) > (${after.at}::text::timestamptz, ${after.id}::uuid)` : tx``}
      order by a.occurred_at, a.id
@@ -159,17 +161,31 @@ export async function timelineRoots(
        where a.org_id = app_current_org() and a.id = any(${elsewhere}::uuid[]) and a.session_key = ${sessionKey}`
     for (const f of found) inSession.add(f.id)
   }
-  const roots: EventRow[] = []
+  const picked: Scanned[] = []
+  let next: Keyset | null = null
   for (const r of rows) {
     if (r.parent_action_id !== null && inSession.has(r.parent_action_id)) continue
-    if (roots.length === limit) return { roots, next: keyOf(roots.at(-1)!) }
-    roots.push(r)
+    if (picked.length === limit) {
+      next = keyOf(picked.at(-1)!)
+      break
+    }
+    picked.push(r)
   }
-  // Every row read: more may follow only when the scan was cut.
-  return { roots, next: rows.length === ROOT_SCAN ? keyOf(rows.at(-1)!) : null }
+  // Every row read and no more roots: more may follow only when the scan was cut.
+  if (picked.length < limit || next === null) next = rows.length === ROOT_SCAN ? keyOf(rows.at(-1)!) : null
+  if (picked.length === 0) return { roots: [], next }
+  const ids = new Set(picked.map((r) => r.id))
+  const full = await tx<EventRow[]>`
+    select ${EVENT_COLUMNS(tx)} from actions a
+     where a.org_id = app_current_org() and a.session_key = ${sessionKey}
+       and (a.occurred_at, a.id) >= (${picked[0]!.occurred_key}::text::timestamptz, ${picked[0]!.id}::uuid)
+       and (a.occurred_at, a.id) <= (${picked.at(-1)!.occurred_key}::text::timestamptz, ${picked.at(-1)!.id}::uuid)
+       and a.id = any(${[...ids]}::uuid[])
+     order by a.occurred_at, a.id`
+  return { roots: full, next }
 }
 
-const keyOf = (r: EventRow): Keyset => ({ at: r.occurred_key, id: r.id })
+const keyOf = (r: Pick<EventRow, 'id' | 'occurred_key'>): Keyset => ({ at: r.occurred_key, id: r.id })
 
 export type ChainNodeView = ReturnType<typeof eventView> & { children: ChainNodeView[] }
 
