@@ -23,7 +23,7 @@ const columns = (sql: Sql, alias = 'a') => EVENT_COLUMNS(sql as unknown as Tx, a
 export function rawEventsPage(
   sql: Sql,
   orgId: string,
-  f: { agent_key?: string; action_type?: string },
+  f: { agent_key?: string; action_type?: string; since?: string },
   limit: number,
   after: Keyset | null,
 ) {
@@ -32,6 +32,8 @@ export function rawEventsPage(
      where a.org_id = ${orgId}
        ${f.agent_key !== undefined ? sql`and a.agent_key = ${f.agent_key}` : sql``}
        ${f.action_type !== undefined ? sql`and a.action_type = ${f.action_type}` : sql``}
+       ${f.since !== undefined ? sql`and a.occurred_at >= ${f.since}::text::timestamptz` : sql``}
+       ${f.since !== undefined ? sql`and a.created_at >= ${f.since}::text::timestamptz - ${RECEIVED_BEFORE}::interval` : sql``}
        ${after ? sql`and (a.occurred_at, a.id) < (${after.at}::text::timestamptz, ${after.id}::uuid)` : sql``}
        ${after ? sql`and a.created_at <= ${after.at}::text::timestamptz + ${RECEIVED_AFTER}::interval` : sql``}
      order by a.occurred_at desc, a.id desc
