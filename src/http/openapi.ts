@@ -163,6 +163,10 @@ function check<T extends TSchema>(compiled: TypeCheck<T>, raw: unknown, where: '
   throw new BadRequestError(`Invalid ${where === 'params' ? 'path parameter' : 'query parameter'}.`, errors)
 }
 
+/** A 400 naming one query parameter, as the registry answers a malformed one (for checks a schema cannot state). */
+export const badQueryParam = (name: string, message: string) =>
+  new BadRequestError('Invalid query parameter.', [{ path: `/${name}`, message }])
+
 /**
  * A parameter given twice is refused (a proxy reading the last value would see another request
  * than ours, which reads the first); a GET route that declares no query parameters refuses any,

@@ -5,9 +5,9 @@
  * since keys such as `ne-pid-59247` repeat across machines; the API groups those rows by key.
  */
 import { Type } from '@sinclair/typebox'
+import { Nullable } from '../../lib/schema.ts'
 import { PageQuery } from '../../http/pagination.ts'
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 const Timestamp = Type.String({ format: 'date-time' })
 
 /** Checked in the handler: an unknown or malformed id (or another org's) is a 404 (issue 9). */

@@ -4,6 +4,7 @@
  * undefined; this is our contract, documented in docs/alert-rules.md).
  */
 import { Type } from '@sinclair/typebox'
+import { Nullable } from '../../lib/schema.ts'
 import { NameSchema } from '../../lib/names.ts'
 import { PageQuery } from '../../http/pagination.ts'
 import { EventView } from '../events/view.ts'
@@ -17,7 +18,6 @@ const Severity = Type.Union(SEVERITIES.map((s) => Type.Literal(s)))
 const Status = Type.Union(ALERT_STATUSES.map((s) => Type.Literal(s)))
 const Description = Type.String({ maxLength: 2000, description: 'Free text, at most 2000 characters.' })
 const Timestamp = Type.String({ format: 'date-time' })
-const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()])
 
 /** Rule bodies are small; the limit also bounds how deeply a condition can nest before validation. */
 export const RULE_BODY_LIMIT = 8 * 1024

@@ -3,6 +3,7 @@
  * Request and response shapes of `/v1/deploy-tokens` (SPEC §7.4: `{"id","name","token","created_at"}`).
  */
 import { Type } from '@sinclair/typebox'
+import { Nullable } from '../../lib/schema.ts'
 import { NameSchema } from '../../lib/names.ts'
 
 export const CreateDeployTokenBody = Type.Object(
@@ -15,7 +16,6 @@ export const CreateDeployTokenBody = Type.Object(
   { additionalProperties: false },
 )
 
-const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()])
 const Timestamp = Type.String({ format: 'date-time' })
 
 export const DeployTokenView = Type.Object({

@@ -13,9 +13,9 @@
  * reads every row of its window).
  */
 import type { MiddlewareHandler } from 'hono'
-import { BadRequestError, NotFoundError } from '../../errors.ts'
+import { NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
-import type { RouteRegistry } from '../../http/openapi.ts'
+import { badQueryParam, type RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { getEvent, listEvents, sessionKeyOf, type EventFilters } from './repo.ts'
@@ -93,7 +93,7 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)
       if (query.risk_min !== undefined && query.risk_max !== undefined && query.risk_min > query.risk_max) {
-        throw badParam('risk_min', 'must not be greater than risk_max')
+        throw badQueryParam('risk_min', 'must not be greater than risk_max')
       }
       const scanning = SCANNING.some((k) => query[k] !== undefined)
       const asked = range(query.since, query.until)
@@ -162,15 +162,11 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
 
 const eventNotFound = () => new NotFoundError('No event with that id in this organization.')
 
-/** A 400 naming one query parameter, as the registry answers a malformed one. */
-const badParam = (name: string, message: string) =>
-  new BadRequestError('Invalid query parameter.', [{ path: `/${name}`, message }])
-
 /** `since` and `until` as instants; a reversed range is refused (`since` equal to `until` is empty). */
 function range(rawSince: string | undefined, rawUntil: string | undefined): { since: Date | null; until: Date | null } {
   const since = rawSince === undefined ? null : new Date(rawSince)
   const until = rawUntil === undefined ? null : new Date(rawUntil)
-  if (since && until && since.getTime() > until.getTime()) throw badParam('since', 'must not be after until')
+  if (since && until && since.getTime() > until.getTime()) throw badQueryParam('since', 'must not be after until')
   return { since, until }
 }
 
@@ -181,9 +177,9 @@ function range(rawSince: string | undefined, rawUntil: string | undefined): { si
 function bounded(r: { since: Date | null; until: Date | null }, maxDays: number): { since: Date; until: Date } {
   const until = r.until ?? new Date()
   const since = r.since ?? new Date(until.getTime() - DEFAULT_WINDOW_HOURS * 3_600_000)
-  if (since.getTime() > until.getTime()) throw badParam('since', 'must not be after until (default now)')
+  if (since.getTime() > until.getTime()) throw badQueryParam('since', 'must not be after until (default now)')
   if (until.getTime() - since.getTime() > maxDays * DAY_MS) {
-    throw badParam('since', `the window from since to until (default now) may cover at most ${maxDays} days here`)
+    throw badQueryParam('since', `the window from since to until (default now) may cover at most ${maxDays} days here`)
   }
   return { since, until }
 }

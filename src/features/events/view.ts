@@ -6,6 +6,7 @@
  * store beyond it. One column list and one mapper, so no read drifts from another.
  */
 import { Type, type Static } from '@sinclair/typebox'
+import { Nullable } from '../../lib/schema.ts'
 import type { Tx } from '../../infra/db.ts'
 
 /** SPEC §16.1 (docs.quintai.dev cut-offs): 0–10 none, 11–30 low, 31–60 medium, 61–80 high, 81–100 critical. */
@@ -66,7 +67,6 @@ export const EVENT_COLUMNS = (tx: Tx, alias = 'a') => {
     ${a}.blocked, ${a}.risk_score, ${a}.labels, ${a}.extra, ${a}.redacted, ${a}.parent_action_id, ${a}.parent_link`
 }
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 const Band = Type.Union(RISK_BANDS.map((b) => Type.Literal(b.band)))
 
 export const EventView = Type.Object({

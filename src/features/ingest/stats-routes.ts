@@ -12,8 +12,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import type { MiddlewareHandler } from 'hono'
-import { BadRequestError } from '../../errors.ts'
-import type { RouteRegistry } from '../../http/openapi.ts'
+import { badQueryParam, type RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
@@ -116,7 +115,7 @@ export function mountIngestStats(routes: RouteRegistry, deps: { sql: Sql; read: 
       const after = decodeCursor(query.cursor)
       // The registry's conversion reads `5.5` as 5: a page size is taken only as typed.
       const rawLimit = c.req.query('limit')
-      if (rawLimit !== undefined && !/^\d{1,9}$/.test(rawLimit)) throw badParam('limit', 'must be an integer')
+      if (rawLimit !== undefined && !/^\d{1,9}$/.test(rawLimit)) throw badQueryParam('limit', 'must be an integer')
       const { since, until } = dayWindow(query.since, query.until)
       const filter = { since, until, machineId: query.machine_id?.toLowerCase() ?? null }
       const { rows, totals } = await withOrg(sql, c.get('principal').orgId, async (tx) => ({
@@ -136,16 +135,13 @@ export function mountIngestStats(routes: RouteRegistry, deps: { sql: Sql; read: 
   )
 }
 
-const badParam = (name: string, message: string) =>
-  new BadRequestError('Invalid query parameter.', [{ path: `/${name}`, message }])
-
 /** A real calendar day (`2026-02-30` is not), as UTC midnight ms. */
 function dayMs(name: string, value: string): number {
   const ms = Date.parse(`${value}T00:00:00Z`)
-  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== value) throw badParam(name, 'must be a calendar date')
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== value) throw badQueryParam(name, 'must be a calendar date')
   // The same range as every date-time parameter: Postgres refuses year 0, and nothing predates 1970.
   const year = Number(value.slice(0, 4))
-  if (year < 1970 || year > 9999) throw badParam(name, 'must be a date between 1970 and 9999')
+  if (year < 1970 || year > 9999) throw badQueryParam(name, 'must be a date between 1970 and 9999')
   return ms
 }
 
@@ -155,9 +151,9 @@ const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10)
 function dayWindow(rawSince: string | undefined, rawUntil: string | undefined): { since: string; until: string } {
   const until = rawUntil === undefined ? Date.parse(`${isoDay(Date.now())}T00:00:00Z`) : dayMs('until', rawUntil)
   const since = rawSince === undefined ? until - (DEFAULT_STATS_DAYS - 1) * DAY_MS : dayMs('since', rawSince)
-  if (since > until) throw badParam('since', 'must not be after until (default today)')
+  if (since > until) throw badQueryParam('since', 'must not be after until (default today)')
   if ((until - since) / DAY_MS + 1 > MAX_STATS_DAYS) {
-    throw badParam('since', `the window from since to until (default today) may cover at most ${MAX_STATS_DAYS} days`)
+    throw badQueryParam('since', `the window from since to until (default today) may cover at most ${MAX_STATS_DAYS} days`)
   }
   return { since: isoDay(since), until: isoDay(until) }
 }

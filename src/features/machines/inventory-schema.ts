@@ -5,9 +5,9 @@
  * credential). The daemon's own routes under `/v1/machines/{id}/…` are in ./schema.ts.
  */
 import { Type, type Static } from '@sinclair/typebox'
+import { Nullable } from '../../lib/schema.ts'
 import { PageQuery } from '../../http/pagination.ts'
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 const Timestamp = Type.String({ format: 'date-time' })
 
 export const MachineListQuery = Type.Object(

@@ -5,6 +5,7 @@
  * speaks of UUIDs, the edge sends `{rootPID}-{startUnixMs}`; both name the same row).
  */
 import { Type, type Static } from '@sinclair/typebox'
+import { Nullable } from '../../lib/schema.ts'
 import { isUuid, type Tx } from '../../infra/db.ts'
 
 export interface SessionRow {
@@ -39,7 +40,6 @@ export const SESSION_COLUMNS = (tx: Tx) => tx`
   s.session_name, s.model, s.signing_id, s.platform, s.state, s.started_at, s.started_at::text as started_key,
   s.ended_at, s.last_event_at, s.event_count, s.blocked_count, s.risk_max, s.risk_sum, s.risk_count`
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 const Timestamp = Type.String({ format: 'date-time' })
 
 export const RiskSummary = Type.Object({
