@@ -215,13 +215,33 @@ describe('shutdown', () => {
     }
     // On a fresh data dir, start-up (initdb, launch, migrations) takes well over 300 ms.
     expect(interrupted).toBeGreaterThanOrEqual(2)
+    // A second signal while the first is still unwinding exits 1 at once. The embedded Postgres is
+    // frozen as soon as it exists, so the first signal's unwinding cannot finish before the second
+    // arrives, and both reach a free event loop (not one blocked in initdb, where they can merge).
     const dir = dataDir()
     const proc = await start(dir)
-    await Bun.sleep(300)
-    proc.kill('SIGTERM')
-    await Bun.sleep(100)
-    proc.kill('SIGTERM')
-    expect(await proc.exited).toBe(1)
+    const pidFile = path.join(dir, 'pg', 'postmaster.pid')
+    let postmaster = 0
+    for (let i = 0; i < 1_000 && !(postmaster > 0 && alive(postmaster)); i++) {
+      await Bun.sleep(10)
+      postmaster = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]) : 0
+    }
+    expect(postmaster).toBeGreaterThan(0)
+    const frozen = [postmaster, ...childrenOf(postmaster)]
+    for (const pid of frozen) process.kill(pid, 'SIGSTOP')
+    try {
+      const stdout = lines(proc.stdout)
+      proc.kill('SIGTERM')
+      expect(await stdout.until('abandoning start-up')).toBe(true)
+      await Bun.sleep(300)
+      expect(proc.exitCode).toBeNull()
+      proc.kill('SIGTERM')
+      expect(await Promise.race([proc.exited, Bun.sleep(10_000).then(() => -1)])).toBe(1)
+      expect(await stdout.until('second signal during start-up')).toBe(true)
+    } finally {
+      for (const pid of frozen) if (alive(pid)) process.kill(pid, 'SIGCONT')
+    }
+    // The exit told the (then frozen) Postgres to stop: it does once it runs again.
     let left = postgresOf(dir)
     for (let i = 0; i < 50 && left.length > 0; i++) {
       await Bun.sleep(100)
@@ -323,4 +343,27 @@ function childrenOf(pid: number): number[] {
     }
   }
   return out
+}
+
+/** A child's output read as it comes: `until` waits for a text (false if the stream ends first or after 10 s). */
+function lines(stream: ReadableStream<Uint8Array>) {
+  let text = ''
+  const reader = stream.getReader()
+  const decoder = new TextDecoder()
+  let done = false
+  const pump = (async () => {
+    for (;;) {
+      const chunk = await reader.read()
+      if (chunk.done) break
+      text += decoder.decode(chunk.value, { stream: true })
+    }
+    done = true
+  })()
+  return {
+    async until(needle: string): Promise<boolean> {
+      const deadline = Date.now() + 10_000
+      while (!text.includes(needle) && !done && Date.now() < deadline) await Promise.race([pump, Bun.sleep(20)])
+      return text.includes(needle)
+    },
+  }
 }
