@@ -9,6 +9,8 @@ import postgres from 'postgres'
 export type Sql = postgres.Sql<Record<string, never>>
 /** A connection inside a tenant (or lookup) transaction. */
 export type Tx = postgres.ReservedSql<Record<string, never>>
+/** A statement built but not yet sent: what `queryOrg` takes. */
+export type Statement<T extends readonly postgres.MaybeRow[]> = postgres.PendingQuery<T>
 
 /** Where a pool connects: a DSN, or options (the embedded server listens on a unix socket). */
 export type DbTarget = { url: string } | { host: string; port: number; user: string; password: string; database: string }
@@ -100,9 +102,62 @@ export function isUuid(value: string): boolean {
  */
 export function withOrg<T>(sql: Sql, orgId: string, fn: (tx: Tx) => Promise<T>, options: OrgTxOptions = {}): Promise<T> {
   if (!isUuid(orgId)) return Promise.reject(new TypeError('withOrg: org id must be a lowercase UUID'))
+  return withSettings(sql, orgSettings(orgId, options), fn)
+}
+
+/**
+ * `withOrg` for one statement, in one round trip: BEGIN, the settings, the statement and COMMIT
+ * leave together on the reserved connection, where `withOrg` waits for each in turn. For the read
+ * side's hot pages (issue 9: the events page's price beside raw SQL), whose work is one query.
+ * `build` must only build the statement (postgres.js sends it when it is executed here).
+ *
+ * @example
+ * const rows = await queryOrg(sql, orgId, (tx) => tx`select id from actions limit 10`)
+ */
+export async function queryOrg<T extends readonly postgres.MaybeRow[]>(
+  sql: Sql,
+  orgId: string,
+  build: (tx: Tx) => Statement<T>,
+  options: OrgTxOptions = {},
+): Promise<T> {
+  if (!isUuid(orgId)) throw new TypeError('queryOrg: org id must be a lowercase UUID')
+  const settings = orgSettings(orgId, options)
+  const tx = await sql.reserve()
+  try {
+    // Executed in this order, so sent in this order. Should BEGIN or a setting fail, the statement
+    // and COMMIT fail or roll back with it, and the error below is theirs: RLS without its org
+    // reads nothing, and nothing here writes.
+    const sent = [tx.unsafe('begin').execute(), applySettings(tx, settings), build(tx).execute(), tx.unsafe('commit').execute()]
+    const [begun, applied, rows, done] = await Promise.allSettled(sent)
+    for (const step of [begun, applied, rows, done]) if (step!.status === 'rejected') throw step!.reason
+    if ((done as PromiseFulfilledResult<postgres.RowList<never[]>>).value.command === 'ROLLBACK') {
+      throw new Error('transaction was rolled back by the server')
+    }
+    return (rows as PromiseFulfilledResult<T>).value
+  } finally {
+    tx.release()
+  }
+}
+
+function orgSettings(orgId: string, options: OrgTxOptions): Record<string, string> {
   const settings: Record<string, string> = { 'app.current_org_id': orgId }
   if (options.genericPlans) settings.plan_cache_mode = 'force_generic_plan'
-  return withSettings(sql, settings, fn)
+  return settings
+}
+
+/** Every setting in one statement (transaction-local), checked: a value not applied is an error. */
+async function applySettings(tx: Tx, settings: Record<string, string>): Promise<void> {
+  const entries = Object.entries(settings)
+  const [row] = await tx
+    .unsafe<Record<string, string>[]>(
+      `select ${entries.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true) as s${i}`).join(', ')}`,
+      entries.flat(),
+      { prepare: true },
+    )
+    .execute()
+  entries.forEach(([name, value], i) => {
+    if (row?.[`s${i}`] !== value) throw new Error(`transaction setting ${name} was not applied`)
+  })
 }
 
 export interface OrgTxOptions {
@@ -126,19 +181,10 @@ export async function withSettings<T>(sql: Sql, settings: Record<string, string>
     // BEGIN and the settings leave together, pipelined on our reserved connection: one round trip
     // instead of two on every tenant transaction (issue 9's read latency). postgres.js sends a
     // query when it is first executed or awaited, so each is executed here, in this order.
-    const begin = tx.unsafe('begin').execute()
-    const sets = Object.entries(settings).map(([name, value]) => ({
-      name,
-      value,
-      query: tx<{ v: string }[]>`select set_config(${name}, ${value}, true) as v`.execute(),
-    }))
-    const [begun, ...applied] = await Promise.allSettled([begin, ...sets.map((s) => s.query)])
+    const [begun, applied] = await Promise.allSettled([tx.unsafe('begin').execute(), applySettings(tx, settings)])
     if (begun!.status === 'rejected') throw begun!.reason
     open = true
-    applied.forEach((a, i) => {
-      if (a.status === 'rejected') throw a.reason
-      if (a.value[0]?.v !== sets[i]!.value) throw new Error(`transaction setting ${sets[i]!.name} was not applied`)
-    })
+    if (applied!.status === 'rejected') throw applied!.reason
     const result = await fn(tx)
     const done = await tx.unsafe('commit')
     open = false

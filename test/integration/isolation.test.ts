@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { hashToken } from '../../src/auth/opaque-tokens.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { assertSafeRole, UnsafeRoleError } from '../../src/infra/database.ts'
-import { createPool, pgErrorCode, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'
+import { createPool, pgErrorCode, queryOrg, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'
 import { testDatabase, type TestDatabase } from '../helpers/db.ts'
 import { HOOK_TIMEOUT_MS } from '../helpers/db.ts'
 
@@ -438,6 +438,50 @@ describe('bus discovery policy', () => {
     expect(payloads.length).toBe(0)
     const deleted = await withSettings(db.app, { 'app.bus_consumer': 'pipeline' }, (tx) => tx`delete from bus_pending`)
     expect(deleted.count).toBe(0)
+  })
+})
+
+describe('queryOrg (one statement, one round trip)', () => {
+  test('rejects a non-UUID org id before touching the database', async () => {
+    expect(queryOrg(db.app, "x' or true --", (tx) => tx`select 1`)).rejects.toThrow(TypeError)
+  })
+
+  test("reads only the org's rows, with the settings applied and gone after", async () => {
+    const rows = await queryOrg(
+      db.app,
+      a.org_id,
+      (tx) => tx<{ org_id: string; org: string; mode: string }[]>`
+        select org_id, current_setting('app.current_org_id') as org, current_setting('plan_cache_mode') as mode from sessions`,
+      { genericPlans: true },
+    )
+    expect(rows.length).toBeGreaterThan(0)
+    expect(new Set(rows.map((r) => r.org_id))).toEqual(new Set([a.org_id]))
+    expect(rows[0]).toMatchObject({ org: a.org_id, mode: 'force_generic_plan' })
+    // Transaction-local: the connection goes back to the pool without them.
+    const after = await db.app.reserve()
+    try {
+      const [left] = await after<{ org: string | null; mode: string }[]>`
+        select current_setting('app.current_org_id', true) as org, current_setting('plan_cache_mode') as mode`
+      expect(left!.org ?? '').toBe('')
+      expect(left!.mode).toBe('auto')
+    } finally {
+      after.release()
+    }
+  })
+
+  test('a failing statement rejects with its own error and leaves the connection clean', async () => {
+    const small = await testDatabase({ poolMax: 1 })
+    try {
+      const org = await createOrg(small.app, 'q1', 'cli')
+      await expect(queryOrg(small.app, org.org_id, (tx) => tx`select 1/0`)).rejects.toThrow('division by zero')
+      // The one connection is out of the aborted transaction: the next statement runs.
+      const [ok] = await queryOrg(small.app, org.org_id, (tx) => tx<{ n: number }[]>`select 1 as n`)
+      expect(ok!.n).toBe(1)
+      const [state] = await small.app<{ s: string }[]>`select current_setting('app.current_org_id', true) as s`
+      expect(state!.s ?? '').toBe('')
+    } finally {
+      await small.drop()
+    }
   })
 })
 

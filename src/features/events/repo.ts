@@ -10,16 +10,16 @@
  * match: `occurred_at` is clamped at ingest to [received − 30 days, received + 10 minutes]
  * (CLOCK_WINDOW), so an event that happened at T was received in [T − 10 minutes, T + 30 days].
  */
-import type { Tx } from '../../infra/db.ts'
+import { isUuid, type Statement, type Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
 import { CLOCK_WINDOW } from '../ingest/events.ts'
-import { findSession } from '../sessions/view.ts'
 import { EVENT_COLUMNS, type EventRow } from './view.ts'
 
 /** The filters of `GET /v1/events`, resolved (a session UUID already turned into its key). */
 export interface EventFilters {
   agent_key?: string
-  session_key?: string
+  /** A session's UUID or the key its events carry (SPEC §10 names sessions by UUID). */
+  session?: string
   machine_id?: string
   tool_name?: string
   action_type?: string
@@ -55,13 +55,13 @@ function receivedBounds(tx: Tx, f: { since?: string; until?: string }, after: Ke
 }
 
 /** Newest first, keyset on (occurred_at, id); `limit` rows (callers ask one more than a page). */
-export function listEvents(tx: Tx, f: EventFilters, limit: number, after: Keyset | null): Promise<EventRow[]> {
+export function listEvents(tx: Tx, f: EventFilters, limit: number, after: Keyset | null): Statement<EventRow[]> {
   const pattern = f.q === undefined ? null : substringPattern(f.q)
   return tx<EventRow[]>`
     select ${EVENT_COLUMNS(tx)} from actions a
      where true
        ${f.agent_key !== undefined ? tx`and a.agent_key = ${f.agent_key}` : tx``}
-       ${f.session_key !== undefined ? tx`and a.session_key = ${f.session_key}` : tx``}
+       ${f.session !== undefined ? tx`and a.session_key = ${sessionKeySql(tx, f.session)}` : tx``}
        ${f.machine_id !== undefined ? tx`and a.machine_id = ${f.machine_id}::uuid` : tx``}
        ${f.tool_name !== undefined ? tx`and a.tool_name = ${f.tool_name}` : tx``}
        ${f.action_type !== undefined ? tx`and a.action_type = ${f.action_type}` : tx``}
@@ -92,10 +92,11 @@ export async function getEvent(tx: Tx, id: string): Promise<EventRow | null> {
 }
 
 /**
- * The session key events carry for `session_id`: a session's UUID is resolved through `sessions`
- * (SPEC §10: the API names sessions by UUID, events carry the edge's key). Anything that names no
- * session is taken as a key: events may be stored before the sessions consumer has seen them.
+ * The session key events carry for `session_id`, resolved inside the statement (one round trip):
+ * a session's UUID through `sessions`, anything else taken as a key, since events may be stored
+ * before the sessions consumer has seen them. As `findSession` resolves it: an id first.
  */
-export async function sessionKeyOf(tx: Tx, idOrKey: string): Promise<string> {
-  return (await findSession(tx, idOrKey))?.session_key ?? idOrKey
+function sessionKeySql(tx: Tx, idOrKey: string) {
+  const id = idOrKey.toLowerCase()
+  return isUuid(id) ? tx`coalesce((select s.session_key from sessions s where s.id = ${id}::uuid), ${idOrKey})` : tx`${idOrKey}`
 }

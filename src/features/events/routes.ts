@@ -14,11 +14,11 @@
  */
 import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
-import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { isUuid, queryOrg, withOrg, type Sql } from '../../infra/db.ts'
 import { badQueryParam, type RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import { getEvent, listEvents, sessionKeyOf, type EventFilters } from './repo.ts'
+import { getEvent, listEvents, type EventFilters } from './repo.ts'
 import { EventIdParams, EventList, EventListQuery, EventStats, EventStatsQuery } from './schema.ts'
 import { eventStats } from './stats.ts'
 import { eventView, EventView } from './view.ts'
@@ -105,31 +105,27 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       // needs the window (a review measured 0.5 s for a decision nothing had, on one agent).
       const since = scanning && query.session_id === undefined ? bounded(asked, maxDays).since : asked.since
       const until = asked.until
-      const rows = await withOrg(
-        sql,
-        c.get('principal').orgId,
-        async (tx) => {
-          const filters: EventFilters = {
-            agent_key: query.agent_id,
-            session_key: query.session_id === undefined ? undefined : await sessionKeyOf(tx, query.session_id),
-            machine_id: query.machine_id?.toLowerCase(),
-            tool_name: query.tool_name,
-            action_type: query.action_type,
-            decision: query.decision,
-            platform: query.platform,
-            blocked: query.blocked,
-            redacted: query.redacted,
-            risk_min: query.risk_min,
-            risk_max: query.risk_max,
-            since: since?.toISOString(),
-            until: until?.toISOString(),
-            q: query.q,
-          }
-          return listEvents(tx, filters, limit + 1, after)
-          // One index-leading filter: its index is the plan whatever the values (see OrgTxOptions).
-        },
-        { genericPlans: ANCHORS.filter((k) => query[k] !== undefined).length === 1 && query.q === undefined },
-      )
+      const filters: EventFilters = {
+        agent_key: query.agent_id,
+        session: query.session_id,
+        machine_id: query.machine_id?.toLowerCase(),
+        tool_name: query.tool_name,
+        action_type: query.action_type,
+        decision: query.decision,
+        platform: query.platform,
+        blocked: query.blocked,
+        redacted: query.redacted,
+        risk_min: query.risk_min,
+        risk_max: query.risk_max,
+        since: since?.toISOString(),
+        until: until?.toISOString(),
+        q: query.q,
+      }
+      // One index-leading filter: its index is the plan whatever the values (see OrgTxOptions).
+      const genericPlans = ANCHORS.filter((k) => query[k] !== undefined).length === 1 && query.q === undefined
+      const rows = await queryOrg(sql, c.get('principal').orgId, (tx) => listEvents(tx, filters, limit + 1, after), {
+        genericPlans,
+      })
       const { page, next } = paginate(rows, limit, (r) => r.occurred_key)
       return c.json({ events: page.map(eventView), next_cursor: next } satisfies Static<typeof EventList>)
     },
