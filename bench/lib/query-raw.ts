@@ -119,8 +119,8 @@ export async function rawTimeline(sql: Sql, orgId: string, idOrKey: string, limi
   const [session] = await rawSession(sql, orgId, idOrKey)
   if (!session) throw new Error('rawTimeline: no such session')
   const key = session.session_key as string
-  // timelineRoots: a light scan, the parents outside it, then the roots' whole rows.
-  const scanned = await sql<{ id: string; parent_action_id: string | null }[]>`
+  // timelinePage: a light scan and the parents outside it decide the roots.
+  const scanned = await sql<{ id: string; occurred_key: string; parent_action_id: string | null }[]>`
     select a.id, a.occurred_at::text as occurred_key, a.parent_action_id from actions a
      where a.org_id = ${orgId} and a.session_key = ${key}
      order by a.occurred_at, a.id
@@ -131,21 +131,22 @@ export async function rawTimeline(sql: Sql, orgId: string, idOrKey: string, limi
     await sql`select a.id from actions a where a.org_id = ${orgId} and a.id = any(${outside}::uuid[]) and a.session_key = ${key}`
   }
   const picked = scanned.filter((r) => r.parent_action_id === null || !ids.has(r.parent_action_id)).slice(0, limit)
-  const roots = await sql<{ occurred_at: Date }[]>`
-    select ${columns(sql)} from actions a
-     where a.org_id = ${orgId} and a.session_key = ${key} and a.id = any(${picked.map((r) => r.id)}::uuid[])
-     order by a.occurred_at, a.id`
-  // timelineDescendants: the family's linked events from the earliest root on, in one range scan,
-  // nested in memory (src/features/chain/repo.ts).
-  const page = roots
-  const from = new Date(Math.min(...page.map((r) => r.occurred_at.getTime())) - LINK_HORIZON_MS)
-  const family = await sql`
-    select ${columns(sql)} from actions a
-     where a.org_id = ${orgId} and a.chain_root = ${key.split(':sub:')[0]!} and a.parent_action_id is not null
-       and a.occurred_at >= ${from}::timestamptz
-       and a.created_at >= ${from}::timestamptz - ${`${CLOCK_AHEAD_MS / 1000} seconds`}::interval
-     order by a.occurred_at
-     limit ${4 * MAX_NODES + 1}`
+  // timelinePage: the roots' whole rows and the family's linked events from the earliest root on
+  // (one range scan, nested in memory: src/features/chain/repo.ts), pipelined as the service does.
+  const earliest = picked[0]!.occurred_key
+  const [roots, family] = await Promise.all([
+    sql`
+      select ${columns(sql)} from actions a
+       where a.org_id = ${orgId} and a.session_key = ${key} and a.id = any(${picked.map((r) => r.id)}::uuid[])
+       order by a.occurred_at, a.id`.execute(),
+    sql`
+      select ${columns(sql)} from actions a
+       where a.org_id = ${orgId} and a.chain_root = ${key.split(':sub:')[0]!} and a.parent_action_id is not null
+         and a.occurred_at >= ${earliest}::text::timestamptz - ${`${LINK_HORIZON_MS / 1000} seconds`}::interval
+         and a.created_at >= ${earliest}::text::timestamptz - ${`${(LINK_HORIZON_MS + CLOCK_AHEAD_MS) / 1000} seconds`}::interval
+       order by a.occurred_at
+       limit ${4 * MAX_NODES + 1}`.execute(),
+  ])
   return roots.length + family.length
 }
 

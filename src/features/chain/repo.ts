@@ -75,30 +75,35 @@ export async function descendantsOf(tx: Tx, roots: EventRow[]): Promise<{ rows: 
 const FAMILY_SCAN = 4 * MAX_NODES
 
 /**
- * What a timeline page's `roots` caused, from one index range scan instead of a probe per event
- * (issue 9: ≤ 20 ms for a 500-event session; the recursive walk spent ~10 ms probing every month
- * partition once per event). Every descendant is of the roots' session family, linked, and no
- * more than LINK_HORIZON_MS before its root (only a `tool_use_id` link can precede its parent,
- * and by at most that; a process sorts after the process that started it): so the family's
- * linked events from there on hold them all. When that is more than FAMILY_SCAN rows, the
- * recursive walk answers instead.
+ * The family read that finds what a timeline page's roots caused: one index range scan instead of
+ * a probe per event (issue 9: ≤ 20 ms for a 500-event session; the recursive walk spent ~10 ms
+ * probing every month partition once per event). Every descendant is of the roots' session
+ * family, linked, and no more than LINK_HORIZON_MS before its root (only a `tool_use_id` link can
+ * precede its parent, and by at most that; a process sorts after the process that started it):
+ * so the family's linked events from there on hold them all. `earliest` is the first root's
+ * `occurred_key`. When that is more than FAMILY_SCAN rows, the recursive walk answers instead.
  */
-export async function timelineDescendants(
-  tx: Tx,
-  roots: EventRow[],
-  sessionKey: string,
-): Promise<{ rows: EventRow[]; truncated: boolean }> {
-  if (roots.length === 0) return { rows: [], truncated: false }
-  const from = new Date(Math.min(...roots.map((r) => r.occurred_at.getTime())) - LINK_HORIZON_MS)
+function familyScan(tx: Tx, sessionKey: string, earliest: string) {
   const family = sessionKey.split(':sub:')[0]!
-  const rows = await tx<EventRow[]>`
+  const horizon = `${LINK_HORIZON_MS / 1000} seconds`
+  const reach = `${(LINK_HORIZON_MS + CLOCK_AHEAD_MS) / 1000} seconds`
+  return tx<EventRow[]>`
     select ${EVENT_COLUMNS(tx)} from actions a
      where a.org_id = app_current_org() and a.chain_root = ${family} and a.parent_action_id is not null
-       and a.occurred_at >= ${from}::timestamptz
-       and a.created_at >= ${from}::timestamptz - ${`${CLOCK_AHEAD_MS / 1000} seconds`}::interval
+       and a.occurred_at >= ${earliest}::text::timestamptz - ${horizon}::interval
+       and a.created_at >= ${earliest}::text::timestamptz - ${reach}::interval
      order by a.occurred_at
      limit ${FAMILY_SCAN + 1}`
-  const candidates = rows.length > FAMILY_SCAN ? (await descendantsOf(tx, roots)).rows : rows
+}
+
+/** The roots' descendants among `family` (the family scan's rows), with the recursive walk's bounds. */
+async function timelineDescendants(
+  tx: Tx,
+  roots: EventRow[],
+  family: EventRow[],
+  sessionKey: string,
+): Promise<{ rows: EventRow[]; truncated: boolean }> {
+  const candidates = family.length > FAMILY_SCAN ? (await descendantsOf(tx, roots)).rows : family
   const children = new Map<string, EventRow[]>()
   for (const r of candidates) {
     const siblings = children.get(r.parent_action_id!)
@@ -131,18 +136,19 @@ export async function timelineDescendants(
 const ROOT_SCAN = 2000
 
 /**
- * A page of the session's events that have no parent in the same session, oldest first, keyset
- * on (occurred_at, id). An event whose parent is in a sub-agent's (or the parent's) session is
- * top-level here: each session's timeline shows all of its events. At most ROOT_SCAN events are
- * read per page (a review found a 50,000-event session read whole for one root): a page may then
- * hold fewer than `limit` items, and `next` says where the next one goes on.
+ * A page of the session's timeline: its events that have no parent in the same session, oldest
+ * first, keyset on (occurred_at, id), and what they caused. An event whose parent is in a
+ * sub-agent's (or the parent's) session is top-level here: each session's timeline shows all of
+ * its events. At most ROOT_SCAN events are read per page (a review found a 50,000-event session
+ * read whole for one root): a page may then hold fewer than `limit` items, and `next` says where
+ * the next one goes on.
  */
-export async function timelineRoots(
+export async function timelinePage(
   tx: Tx,
   sessionKey: string,
   limit: number,
   after: Keyset | null,
-): Promise<{ roots: EventRow[]; next: Keyset | null }> {
+): Promise<{ roots: EventRow[]; descendants: EventRow[]; truncated: boolean; next: Keyset | null }> {
   // The scan reads only what decides a root; the roots' whole rows come after, by one range read.
   type Scanned = Pick<EventRow, 'id' | 'occurred_key' | 'parent_action_id'>
   const rows = await tx<Scanned[]>`
@@ -173,16 +179,23 @@ export async function timelineRoots(
   }
   // Every row read and no more roots: more may follow only when the scan was cut.
   if (picked.length < limit || next === null) next = rows.length === ROOT_SCAN ? keyOf(rows.at(-1)!) : null
-  if (picked.length === 0) return { roots: [], next }
+  if (picked.length === 0) return { roots: [], descendants: [], truncated: false, next }
   const ids = new Set(picked.map((r) => r.id))
-  const full = await tx<EventRow[]>`
-    select ${EVENT_COLUMNS(tx)} from actions a
-     where a.org_id = app_current_org() and a.session_key = ${sessionKey}
-       and (a.occurred_at, a.id) >= (${picked[0]!.occurred_key}::text::timestamptz, ${picked[0]!.id}::uuid)
-       and (a.occurred_at, a.id) <= (${picked.at(-1)!.occurred_key}::text::timestamptz, ${picked.at(-1)!.id}::uuid)
-       and a.id = any(${[...ids]}::uuid[])
-     order by a.occurred_at, a.id`
-  return { roots: full, next }
+  const first = picked[0]!
+  const last = picked.at(-1)!
+  // The roots' rows and the family scan need only the picked roots: both leave in one round trip.
+  const [roots, family] = await Promise.all([
+    tx<EventRow[]>`
+      select ${EVENT_COLUMNS(tx)} from actions a
+       where a.org_id = app_current_org() and a.session_key = ${sessionKey}
+         and (a.occurred_at, a.id) >= (${first.occurred_key}::text::timestamptz, ${first.id}::uuid)
+         and (a.occurred_at, a.id) <= (${last.occurred_key}::text::timestamptz, ${last.id}::uuid)
+         and a.id = any(${[...ids]}::uuid[])
+       order by a.occurred_at, a.id`.execute(),
+    familyScan(tx, sessionKey, first.occurred_key).execute(),
+  ])
+  const { rows: descendants, truncated } = await timelineDescendants(tx, roots, family, sessionKey)
+  return { roots, descendants, truncated, next }
 }
 
 const keyOf = (r: Pick<EventRow, 'id' | 'occurred_key'>): Keyset => ({ at: r.occurred_key, id: r.id })
@@ -193,7 +206,7 @@ export type ChainNodeView = ReturnType<typeof eventView> & { children: ChainNode
 export function nest(roots: EventRow[], rows: EventRow[]): ChainNodeView[] {
   const nodes = new Map<string, ChainNodeView>()
   const order = (a: EventRow, b: EventRow) => a.occurred_at.getTime() - b.occurred_at.getTime() || (a.id < b.id ? -1 : 1)
-  for (const r of [...roots, ...rows]) nodes.set(r.id, { ...eventView(r), children: [] })
+  for (const r of [...roots, ...rows]) nodes.set(r.id, Object.assign(eventView(r), { children: [] as ChainNodeView[] }))
   for (const r of [...rows].sort(order)) nodes.get(r.parent_action_id!)?.children.push(nodes.get(r.id)!)
   return roots.map((r) => nodes.get(r.id)!)
 }

@@ -15,7 +15,7 @@ import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import { eventView } from '../events/view.ts'
 import { findSession, sessionView } from '../sessions/view.ts'
 import { getEvent } from '../events/repo.ts'
-import { ancestorsOf, descendantsOf, nest, timelineDescendants, timelineRoots } from './repo.ts'
+import { ancestorsOf, descendantsOf, nest, timelinePage } from './repo.ts'
 import { EventChain, IdParams, NoQuery, SessionIdParams, SessionTimeline, TimelineQuery } from './schema.ts'
 
 const eventNotFound = () => new NotFoundError('No event with that id in this organization.')
@@ -81,15 +81,14 @@ export function mountChain(routes: RouteRegistry, deps: { sql: Sql; read: Middle
         async (tx) => {
           const session = await findSession(tx, params.id)
           if (!session) return null
-          const { roots: page, next } = await timelineRoots(tx, session.session_key, limit, after)
-          const nested = await timelineDescendants(tx, page, session.session_key)
+          const page = await timelinePage(tx, session.session_key, limit, after)
           return {
             session: sessionView(session),
-            items: nest(page, nested.rows),
-            next_cursor: next ? encodeCursor(next) : null,
-            truncated: nested.truncated,
+            items: nest(page.roots, page.descendants),
+            next_cursor: page.next ? encodeCursor(page.next) : null,
+            truncated: page.truncated,
           }
-          // Five statements whose index is fixed by their shape: planned once, not every request.
+          // Statements whose index is fixed by their shape: planned once, not every request.
         },
         { genericPlans: true },
       )
