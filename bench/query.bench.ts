@@ -1,6 +1,7 @@
 /**
  * query: p99 latency of the read side's hot requests (issue 9) through the real app over HTTP
- * (composed as `serve` composes it, auth and RLS included), each beside the same SQL run raw by
+ * (composed as `serve` composes it, auth and RLS included; requests by a lean HTTP/1.1 client,
+ * bench/lib/http-client.ts), each beside the same SQL run raw by
  * the table owner with an explicit `org_id = $1` (no HTTP, no RLS) in the same run, as a ratio.
  *
  * Data: 1M actions over 100 orgs, one holding 200k in 2,000+ sessions with sub-agents and OS
@@ -18,6 +19,7 @@ import { createPool, withOrg, type Sql } from '../src/infra/db.ts'
 import { createLogger } from '../src/infra/log.ts'
 import { Lifecycle } from '../src/lifecycle.ts'
 import { withThrowawayDatabase } from './lib/database.ts'
+import { rawHttpClient, type RawHttpClient } from './lib/http-client.ts'
 import { percentile, round } from './lib/measure.ts'
 import { benchShape, loadReadSide, TIMELINE_EVENTS, type Loaded } from './lib/query-data.ts'
 import { rawChain, rawEventsPage, rawStats, rawTimeline } from './lib/query-raw.ts'
@@ -56,6 +58,7 @@ export async function run(opts: { seconds: number }) {
       secrets: new SecretBox(randomBytes(32)),
     })
     let server: ReturnType<typeof Bun.serve> | null = null
+    let client: RawHttpClient | null = null
     try {
       // Progress on stderr: loading takes a minute or more, and the figures print only at the end.
       process.stderr.write('query: loading 1M actions over 100 orgs…\n')
@@ -64,14 +67,17 @@ export async function run(opts: { seconds: number }) {
       await composed.start()
       lifecycle.markReady()
       server = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: composed.app.fetch })
-      const base = `http://127.0.0.1:${server.port}`
+      // A lean keep-alive client (bench/lib/http-client.ts): `fetch`'s own thread hop is the
+      // client's cost, not the service's.
+      client = await rawHttpClient('127.0.0.1', server.port!)
+      const http = client
+      const headers = { authorization: `Bearer ${loaded.big.org.admin_key}` }
       const get = async (path: string) => {
         const t = performance.now()
-        const res = await fetch(base + path, { headers: { authorization: `Bearer ${loaded.big.org.admin_key}` } })
-        const body = await res.text()
+        const res = await http.get(path, headers)
         const ms = performance.now() - t
-        if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${body.slice(0, 300)}`)
-        return { ms, body }
+        if (res.status !== 200) throw new Error(`GET ${path} answered ${res.status}: ${res.body.slice(0, 300)}`)
+        return { ms, body: res.body }
       }
       const figures = await figuresFor(owner, loaded)
       await checkAgreement(get, owner, loaded)
@@ -79,6 +85,7 @@ export async function run(opts: { seconds: number }) {
       result.rows.push(...(await floors(get, db.app, loaded.big.org.org_id, result.figures)))
       return result
     } finally {
+      client?.close()
       server?.stop(true)
       await composed.stop()
       await owner.end({ timeout: 1 })

@@ -33,8 +33,12 @@ const B64URL = /^[A-Za-z0-9_-]+$/
 const KID = /^[\x21-\x7e]{1,256}$/
 const HEADER_MEMBERS = new Set(['alg', 'typ', 'kid'])
 
-/** The parsed token, or null for anything malformed. Never throws. */
+/**
+ * The parsed token, or null for anything malformed. Never throws. `typ` may be `JWT` or RFC 9068's
+ * `at+jwt`: an access token whose audience is this API is what a client should call it with.
+ */
 export function parseIdpJws(compact: string): IdpJws | null {
+  if (typeof compact !== 'string') return null
   const parts = compact.split('.')
   if (parts.length !== 3) return null
   const [h, p, s] = parts as [string, string, string]
@@ -49,13 +53,11 @@ export function parseIdpJws(compact: string): IdpJws | null {
   if (typ !== undefined && (typeof typ !== 'string' || !/^(at\+)?jwt$/i.test(typ))) return null
   if (kid !== undefined && (typeof kid !== 'string' || !KID.test(kid))) return null
   if (s.length % 4 === 1) return null
-  return {
-    alg: alg as IdpAlgorithm,
-    kid: (kid as string | undefined) ?? null,
-    payload,
-    signingInput: `${h}.${p}`,
-    signature: Buffer.from(s, 'base64url'),
-  }
+  const signature = Buffer.from(s, 'base64url')
+  // One spelling per token: the spare bits of a last character must be zero (decodeObject checks
+  // the same), or one token could be presented, and cached, under many spellings.
+  if (signature.toString('base64url') !== s) return null
+  return { alg: alg as IdpAlgorithm, kid: (kid as string | undefined) ?? null, payload, signingInput: `${h}.${p}`, signature }
 }
 
 /** True when `jws` is signed by `key` under the key's own algorithm. */
@@ -82,7 +84,9 @@ function decodeObject(part: string): Record<string, unknown> | null {
   // length % 4 === 1 is never valid base64; Buffer would silently drop the stray character.
   if (part.length % 4 === 1) return null
   try {
-    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
+    const bytes = Buffer.from(part, 'base64url')
+    if (bytes.toString('base64url') !== part) return null
+    const value: unknown = JSON.parse(bytes.toString('utf8'))
     return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null
   } catch {
     return null
