@@ -43,6 +43,7 @@ import { requireAnyAuth, requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
 import { RouteRegistry } from './http/openapi.ts'
+import { cors, securityHeaders } from './http/browser.ts'
 import { mountDocs } from './http/docs.ts'
 import { IdempotencyStore } from './http/idempotency.ts'
 import { notFoundOrNotAllowed } from './http/method-not-allowed.ts'
@@ -109,6 +110,9 @@ export function composeApp(deps: AppDeps): ComposedApp {
   const app = new Hono<AppEnv>()
   app.use(requestContext(log))
   app.use(httpMetrics(metrics))
+  // Before any route: every answer carries the headers, and a CORS preflight is answered here.
+  app.use(securityHeaders())
+  app.use(cors(deps.config.corsOrigins))
 
   mountHealth(app, { lifecycle, sql, version: VERSION })
   mountMetrics(app, metrics)

@@ -192,6 +192,12 @@ export const EnvSchema = Type.Object({
       description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.',
     }),
   ),
+  CORS_ORIGINS: Type.Optional(
+    Type.String({
+      description:
+        'Origins a browser dashboard may call the API from, comma-separated (`https://app.example.com,https://admin.example.com`): CORS with credentials for exactly these, a 403 for any other preflight. Unset: no CORS at all.',
+    }),
+  ),
   AUTH_MAX_DELEGATION_DEPTH: Type.Integer({
     minimum: 1,
     maximum: 10,
@@ -298,13 +304,15 @@ export type Env = Static<typeof EnvSchema>
 export type ConsumerName = 'pipeline' | 'sessions' | 'alerts'
 
 export type Config = Readonly<
-  Omit<Env, 'QUINT_DATA_DIR' | 'QUINT_BOOTSTRAP_ORG' | 'QUINT_CONSUMERS'> & {
+  Omit<Env, 'QUINT_DATA_DIR' | 'QUINT_BOOTSTRAP_ORG' | 'QUINT_CONSUMERS' | 'CORS_ORIGINS'> & {
     /** Consumers to run in this process (from QUINT_CONSUMERS, duplicates removed). */
     consumers: readonly ConsumerName[]
     /** Absolute form of QUINT_DATA_DIR. */
     dataDir: string
     /** Org to create on first start, or null when bootstrap is off. */
     bootstrapOrg: string | null
+    /** From CORS_ORIGINS: each an origin (`scheme://host[:port]`), duplicates removed. */
+    corsOrigins: readonly string[]
   }
 >
 
@@ -360,15 +368,39 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   ) {
     problems.push('QUINT_DATA_DIR: relative, and both the working directory and HOME are `/`: set an absolute directory')
   }
+  const cors = corsOrigins(v.CORS_ORIGINS)
+  if (!Array.isArray(cors)) problems.push(cors.problem)
   if (problems.length > 0) throw new ConfigError(problems)
   const parsed = value as Env
-  const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, QUINT_CONSUMERS, ...rest } = parsed
+  const { QUINT_DATA_DIR, QUINT_BOOTSTRAP_ORG, QUINT_CONSUMERS, CORS_ORIGINS: _cors, ...rest } = parsed
   return Object.freeze({
     ...rest,
     consumers: Object.freeze(QUINT_CONSUMERS === 'none' ? [] : [...new Set(QUINT_CONSUMERS.split(',') as ConsumerName[])]),
     dataDir: dataDirOf(QUINT_DATA_DIR, cwd, env.HOME),
     bootstrapOrg: QUINT_BOOTSTRAP_ORG.trim() === '' ? null : QUINT_BOOTSTRAP_ORG.trim(),
+    corsOrigins: Object.freeze(cors as string[]),
   })
+}
+
+/**
+ * CORS_ORIGINS as a list of origins, each exactly as a browser sends it in `Origin` (scheme, host,
+ * port; no path, no trailing slash, no wildcard: credentials are allowed, so `*` never is).
+ */
+function corsOrigins(value: string | undefined): string[] | { problem: string } {
+  if (value === undefined) return []
+  const out = new Set<string>()
+  for (const item of value.split(',').map((o) => o.trim())) {
+    let origin: string | null = null
+    try {
+      const u = new URL(item)
+      if ((u.protocol === 'https:' || u.protocol === 'http:') && u.origin === item) origin = u.origin
+    } catch {
+      // reported below
+    }
+    if (!origin) return { problem: `CORS_ORIGINS: ${JSON.stringify(item)} is not an origin like https://app.example.com` }
+    out.add(origin)
+  }
+  return [...out]
 }
 
 /**

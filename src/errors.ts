@@ -63,6 +63,14 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/** A CORS preflight from an origin not in CORS_ORIGINS (src/http/browser.ts). */
+export class OriginNotAllowedError extends AppError {
+  override name = 'OriginNotAllowedError'
+  constructor() {
+    super(403, 'origin_not_allowed', 'This origin is not allowed to call the API from a browser (CORS_ORIGINS).')
+  }
+}
+
 export class NotFoundError extends AppError {
   override name = 'NotFoundError'
   constructor(detail = 'No such resource.') {
