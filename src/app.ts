@@ -42,7 +42,7 @@ import { RevocationPoll } from './features/auth-tokens/revocation-poll.ts'
 import { requireAnyAuth, requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
-import { RouteRegistry } from './http/openapi.ts'
+import { RouteRegistry, type Guards } from './http/openapi.ts'
 import { cors, securityHeaders } from './http/browser.ts'
 import { mountDocs } from './http/docs.ts'
 import { IdempotencyStore } from './http/idempotency.ts'
@@ -117,8 +117,6 @@ export function composeApp(deps: AppDeps): ComposedApp {
   mountHealth(app, { lifecycle, sql, version: VERSION })
   mountMetrics(app, metrics)
 
-  // Idempotency-Key on the routes marked `idempotent` (src/http/idempotency.ts, issue 14).
-  const routes = new RouteRegistry(app, { idempotency: new IdempotencyStore(sql, deps.secrets) })
   // The authoritative revocation list, read when a filter is (re)built.
   const revokedList = () =>
     (async function* () {
@@ -150,12 +148,29 @@ export function composeApp(deps: AppDeps): ComposedApp {
       auth(c, async () => {
         await checkSignature(c, next)
       })
-  const anyAuth = signed(requireAnyAuth(resolver))
-  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, anyAuth, actionSecret })
-  mountSigningKeys(routes, { sql, keys, anyAuth })
+  const ingestAuth = signed(requireAuth(resolver, { scope: 'ingest' }))
+  // Session tokens draw each ingest request's events from their max_events budget (429 past it).
+  const budget = sessionEventBudget(sql)
+  const admin = signed(requireAuth(resolver, { scope: 'admin' }))
+  // Every route's guard comes from the permission it declares (src/http/permissions.ts, issue 10).
+  // `read` is held by credentials meant for reading, never by a machine's (docs/rbac.md). Triage
+  // and management need `admin` until people have roles.
+  const guards: Guards = {
+    authenticated: signed(requireAnyAuth(resolver)),
+    ingest: (c, next) =>
+      ingestAuth(c, async () => {
+        await budget(c, next)
+      }),
+    read: signed(requireAuth(resolver, { scope: 'read' })),
+    triage: admin,
+    manage: admin,
+  }
+  // Idempotency-Key on the routes marked `idempotent` (src/http/idempotency.ts, issue 14).
+  const routes = new RouteRegistry(app, guards, { idempotency: new IdempotencyStore(sql, deps.secrets) })
+  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, actionSecret })
+  mountSigningKeys(routes, { sql, keys })
   mountRevocation(routes, {
     sql,
-    anyAuth,
     async onRevoked(entries) {
       validator.evict(entries)
       // Postgres is committed; a filter that misses an add turns to 'unknown' on its own repair.
@@ -164,48 +179,36 @@ export function composeApp(deps: AppDeps): ComposedApp {
         .catch((err: unknown) => log.error({ err }, 'revocation committed but the revocation filter add failed'))
     },
   })
-  mountIntrospection(routes, { anyAuth })
+  mountIntrospection(routes)
   mountFilterRebuild(routes, {
     sql,
-    anyAuth,
     filter: revocationFilter,
     clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
     onRebuilt: () => validator.evict([]),
   })
-  mountOverrides(routes, { sql, anyAuth, secret: deps.secrets.derive('override-cosign') })
-  const admin = signed(requireAuth(resolver, { scope: 'admin' }))
-  mountDeployTokens(routes, { sql, resolver, admin })
-  const ingestAuth = signed(requireAuth(resolver, { scope: 'ingest' }))
-  // Session tokens draw each ingest request's events from their max_events budget (429 past it).
-  const budget = sessionEventBudget(sql)
-  const ingest: MiddlewareHandler<AppEnv> = (c, next) =>
-    ingestAuth(c, async () => {
-      await budget(c, next)
-    })
+  mountOverrides(routes, { sql, secret: deps.secrets.derive('override-cosign') })
+  mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
     shared: redis,
     log,
     metrics,
   })
-  mountIngest(routes, { sql, bus, limiter, ingest, metrics })
-  mountMachines(routes, { sql, bus, limiter, resolver, ingest, metrics })
-  // The read side (issue 9): `read` is held by credentials meant for reading, never by a
-  // machine's (docs/rbac.md); every read may go to a replica.
-  const read = signed(requireAuth(resolver, { scope: 'read' }))
+  mountIngest(routes, { sql, bus, limiter, metrics })
+  mountMachines(routes, { sql, bus, limiter, resolver, metrics })
+  // The read side (issue 9): every read may go to a replica.
   const readSql = deps.readSql ?? sql
-  mountAlerts(routes, { sql, readSql, admin, read })
-  mountEvents(routes, { sql: readSql, read })
-  mountSessions(routes, { sql: readSql, read })
-  mountAgents(routes, { sql: readSql, read })
-  mountMachineInventory(routes, { sql: readSql, read })
-  mountChain(routes, { sql: readSql, read })
-  mountIngestStats(routes, { sql: readSql, read })
-  mountOrgSettings(routes, { sql, admin })
-  mountDeadLetters(routes, { sql, bus, admin, metrics })
+  mountAlerts(routes, { sql, readSql })
+  mountEvents(routes, { sql: readSql })
+  mountSessions(routes, { sql: readSql })
+  mountAgents(routes, { sql: readSql })
+  mountMachineInventory(routes, { sql: readSql })
+  mountChain(routes, { sql: readSql })
+  mountIngestStats(routes, { sql: readSql })
+  mountOrgSettings(routes, { sql })
+  mountDeadLetters(routes, { sql, bus, metrics })
   mountWebhooks(routes, {
     sql,
-    admin,
     secrets: deps.secrets,
     policy: { allowInsecure: deps.config.WEBHOOK_ALLOW_INSECURE, allowPrivate: deps.config.WEBHOOK_ALLOW_PRIVATE_TARGETS },
   })

@@ -195,7 +195,7 @@ export const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.Optional(
     Type.String({
       description:
-        'Origins a browser dashboard may call the API from, comma-separated (`https://app.example.com,https://admin.example.com`): CORS with credentials for exactly these, a 403 for any other preflight. Unset: no CORS at all.',
+        'Origins a browser dashboard may call the API from, comma-separated (`https://app.example.com,https://admin.example.com`; plain http only for localhost): CORS with credentials for exactly these, a 403 for any other preflight. Unset: no CORS at all.',
     }),
   ),
   AUTH_MAX_DELEGATION_DEPTH: Type.Integer({
@@ -393,11 +393,18 @@ function corsOrigins(value: string | undefined): string[] | { problem: string } 
     let origin: string | null = null
     try {
       const u = new URL(item)
-      if ((u.protocol === 'https:' || u.protocol === 'http:') && u.origin === item) origin = u.origin
+      // Plain HTTP only for a dashboard served from this machine (development): anyone on the
+      // path of a remote http origin could act as it.
+      const local = u.hostname === 'localhost' || u.hostname === '127.0.0.1' || u.hostname === '[::1]'
+      if ((u.protocol === 'https:' || (u.protocol === 'http:' && local)) && u.origin === item) origin = u.origin
     } catch {
       // reported below
     }
-    if (!origin) return { problem: `CORS_ORIGINS: ${JSON.stringify(item)} is not an origin like https://app.example.com` }
+    if (!origin) {
+      return {
+        problem: `CORS_ORIGINS: ${JSON.stringify(item)} is not an origin like https://app.example.com (http only for localhost)`,
+      }
+    }
     out.add(origin)
   }
   return [...out]

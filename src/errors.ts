@@ -67,7 +67,9 @@ export class ForbiddenError extends AppError {
 export class OriginNotAllowedError extends AppError {
   override name = 'OriginNotAllowedError'
   constructor() {
-    super(403, 'origin_not_allowed', 'This origin is not allowed to call the API from a browser (CORS_ORIGINS).')
+    super(403, 'origin_not_allowed', 'This origin is not allowed to call the API from a browser (CORS_ORIGINS).', {
+      headers: { Vary: 'Origin' },
+    })
   }
 }
 

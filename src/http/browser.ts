@@ -15,54 +15,71 @@
  * around its body: issue 9 measured ~0.1 ms on a 35 KB page), so a route that needs another
  * value (the docs page's CSP, the JWKS's cache lifetime) simply sets its own.
  */
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { OriginNotAllowedError } from '../errors.ts'
 import type { AppEnv } from './request-context.ts'
 
 const ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE'
-/** Request headers a dashboard sends: credentials, bodies, idempotency, tracing, org choice, signatures. */
-const ALLOW_HEADERS = 'Authorization, Content-Type, Idempotency-Key, X-Request-Id, X-Quint-Org, X-Action-Signature, X-API-Key'
-const EXPOSE_HEADERS = 'Retry-After, X-Request-Id, RateLimit, RateLimit-Policy, Location, ETag, Deprecation, Idempotent-Replayed'
+/** Request headers the API reads: credentials, bodies, idempotency, tracing, signatures, revalidation. */
+const ALLOW_HEADERS =
+  'Authorization, Content-Type, Content-Encoding, Idempotency-Key, If-None-Match, X-Request-Id, X-Action-Signature, X-API-Key'
+/** Answer headers a client reads. */
+const EXPOSE_HEADERS =
+  'Retry-After, X-Request-Id, RateLimit, RateLimit-Policy, Location, ETag, X-Quint-Deprecation, Idempotent-Replayed'
 const PREFLIGHT_MAX_AGE_S = '600'
 
 export function cors(origins: readonly string[]): MiddlewareHandler<AppEnv> {
   const allowed = new Set(origins)
+  if (allowed.size === 0) return (_c, next) => next()
   return async function cors(c, next) {
     const origin = c.req.header('origin')
     const preflight = c.req.method === 'OPTIONS' && c.req.header('access-control-request-method') !== undefined
-    if (origin === undefined || allowed.size === 0) {
-      if (preflight && allowed.size > 0) throw new OriginNotAllowedError()
-      return next()
-    }
-    if (!allowed.has(origin)) {
-      if (preflight) throw new OriginNotAllowedError()
-      // A simple cross-origin request is answered as usual, without CORS headers: the browser
-      // keeps the answer from the page.
-      return next()
-    }
+    const granted = origin !== undefined && allowed.has(origin)
     if (preflight) {
+      if (!granted) throw new OriginNotAllowedError()
       return c.body(null, 204, {
         ...allowedFor(origin),
+        Vary: 'Origin',
         'Access-Control-Allow-Methods': ALLOW_METHODS,
         'Access-Control-Allow-Headers': ALLOW_HEADERS,
         'Access-Control-Max-Age': PREFLIGHT_MAX_AGE_S,
       })
     }
-    const headers = { ...allowedFor(origin), 'Access-Control-Expose-Headers': EXPOSE_HEADERS }
+    const headers: Record<string, string> = granted
+      ? { ...allowedFor(origin), 'Access-Control-Expose-Headers': EXPOSE_HEADERS }
+      : {}
     for (const [name, value] of Object.entries(headers)) c.header(name, value)
     await next()
     // An error answer (401, 429…) is built anew by the error mapper: the dashboard must be able
-    // to read it too.
-    if (!c.res.headers.has('Access-Control-Allow-Origin'))
-      for (const [name, value] of Object.entries(headers)) c.header(name, value)
+    // to read it too. Every answer varies by Origin, refused ones included, or a shared cache
+    // could hand the dashboard an answer stored for another origin (the public keys are
+    // cacheable for 5 minutes).
+    const vary = c.res.headers.get('Vary')
+    const varies = vary !== null && vary.split(',').some((v) => v.trim().toLowerCase() === 'origin')
+    completeHeaders(c, { ...headers, ...(varies ? {} : { Vary: vary ? `${vary}, Origin` : 'Origin' }) })
+    return undefined
   }
 }
 
 const allowedFor = (origin: string) => ({
   'Access-Control-Allow-Origin': origin,
+  // Issue 10 asks for credentials: none of ours are ambient (bearer tokens), but a dashboard
+  // behind a proxy that adds a cookie must still be able to call.
   'Access-Control-Allow-Credentials': 'true',
-  Vary: 'Origin',
 })
+
+/**
+ * Sets the headers `c.res` lacks, copying the answer once (each `c.header` on a finished answer
+ * copies it: Hono 4.13). Answers built outside the context (the error mapper, 404s, a route's own
+ * Response) pass through here.
+ */
+function completeHeaders(c: Context<AppEnv>, wanted: Record<string, string>): void {
+  const missing = Object.entries(wanted).filter(([name]) => !c.res.headers.has(name) || name === 'Vary')
+  if (missing.length === 0) return
+  const headers = new Headers(c.res.headers)
+  for (const [name, value] of missing) headers.set(name, value)
+  c.res = new Response(c.res.body, { status: c.res.status, statusText: c.res.statusText, headers })
+}
 
 /** Headers every answer carries; a route may set its own value of any of them. */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -82,7 +99,6 @@ export function securityHeaders(): MiddlewareHandler<AppEnv> {
   return async function securityHeaders(c, next) {
     for (const [name, value] of entries) c.header(name, value)
     await next()
-    // Answers built outside the context (the error mapper, 404s, a route's own Response).
-    for (const [name, value] of entries) if (!c.res.headers.has(name)) c.header(name, value)
+    completeHeaders(c, SECURITY_HEADERS)
   }
 }

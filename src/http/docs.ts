@@ -47,6 +47,8 @@ export const DOCS_CSP = [
   "frame-ancestors 'none'",
 ].join('; ')
 
+const BUNDLE_CACHE = 'public, max-age=31536000, immutable'
+
 export function mountDocs(app: Hono<AppEnv>): void {
   const etag = `"scalar-${scalarPackage.version}"`
   app.get('/docs', (c) =>
@@ -59,11 +61,12 @@ export function mountDocs(app: Hono<AppEnv>): void {
   )
   app.get(BUNDLE_PATH, (c) => {
     const file = Bun.file(scalarBundle as unknown as string)
-    if (c.req.header('if-none-match') === etag) return c.body(null, 304, { ETag: etag })
+    // A 304's headers replace the cached ones (RFC 9111 §4.3.4): it repeats the cache lifetime.
+    if (c.req.header('if-none-match') === etag) return c.body(null, 304, { ETag: etag, 'Cache-Control': BUNDLE_CACHE })
     return c.body(file.stream(), 200, {
       'Content-Type': 'text/javascript; charset=utf-8',
       'Content-Length': String(file.size),
-      'Cache-Control': 'public, max-age=31536000, immutable',
+      'Cache-Control': BUNDLE_CACHE,
       ETag: etag,
       'X-Content-Type-Options': 'nosniff',
     })

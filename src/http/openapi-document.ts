@@ -160,7 +160,8 @@ export function openApiDocument(routes: readonly DocumentedRoute[], info: Docume
       operationId: spec.operationId,
       summary: spec.summary,
       tags: spec.tags,
-      security: spec.auth ? [{ bearer: [] }] : [],
+      security: spec.permission === 'public' ? [] : [{ bearer: [] }],
+      'x-permission': spec.permission,
       ...(parameters.length ? { parameters } : {}),
       ...(requestSchema
         ? {
@@ -203,7 +204,7 @@ function responsesOf(spec: DocumentedRoute, where: string, schemas: Components):
   const out: Record<string, unknown> = {}
   const derived: [number, CommonResponse][] = []
   if (spec.params || spec.query || spec.body || spec.rawBody || spec.idempotent) derived.push([400, 'BadRequest'])
-  if (spec.auth) derived.push([401, 'Unauthorized'], [403, 'Forbidden'])
+  if (spec.permission !== 'public') derived.push([401, 'Unauthorized'], [403, 'Forbidden'])
   if (spec.params) derived.push([404, 'NotFound'])
   if (spec.body || spec.rawBody) derived.push([413, 'PayloadTooLarge'], [415, 'UnsupportedMediaType'])
   // A rawBody route judges its body item by item (per-item results), never with a 422 for the whole.

@@ -12,6 +12,7 @@ import { BadRequestError, ValidationError, type FieldError } from '../errors.ts'
 import { readJson } from './body.ts'
 import { openApiDocument } from './openapi-document.ts'
 import type { IdempotencyStore } from './idempotency.ts'
+import type { Permission } from './permissions.ts'
 import type { AppEnv } from './request-context.ts'
 import { unstorableText } from './text-guard.ts'
 
@@ -67,8 +68,13 @@ export interface RouteSpec<P extends TSchema | undefined, Q extends TSchema | un
   operationId: string
   summary: string
   tags: string[]
-  /** Declares bearer auth in the document; enforcement is the `middleware` given to `add`. */
-  auth: boolean
+  /**
+   * What the caller needs (src/http/permissions.ts). The registry puts this permission's guard in
+   * front of the route and declares bearer auth in the document for all but `public`.
+   */
+  permission: Permission
+  /** Run after the permission's guard, before validation (the ingest quota's headers). */
+  middleware?: MiddlewareHandler<AppEnv>[]
   params?: P
   query?: Q
   body?: B
@@ -84,6 +90,9 @@ export interface RouteSpec<P extends TSchema | undefined, Q extends TSchema | un
   responses: Record<number, { description: string; schema?: TSchema; headers?: Record<string, string> }>
 }
 
+/** The middleware that enforces each permission but `public` (composed in src/app.ts). */
+export type Guards = Record<Exclude<Permission, 'public'>, MiddlewareHandler<AppEnv>>
+
 export interface RouteInput<P, Q, B> {
   params: P
   query: Q
@@ -97,10 +106,15 @@ export class RouteRegistry {
 
   private readonly app: Hono<AppEnv>
   readonly #idempotency: IdempotencyStore | null
+  readonly #guards: Guards
 
-  /** `idempotency`: where `idempotent` routes keep their keys; absent, the header is ignored. */
-  constructor(app: Hono<AppEnv>, options: { idempotency?: IdempotencyStore | null } = {}) {
+  /**
+   * `guards`: the middleware that enforces each permission; `idempotency`: where `idempotent`
+   * routes keep their keys (absent, the header is ignored).
+   */
+  constructor(app: Hono<AppEnv>, guards: Guards, options: { idempotency?: IdempotencyStore | null } = {}) {
     this.app = app
+    this.#guards = guards
     this.#idempotency = options.idempotency ?? null
   }
 
@@ -115,16 +129,16 @@ export class RouteRegistry {
     B extends TSchema | undefined = undefined,
   >(
     spec: RouteSpec<P, Q, B>,
-    middleware: MiddlewareHandler<AppEnv>[],
     handler: (c: Context<AppEnv>, input: RouteInput<Maybe<P>, Maybe<Q>, Maybe<B>>) => Response | Promise<Response>,
   ): void {
+    const guard = spec.permission === 'public' ? [] : [this.#guards[spec.permission]]
     this.#specs.push(spec)
     const params = spec.params && TypeCompiler.Compile(spec.params)
     const query = spec.query && TypeCompiler.Compile(spec.query)
     const body = spec.body && TypeCompiler.Compile(spec.body)
     const limit = spec.bodyLimit ?? DEFAULT_BODY_LIMIT
     const idempotency = spec.idempotent ? this.#idempotency : null
-    this.app.on([spec.method.toUpperCase()], [spec.path], ...middleware, async (c: Context<AppEnv>) => {
+    this.app.on([spec.method.toUpperCase()], [spec.path], ...guard, ...(spec.middleware ?? []), async (c: Context<AppEnv>) => {
       checkQueryKeys(c, spec.query !== undefined || spec.method !== 'get')
       const input = {
         params: params ? check(params, c.req.param(), 'params') : undefined,

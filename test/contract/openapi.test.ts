@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { Hono } from 'hono'
+import { Hono, type MiddlewareHandler } from 'hono'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -154,12 +154,20 @@ describe('the OpenAPI document', () => {
 })
 
 describe('the document generator', () => {
-  const registry = () => new RouteRegistry(new Hono<AppEnv>())
-  const route = { method: 'post' as const, summary: 's', tags: ['t'], auth: true, responses: { 200: { description: 'ok' } } }
+  const pass: MiddlewareHandler<AppEnv> = (_c, next) => next()
+  const registry = () =>
+    new RouteRegistry(new Hono<AppEnv>(), { authenticated: pass, ingest: pass, read: pass, triage: pass, manage: pass })
+  const route = {
+    method: 'post' as const,
+    summary: 's',
+    tags: ['t'],
+    permission: 'read' as const,
+    responses: { 200: { description: 'ok' } },
+  }
 
   test('a recursive TypeBox schema becomes a named component its $refs point to', () => {
     const r = registry()
-    r.add({ ...route, path: '/x', operationId: 'x', body: Type.Object({ condition: ConditionSchema }) }, [], (c) => c.json({}))
+    r.add({ ...route, path: '/x', operationId: 'x', body: Type.Object({ condition: ConditionSchema }) }, (c) => c.json({}))
     const d = r.document({ title: 't', version: '1' }) as Doc
     const body = d.paths['/x']!.post!.requestBody.content['application/json'].schema
     expect(body.properties.condition).toEqual({ $ref: '#/components/schemas/AlertRuleCondition' })
@@ -169,13 +177,13 @@ describe('the document generator', () => {
 
   test('an unresolvable $ref and a reused operationId are refused, naming the route', () => {
     const r = registry()
-    r.add({ ...route, path: '/x', operationId: 'x', rawBody: Type.Object({ a: Type.Unsafe({ $ref: 'Nowhere' }) }) }, [], (c) =>
+    r.add({ ...route, path: '/x', operationId: 'x', rawBody: Type.Object({ a: Type.Unsafe({ $ref: 'Nowhere' }) }) }, (c) =>
       c.json({}),
     )
     expect(() => r.document({ title: 't', version: '1' })).toThrow('unresolved $ref "Nowhere" (POST /x body)')
     const s = registry()
-    s.add({ ...route, path: '/a', operationId: 'same' }, [], (c) => c.json({}))
-    s.add({ ...route, path: '/b', operationId: 'same' }, [], (c) => c.json({}))
+    s.add({ ...route, path: '/a', operationId: 'same' }, (c) => c.json({}))
+    s.add({ ...route, path: '/b', operationId: 'same' }, (c) => c.json({}))
     expect(() => s.document({ title: 't', version: '1' })).toThrow('operationId "same" is used by both POST /a and POST /b')
   })
 })

@@ -138,9 +138,10 @@ describe('memory mode', () => {
       await next()
     })
     const resolver = new CredentialResolver(db.app, testLog, { jwt: null })
-    mountFilterRebuild(new RouteRegistry(app), {
+    const anyAuth = requireAnyAuth(resolver)
+    const guards = { authenticated: anyAuth, ingest: anyAuth, read: anyAuth, triage: anyAuth, manage: anyAuth }
+    mountFilterRebuild(new RouteRegistry(app, guards), {
       sql: db.app,
-      anyAuth: requireAnyAuth(resolver),
       filter: held,
       clockSkewS: 30,
       minIntervalMs: 0,

@@ -38,7 +38,7 @@ describe('CORS', () => {
       expect(r.headers.get('access-control-allow-credentials')).toBe('true')
       expect(r.headers.get('access-control-allow-methods')).toContain('DELETE')
       expect(r.headers.get('access-control-allow-headers')).toContain('Authorization')
-      expect(r.headers.get('access-control-allow-headers')).toContain('X-Quint-Org')
+      expect(r.headers.get('access-control-allow-headers')).toContain('Content-Encoding')
       expect(Number(r.headers.get('access-control-max-age'))).toBeGreaterThan(0)
       expect(r.headers.get('vary')).toContain('Origin')
     }
@@ -58,7 +58,7 @@ describe('CORS', () => {
     expect(ok.status).toBe(200)
     expect(ok.headers.get('access-control-allow-origin')).toBe(DASHBOARD)
     const exposed = ok.headers.get('access-control-expose-headers') ?? ''
-    for (const h of ['Retry-After', 'X-Request-Id', 'RateLimit']) expect(exposed).toContain(h)
+    for (const h of ['Retry-After', 'X-Request-Id', 'RateLimit', 'X-Quint-Deprecation']) expect(exposed).toContain(h)
     // The dashboard must be able to read why it was refused.
     const refused = await open.call('GET', '/v1/events', { token: 'qk_' + '0'.repeat(64), headers: { origin: DASHBOARD } })
     expect(refused.status).toBe(401)
@@ -67,6 +67,17 @@ describe('CORS', () => {
     const missing = await open.call('GET', '/v1/nothing-here', { headers: { origin: DASHBOARD } })
     expect(missing.status).toBe(404)
     expect(missing.headers.get('access-control-allow-origin')).toBe(DASHBOARD)
+  })
+
+  test('with CORS_ORIGINS every answer varies by Origin: no shared cache serves one origin what it kept for another', async () => {
+    // The public keys are cacheable for 5 minutes: fetched without Origin, then by the dashboard.
+    for (const headers of [{}, { origin: 'https://evil.example' }, { origin: DASHBOARD }] as Record<string, string>[]) {
+      const keys = await open.call('GET', `/keys/public/${org.org_id}`, { headers })
+      expect(keys.status).toBe(200)
+      expect(keys.headers.get('vary')).toBe('Origin')
+    }
+    const refused = await preflight('https://evil.example')
+    expect(refused.headers.get('vary')).toBe('Origin')
   })
 
   test('another origin, or no CORS_ORIGINS at all: no CORS header on any answer', async () => {
@@ -92,6 +103,7 @@ describe('CORS', () => {
       'ftp://x.example',
       'app.example.com',
       'https://a.example.com,',
+      'http://app.example.com',
     ]) {
       expect(() => loadConfig({ CORS_ORIGINS: bad })).toThrow(ConfigError)
     }
@@ -128,5 +140,11 @@ describe('security headers', () => {
     const jwks = await plain.call('GET', `/keys/public/${org.org_id}`)
     expect(jwks.status).toBe(200)
     expect(jwks.headers.get('cache-control')).toBe('public, max-age=300')
+    // The docs bundle: a year, and its 304 repeats it (a 304's headers replace the cached ones).
+    const bundle = await plain.call('GET', '/docs/scalar.js')
+    expect(bundle.headers.get('cache-control')).toBe('public, max-age=31536000, immutable')
+    const again = await plain.call('GET', '/docs/scalar.js', { headers: { 'if-none-match': bundle.headers.get('etag')! } })
+    expect(again.status).toBe(304)
+    expect(again.headers.get('cache-control')).toBe('public, max-age=31536000, immutable')
   })
 })

@@ -5,11 +5,9 @@
  * that events carry, grouped across machines; the UUID of one stored agent row names its key too.
  * An unknown or malformed id, or another org's, answers 404 (issue 9).
  */
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import { agentsByKey, pageAgents, resolveAgentKey, type AgentRow } from './repo.ts'
 import { AgentIdParams, AgentList, AgentListQuery, AgentView } from './schema.ts'
@@ -17,8 +15,8 @@ import type { Static } from '@sinclair/typebox'
 
 const tags = ['agents']
 
-export function mountAgents(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
-  const { sql, read } = deps
+export function mountAgents(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
 
   routes.add(
     {
@@ -27,11 +25,10 @@ export function mountAgents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       operationId: 'listAgents',
       summary: 'List agents (grouped by agent key across machines), most recently seen first',
       tags,
-      auth: true,
+      permission: 'read',
       query: AgentListQuery,
       responses: { 200: { description: 'A page of agents', schema: AgentList } },
     },
-    [read],
     async (c, { query }) => {
       const { limit = 50, cursor, ...filters } = query
       const after = decodeCursor(cursor)
@@ -61,11 +58,10 @@ export function mountAgents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       operationId: 'getAgent',
       summary: 'One agent by its key (URL-encoded) or a stored agent UUID: machines, platforms, counts, risk',
       tags,
-      auth: true,
+      permission: 'read',
       params: AgentIdParams,
       responses: { 200: { description: 'The agent', schema: AgentView } },
     },
-    [read],
     async (c, { params }) => {
       const row = await withOrg(sql, c.get('principal').orgId, async (tx) => {
         const key = await resolveAgentKey(tx, params.id)

@@ -6,12 +6,10 @@
  * answers 404 like an unknown one: ids from other orgs are invisible under RLS, and the API does
  * not distinguish "not yours" from "does not exist" (issue 9: the same on every route).
  */
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError, ValidationError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { checkName } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { compileCondition } from './condition.ts'
@@ -47,11 +45,8 @@ import {
   UpdateAlertRuleBody,
 } from './schema.ts'
 
-export function mountAlerts(
-  routes: RouteRegistry,
-  deps: { sql: Sql; readSql: Sql; admin: MiddlewareHandler<AppEnv>; read: MiddlewareHandler<AppEnv> },
-): void {
-  const { sql, readSql, admin, read } = deps
+export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sql }): void {
+  const { sql, readSql } = deps
   const ruleTags = ['alert rules']
   const alertTags = ['alerts']
 
@@ -62,13 +57,12 @@ export function mountAlerts(
       operationId: 'createAlertRule',
       summary: 'Create a custom alert rule (evaluated on every new event of the org)',
       tags: ruleTags,
-      auth: true,
+      permission: 'manage',
       body: CreateAlertRuleBody,
       bodyLimit: RULE_BODY_LIMIT,
       idempotent: true,
       responses: { 201: { description: 'Created', schema: AlertRuleView } },
     },
-    [admin],
     async (c, { body }) => {
       const name = validName(body.name)
       validCondition(body.condition)
@@ -103,11 +97,10 @@ export function mountAlerts(
       operationId: 'listAlertRules',
       summary: 'List custom alert rules (newest first)',
       tags: ruleTags,
-      auth: true,
+      permission: 'manage',
       query: PageQuery,
       responses: { 200: { description: 'A page of alert rules', schema: AlertRuleList } },
     },
-    [admin],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const rows = await withOrg(sql, c.get('principal').orgId, (tx) => listRules(tx, limit + 1, decodeCursor(query.cursor)))
@@ -123,11 +116,10 @@ export function mountAlerts(
       operationId: 'getAlertRule',
       summary: 'Get one custom alert rule',
       tags: ruleTags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       responses: { 200: { description: 'The rule', schema: AlertRuleView } },
     },
-    [admin],
     async (c, { params }) => {
       const id = ruleId(params.id)
       const row = await withOrg(sql, c.get('principal').orgId, (tx) => getRule(tx, id))
@@ -143,13 +135,12 @@ export function mountAlerts(
       operationId: 'updateAlertRule',
       summary: 'Change a rule: name, description, enabled, severity, condition (fields given only)',
       tags: ruleTags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       body: UpdateAlertRuleBody,
       bodyLimit: RULE_BODY_LIMIT,
       responses: { 200: { description: 'The updated rule', schema: AlertRuleView } },
     },
-    [admin],
     async (c, { params, body }) => {
       const id = ruleId(params.id)
       const name = body.name === undefined ? undefined : validName(body.name)
@@ -182,11 +173,10 @@ export function mountAlerts(
       operationId: 'deleteAlertRule',
       summary: 'Delete a rule; its past alerts stay (their rule_id becomes null, rule_key remains)',
       tags: ruleTags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       responses: { 204: { description: 'Deleted' } },
     },
-    [admin],
     async (c, { params }) => {
       const id = ruleId(params.id)
       const p = c.get('principal')
@@ -217,11 +207,10 @@ export function mountAlerts(
       operationId: 'listAlerts',
       summary: 'List alerts, newest first, with filters (status, severity, session_key, rule_key, since, machine_id, agent_id)',
       tags: alertTags,
-      auth: true,
+      permission: 'read',
       query: AlertListQuery,
       responses: { 200: { description: 'A page of alerts', schema: AlertList } },
     },
-    [read],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const { limit: _l, cursor, ...filters } = query
@@ -240,12 +229,11 @@ export function mountAlerts(
       operationId: 'getAlert',
       summary: 'One alert with its triggering event, its session and the events of the session that led up to it',
       tags: alertTags,
-      auth: true,
+      permission: 'read',
       params: IdParams,
       query: AlertDetailQuery,
       responses: { 200: { description: 'The alert', schema: AlertDetail } },
     },
-    [read],
     async (c, { params, query }) => {
       const id = params.id.toLowerCase()
       if (!isUuid(id)) throw alertNotFound()
@@ -279,12 +267,11 @@ export function mountAlerts(
       operationId: 'updateAlert',
       summary: 'Triage an alert: set its status (open, acknowledged, resolved, dismissed)',
       tags: alertTags,
-      auth: true,
+      permission: 'triage',
       params: IdParams,
       body: UpdateAlertBody,
       responses: { 200: { description: 'The updated alert', schema: AlertView } },
     },
-    [admin],
     async (c, { params, body }) => {
       const id = params.id.toLowerCase()
       if (!isUuid(id)) throw alertNotFound()

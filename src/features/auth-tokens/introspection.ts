@@ -5,12 +5,10 @@
  * step that decided; a credential without RBAC is allowed at step 6).
  */
 import { Type } from '@sinclair/typebox'
-import type { MiddlewareHandler } from 'hono'
 import type { TokenKind } from '../../auth/opaque-tokens.ts'
 import { evaluateRbac, parseRbac } from '../../auth/rbac.ts'
 import { TOKEN_TYPES } from '../../auth/tokens.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { CheckBody } from './schema.ts'
 
 // Documented field by field (issue 14: an empty schema gave generated clients nothing to read).
@@ -71,7 +69,7 @@ export const Decision = Type.Object({
   pattern: Type.Optional(Type.String({ description: 'The policy pattern that decided, when one did.' })),
 })
 
-export function mountIntrospection(routes: RouteRegistry, deps: { anyAuth: MiddlewareHandler<AppEnv> }): void {
+export function mountIntrospection(routes: RouteRegistry): void {
   const tags = ['auth']
   routes.add(
     {
@@ -80,10 +78,9 @@ export function mountIntrospection(routes: RouteRegistry, deps: { anyAuth: Middl
       operationId: 'whoami',
       summary: 'The validated identity of the presented credential',
       tags,
-      auth: true,
+      permission: 'authenticated',
       responses: { 200: { description: 'Identity', schema: WhoAmI } },
     },
-    [deps.anyAuth],
     (c) => {
       const p = c.get('principal')
       if (p.kind !== 'jwt') {
@@ -113,11 +110,10 @@ export function mountIntrospection(routes: RouteRegistry, deps: { anyAuth: Middl
       operationId: 'checkRbac',
       summary: "The caller's RBAC decision for an action (deny-first, six steps)",
       tags,
-      auth: true,
+      permission: 'authenticated',
       body: CheckBody,
       responses: { 200: { description: 'Decision', schema: Decision } },
     },
-    [deps.anyAuth],
     (c, { body }) => {
       const p = c.get('principal')
       const parsed = p.kind === 'jwt' && p.rbac ? parseRbac(p.rbac) : null

@@ -5,21 +5,16 @@
  * the edge proxy fetches (SPEC §4.4, §17 item 12): every key still verifying as EC P-256 JWKs
  * plus the active key's PEM. An unknown or malformed org id is a 404.
  */
-import type { MiddlewareHandler } from 'hono'
 import { KeyNotFoundError, type KeyRow, type SigningKeys } from '../../auth/keys.ts'
 import { ForbiddenError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { KeyOrgBody, KidParams, OrgParams, PublicKeys, SigningKeyView } from './schema.ts'
 import { checkCustomer, isManagement } from './service.ts'
 
-export function mountSigningKeys(
-  routes: RouteRegistry,
-  deps: { sql: Sql; keys: SigningKeys; anyAuth: MiddlewareHandler<AppEnv> },
-): void {
-  const { sql, keys, anyAuth } = deps
+export function mountSigningKeys(routes: RouteRegistry, deps: { sql: Sql; keys: SigningKeys }): void {
+  const { sql, keys } = deps
   const tags = ['signing keys']
 
   routes.add(
@@ -29,7 +24,7 @@ export function mountSigningKeys(
       operationId: 'ensureSigningKey',
       summary: "The org's active ES256 signing key (created when it has none)",
       tags,
-      auth: true,
+      permission: 'authenticated',
       body: KeyOrgBody,
       idempotent: true,
       responses: {
@@ -37,7 +32,6 @@ export function mountSigningKeys(
         201: { description: 'Created', schema: SigningKeyView },
       },
     },
-    [anyAuth],
     async (c, { body }) => {
       const p = c.get('principal')
       if (!isManagement(p)) throw new ForbiddenError('Signing keys need a management credential.')
@@ -54,14 +48,13 @@ export function mountSigningKeys(
       operationId: 'rotateSigningKey',
       summary: 'Retire the active key (it keeps verifying until every token it signed has expired) and activate a new one',
       tags,
-      auth: true,
+      permission: 'authenticated',
       params: KidParams,
       body: KeyOrgBody,
       // A retried rotation would otherwise be a 404 (the kid it names is no longer active).
       idempotent: true,
       responses: { 201: { description: 'The new active key', schema: SigningKeyView } },
     },
-    [anyAuth],
     async (c, { params, body }) => {
       const p = c.get('principal')
       if (!isManagement(p)) throw new ForbiddenError('Signing keys need a management credential.')
@@ -95,11 +88,10 @@ export function mountSigningKeys(
       operationId: 'publicSigningKeys',
       summary: "Public keys that verify this org's tokens (JWKs) and the active key as PEM; no auth",
       tags,
-      auth: false,
+      permission: 'public',
       params: OrgParams,
       responses: { 200: { description: 'Keys', schema: PublicKeys } },
     },
-    [],
     async (c, { params }) => {
       const orgId = params.org_id.toLowerCase()
       if (!isUuid(orgId)) throw new NotFoundError('No such organization.')

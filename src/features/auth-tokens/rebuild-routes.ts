@@ -11,12 +11,10 @@
  * one leaves the old filter in place.
  */
 import { Type } from '@sinclair/typebox'
-import type { MiddlewareHandler } from 'hono'
 import type { RevocationFilter } from '../../auth/revocation-filter.ts'
 import { AppError, ForbiddenError, RateLimitedError } from '../../errors.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { revokedForFilter } from './repo.ts'
 import { isManagement } from './service.ts'
@@ -25,7 +23,6 @@ export const REBUILD_EVERY_MS = 10_000
 
 export interface RebuildDeps {
   sql: Sql
-  anyAuth: MiddlewareHandler<AppEnv>
   filter: Pick<RevocationFilter, 'rebuild'>
   clockSkewS: number
   minIntervalMs?: number
@@ -49,10 +46,9 @@ export function mountFilterRebuild(routes: RouteRegistry, deps: RebuildDeps): vo
       operationId: 'rebuildRevocationFilter',
       summary: 'Rebuild the revocation bloom filter from Postgres (management; once per 10 s per instance)',
       tags: ['revocation'],
-      auth: true,
+      permission: 'authenticated',
       responses: { 200: { description: 'The new generation and how many revoked jtis it holds', schema: RebuildOut } },
     },
-    [deps.anyAuth],
     async (c) => {
       const p = c.get('principal')
       if (!isManagement(p)) throw new ForbiddenError('Rebuilding the revocation filter needs a management credential.')

@@ -10,7 +10,7 @@
  * answers the same and re-announces the jtis. Another org's jti is a 404 (RLS hides it).
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context } from 'hono'
 import type { Principal } from '../../auth/credentials.ts'
 import { ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
@@ -25,7 +25,6 @@ import { Type, type Static } from '@sinclair/typebox'
 
 export interface RevocationDeps {
   sql: Sql
-  anyAuth: MiddlewareHandler<AppEnv>
   /**
    * Called after the commit with every jti of the revoked tree: evict caches, feed the filter.
    * `committedAt` (ms since the epoch) is set on those revoked by this call.
@@ -106,7 +105,7 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
     operationId,
     summary,
     tags,
-    auth: true,
+    permission: 'authenticated' as const,
     params: JtiParams,
     rawBody: RevokeBody,
     responses: { 200: { description: 'Revoked', schema: out } },
@@ -114,17 +113,14 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
 
   routes.add(
     spec('delete', '/revocation/:jti', 'revokeToken', 'Revoke one token (refused from its next use)', SingleOut),
-    [deps.anyAuth],
     (c, { params }) => single(c, params.jti),
   )
   routes.add(
     spec('delete', '/tokens/:jti', 'revokeTokenClient', 'Revoke one token (proxy client path)', SingleOut),
-    [deps.anyAuth],
     (c, { params }) => single(c, params.jti),
   )
   routes.add(
     spec('post', '/revocation/cascade/:jti', 'revokeTokenCascade', 'Revoke a token and every descendant', CascadeOut),
-    [deps.anyAuth],
     (c, { params }) => cascade(c, params.jti),
   )
   routes.add(
@@ -135,7 +131,6 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
       'Revoke a token and every descendant (proxy client path)',
       CascadeOut,
     ),
-    [deps.anyAuth],
     (c, { params }) => cascade(c, params.jti),
   )
 }

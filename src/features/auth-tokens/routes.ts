@@ -7,7 +7,7 @@
  * and session answers add `action_key` (hex), shown once.
  */
 import type { Static, TSchema } from '@sinclair/typebox'
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context } from 'hono'
 import { createHash } from 'node:crypto'
 import type { Principal } from '../../auth/credentials.ts'
 import type { SigningKeys } from '../../auth/keys.ts'
@@ -36,7 +36,6 @@ export interface AuthTokenDeps {
   keys: SigningKeys
   maxDepth: number
   /** Any accepted credential (requireAnyAuth). */
-  anyAuth: MiddlewareHandler<AppEnv>
   /**
    * SecretBox.derive('action-signature'): agent, sub-agent and session answers carry the token's
    * `action_key` (docs/action-signatures.md), derived from it and shown only there.
@@ -179,12 +178,11 @@ export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): voi
           operationId: `mint${def.type[0]!.toUpperCase()}${def.type.slice(1)}Token${suffix}`,
           summary: def.summary,
           tags: ['auth tokens'],
-          auth: true,
+          permission: 'authenticated',
           body: def.body,
           idempotent: true,
           responses: { 201: { description: 'Minted (the token is shown only here)', schema: MintedToken } },
         },
-        [deps.anyAuth],
         async (c, { body }) => {
           const p = c.get('principal')
           checkCustomer(p, (body as { customer_id?: string }).customer_id)

@@ -6,11 +6,9 @@
  * process that caused them. Both need the `read` scope and run under the org's RLS. A malformed,
  * unknown or other org's id answers 404, as on every read (issue 9).
  */
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import { eventView } from '../events/view.ts'
 import { findSession, sessionView } from '../sessions/view.ts'
@@ -21,8 +19,8 @@ import { EventChain, IdParams, NoQuery, SessionIdParams, SessionTimeline, Timeli
 const eventNotFound = () => new NotFoundError('No event with that id in this organization.')
 const sessionNotFound = () => new NotFoundError('No session with that id or key in this organization.')
 
-export function mountChain(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
-  const { sql, read } = deps
+export function mountChain(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
 
   routes.add(
     {
@@ -31,12 +29,11 @@ export function mountChain(routes: RouteRegistry, deps: { sql: Sql; read: Middle
       operationId: 'getEventChain',
       summary: 'The causal chain of an event: its session, what caused it (tool call → processes) and what it caused',
       tags: ['events'],
-      auth: true,
+      permission: 'read',
       params: IdParams,
       query: NoQuery,
       responses: { 200: { description: 'The event with its ancestors and effects', schema: EventChain } },
     },
-    [read],
     async (c, { params }) => {
       const id = params.id.toLowerCase()
       if (!isUuid(id)) throw eventNotFound()
@@ -66,12 +63,11 @@ export function mountChain(routes: RouteRegistry, deps: { sql: Sql; read: Middle
       operationId: 'getSessionTimeline',
       summary: 'A session in time order with OS events nested under the tool call and process that caused them',
       tags: ['sessions'],
-      auth: true,
+      permission: 'read',
       params: SessionIdParams,
       query: TimelineQuery,
       responses: { 200: { description: 'A page of the timeline', schema: SessionTimeline } },
     },
-    [read],
     async (c, { params, query }) => {
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)

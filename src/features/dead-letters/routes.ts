@@ -6,7 +6,7 @@
  * back once the cause is fixed (docs/dead-letters.md). Admin scope; everything runs in the
  * caller's org under RLS.
  */
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import { decodeCursor, encodeCursor } from '../../http/pagination.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
@@ -28,11 +28,8 @@ import {
 /** Dead letters handed back per `redrive` call; the answer says how many remain. */
 const REDRIVE_ALL_LIMIT = 200
 
-export function mountDeadLetters(
-  routes: RouteRegistry,
-  deps: { sql: Sql; bus: Bus; admin: MiddlewareHandler<AppEnv>; metrics: Metrics },
-): void {
-  const { sql, bus, admin } = deps
+export function mountDeadLetters(routes: RouteRegistry, deps: { sql: Sql; bus: Bus; metrics: Metrics }): void {
+  const { sql, bus } = deps
   registerDeadLetterGauge(deps.metrics.registry, () => deadLettersWaiting(sql))
   const tags = ['dead-letters']
 
@@ -43,11 +40,10 @@ export function mountDeadLetters(
       operationId: 'listDeadLetters',
       summary: 'List bus messages set aside after their last failed attempt (newest first)',
       tags,
-      auth: true,
+      permission: 'manage',
       query: DeadLetterListQuery,
       responses: { 200: { description: 'A page of dead letters', schema: DeadLetterList } },
     },
-    [admin],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)
@@ -68,11 +64,10 @@ export function mountDeadLetters(
       operationId: 'getDeadLetter',
       summary: 'One dead letter, with the message it carries',
       tags,
-      auth: true,
+      permission: 'manage',
       params: DeadLetterIdParams,
       responses: { 200: { description: 'The dead letter', schema: DeadLetterDetail } },
     },
-    [admin],
     async (c, { params }) => {
       const row = await withOrg(sql, c.get('principal').orgId, (tx) => getDeadLetter(tx, params.id))
       if (!row) throw new NotFoundError('No dead letter with that id in this organization.')
@@ -99,11 +94,10 @@ export function mountDeadLetters(
       operationId: 'redriveDeadLetter',
       summary: 'Hand one dead letter back to the consumer that failed it',
       tags,
-      auth: true,
+      permission: 'manage',
       params: DeadLetterIdParams,
       responses: { 200: { description: 'Handed back (it is no longer a dead letter)', schema: RedriveResult } },
     },
-    [admin],
     async (c, { params }) => {
       const org = c.get('principal').orgId
       const row = await redriveOne(sql, bus, org, params.id, audit(c))
@@ -120,11 +114,10 @@ export function mountDeadLetters(
       operationId: 'redriveDeadLetters',
       summary: `Hand the org's dead letters back to their consumers, oldest first (at most ${REDRIVE_ALL_LIMIT} per call)`,
       tags,
-      auth: true,
+      permission: 'manage',
       body: RedriveAllBody,
       responses: { 200: { description: 'How many were handed back and how many remain', schema: RedriveResult } },
     },
-    [admin],
     async (c, { body }) => {
       const out = await redriveAll(sql, bus, c.get('principal').orgId, {
         limit: REDRIVE_ALL_LIMIT,

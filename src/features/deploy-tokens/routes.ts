@@ -5,14 +5,12 @@
  * A malformed id answers 404 like an unknown one (issue 9: every route answers the same for a
  * bad id; docs/rbac.md "Errors").
  */
-import type { MiddlewareHandler } from 'hono'
 import type { CredentialResolver } from '../../auth/credentials.ts'
 import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { NotFoundError, ValidationError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { checkName } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { DEPLOY_SCOPES } from '../orgs/service.ts'
@@ -22,11 +20,8 @@ import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdPara
 const KIND = FORMATS.deployToken.kind
 const MAX_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000
 
-export function mountDeployTokens(
-  routes: RouteRegistry,
-  deps: { sql: Sql; resolver: CredentialResolver; admin: MiddlewareHandler<AppEnv> },
-): void {
-  const { sql, resolver, admin } = deps
+export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resolver: CredentialResolver }): void {
+  const { sql, resolver } = deps
   const tags = ['deploy tokens']
 
   routes.add(
@@ -36,12 +31,11 @@ export function mountDeployTokens(
       operationId: 'createDeployToken',
       summary: 'Create a deploy token for daemons (the raw token is returned once)',
       tags,
-      auth: true,
+      permission: 'manage',
       body: CreateDeployTokenBody,
       idempotent: true,
       responses: { 201: { description: 'Created', schema: CreatedDeployToken } },
     },
-    [admin],
     async (c, { body }) => {
       const name = checkName(body.name)
       if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
@@ -80,11 +74,10 @@ export function mountDeployTokens(
       operationId: 'listDeployTokens',
       summary: 'List deploy tokens (newest first; raw values are never returned)',
       tags,
-      auth: true,
+      permission: 'manage',
       query: PageQuery,
       responses: { 200: { description: 'A page of deploy tokens', schema: DeployTokenList } },
     },
-    [admin],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const rows = await withOrg(sql, c.get('principal').orgId, (tx) =>
@@ -104,11 +97,10 @@ export function mountDeployTokens(
       operationId: 'revokeDeployToken',
       summary: 'Revoke a deploy token (idempotent); it is refused from its next use',
       tags,
-      auth: true,
+      permission: 'manage',
       params: TokenIdParams,
       responses: { 204: { description: 'Revoked' } },
     },
-    [admin],
     async (c, { params }) => {
       const id = params.id.toLowerCase()
       if (!isUuid(id)) throw tokenNotFound()

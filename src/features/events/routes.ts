@@ -12,12 +12,10 @@
  * confined to a window: by default the 24 hours before `until`, at most 30 days (7 with `q`, which
  * reads every row of its window).
  */
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import { isUuid, queryOrg, withOrg, type Sql } from '../../infra/db.ts'
 import { badQueryParam, type RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { getEvent, listEvents, type EventFilters } from './repo.ts'
 import { EventIdParams, EventList, EventListQuery, EventStats, EventStatsQuery } from './schema.ts'
 import { eventStats } from './stats.ts'
@@ -39,8 +37,8 @@ const ANCHORS = ['agent_id', 'session_id', 'machine_id', 'tool_name'] as const
 /** Filters no index leads: alone, one matching nothing would read the whole history. */
 const SCANNING = ['action_type', 'decision', 'platform', 'blocked', 'redacted', 'risk_min', 'risk_max', 'q'] as const
 
-export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
-  const { sql, read } = deps
+export function mountEvents(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
   const tags = ['events']
 
   // Registered before `/v1/events/:id`: Hono runs the first matching route, and "stats" would
@@ -53,14 +51,13 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       summary:
         'Counts for a window (default the last 24 h, at most 30 days): by decision, risk band, hour; top tools, agents, machines',
       tags,
-      auth: true,
+      permission: 'read',
       query: EventStatsQuery,
       responses: {
         200: { description: 'The window and its counts', schema: EventStats },
         400: { description: 'A malformed parameter, `since` after `until`, or a window over 30 days' },
       },
     },
-    [read],
     async (c, { query }) => {
       // Filtered by machine or agent, the stats read the rows themselves (the hourly counts are
       // the org's): a shorter window bounds that read.
@@ -81,14 +78,13 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       summary:
         'List events, newest first, with filters (agent, session, machine, tool, action type, decision, risk, time, text…)',
       tags,
-      auth: true,
+      permission: 'read',
       query: EventListQuery,
       responses: {
         200: { description: 'A page of events', schema: EventList },
         400: { description: 'An unknown or malformed parameter, a reversed range, a window over 30 days, or a bad cursor' },
       },
     },
-    [read],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)
@@ -138,14 +134,13 @@ export function mountEvents(routes: RouteRegistry, deps: { sql: Sql; read: Middl
       operationId: 'getEvent',
       summary: 'Get one event by its id',
       tags,
-      auth: true,
+      permission: 'read',
       params: EventIdParams,
       responses: {
         200: { description: 'The event', schema: EventView },
         404: { description: 'No event with that id in this organization (a malformed id included)' },
       },
     },
-    [read],
     async (c, { params }) => {
       const id = params.id.toLowerCase()
       if (!isUuid(id)) throw eventNotFound()

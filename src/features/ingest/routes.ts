@@ -9,9 +9,7 @@
  * the edge's drops (docs/ingest-stats.md).
  */
 import { Type } from '@sinclair/typebox'
-import type { MiddlewareHandler } from 'hono'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { readEventBatch } from './batch.ts'
 import { normalizeIngestItem } from './events.ts'
 import type { Principal } from '../../auth/credentials.ts'
@@ -55,7 +53,7 @@ export function boundMachine(p: Principal): string | null {
   return p.kind === 'jwt' ? null : p.machineId
 }
 
-export function mountIngest(routes: RouteRegistry, deps: IngestDeps & { ingest: MiddlewareHandler<AppEnv> }): void {
+export function mountIngest(routes: RouteRegistry, deps: IngestDeps): void {
   const tags = ['ingest']
   for (const [path, operationId] of [
     ['/v1/ingest', 'ingest'],
@@ -68,15 +66,15 @@ export function mountIngest(routes: RouteRegistry, deps: IngestDeps & { ingest: 
         operationId,
         summary: 'Ingest a batch of events (at most 500 events and 10 MiB, gzip allowed)',
         tags,
-        auth: true,
+        permission: 'ingest',
         rawBody: IngestBatch,
         responses: {
           200: { description: 'Every event accepted or already held', schema: BatchResponse },
           207: { description: 'Some events rejected (see results)', schema: BatchResponse },
         },
+        // RateLimit fields on every answer of a route charged to the quota (issue 14).
+        middleware: [quotaHeaders(deps.limiter)],
       },
-      // RateLimit fields on every answer of a route charged to the quota (issue 14).
-      [deps.ingest, quotaHeaders(deps.limiter)],
       async (c) => {
         // Each item measured before it is parsed: a hostile one is rejected alone (issue 14).
         const batch = await readEventBatch(c.req.raw, MAX_BATCH_BYTES)
@@ -96,11 +94,11 @@ export function mountIngest(routes: RouteRegistry, deps: IngestDeps & { ingest: 
       operationId: 'ingestSessionLifecycle',
       summary: 'Record a session lifecycle event (start, update, end)',
       tags,
-      auth: true,
+      permission: 'ingest',
       body: SessionLifecycleBody,
       responses: { 200: { description: 'Durably recorded', schema: Type.Object({ ok: Type.Literal(true) }) } },
+      middleware: [quotaHeaders(deps.limiter)],
     },
-    [deps.ingest, quotaHeaders(deps.limiter)],
     async (c, { body }) => {
       await acceptLifecycle(deps, c.get('principal').orgId, body)
       return c.json({ ok: true as const })

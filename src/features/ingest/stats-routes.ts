@@ -11,10 +11,8 @@
  * at most 90 (a longer one is a 400, never a long scan).
  */
 import { Type, type Static } from '@sinclair/typebox'
-import type { MiddlewareHandler } from 'hono'
 import { badQueryParam, type RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { REJECT_CODES } from './events.ts'
 import { lagQuantile } from './stats.ts'
@@ -93,8 +91,8 @@ export const IngestStats = Type.Object({
   }),
 })
 
-export function mountIngestStats(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
-  const { sql, read } = deps
+export function mountIngestStats(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
   routes.add(
     {
       method: 'get',
@@ -102,14 +100,13 @@ export function mountIngestStats(routes: RouteRegistry, deps: { sql: Sql; read: 
       operationId: 'getIngestStats',
       summary: `Ingest completeness per UTC day and machine (default the last ${DEFAULT_STATS_DAYS} days, at most ${MAX_STATS_DAYS})`,
       tags: ['ingest'],
-      auth: true,
+      permission: 'read',
       query: IngestStatsQuery,
       responses: {
         200: { description: 'A page of (day, machine) rows and the totals of the window', schema: IngestStats },
         400: { description: 'An unknown or malformed parameter, `since` after `until`, a window over 90 days, or a bad cursor' },
       },
     },
-    [read],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)

@@ -7,11 +7,9 @@
  * ./routes.ts and keep machine auth; they never collide with these, which have one path segment
  * fewer or another method.
  */
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import { getMachine, listMachines, machineSections, type MachineRow, type MachineSections } from './inventory-repo.ts'
 import {
@@ -23,8 +21,8 @@ import {
   type MachineDetail as MachineDetailT,
 } from './inventory-schema.ts'
 
-export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
-  const { sql, read } = deps
+export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
   const tags = ['machines']
 
   routes.add(
@@ -34,11 +32,10 @@ export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql; r
       operationId: 'listMachines',
       summary: 'List the fleet: newest registered first, with filters (status, online, os, hostname, client_machine_id, since)',
       tags,
-      auth: true,
+      permission: 'read',
       query: MachineListQuery,
       responses: { 200: { description: 'A page of machines', schema: MachineList } },
     },
-    [read],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const { limit: _l, cursor, ...filters } = query
@@ -57,11 +54,10 @@ export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql; r
       operationId: 'getMachine',
       summary: 'One machine: details, online, registering credential, process snapshot, agent graphs, agents, counts',
       tags,
-      auth: true,
+      permission: 'read',
       params: MachineIdParams,
       responses: { 200: { description: 'The machine', schema: MachineDetail } },
     },
-    [read],
     async (c, { params }) => {
       const id = params.id.toLowerCase()
       if (!isUuid(id)) throw machineNotFound()

@@ -6,10 +6,8 @@
  * Any credential with the `ingest` scope; a machine of another org, or a path id that is not a
  * UUID, is a 404. See docs/machines.md for the decisions behind each answer.
  */
-import type { MiddlewareHandler } from 'hono'
 import type { CredentialResolver } from '../../auth/credentials.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { normalizeDaemonEvent } from '../ingest/events.ts'
 import { readEventBatch } from '../ingest/batch.ts'
 import { batchBody, MAX_BATCH_BYTES } from '../ingest/routes.ts'
@@ -39,10 +37,9 @@ export function mountMachines(
   routes: RouteRegistry,
   // Whatever acceptEvents needs (the ingest quota included: daemon events count against the same
   // per-org budget as /v1/ingest).
-  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver; ingest: MiddlewareHandler<AppEnv> },
+  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver },
 ): void {
   const tags = ['machines']
-  const guard = [deps.ingest]
 
   routes.add(
     {
@@ -51,14 +48,13 @@ export function mountMachines(
       operationId: 'registerMachine',
       summary: 'Register a daemon (idempotent per client machine_id); install/enrollment credentials get a service token',
       tags,
-      auth: true,
+      permission: 'ingest',
       body: RegisterBody,
       responses: {
         201: { description: 'First registration of this machine', schema: RegisterResponse },
         200: { description: 'The machine was already registered: same cloud id', schema: RegisterResponse },
       },
     },
-    guard,
     async (c, { body }) => {
       const r = await registerMachine(deps, c.get('principal'), body, c.get('requestId'))
       return c.json(r.body, r.created ? 201 : 200)
@@ -72,12 +68,11 @@ export function mountMachines(
       operationId: 'machineHeartbeat',
       summary: 'Record a heartbeat; answers the current policy hash',
       tags,
-      auth: true,
+      permission: 'ingest',
       params: MachineParams,
       body: HeartbeatBody,
       responses: { 200: { description: 'Recorded', schema: HeartbeatResponse } },
     },
-    guard,
     async (c, { params, body }) => c.json(await heartbeat(deps, c.get('principal'), params.id, body)),
   )
 
@@ -88,14 +83,13 @@ export function mountMachines(
       operationId: 'machinePolicies',
       summary: "The org's enabled enforcement policies (bare array); ETag is the heartbeat policy_hash",
       tags,
-      auth: true,
+      permission: 'ingest',
       params: MachineParams,
       responses: {
         200: { description: 'The policies; `ETag` (unquoted) = heartbeat policy_hash', schema: PolicyList },
         304: { description: 'If-None-Match equals the current ETag: unchanged, no body' },
       },
     },
-    guard,
     async (c, { params }) => {
       const doc = await machinePolicies(deps, c.get('principal'), params.id)
       if (notModified(c.req.header('if-none-match'), doc.hash)) return c.body(null, 304, { ETag: doc.hash })
@@ -110,7 +104,7 @@ export function mountMachines(
       operationId: 'machineEvents',
       summary: 'Ingest daemon events (at most 500 events and 10 MiB, gzip allowed); 200 with per-item results',
       tags,
-      auth: true,
+      permission: 'ingest',
       params: MachineParams,
       rawBody: DaemonEventBatch,
       responses: {
@@ -119,9 +113,9 @@ export function mountMachines(
           schema: EventsResponse,
         },
       },
+      // RateLimit fields on every answer of a route charged to the ingest quota (issue 14).
+      middleware: [quotaHeaders(deps.limiter)],
     },
-    // RateLimit fields on every answer of a route charged to the ingest quota (issue 14).
-    [...guard, quotaHeaders(deps.limiter)],
     async (c, { params }) => {
       const principal = c.get('principal')
       const machineId = await resolveMachine(deps, principal, params.id)
@@ -147,13 +141,12 @@ export function mountMachines(
       operationId: 'machineAgents',
       summary: "Replace the machine's agent process snapshot ([] clears it)",
       tags,
-      auth: true,
+      permission: 'ingest',
       params: MachineParams,
       body: AgentsBody,
       bodyLimit: AGENTS_BODY_BYTES,
       responses: { 200: { description: 'Snapshot replaced', schema: AgentsResponse } },
     },
-    guard,
     async (c, { params, body }) => c.json(await replaceProcesses(deps, c.get('principal'), params.id, body)),
   )
 
@@ -164,7 +157,7 @@ export function mountMachines(
       operationId: 'machineGraphs',
       summary: 'Upsert agent graphs per (machine, graph id); 201 when any was new, else 200 (never 204)',
       tags,
-      auth: true,
+      permission: 'ingest',
       params: MachineParams,
       body: GraphsBody,
       bodyLimit: MAX_BATCH_BYTES,
@@ -173,7 +166,6 @@ export function mountMachines(
         200: { description: 'Every graph was already known (updated), or the list was empty', schema: GraphsResponse },
       },
     },
-    guard,
     async (c, { params, body }) => {
       const r = await upsertGraphs(deps, c.get('principal'), params.id, body)
       return c.json(r, r.created > 0 ? 201 : 200)

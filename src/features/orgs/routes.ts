@@ -5,10 +5,8 @@
  * sessions and alerts are kept before the purge job deletes them. Changes are audited.
  */
 import { Type } from '@sinclair/typebox'
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { getOrg, setRetentionDays, type OrgRow } from './settings-repo.ts'
@@ -35,8 +33,8 @@ export const UpdateOrgBody = Type.Object(
   { additionalProperties: false, minProperties: 1, description: 'The settings to change; the others stay as they are.' },
 )
 
-export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql; admin: MiddlewareHandler<AppEnv> }): void {
-  const { sql, admin } = deps
+export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
   const tags = ['org']
 
   routes.add(
@@ -46,10 +44,9 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql; admin:
       operationId: 'getOrg',
       summary: "The caller's org and its settings (retention_days)",
       tags,
-      auth: true,
+      permission: 'manage',
       responses: { 200: { description: 'The org', schema: OrgView } },
     },
-    [admin],
     async (c) => {
       const row = await withOrg(sql, c.get('principal').orgId, getOrg)
       if (!row) throw new NotFoundError('No such org.')
@@ -64,11 +61,10 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql; admin:
       operationId: 'updateOrg',
       summary: "Change the org's settings: retention_days (audited; shortening it lets the next purge delete more)",
       tags,
-      auth: true,
+      permission: 'manage',
       body: UpdateOrgBody,
       responses: { 200: { description: 'The org after the change', schema: OrgView } },
     },
-    [admin],
     async (c, { body }) => {
       const p = c.get('principal')
       const row = await withOrg(sql, p.orgId, async (tx) => {

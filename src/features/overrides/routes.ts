@@ -16,13 +16,11 @@
  * The decision, the audit entry and `used_at` commit together. Refusals of a genuine override of
  * the org are audited too (in their own transaction). Never logged or stored: the token.
  */
-import type { MiddlewareHandler } from 'hono'
 import { hasScope, type Principal } from '../../auth/credentials.ts'
 import { overrideCosignature } from '../../auth/override-cosign.ts'
 import { AppError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { findIssued } from '../auth-tokens/repo.ts'
 import { checkCustomer, isManagement } from '../auth-tokens/service.ts'
@@ -31,7 +29,6 @@ import { DecideBody, DecisionList, DecisionView, EventParams } from './schema.ts
 
 export interface OverrideDeps {
   sql: Sql
-  anyAuth: MiddlewareHandler<AppEnv>
   /** SecretBox.derive('override-cosign'): the cosignature key, the same on every instance. */
   secret: Uint8Array
 }
@@ -47,7 +44,7 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
       operationId: 'decideOverride',
       summary: 'Record a human decision with a one-shot override token (single use, cosigned)',
       tags,
-      auth: true,
+      permission: 'authenticated',
       params: EventParams,
       body: DecideBody,
       bodyLimit: 8 * 1024,
@@ -55,7 +52,6 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
       idempotent: true,
       responses: { 200: { description: 'Decided; the token is now used', schema: DecisionView } },
     },
-    [deps.anyAuth],
     async (c, { params, body }) => {
       const p = c.get('principal')
       checkCustomer(p, body.customer_id)
@@ -137,11 +133,10 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
       operationId: 'listOverrideDecisions',
       summary: 'The decisions recorded for an event',
       tags,
-      auth: true,
+      permission: 'authenticated',
       params: EventParams,
       responses: { 200: { description: 'Decisions, oldest first', schema: DecisionList } },
     },
-    [deps.anyAuth],
     async (c, { params }) => {
       const p = c.get('principal')
       const ownEvent = p.kind === 'jwt' && p.type === 'override' && p.eventId === params.event_id

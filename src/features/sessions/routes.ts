@@ -6,11 +6,9 @@
  * unknown or malformed id, or another org's, answers 404 (issue 9: one answer everywhere).
  * `GET /v1/sessions/{id}/timeline` belongs to the causal chain (features/chain).
  */
-import type { MiddlewareHandler } from 'hono'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
-import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { eventView } from '../events/view.ts'
 import { ancestorsOf, childrenOf, countChildren, listSessions, sessionEvents, treeOf, type TreeRow } from './repo.ts'
@@ -32,8 +30,8 @@ import { findSession, sessionView, type SessionRow, type SessionView } from './v
 const tags = ['sessions']
 const byStarted = (r: SessionRow) => r.started_key
 
-export function mountSessions(routes: RouteRegistry, deps: { sql: Sql; read: MiddlewareHandler<AppEnv> }): void {
-  const { sql, read } = deps
+export function mountSessions(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
 
   routes.add(
     {
@@ -42,11 +40,10 @@ export function mountSessions(routes: RouteRegistry, deps: { sql: Sql; read: Mid
       operationId: 'listSessions',
       summary: 'List sessions, newest first, with filters (state, platform, root_only, since, machine_id, agent_id)',
       tags,
-      auth: true,
+      permission: 'read',
       query: SessionListQuery,
       responses: { 200: { description: 'A page of sessions', schema: SessionList } },
     },
-    [read],
     async (c, { query }) => {
       const { limit = 50, cursor, ...filters } = query
       const after = decodeCursor(cursor)
@@ -63,11 +60,10 @@ export function mountSessions(routes: RouteRegistry, deps: { sql: Sql; read: Mid
       operationId: 'getSession',
       summary: 'One session (by UUID or session key) with its risk summary and direct children',
       tags,
-      auth: true,
+      permission: 'read',
       params: SessionIdParams,
       responses: { 200: { description: 'The session', schema: SessionDetail } },
     },
-    [read],
     async (c, { params }) => {
       const body = await withOrg(sql, c.get('principal').orgId, async (tx) => {
         const s = await sessionOr404(tx, params.id)
@@ -92,12 +88,11 @@ export function mountSessions(routes: RouteRegistry, deps: { sql: Sql; read: Mid
       operationId: 'listSessionEvents',
       summary: "A session's events in timestamp order (oldest first)",
       tags,
-      auth: true,
+      permission: 'read',
       params: SessionIdParams,
       query: PageQuery,
       responses: { 200: { description: 'A page of the session\u2019s events', schema: SessionEventList } },
     },
-    [read],
     async (c, { params, query }) => {
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)
@@ -117,12 +112,11 @@ export function mountSessions(routes: RouteRegistry, deps: { sql: Sql; read: Mid
       operationId: 'listSessionChildren',
       summary: "A session's direct children (sub-agents, delegated tasks), oldest first",
       tags,
-      auth: true,
+      permission: 'read',
       params: SessionIdParams,
       query: PageQuery,
       responses: { 200: { description: 'A page of child sessions', schema: SessionChildList } },
     },
-    [read],
     async (c, { params, query }) => {
       const limit = query.limit ?? 50
       const after = decodeCursor(query.cursor)
@@ -142,12 +136,11 @@ export function mountSessions(routes: RouteRegistry, deps: { sql: Sql; read: Mid
       operationId: 'getSessionTree',
       summary: 'The delegation tree below a session, to any depth, with the ancestors above it (bounded)',
       tags,
-      auth: true,
+      permission: 'read',
       params: SessionIdParams,
       query: SessionTreeQuery,
       responses: { 200: { description: 'The tree rooted at the requested session', schema: SessionTree } },
     },
-    [read],
     async (c, { params, query }) => {
       const maxNodes = query.max_nodes ?? TREE_MAX_NODES
       const body = await withOrg(sql, c.get('principal').orgId, async (tx) => {

@@ -5,7 +5,7 @@
  * one, and another org's webhook or delivery is invisible under RLS: "not yours" and "does not
  * exist" are the same answer. Changes are audited (never with the secret or the full URL).
  */
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context } from 'hono'
 import type { SecretBox } from '../../auth/secret-box.ts'
 import { AppError, NotFoundError, ValidationError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
@@ -50,11 +50,8 @@ import { checkWebhookUrl, type TargetPolicy } from './url-guard.ts'
 
 const DEFAULT_GRACE_S = 86_400
 
-export function mountWebhooks(
-  routes: RouteRegistry,
-  deps: { sql: Sql; admin: MiddlewareHandler<AppEnv>; secrets: SecretBox; policy: TargetPolicy },
-): void {
-  const { sql, admin, secrets, policy } = deps
+export function mountWebhooks(routes: RouteRegistry, deps: { sql: Sql; secrets: SecretBox; policy: TargetPolicy }): void {
+  const { sql, secrets, policy } = deps
   const tags = ['webhooks']
 
   const validUrl = (raw: string, pointer: string) => {
@@ -82,12 +79,11 @@ export function mountWebhooks(
       operationId: 'createWebhook',
       summary: 'Register a webhook endpoint; the signing secret is returned once',
       tags,
-      auth: true,
+      permission: 'manage',
       body: CreateWebhookBody,
       idempotent: true,
       responses: { 201: { description: 'Created (with `secret`, shown once)', schema: CreatedWebhookView } },
     },
-    [admin],
     async (c, { body }) => {
       const url = validUrl(body.url, '/url')
       const { row, secret } = await create(c, { url, description: body.description ?? null, eventTypes: body.event_types ?? [] })
@@ -102,12 +98,11 @@ export function mountWebhooks(
       operationId: 'registerWebhook',
       summary: "SPEC §7.5 form of webhook registration (customer_id must be the caller's org)",
       tags,
-      auth: true,
+      permission: 'manage',
       body: RegisterBody,
       idempotent: true,
       responses: { 201: { description: 'Registered', schema: RegisteredView } },
     },
-    [admin],
     async (c, { body }) => {
       // Another org's id, or nonsense, is "no such customer" for this credential.
       if (body.customer_id.toLowerCase() !== c.get('principal').orgId)
@@ -125,11 +120,10 @@ export function mountWebhooks(
       operationId: 'listWebhooks',
       summary: 'List webhooks (newest first; secrets are never returned)',
       tags,
-      auth: true,
+      permission: 'manage',
       query: PageQuery,
       responses: { 200: { description: 'A page of webhooks', schema: WebhookList } },
     },
-    [admin],
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const rows = await withOrg(sql, c.get('principal').orgId, (tx) => listWebhooks(tx, limit + 1, decodeCursor(query.cursor)))
@@ -145,11 +139,10 @@ export function mountWebhooks(
       operationId: 'getWebhook',
       summary: 'Get one webhook',
       tags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       responses: { 200: { description: 'The webhook', schema: WebhookView } },
     },
-    [admin],
     async (c, { params }) => {
       const id = webhookId(params.id)
       const row = await withOrg(sql, c.get('principal').orgId, (tx) => getWebhook(tx, id))
@@ -165,12 +158,11 @@ export function mountWebhooks(
       operationId: 'updateWebhook',
       summary: 'Change a webhook: url, description, event_types, enabled (fields given only)',
       tags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       body: UpdateWebhookBody,
       responses: { 200: { description: 'The updated webhook', schema: WebhookView } },
     },
-    [admin],
     async (c, { params, body }) => {
       const id = webhookId(params.id)
       const url = body.url === undefined ? undefined : validUrl(body.url, '/url')
@@ -191,11 +183,10 @@ export function mountWebhooks(
       operationId: 'deleteWebhook',
       summary: 'Delete a webhook and its delivery log',
       tags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       responses: { 204: { description: 'Deleted' } },
     },
-    [admin],
     async (c, { params }) => {
       const id = webhookId(params.id)
       const deleted = await withOrg(sql, c.get('principal').orgId, async (tx) => {
@@ -215,13 +206,12 @@ export function mountWebhooks(
       operationId: 'rotateWebhookSecret',
       summary: 'Replace the signing secret; the old one keeps signing beside it for a grace period',
       tags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       body: RotateSecretBody,
       idempotent: true,
       responses: { 200: { description: 'The new secret (shown once)', schema: RotatedSecretView } },
     },
-    [admin],
     async (c, { params, body }) => {
       const id = webhookId(params.id)
       const p = c.get('principal')
@@ -244,12 +234,11 @@ export function mountWebhooks(
       operationId: 'listWebhookDeliveries',
       summary: 'The delivery log of a webhook, newest first, with every attempt',
       tags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       query: DeliveryListQuery,
       responses: { 200: { description: 'A page of deliveries', schema: DeliveryList } },
     },
-    [admin],
     async (c, { params, query }) => {
       const id = webhookId(params.id)
       const limit = query.limit ?? 50
@@ -271,11 +260,10 @@ export function mountWebhooks(
       operationId: 'getWebhookDelivery',
       summary: 'One delivery with its attempts',
       tags,
-      auth: true,
+      permission: 'manage',
       params: DeliveryParams,
       responses: { 200: { description: 'The delivery', schema: DeliveryView } },
     },
-    [admin],
     async (c, { params }) => {
       const [id, deliveryId] = deliveryIds(params)
       const row = await withOrg(sql, c.get('principal').orgId, (tx) => getDelivery(tx, id, deliveryId))
@@ -291,12 +279,11 @@ export function mountWebhooks(
       operationId: 'redeliverWebhookDelivery',
       summary: 'Send a delivery again (same webhook-id), as a new round of attempts',
       tags,
-      auth: true,
+      permission: 'manage',
       params: DeliveryParams,
       idempotent: true,
       responses: { 202: { description: 'Queued', schema: QueuedView } },
     },
-    [admin],
     async (c, { params }) => {
       const [id, deliveryId] = deliveryIds(params)
       const row = await withOrg(sql, c.get('principal').orgId, async (tx) => {
@@ -322,12 +309,11 @@ export function mountWebhooks(
       operationId: 'testWebhook',
       summary: 'Queue a `webhook.test` ping to the endpoint (watch its delivery log for the outcome)',
       tags,
-      auth: true,
+      permission: 'manage',
       params: IdParams,
       idempotent: true,
       responses: { 202: { description: 'Queued', schema: QueuedView } },
     },
-    [admin],
     async (c, { params }) => {
       const id = webhookId(params.id)
       const queued = await withOrg(sql, c.get('principal').orgId, async (tx) => {
