@@ -35,6 +35,9 @@ import { mountMachineInventory } from './features/machines/inventory-routes.ts'
 import { mountChain } from './features/chain/routes.ts'
 import { mountIngestStats } from './features/ingest/stats-routes.ts'
 import { mountOrgSettings } from './features/orgs/routes.ts'
+import { mountTeam } from './features/members/routes.ts'
+import { PeopleSignIn } from './features/members/signin.ts'
+import { IdpVerifier } from './auth/idp/verifier.ts'
 import { ActionSignatureReplayGuard, verifyActionSignatures } from './http/action-signature.ts'
 import { createRevocationFilter, type RevocationFilter } from './auth/revocation-filter.ts'
 import { revokedForFilter } from './features/auth-tokens/repo.ts'
@@ -43,6 +46,7 @@ import { requireAnyAuth, requireAuth } from './http/auth.ts'
 import { mountHealth } from './http/health.ts'
 import { httpMetrics, mountMetrics } from './http/metrics.ts'
 import { RouteRegistry, type Guards } from './http/openapi.ts'
+import type { Permission } from './http/permissions.ts'
 import { cors, securityHeaders } from './http/browser.ts'
 import { mountDocs } from './http/docs.ts'
 import { IdempotencyStore } from './http/idempotency.ts'
@@ -133,7 +137,25 @@ export function composeApp(deps: AppDeps): ComposedApp {
     filter: revocationFilter,
     log,
   })
-  const resolver = new CredentialResolver(sql, log, { shared: redis, metrics, jwt: validator })
+  // People sign in with their identity provider's tokens when one is configured (docs/people.md).
+  const idp = deps.config.OIDC_ISSUER
+    ? new IdpVerifier(
+        {
+          issuer: deps.config.OIDC_ISSUER,
+          audience: deps.config.OIDC_AUDIENCE!,
+          jwksUrl: deps.config.OIDC_JWKS_URL,
+          hs256Secret: deps.config.SUPABASE_JWT_SECRET,
+          clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
+        },
+        log,
+      )
+    : null
+  const resolver = new CredentialResolver(sql, log, {
+    shared: redis,
+    metrics,
+    jwt: validator,
+    people: idp ? new PeopleSignIn(sql, idp) : null,
+  })
   // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
   // for agent, sub-agent and session tokens, before the route reads the body.
   const actionSecret = deps.secrets.derive('action-signature')
@@ -148,22 +170,23 @@ export function composeApp(deps: AppDeps): ComposedApp {
       auth(c, async () => {
         await checkSignature(c, next)
       })
-  const ingestAuth = signed(requireAuth(resolver, { scope: 'ingest' }))
+  const ingestAuth = signed(requireAuth(resolver, { permission: 'ingest' }))
   // Session tokens draw each ingest request's events from their max_events budget (429 past it).
   const budget = sessionEventBudget(sql)
-  const admin = signed(requireAuth(resolver, { scope: 'admin' }))
-  // Every route's guard comes from the permission it declares (src/http/permissions.ts, issue 10).
-  // `read` is held by credentials meant for reading, never by a machine's (docs/rbac.md). Triage
-  // and management need `admin` until people have roles.
+  // Every route's guard comes from the permission it declares (src/http/permissions.ts, issue 10):
+  // credentials hold permissions by scope, people by role. `read` is held by credentials meant
+  // for reading, never by a machine's (docs/rbac.md).
+  const guard = (permission: Permission) => signed(requireAuth(resolver, { permission }))
   const guards: Guards = {
     authenticated: signed(requireAnyAuth(resolver)),
     ingest: (c, next) =>
       ingestAuth(c, async () => {
         await budget(c, next)
       }),
-    read: signed(requireAuth(resolver, { scope: 'read' })),
-    triage: admin,
-    manage: admin,
+    read: guard('read'),
+    triage: guard('triage'),
+    manage: guard('manage'),
+    members: guard('members'),
   }
   // Idempotency-Key on the routes marked `idempotent` (src/http/idempotency.ts, issue 14).
   const routes = new RouteRegistry(app, guards, { idempotency: new IdempotencyStore(sql, deps.secrets) })
@@ -206,6 +229,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
   mountChain(routes, { sql: readSql })
   mountIngestStats(routes, { sql: readSql })
   mountOrgSettings(routes, { sql })
+  mountTeam(routes, { sql, resolver })
   mountDeadLetters(routes, { sql, bus, metrics })
   mountWebhooks(routes, {
     sql,

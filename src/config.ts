@@ -192,6 +192,33 @@ export const EnvSchema = Type.Object({
       description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.',
     }),
   ),
+  OIDC_ISSUER: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description:
+        "People's sign-in (docs/people.md): the identity provider's issuer, exactly as its tokens' `iss` says it (a Supabase project: `https://<ref>.supabase.co/auth/v1`). Its keys are found through OIDC discovery unless OIDC_JWKS_URL names them. Unset: no one signs in with a provider token.",
+    }),
+  ),
+  OIDC_AUDIENCE: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: "The `aud` people's tokens must carry (Supabase: `authenticated`). Required with OIDC_ISSUER.",
+    }),
+  ),
+  OIDC_JWKS_URL: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description:
+        "The provider's JWKS, when discovery is not wanted (Supabase: `https://<ref>.supabase.co/auth/v1/.well-known/jwks.json`). HTTPS, unless the issuer is itself plain HTTP on localhost.",
+    }),
+  ),
+  SUPABASE_JWT_SECRET: Type.Optional(
+    Type.String({
+      minLength: 32,
+      description:
+        "A Supabase project's legacy shared JWT secret (at least 32 characters): HS256 people's tokens are accepted only when it is set. Needs OIDC_ISSUER.",
+    }),
+  ),
   CORS_ORIGINS: Type.Optional(
     Type.String({
       description:
@@ -367,6 +394,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     isRoot(env.HOME ?? os.homedir())
   ) {
     problems.push('QUINT_DATA_DIR: relative, and both the working directory and HOME are `/`: set an absolute directory')
+  }
+  if ((v.OIDC_ISSUER === undefined) !== (v.OIDC_AUDIENCE === undefined)) {
+    problems.push('OIDC_ISSUER, OIDC_AUDIENCE: set both, or neither')
+  }
+  for (const name of ['OIDC_JWKS_URL', 'SUPABASE_JWT_SECRET'] as const) {
+    if (v[name] !== undefined && v.OIDC_ISSUER === undefined) problems.push(`${name}: needs OIDC_ISSUER`)
   }
   const cors = corsOrigins(v.CORS_ORIGINS)
   if (!Array.isArray(cors)) problems.push(cors.problem)

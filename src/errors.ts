@@ -73,6 +73,24 @@ export class OriginNotAllowedError extends AppError {
   }
 }
 
+/** A genuine identity from the org's provider that is not a member (of the org it named). */
+export class NotAMemberError extends AppError {
+  override name = 'NotAMemberError'
+  constructor() {
+    super(403, 'not_a_member', 'This identity is not a member of the organization (invitations are claimed by a verified email).')
+  }
+}
+
+/** A person in several orgs must say which one a request is for. */
+export class OrgRequiredError extends AppError {
+  override name = 'OrgRequiredError'
+  constructor(orgs: string[]) {
+    super(400, 'org_required', 'This identity is a member of several organizations: name one in the X-Quint-Org header.', {
+      extensions: { orgs },
+    })
+  }
+}
+
 export class NotFoundError extends AppError {
   override name = 'NotFoundError'
   constructor(detail = 'No such resource.') {

@@ -33,11 +33,42 @@ export interface OpaquePrincipal {
   machineId: string | null
 }
 
-/** Whoever presented an accepted credential: an opaque token or a verified JWT (`kind: 'jwt'`). */
-export type Principal = OpaquePrincipal | JwtPrincipal
+export type MemberRole = 'owner' | 'admin' | 'analyst' | 'viewer'
 
-/** Outcome of `authenticate`: `expired` only for a genuine, correctly signed JWT past its `exp`. */
-export type AuthOutcome = { principal: Principal } | { principal: null; reason: 'invalid' | 'expired' }
+/**
+ * A person signed in through the org's identity provider (issue 10), as a member of one org.
+ * What they may do follows from `role` (src/http/permissions.ts), never from scopes: `scopes` is
+ * empty, so a route that checks scopes itself refuses people until it knows about roles.
+ */
+export interface MemberPrincipal {
+  kind: 'member'
+  orgId: string
+  memberId: string
+  /** The member id: audit and logs name every principal by `tokenId`. */
+  tokenId: string
+  role: MemberRole
+  email: string
+  scopes: readonly string[]
+}
+
+/** Whoever presented an accepted credential: an opaque token, a verified JWT, or a person. */
+export type Principal = OpaquePrincipal | JwtPrincipal | MemberPrincipal
+
+/**
+ * Outcome of `authenticate`: `expired` only for a genuine, correctly signed token past its `exp`;
+ * for people, `unavailable` (their provider's keys cannot be loaded), `not_a_member` (a genuine
+ * identity with no membership, or none in the org asked for) and `org_required` (members of
+ * several orgs must say which, `orgs` listing theirs).
+ */
+export type AuthOutcome =
+  | { principal: Principal }
+  | { principal: null; reason: 'invalid' | 'expired' | 'unavailable' | 'not_a_member' }
+  | { principal: null; reason: 'org_required'; orgs: string[] }
+
+/** Signs people in: their provider's token, and the org they name (src/features/members). */
+export interface PeopleAuthenticator {
+  authenticate(raw: string, org: string | undefined): Promise<AuthOutcome>
+}
 
 interface Entry {
   principal: OpaquePrincipal | null
@@ -91,7 +122,12 @@ export interface CredentialResolverOptions {
    * Required, so that no composition can forget it (issue 14); null refuses every JWT.
    */
   jwt: TokenValidator | null
+  /** People's tokens from the org's identity provider; absent, they are refused like any unknown token. */
+  people?: PeopleAuthenticator | null
 }
+
+/** A JWT that is not ours (no `qt_` prefix): three base64url parts, the first a JSON object. */
+const FOREIGN_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 export class CredentialResolver {
   readonly #cache = new Map<string, Entry>()
@@ -104,6 +140,7 @@ export class CredentialResolver {
   readonly #shared: SharedTokenCache | null
   readonly #metrics: Metrics | undefined
   readonly #jwt: TokenValidator | null
+  readonly #people: PeopleAuthenticator | null
 
   private readonly sql: Sql
   private readonly log: Logger
@@ -118,17 +155,22 @@ export class CredentialResolver {
     this.#shared = options.shared ?? null
     this.#metrics = options.metrics
     this.#jwt = options.jwt
+    this.#people = options.people ?? null
     this.#shared?.onRevoked((hashHex) => this.#evict(hashHex))
     this.#shared?.onResync(() => this.#clear())
   }
 
-  /** Any accepted credential: opaque tokens here, JWT-bearing tokens through the validator. */
-  async authenticate(raw: string): Promise<AuthOutcome> {
+  /**
+   * Any accepted credential: opaque tokens here, `qt_` JWTs through the validator, people's
+   * provider tokens through `people` (`org`: the org a person names, X-Quint-Org).
+   */
+  async authenticate(raw: string, org?: string): Promise<AuthOutcome> {
     if (typeOfToken(raw)) {
       if (!this.#jwt) return { principal: null, reason: 'invalid' }
       const r = await this.#jwt.validate(raw)
       return r.ok ? { principal: r.principal } : { principal: null, reason: r.reason }
     }
+    if (FOREIGN_JWT.test(raw)) return this.#people ? this.#people.authenticate(raw, org) : { principal: null, reason: 'invalid' }
     const principal = await this.resolve(raw)
     return principal ? { principal } : { principal: null, reason: 'invalid' }
   }

@@ -10,11 +10,22 @@
  * every answer to such a request, errors included, carries the deprecation header.
  */
 import type { Context, MiddlewareHandler } from 'hono'
-import { hasScope, type CredentialResolver, type Principal } from '../auth/credentials.ts'
-import { AppError, ForbiddenError, TokenExpiredError, UnauthorizedError } from '../errors.ts'
+import type { CredentialResolver, Principal } from '../auth/credentials.ts'
+import {
+  AppError,
+  ForbiddenError,
+  NotAMemberError,
+  OrgRequiredError,
+  TokenExpiredError,
+  UnauthorizedError,
+  UnavailableError,
+} from '../errors.ts'
+import { allows, type Permission } from './permissions.ts'
 import type { AppEnv } from './request-context.ts'
 
 export const DEPRECATION_HEADER = 'X-Quint-Deprecation'
+/** A person in several orgs names the one this request is for (docs/people.md). */
+export const ORG_HEADER = 'X-Quint-Org'
 export const DEPRECATION_TEXT = 'X-API-Key auth is deprecated; migrate to Bearer token auth'
 
 const INVALID_DETAIL = 'The token is invalid, expired or revoked.'
@@ -33,10 +44,20 @@ export async function authenticate(c: Context<AppEnv>, resolver: CredentialResol
     if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".')
     raw = match[1]!
   }
-  const out = await resolver.authenticate(raw)
+  const out = await resolver.authenticate(raw, c.req.header(ORG_HEADER))
   if (out.principal) return out.principal
-  if (out.reason === 'expired') throw new TokenExpiredError()
-  throw new UnauthorizedError(INVALID_DETAIL)
+  switch (out.reason) {
+    case 'expired':
+      throw new TokenExpiredError()
+    case 'unavailable':
+      throw new UnavailableError("The identity provider's keys cannot be loaded; try again shortly.", 10)
+    case 'not_a_member':
+      throw new NotAMemberError()
+    case 'org_required':
+      throw new OrgRequiredError(out.orgs)
+    default:
+      throw new UnauthorizedError(INVALID_DETAIL)
+  }
 }
 
 /** Adds the deprecation header to an error answer of a legacy X-API-Key request. */
@@ -52,12 +73,16 @@ function tagLegacyResponse(c: Context<AppEnv>): void {
   if (isLegacy(c)) c.res.headers.set(DEPRECATION_HEADER, DEPRECATION_TEXT)
 }
 
-export const requireAuth = (resolver: CredentialResolver, options: { scope: string }): MiddlewareHandler<AppEnv> =>
+export const requireAuth = (resolver: CredentialResolver, options: { permission: Permission }): MiddlewareHandler<AppEnv> =>
   async function requireAuth(c, next) {
     try {
       const principal = await authenticate(c, resolver)
-      if (!hasScope(principal, options.scope)) {
-        throw new ForbiddenError(`This credential lacks the "${options.scope}" scope.`)
+      if (!allows(principal, options.permission)) {
+        throw new ForbiddenError(
+          principal.kind === 'member'
+            ? `The ${principal.role} role does not have the "${options.permission}" permission.`
+            : `This credential does not have the "${options.permission}" permission.`,
+        )
       }
       c.set('principal', principal)
     } catch (err) {

@@ -20,9 +20,9 @@ import { OriginNotAllowedError } from '../errors.ts'
 import type { AppEnv } from './request-context.ts'
 
 const ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE'
-/** Request headers the API reads: credentials, bodies, idempotency, tracing, signatures, revalidation. */
+/** Request headers the API reads: credentials, bodies, idempotency, revalidation, org choice, tracing, signatures. */
 const ALLOW_HEADERS =
-  'Authorization, Content-Type, Content-Encoding, Idempotency-Key, If-None-Match, X-Request-Id, X-Action-Signature, X-API-Key'
+  'Authorization, Content-Type, Content-Encoding, Idempotency-Key, If-None-Match, X-Quint-Org, X-Request-Id, X-Action-Signature, X-API-Key'
 /** Answer headers a client reads. */
 const EXPOSE_HEADERS =
   'Retry-After, X-Request-Id, RateLimit, RateLimit-Policy, Location, ETag, X-Quint-Deprecation, Idempotent-Replayed'

@@ -40,6 +40,7 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   'alert rules': 'Per-org custom alert rules.',
   'dead-letters': 'Bus messages consumers set aside after repeated failures, and their redrive.',
   webhooks: 'Signed alert webhooks, their secrets and their delivery log.',
+  team: "The org's people: invitations, roles (owner, admin, analyst, viewer) and removal.",
 }
 
 const API_DESCRIPTION = [

@@ -12,6 +12,37 @@
  * - `read`: the org's data (events, sessions, agents, machines, alerts, ingest stats).
  * - `triage`: changing an alert's status.
  * - `manage`: tokens, alert rules, webhooks, dead letters, org settings.
+ * - `members`: the team (inviting, changing roles, removing).
+ *
+ * Credentials hold permissions through their scopes (`admin` and `*` hold every one); people
+ * through their role (SPEC §6.3, issue 10): viewer reads; analyst also triages; admin also
+ * manages; owner also manages the members. People never hold `ingest`.
  */
-export const PERMISSIONS = ['public', 'authenticated', 'ingest', 'read', 'triage', 'manage'] as const
+import { hasScope, type MemberRole, type Principal } from '../auth/credentials.ts'
+
+export const PERMISSIONS = ['public', 'authenticated', 'ingest', 'read', 'triage', 'manage', 'members'] as const
 export type Permission = (typeof PERMISSIONS)[number]
+
+export const ROLES: readonly MemberRole[] = ['owner', 'admin', 'analyst', 'viewer']
+
+const ROLE_PERMISSIONS: Record<MemberRole, ReadonlySet<Permission>> = {
+  viewer: new Set(['public', 'authenticated', 'read']),
+  analyst: new Set(['public', 'authenticated', 'read', 'triage']),
+  admin: new Set(['public', 'authenticated', 'read', 'triage', 'manage']),
+  owner: new Set(['public', 'authenticated', 'read', 'triage', 'manage', 'members']),
+}
+
+/** The scope a credential needs for each permission; `admin` and `*` satisfy all. */
+const SCOPE_OF: Record<Exclude<Permission, 'public' | 'authenticated'>, string> = {
+  ingest: 'ingest',
+  read: 'read',
+  triage: 'admin',
+  manage: 'admin',
+  members: 'admin',
+}
+
+export function allows(principal: Principal, permission: Permission): boolean {
+  if (principal.kind === 'member') return ROLE_PERMISSIONS[principal.role].has(permission)
+  if (permission === 'public' || permission === 'authenticated') return true
+  return hasScope(principal, SCOPE_OF[permission])
+}

@@ -31,6 +31,7 @@ import m0018 from '../../sql/0018_ingest_stats.sql' with { type: 'text' }
 import m0019 from '../../sql/0019_retention.sql' with { type: 'text' }
 import m0020 from '../../sql/0020_causal_chain.sql' with { type: 'text' }
 import m0021 from '../../sql/0021_machine_read.sql' with { type: 'text' }
+import m0022 from '../../sql/0022_members.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -61,6 +62,7 @@ const FILES: Record<string, string> = {
   '0019_retention.sql': m0019,
   '0020_causal_chain.sql': m0020,
   '0021_machine_read.sql': m0021,
+  '0022_members.sql': m0022,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

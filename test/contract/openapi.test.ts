@@ -127,7 +127,7 @@ describe('the OpenAPI document', () => {
     ])
     expect(doc.components.schemas!.DaemonEvent.required).toEqual(['event_id', 'action'])
     const whoami = doc.paths['/v1/auth/whoami']!.get!.responses['200'] as any
-    expect(whoami.content['application/json'].schema.anyOf).toHaveLength(2)
+    expect(whoami.content['application/json'].schema.anyOf).toHaveLength(3)
   })
 
   test('Redocly lint (recommended ruleset, redocly.yaml) finds no problem', async () => {
@@ -156,7 +156,14 @@ describe('the OpenAPI document', () => {
 describe('the document generator', () => {
   const pass: MiddlewareHandler<AppEnv> = (_c, next) => next()
   const registry = () =>
-    new RouteRegistry(new Hono<AppEnv>(), { authenticated: pass, ingest: pass, read: pass, triage: pass, manage: pass })
+    new RouteRegistry(new Hono<AppEnv>(), {
+      authenticated: pass,
+      ingest: pass,
+      read: pass,
+      triage: pass,
+      manage: pass,
+      members: pass,
+    })
   const route = {
     method: 'post' as const,
     summary: 's',

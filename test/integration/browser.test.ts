@@ -39,6 +39,7 @@ describe('CORS', () => {
       expect(r.headers.get('access-control-allow-methods')).toContain('DELETE')
       expect(r.headers.get('access-control-allow-headers')).toContain('Authorization')
       expect(r.headers.get('access-control-allow-headers')).toContain('Content-Encoding')
+      expect(r.headers.get('access-control-allow-headers')).toContain('X-Quint-Org')
       expect(Number(r.headers.get('access-control-max-age'))).toBeGreaterThan(0)
       expect(r.headers.get('vary')).toContain('Origin')
     }

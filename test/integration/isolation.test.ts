@@ -17,6 +17,8 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
   'public.api_tokens': (tx, org) => tx`
     insert into api_tokens (org_id, kind, name, token_prefix, token_hash)
     values (${org}, 'service', 'fixture', 'qt_sk_', ${hashToken(crypto.randomUUID())})`,
+  'public.members': (tx, org) =>
+    tx`insert into members (org_id, email, role) values (${org}, ${`${crypto.randomUUID()}@example.com`}, 'viewer')`,
   'public.audit_log': (tx, org) => tx`insert into audit_log (org_id, actor_type, action) values (${org}, 'system', 'fixture')`,
   'public.machines': (tx, org) => tx`insert into machines (org_id, client_machine_id) values (${org}, ${crypto.randomUUID()})`,
   'public.agents': (tx, org) => tx`insert into agents (org_id, agent_key) values (${org}, ${crypto.randomUUID()})`,
@@ -179,6 +181,19 @@ describe('catalog', () => {
                 cmd: 'SELECT',
                 permissive: 'PERMISSIVE',
                 qual: '(token_hash = app_lookup_token_hash())',
+                check: null,
+              },
+            ]
+          : []),
+        // Sign-in names an identity before its org is known (sql/0022_members.sql).
+        ...(r.name === 'public.members'
+          ? [
+              {
+                name: r.name,
+                policy: 'member_lookup',
+                cmd: 'SELECT',
+                permissive: 'PERMISSIVE',
+                qual: "(((idp_subject = NULLIF(current_setting('app.lookup_idp_subject'::text, true), ''::text)) AND (idp_issuer = NULLIF(current_setting('app.lookup_idp_issuer'::text, true), ''::text))) OR ((status = 'pending'::text) AND (email = NULLIF(current_setting('app.lookup_verified_email'::text, true), ''::text))))",
                 check: null,
               },
             ]

@@ -326,6 +326,17 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   getMachine: async () => ({ token: admin(), params: { id: await machineId() } }),
   getIngestStats: async () => ({ token: admin() }),
   getOrg: async () => ({ token: admin() }),
+  listTeam: async () => ({ token: admin() }),
+  inviteMember: async () => ({ token: admin(), body: { email: `${crypto.randomUUID()}@example.com`, role: 'viewer' } }),
+  setMemberRole: async () => ({
+    token: admin(),
+    params: { id: (await call('POST', '/v1/team', admin(), { email: `${crypto.randomUUID()}@example.com`, role: 'viewer' })).id },
+    body: { role: 'analyst' },
+  }),
+  removeMember: async () => ({
+    token: admin(),
+    params: { id: (await call('POST', '/v1/team', admin(), { email: `${crypto.randomUUID()}@example.com`, role: 'viewer' })).id },
+  }),
   updateOrg: async () => ({ token: admin(), body: { retention_days: 90 } }),
   updateAlert: async () => ({ token: admin(), params: { id: await newAlert() }, body: { status: 'acknowledged' } }),
   createWebhook: async () => ({ token: admin(), body: { url: 'https://hooks.example.com/a', description: 'd' } }),

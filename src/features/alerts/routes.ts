@@ -11,7 +11,7 @@ import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
 import { checkName } from '../../lib/names.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { compileCondition } from './condition.ts'
 import { eventView } from '../events/view.ts'
 import { sessionView } from '../sessions/view.ts'
@@ -76,8 +76,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
           condition: body.condition,
         })
         await recordAudit(tx, {
-          actorType: 'api_key',
-          actorId: p.tokenId,
+          ...auditActor(p),
           action: 'alert_rule.create',
           targetType: 'alert_rule',
           targetId: r.id,
@@ -150,8 +149,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
         const r = await updateRule(tx, id, { ...body, name })
         if (r) {
           await recordAudit(tx, {
-            actorType: 'api_key',
-            actorId: p.tokenId,
+            ...auditActor(p),
             action: 'alert_rule.update',
             targetType: 'alert_rule',
             targetId: r.id,
@@ -184,8 +182,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
         const r = await deleteRule(tx, id)
         if (r) {
           await recordAudit(tx, {
-            actorType: 'api_key',
-            actorId: p.tokenId,
+            ...auditActor(p),
             action: 'alert_rule.delete',
             targetType: 'alert_rule',
             targetId: id,
@@ -280,8 +277,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
         const r = await setAlertStatus(tx, id, body.status)
         if (r && r.previous !== body.status) {
           await recordAudit(tx, {
-            actorType: 'api_key',
-            actorId: p.tokenId,
+            ...auditActor(p),
             action: 'alert.update',
             targetType: 'alert',
             targetId: id,

@@ -2,16 +2,22 @@
  * @module features/audit/repo
  * Append-only admin audit trail (quint_app can insert and read, never update or delete).
  */
+import type { Principal } from '../../auth/credentials.ts'
 import type { Tx } from '../../infra/db.ts'
 
 export interface AuditEntry {
-  actorType: 'api_key' | 'cli' | 'system' | 'token'
+  actorType: 'api_key' | 'cli' | 'system' | 'token' | 'member'
   actorId?: string
   action: string
   targetType?: string
   targetId?: string
   requestId?: string
   details?: Record<string, unknown>
+}
+
+/** Who did it, as the audit log names a request's principal: a member, a JWT or an opaque credential. */
+export function auditActor(p: Principal): Pick<AuditEntry, 'actorType' | 'actorId'> {
+  return { actorType: p.kind === 'member' ? 'member' : p.kind === 'jwt' ? 'token' : 'api_key', actorId: p.tokenId }
 }
 
 /** Must run inside `withOrg`: the row takes the transaction's org. */

@@ -8,7 +8,9 @@ import { Type } from '@sinclair/typebox'
 import type { TokenKind } from '../../auth/opaque-tokens.ts'
 import { evaluateRbac, parseRbac } from '../../auth/rbac.ts'
 import { TOKEN_TYPES } from '../../auth/tokens.ts'
+import { ForbiddenError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
+import { ROLES } from '../../http/permissions.ts'
 import { CheckBody } from './schema.ts'
 
 // Documented field by field (issue 14: an empty schema gave generated clients nothing to read).
@@ -57,8 +59,19 @@ const JwtIdentity = Type.Object(
   { $id: 'JwtIdentity', description: 'A qt_ JWT of the token hierarchy.' },
 )
 
-export const WhoAmI = Type.Union([OpaqueIdentity, JwtIdentity], {
-  description: 'Which credential this is; `kind` tells the two apart.',
+const MemberIdentity = Type.Object(
+  {
+    kind: Type.Literal('member'),
+    org_id: Type.String({ format: 'uuid' }),
+    member_id: Type.String({ format: 'uuid' }),
+    email: Type.String(),
+    role: Type.Union(ROLES.map((r) => Type.Literal(r))),
+  },
+  { $id: 'MemberIdentity', description: "A person signed in with their identity provider's token (docs/people.md)." },
+)
+
+export const WhoAmI = Type.Union([OpaqueIdentity, JwtIdentity, MemberIdentity], {
+  description: 'Which credential this is; `kind` tells them apart.',
 })
 
 export const Decision = Type.Object({
@@ -83,6 +96,9 @@ export function mountIntrospection(routes: RouteRegistry): void {
     },
     (c) => {
       const p = c.get('principal')
+      if (p.kind === 'member') {
+        return c.json({ kind: 'member', org_id: p.orgId, member_id: p.memberId, email: p.email, role: p.role })
+      }
       if (p.kind !== 'jwt') {
         return c.json({ kind: 'opaque', type: p.kind, org_id: p.orgId, token_id: p.tokenId, scopes: p.scopes, expires_at: null })
       }
@@ -116,6 +132,10 @@ export function mountIntrospection(routes: RouteRegistry): void {
     },
     (c, { body }) => {
       const p = c.get('principal')
+      // A person has no RBAC policy to evaluate: "allowed, no policy" would tell them everything is.
+      if (p.kind === 'member') {
+        throw new ForbiddenError("RBAC checks are for agent credentials; a person's permissions follow their role.")
+      }
       const parsed = p.kind === 'jwt' && p.rbac ? parseRbac(p.rbac) : null
       // A signed policy we cannot parse denies everything rather than nothing.
       if (parsed && !parsed.ok)

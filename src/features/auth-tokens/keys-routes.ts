@@ -9,7 +9,7 @@ import { KeyNotFoundError, type KeyRow, type SigningKeys } from '../../auth/keys
 import { ForbiddenError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { KeyOrgBody, KidParams, OrgParams, PublicKeys, SigningKeyView } from './schema.ts'
 import { checkCustomer, isManagement } from './service.ts'
 
@@ -68,8 +68,7 @@ export function mountSigningKeys(routes: RouteRegistry, deps: { sql: Sql; keys: 
       }
       await withOrg(sql, p.orgId, (tx) =>
         recordAudit(tx, {
-          actorType: p.kind === 'jwt' ? 'token' : 'api_key',
-          actorId: p.tokenId,
+          ...auditActor(p),
           action: 'signing_key.rotate',
           targetType: 'signing_key',
           targetId: row.kid,

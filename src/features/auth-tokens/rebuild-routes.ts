@@ -15,7 +15,7 @@ import type { RevocationFilter } from '../../auth/revocation-filter.ts'
 import { AppError, ForbiddenError, RateLimitedError } from '../../errors.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { revokedForFilter } from './repo.ts'
 import { isManagement } from './service.ts'
 
@@ -79,8 +79,7 @@ export function mountFilterRebuild(routes: RouteRegistry, deps: RebuildDeps): vo
       deps.onRebuilt?.()
       await withOrg(deps.sql, p.orgId, (tx) =>
         recordAudit(tx, {
-          actorType: p.kind === 'jwt' ? 'token' : 'api_key',
-          actorId: p.tokenId,
+          ...auditActor(p),
           action: 'revocation_filter.rebuild',
           targetType: 'revocation_filter',
           targetId: out.generation,

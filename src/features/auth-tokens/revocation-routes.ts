@@ -17,7 +17,7 @@ import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import { readJson } from '../../http/body.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { revokeTree, type Revoked } from './repo.ts'
 import { JtiParams, RevokeBody } from './schema.ts'
 import { checkCustomer, isManagement } from './service.ts'
@@ -64,8 +64,7 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
       }
       if (rows.some((r) => r.revokedNow)) {
         await recordAudit(tx, {
-          actorType: p.kind === 'jwt' ? 'token' : 'api_key',
-          actorId: p.tokenId,
+          ...auditActor(p),
           action: cascade ? 'jwt.revoke_cascade' : 'jwt.revoke',
           targetType: 'jwt',
           targetId: jti,

@@ -19,7 +19,7 @@ import { MintError, mintJwt, PARENT_TYPES, type MintedJwt, type ParentToken, typ
 import { TYPE_SCOPES } from '../../auth/validator.ts'
 import { BadRequestError, ForbiddenError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { findIssued } from './repo.ts'
 
 const MANAGEMENT_SCOPES = new Set(['*', 'admin', 'tokens:write'])
@@ -68,8 +68,7 @@ export async function mintFor(deps: MintDeps, p: Principal, input: MintInput, re
         input.ttlPointer,
       )
       await recordAudit(tx, {
-        actorType: p.kind === 'jwt' ? 'token' : 'api_key',
-        actorId: p.tokenId,
+        ...auditActor(p),
         action: `jwt.mint.${input.type}`,
         targetType: 'jwt',
         targetId: minted.jti,

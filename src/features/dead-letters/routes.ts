@@ -13,7 +13,7 @@ import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { registerDeadLetterGauge, type Metrics } from '../../infra/metrics.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import type { Bus } from '../../bus/bus.ts'
 import { deadLettersWaiting, getDeadLetter, listDeadLetters, redriveAll, redriveOne, type DeadLetterRow } from './repo.ts'
 import {
@@ -77,8 +77,7 @@ export function mountDeadLetters(routes: RouteRegistry, deps: { sql: Sql; bus: B
 
   const audit = (c: Context<AppEnv>) => async (tx: Tx, row: DeadLetterRow) => {
     await recordAudit(tx, {
-      actorType: 'api_key',
-      actorId: c.get('principal').tokenId,
+      ...auditActor(c.get('principal')),
       action: 'dead_letter.redrive',
       targetType: 'bus_dead_letter',
       targetId: row.id,

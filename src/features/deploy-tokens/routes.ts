@@ -12,7 +12,7 @@ import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
 import { checkName } from '../../lib/names.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { DEPLOY_SCOPES } from '../orgs/service.ts'
 import { issueToken, listTokens, revokeTokens, type TokenRow } from '../tokens/repo.ts'
 import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdParams } from './schema.ts'
@@ -53,8 +53,7 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
           createdBy: p.tokenId,
         })
         await recordAudit(tx, {
-          actorType: 'api_key',
-          actorId: p.tokenId,
+          ...auditActor(p),
           action: 'deploy_token.create',
           targetType: 'api_token',
           targetId: t.id,
@@ -109,8 +108,7 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
         const rows = await revokeTokens(tx, { kind: KIND, id })
         if (rows[0]?.revokedNow) {
           await recordAudit(tx, {
-            actorType: 'api_key',
-            actorId: p.tokenId,
+            ...auditActor(p),
             action: 'deploy_token.revoke',
             targetType: 'api_token',
             targetId: id,

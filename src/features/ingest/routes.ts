@@ -50,7 +50,7 @@ export function batchBody(out: BatchOutcome) {
 
 /** The machine a credential is bound to (a registration's service token), else null. */
 export function boundMachine(p: Principal): string | null {
-  return p.kind === 'jwt' ? null : p.machineId
+  return p.kind === 'jwt' || p.kind === 'member' ? null : p.machineId
 }
 
 export function mountIngest(routes: RouteRegistry, deps: IngestDeps): void {

@@ -8,7 +8,7 @@ import { Type } from '@sinclair/typebox'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { getOrg, setRetentionDays, type OrgRow } from './settings-repo.ts'
 
 /** Bounds of retention_days, as the database checks them (sql/0019_retention.sql). */
@@ -73,8 +73,7 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): voi
         if (!changed) return null
         if (changed.previous !== changed.org.retention_days) {
           await recordAudit(tx, {
-            actorType: p.kind === 'jwt' ? 'token' : 'api_key',
-            actorId: p.tokenId,
+            ...auditActor(p),
             action: 'org.update',
             targetType: 'organization',
             targetId: changed.org.id,

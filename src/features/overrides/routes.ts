@@ -21,7 +21,7 @@ import { overrideCosignature } from '../../auth/override-cosign.ts'
 import { AppError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { findIssued } from '../auth-tokens/repo.ts'
 import { checkCustomer, isManagement } from '../auth-tokens/service.ts'
 import { decisionsFor, insertDecision, markUsed, whyUnusable } from './repo.ts'
@@ -59,8 +59,7 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
       const eventId = params.event_id
       const audit = (tx: Tx, action: string, details: Record<string, unknown>) =>
         recordAudit(tx, {
-          actorType: p.kind === 'jwt' ? 'token' : 'api_key',
-          actorId: p.tokenId,
+          ...auditActor(p),
           action,
           targetType: 'event',
           targetId: eventId,

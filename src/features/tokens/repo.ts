@@ -61,8 +61,9 @@ export function listTokens(
      limit ${limit}`
 }
 
-/** Which tokens to revoke: one by id, or every live token of a kind bound to a machine. */
-export type RevokeTarget = { kind: string; id: string } | { kind: string; machineId: string }
+/** Which tokens to revoke: one by id, every live token of a kind bound to a machine, or a member's personal tokens. */
+export type RevokeTarget =
+  { kind: string; id: string } | { kind: string; machineId: string } | { kind: 'personal'; memberId: string }
 
 /**
  * Every revocation's write to Postgres (the authority); the caller then hands the result to
@@ -74,7 +75,9 @@ export async function revokeTokens(tx: Tx, target: RevokeTarget): Promise<(Revok
   const match =
     'id' in target
       ? tx`id = ${target.id} and kind = ${target.kind}`
-      : tx`machine_id = ${target.machineId} and kind = ${target.kind} and revoked_at is null`
+      : 'machineId' in target
+        ? tx`machine_id = ${target.machineId} and kind = ${target.kind} and revoked_at is null`
+        : tx`member_id = ${target.memberId} and kind = 'personal' and revoked_at is null`
   const rows = await tx<{ id: string; token_hash: Buffer; was_revoked: boolean }[]>`
     update api_tokens t set revoked_at = coalesce(t.revoked_at, now())
       from (select id, revoked_at is not null as was_revoked from api_tokens where ${match} for update) old

@@ -12,7 +12,7 @@ import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
-import { recordAudit } from '../audit/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
 import { enqueueTestPing, markDue } from './queue.ts'
 import {
   deleteWebhook,
@@ -332,8 +332,7 @@ type Ctx = Context<AppEnv>
 
 function audit(tx: Tx, c: Ctx, action: string, targetId: string, details: Record<string, unknown>) {
   return recordAudit(tx, {
-    actorType: 'api_key',
-    actorId: c.get('principal').tokenId,
+    ...auditActor(c.get('principal')),
     action,
     targetType: 'webhook',
     targetId,

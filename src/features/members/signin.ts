@@ -1,0 +1,109 @@
+/**
+ * @module features/members/signin
+ * A person's request (issue 10, docs/people.md): their identity provider's token, verified by
+ * src/auth/idp, mapped to a member of one org.
+ *
+ * - An active membership is found by the identity (issuer and subject), never by email.
+ * - Which org: the one `X-Quint-Org` names; without it, the person's one active membership. Only
+ *   memberships they hold count: another org inviting their address cannot make their requests
+ *   ambiguous. Several active memberships without the header: 400 `org_required` listing them.
+ * - An invitation (a pending row for the verified email) is claimed when the person names its org,
+ *   or when it is all they have (one invitation, no membership: the first sign-in after being
+ *   invited). The membership is then bound to that identity, and the audit log says so.
+ * - An org they hold nothing in, or an identity with nothing at all: 403 `not_a_member`.
+ * - The membership is read on every request (one indexed lookup): a member removed or demoted is
+ *   refused or restricted from their next request, on every instance. Only "nothing at all" is
+ *   remembered, for NEGATIVE_TTL_MS, so an identity the provider signs up freely cannot make every
+ *   request cost a transaction.
+ */
+import type { AuthOutcome, PeopleAuthenticator } from '../../auth/credentials.ts'
+import type { IdpIdentity, IdpVerifier } from '../../auth/idp/verifier.ts'
+import { isUuid, pgErrorCode, withOrg, type Sql } from '../../infra/db.ts'
+import { recordAudit } from '../audit/repo.ts'
+import { claimInvitation, membershipsOf, type MemberRow } from './repo.ts'
+
+const NEGATIVE_TTL_MS = 5_000
+const NEGATIVE_MAX = 10_000
+
+export class PeopleSignIn implements PeopleAuthenticator {
+  private readonly sql: Sql
+  private readonly verifier: IdpVerifier
+  private readonly strangers = new Map<string, number>()
+
+  constructor(sql: Sql, verifier: IdpVerifier) {
+    this.sql = sql
+    this.verifier = verifier
+  }
+
+  async authenticate(raw: string, orgHeader: string | undefined): Promise<AuthOutcome> {
+    const verified = await this.verifier.verify(raw)
+    if (!verified.identity) return { principal: null, reason: verified.reason }
+    const who = verified.identity
+    const stranger = `${who.issuer}\n${who.subject}\n${who.emailVerified ? who.email : ''}`
+    if ((this.strangers.get(stranger) ?? 0) > Date.now()) return { principal: null, reason: 'not_a_member' }
+    const rows = await membershipsOf(this.sql, who)
+    if (rows.length === 0) {
+      if (this.strangers.size >= NEGATIVE_MAX) this.strangers.clear()
+      this.strangers.set(stranger, Date.now() + NEGATIVE_TTL_MS)
+      return { principal: null, reason: 'not_a_member' }
+    }
+    const active = rows.filter((r) => r.status === 'active')
+    const pending = rows.filter((r) => r.status === 'pending')
+    const named = orgHeader?.trim() ? orgHeader.trim().toLowerCase() : undefined
+    let chosen: MemberRow | undefined
+    if (named !== undefined) {
+      if (!isUuid(named)) return { principal: null, reason: 'not_a_member' }
+      chosen = active.find((r) => r.org_id === named) ?? pending.find((r) => r.org_id === named)
+    } else if (active.length > 1) {
+      return { principal: null, reason: 'org_required', orgs: active.map((r) => r.org_id) }
+    } else if (active.length === 1) {
+      chosen = active[0]
+    } else if (pending.length > 1) {
+      return { principal: null, reason: 'org_required', orgs: pending.map((r) => r.org_id) }
+    } else {
+      chosen = pending[0]
+    }
+    if (chosen?.status === 'pending') chosen = await this.claim(chosen, who)
+    if (!chosen) return { principal: null, reason: 'not_a_member' }
+    return {
+      principal: {
+        kind: 'member',
+        orgId: chosen.org_id,
+        memberId: chosen.id,
+        tokenId: chosen.id,
+        role: chosen.role,
+        email: chosen.email,
+        scopes: [],
+      },
+    }
+  }
+
+  /**
+   * Binds the invitation to `who`, audited. When a concurrent first request of the same person
+   * claimed it (or bound them to another invitation of that org) first, theirs is read again.
+   */
+  private async claim(invitation: MemberRow, who: IdpIdentity): Promise<MemberRow | undefined> {
+    let claimed: MemberRow | null = null
+    try {
+      claimed = await withOrg(this.sql, invitation.org_id, async (tx) => {
+        const row = await claimInvitation(tx, invitation.id, who)
+        if (row) {
+          await recordAudit(tx, {
+            actorType: 'member',
+            actorId: row.id,
+            action: 'member.join',
+            targetType: 'member',
+            targetId: row.id,
+            details: { email: row.email, role: row.role, idp_issuer: who.issuer, idp_subject: who.subject },
+          })
+        }
+        return row
+      })
+    } catch (err) {
+      // members_org_identity: the same identity claimed another invitation of this org meanwhile.
+      if (pgErrorCode(err) !== '23505') throw err
+    }
+    if (claimed) return claimed
+    return (await membershipsOf(this.sql, who)).find((r) => r.org_id === invitation.org_id && r.status === 'active')
+  }
+}
