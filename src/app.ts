@@ -36,6 +36,7 @@ import { mountChain } from './features/chain/routes.ts'
 import { mountIngestStats } from './features/ingest/stats-routes.ts'
 import { mountOrgSettings } from './features/orgs/routes.ts'
 import { mountTeam } from './features/members/routes.ts'
+import { mountAuditLog } from './features/audit/routes.ts'
 import { PeopleSignIn } from './features/members/signin.ts'
 import { IdpVerifier } from './auth/idp/verifier.ts'
 import { ActionSignatureReplayGuard, verifyActionSignatures } from './http/action-signature.ts'
@@ -112,7 +113,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
   const { sql, log, lifecycle, bus, redis = null } = deps
   const metrics = deps.metrics ?? createMetrics()
   const app = new Hono<AppEnv>()
-  app.use(requestContext(log))
+  app.use(requestContext(log, { trustProxyHops: deps.config.TRUST_PROXY_HOPS }))
   app.use(httpMetrics(metrics))
   // Before any route: every answer carries the headers, and a CORS preflight is answered here.
   app.use(securityHeaders())
@@ -230,6 +231,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
   mountIngestStats(routes, { sql: readSql })
   mountOrgSettings(routes, { sql })
   mountTeam(routes, { sql, resolver })
+  mountAuditLog(routes, { sql: readSql })
   mountDeadLetters(routes, { sql, bus, metrics })
   mountWebhooks(routes, {
     sql,

@@ -192,6 +192,13 @@ export const EnvSchema = Type.Object({
       description: 'FIFO queue of the alerts consumer; required when BUS=sns and it runs here.',
     }),
   ),
+  TRUST_PROXY_HOPS: Type.Integer({
+    minimum: 0,
+    maximum: 10,
+    default: 0,
+    description:
+      "Proxies of yours in front of the service (a load balancer: 1). The audit log's source IP is then the X-Forwarded-For entry the outermost of them added; 0: the connection's peer address.",
+  }),
   OIDC_ISSUER: Type.Optional(
     Type.String({
       pattern: '^https?://',

@@ -65,9 +65,23 @@ export type AuthOutcome =
   | { principal: null; reason: 'invalid' | 'expired' | 'unavailable' | 'not_a_member' }
   | { principal: null; reason: 'org_required'; orgs: string[] }
 
+/** Where a request came from, for the audit log (src/http/request-context.ts fills it). */
+export interface RequestOrigin {
+  id: string
+  /** The client: the peer address, or the one the outermost trusted proxy saw (TRUST_PROXY_HOPS). */
+  sourceIp: string | null
+  userAgent: string | null
+}
+
+/** What a person's request says besides the token: the org they name, where it came from. */
+export interface PeopleContext {
+  org?: string
+  request?: RequestOrigin
+}
+
 /** Signs people in: their provider's token, and the org they name (src/features/members). */
 export interface PeopleAuthenticator {
-  authenticate(raw: string, org: string | undefined): Promise<AuthOutcome>
+  authenticate(raw: string, context: PeopleContext): Promise<AuthOutcome>
 }
 
 interface Entry {
@@ -162,15 +176,16 @@ export class CredentialResolver {
 
   /**
    * Any accepted credential: opaque tokens here, `qt_` JWTs through the validator, people's
-   * provider tokens through `people` (`org`: the org a person names, X-Quint-Org).
+   * provider tokens through `people` (with the org a person names, X-Quint-Org).
    */
-  async authenticate(raw: string, org?: string): Promise<AuthOutcome> {
+  async authenticate(raw: string, people: PeopleContext = {}): Promise<AuthOutcome> {
     if (typeOfToken(raw)) {
       if (!this.#jwt) return { principal: null, reason: 'invalid' }
       const r = await this.#jwt.validate(raw)
       return r.ok ? { principal: r.principal } : { principal: null, reason: r.reason }
     }
-    if (FOREIGN_JWT.test(raw)) return this.#people ? this.#people.authenticate(raw, org) : { principal: null, reason: 'invalid' }
+    if (FOREIGN_JWT.test(raw))
+      return this.#people ? this.#people.authenticate(raw, people) : { principal: null, reason: 'invalid' }
     const principal = await this.resolve(raw)
     return principal ? { principal } : { principal: null, reason: 'invalid' }
   }

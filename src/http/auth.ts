@@ -44,7 +44,7 @@ export async function authenticate(c: Context<AppEnv>, resolver: CredentialResol
     if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".')
     raw = match[1]!
   }
-  const out = await resolver.authenticate(raw, c.req.header(ORG_HEADER))
+  const out = await resolver.authenticate(raw, { org: c.req.header(ORG_HEADER), request: c.get('request') })
   if (out.principal) return out.principal
   switch (out.reason) {
     case 'expired':

@@ -41,6 +41,7 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   'dead-letters': 'Bus messages consumers set aside after repeated failures, and their redrive.',
   webhooks: 'Signed alert webhooks, their secrets and their delivery log.',
   team: "The org's people: invitations, roles (owner, admin, analyst, viewer) and removal.",
+  'audit log': 'Who changed what in the org, from where, with the state before and after.',
 }
 
 const API_DESCRIPTION = [

@@ -45,12 +45,15 @@ export function encodeCursor(k: Keyset): string {
   return Buffer.from(JSON.stringify([k.at, k.id])).toString('base64url')
 }
 
-/** Everything that decodes is a valid timestamp and UUID: a doctored cursor is a 400, never a 500. */
-export function decodeCursor(cursor: string | undefined): Keyset | null {
+/**
+ * Everything that decodes is a valid timestamp and id (a UUID, unless `validId` says otherwise):
+ * a doctored cursor is a 400, never a 500.
+ */
+export function decodeCursor(cursor: string | undefined, validId: (id: string) => boolean = isUuid): Keyset | null {
   if (cursor === undefined) return null
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[]
-    if (typeof at === 'string' && typeof id === 'string' && AT.test(at) && isUuid(id) && isRealDate(at)) return { at, id }
+    if (typeof at === 'string' && typeof id === 'string' && AT.test(at) && validId(id) && isRealDate(at)) return { at, id }
   } catch {
     // fall through
   }

@@ -11,7 +11,7 @@
  * - `ingest`: a machine's or an agent's calls (events, sessions, the daemon's machine routes).
  * - `read`: the org's data (events, sessions, agents, machines, alerts, ingest stats).
  * - `triage`: changing an alert's status.
- * - `manage`: tokens, alert rules, webhooks, dead letters, org settings.
+ * - `manage`: tokens, alert rules, webhooks, dead letters, org settings, the audit log.
  * - `members`: the team (inviting, changing roles, removing).
  *
  * Credentials hold permissions through their scopes (`admin` and `*` hold every one); people

@@ -32,6 +32,7 @@ import m0019 from '../../sql/0019_retention.sql' with { type: 'text' }
 import m0020 from '../../sql/0020_causal_chain.sql' with { type: 'text' }
 import m0021 from '../../sql/0021_machine_read.sql' with { type: 'text' }
 import m0022 from '../../sql/0022_members.sql' with { type: 'text' }
+import m0023 from '../../sql/0023_audit_request.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -63,6 +64,7 @@ const FILES: Record<string, string> = {
   '0020_causal_chain.sql': m0020,
   '0021_machine_read.sql': m0021,
   '0022_members.sql': m0022,
+  '0023_audit_request.sql': m0023,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

@@ -235,9 +235,11 @@ describe('shutdown', () => {
       expect(await stdout.until('abandoning start-up')).toBe(true)
       await Bun.sleep(300)
       expect(proc.exitCode).toBeNull()
+      // The first signal's unwinding waits up to 30 s on the frozen Postgres: an exit within 10 s
+      // with 1 is the second signal's. (Its log line is not asserted: under a loaded suite the
+      // buffered log was once cut by the exit, which is not what this test is about.)
       proc.kill('SIGTERM')
       expect(await Promise.race([proc.exited, Bun.sleep(10_000).then(() => -1)])).toBe(1)
-      expect(await stdout.until('second signal during start-up')).toBe(true)
     } finally {
       for (const pid of frozen) if (alive(pid)) process.kill(pid, 'SIGCONT')
     }

@@ -48,7 +48,14 @@ const ISSUE_9_READ_ROUTES = [
 /** GET routes a machine's credential keeps: its own policies, and asking who it is. */
 const MACHINE_OWN = new Set(['/v1/machines/:id/policies', '/v1/auth/whoami'])
 /** GET routes for managing the org (admin scope): refused to read credentials too. */
-const MANAGEMENT = [/^\/v1\/deploy-tokens/, /^\/v1\/alert-rules/, /^\/v1\/dead-letters/, /^\/v1\/webhooks/, /^\/v1\/org(\/|$)/]
+const MANAGEMENT = [
+  /^\/v1\/deploy-tokens/,
+  /^\/v1\/alert-rules/,
+  /^\/v1\/dead-letters/,
+  /^\/v1\/webhooks/,
+  /^\/v1\/org(\/|$)/,
+  /^\/v1\/audit-log/,
+]
 
 const readRoutesOf = (paths: string[]) => paths.filter((p) => !MANAGEMENT.some((r) => r.test(p)))
 

@@ -327,6 +327,7 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   getIngestStats: async () => ({ token: admin() }),
   getOrg: async () => ({ token: admin() }),
   listTeam: async () => ({ token: admin() }),
+  listAuditLog: async () => ({ token: admin(), query: { action: 'member.*', since: '2026-01-01T00:00:00Z' } }),
   inviteMember: async () => ({ token: admin(), body: { email: `${crypto.randomUUID()}@example.com`, role: 'viewer' } }),
   setMemberRole: async () => ({
     token: admin(),

@@ -80,7 +80,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
           action: 'alert_rule.create',
           targetType: 'alert_rule',
           targetId: r.id,
-          requestId: c.get('requestId'),
+          request: c.get('request'),
           details: { name: r.name, severity: r.severity, enabled: r.enabled },
         })
         return r
@@ -153,7 +153,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
             action: 'alert_rule.update',
             targetType: 'alert_rule',
             targetId: r.id,
-            requestId: c.get('requestId'),
+            request: c.get('request'),
             details: { fields: Object.keys(body).sort() },
           })
         }
@@ -186,7 +186,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
             action: 'alert_rule.delete',
             targetType: 'alert_rule',
             targetId: id,
-            requestId: c.get('requestId'),
+            request: c.get('request'),
             details: { name: r.name },
           })
         }
@@ -281,7 +281,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
             action: 'alert.update',
             targetType: 'alert',
             targetId: id,
-            requestId: c.get('requestId'),
+            request: c.get('request'),
             details: { from: r.previous, to: body.status },
           })
         }

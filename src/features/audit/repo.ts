@@ -3,6 +3,7 @@
  * Append-only admin audit trail (quint_app can insert and read, never update or delete).
  */
 import type { Principal } from '../../auth/credentials.ts'
+import type { RequestFacts } from '../../http/request-context.ts'
 import type { Tx } from '../../infra/db.ts'
 
 export interface AuditEntry {
@@ -11,7 +12,8 @@ export interface AuditEntry {
   action: string
   targetType?: string
   targetId?: string
-  requestId?: string
+  /** The request that made the change: its id, source IP and user agent. */
+  request?: RequestFacts
   details?: Record<string, unknown>
 }
 
@@ -23,7 +25,8 @@ export function auditActor(p: Principal): Pick<AuditEntry, 'actorType' | 'actorI
 /** Must run inside `withOrg`: the row takes the transaction's org. */
 export async function recordAudit(tx: Tx, e: AuditEntry): Promise<void> {
   await tx`
-    insert into audit_log (org_id, actor_type, actor_id, action, target_type, target_id, request_id, details)
+    insert into audit_log (org_id, actor_type, actor_id, action, target_type, target_id, request_id, source_ip, user_agent, details)
     values (app_current_org(), ${e.actorType}, ${e.actorId ?? null}, ${e.action}, ${e.targetType ?? null},
-            ${e.targetId ?? null}, ${e.requestId ?? null}, ${tx.json((e.details ?? {}) as never)})`
+            ${e.targetId ?? null}, ${e.request?.id ?? null}, ${e.request?.sourceIp ?? null}::inet, ${e.request?.userAgent ?? null},
+            ${tx.json((e.details ?? {}) as never)})`
 }

@@ -72,7 +72,7 @@ export function mountSigningKeys(routes: RouteRegistry, deps: { sql: Sql; keys: 
           action: 'signing_key.rotate',
           targetType: 'signing_key',
           targetId: row.kid,
-          requestId: c.get('requestId'),
+          request: c.get('request'),
           details: { retired_kid: params.kid },
         }),
       )

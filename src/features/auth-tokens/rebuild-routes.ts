@@ -83,7 +83,7 @@ export function mountFilterRebuild(routes: RouteRegistry, deps: RebuildDeps): vo
           action: 'revocation_filter.rebuild',
           targetType: 'revocation_filter',
           targetId: out.generation,
-          requestId: c.get('requestId'),
+          request: c.get('request'),
           details: { count: out.count },
         }),
       )

@@ -68,7 +68,7 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
           action: cascade ? 'jwt.revoke_cascade' : 'jwt.revoke',
           targetType: 'jwt',
           targetId: jti,
-          requestId: c.get('requestId'),
+          request: c.get('request'),
           details: { revoked: rows.filter((r) => r.revokedNow).length, reason: body.reason ?? null },
         })
       }

@@ -192,7 +192,7 @@ export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): voi
               p.kind === 'jwt' && ((def.type === 'bearer' && p.type === 'app') || (def.type === 'agent' && p.type === 'bearer'))
             if (!isManagement(p) && !selfParent) throw new ForbiddenError(`This credential may not mint ${def.type} tokens.`)
           }
-          const minted = await mintFor(mintDeps, p, def.build(c, p, body, mintDeps), c.get('requestId'))
+          const minted = await mintFor(mintDeps, p, def.build(c, p, body, mintDeps), c.get('request'))
           return c.json(view(minted, deps.actionSecret), 201)
         },
       )

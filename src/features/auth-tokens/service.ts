@@ -12,6 +12,7 @@
  * A parent named in the body must be of this org (404 otherwise: RLS hides other orgs' tokens),
  * of the right type, unexpired, and neither it nor any ancestor revoked (400).
  */
+import type { RequestFacts } from '../../http/request-context.ts'
 import { hasScope, type Principal } from '../../auth/credentials.ts'
 import type { SigningKeys } from '../../auth/keys.ts'
 import { checkNarrowing, parseRbac, rbacClaim, type RbacFieldError, type RbacPolicy } from '../../auth/rbac.ts'
@@ -55,7 +56,7 @@ export interface MintDeps {
   maxDepth: number
 }
 
-export async function mintFor(deps: MintDeps, p: Principal, input: MintInput, requestId: string): Promise<MintedJwt> {
+export async function mintFor(deps: MintDeps, p: Principal, input: MintInput, request: RequestFacts): Promise<MintedJwt> {
   const signer = await deps.keys.signer(p.orgId)
   try {
     return await withOrg(deps.sql, p.orgId, async (tx) => {
@@ -72,7 +73,7 @@ export async function mintFor(deps: MintDeps, p: Principal, input: MintInput, re
         action: `jwt.mint.${input.type}`,
         targetType: 'jwt',
         targetId: minted.jti,
-        requestId,
+        request,
         details: { parent_jti: parent?.jti ?? null, expires_at: minted.expiresAt.toISOString(), ...input.details },
       })
       return minted

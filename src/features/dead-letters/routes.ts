@@ -81,7 +81,7 @@ export function mountDeadLetters(routes: RouteRegistry, deps: { sql: Sql; bus: B
       action: 'dead_letter.redrive',
       targetType: 'bus_dead_letter',
       targetId: row.id,
-      requestId: c.get('requestId'),
+      request: c.get('request'),
       details: { consumer: row.consumer, message_id: row.message_id },
     })
   }

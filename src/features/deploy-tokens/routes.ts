@@ -57,7 +57,7 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
           action: 'deploy_token.create',
           targetType: 'api_token',
           targetId: t.id,
-          requestId: c.get('requestId'),
+          request: c.get('request'),
           details: { name: t.name },
         })
         return t
@@ -112,7 +112,7 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
             action: 'deploy_token.revoke',
             targetType: 'api_token',
             targetId: id,
-            requestId: c.get('requestId'),
+            request: c.get('request'),
           })
         }
         return rows

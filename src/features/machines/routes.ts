@@ -56,7 +56,7 @@ export function mountMachines(
       },
     },
     async (c, { body }) => {
-      const r = await registerMachine(deps, c.get('principal'), body, c.get('requestId'))
+      const r = await registerMachine(deps, c.get('principal'), body, c.get('request'))
       return c.json(r.body, r.created ? 201 : 200)
     },
   )

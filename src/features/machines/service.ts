@@ -7,6 +7,7 @@
  * minted at registration is bound to its machine (`api_tokens.machine_id`) and sees every other
  * machine as absent (404). Another org's machine is always absent: RLS hides it.
  */
+import type { RequestFacts } from '../../http/request-context.ts'
 import type { Static } from '@sinclair/typebox'
 import type { Metrics } from '../../infra/metrics.ts'
 import { recordAck } from '../ingest/stats.ts'
@@ -67,7 +68,7 @@ export async function registerMachine(
   deps: MachineDeps,
   principal: Principal,
   body: Static<typeof RegisterBody>,
-  requestId: string,
+  request: RequestFacts,
 ): Promise<Registration> {
   const extra = cleanJson(Object.fromEntries(Object.entries(body).filter(([k]) => !REGISTER_FIELDS.has(k))), '') as Record<
     string,
@@ -101,7 +102,7 @@ export async function registerMachine(
         action: 'machine.register',
         targetType: 'machine',
         targetId: machineId,
-        requestId,
+        request,
         details: { client_machine_id: body.machine_id, hostname: body.hostname ?? null },
       })
     }
@@ -123,7 +124,7 @@ export async function registerMachine(
         action: 'service_token.issue',
         targetType: 'api_token',
         targetId: issued.id,
-        requestId,
+        request,
         details: { machine_id: machineId, revoked: revoked.map((r) => r.id) },
       })
       serviceToken = issued.token

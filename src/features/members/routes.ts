@@ -7,6 +7,7 @@
  * Removing a member, or changing their role, revokes their personal tokens at once. Every change is
  * in the audit log with the state before and after; so is an invitation claimed at sign-in.
  */
+import type { RequestFacts } from '../../http/request-context.ts'
 import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
 import { AppError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
@@ -56,7 +57,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
       const email = body.email.toLowerCase()
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const created = await inviteMember(tx, email, body.role, p.tokenId)
-        if (created) await audit(tx, c.get('requestId'), p, 'member.invite', created.id, null, created)
+        if (created) await audit(tx, c.get('request'), p, 'member.invite', created.id, null, created)
         return created
       })
       if (!row) throw new AppError(409, 'member_exists', 'That email is already a member or invited.')
@@ -93,7 +94,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         if (!after) throw memberNotFound()
         // Personal tokens carry the scopes of the role they were made under: not past a change.
         const tokens = await revokeTokens(tx, { kind: 'personal', memberId: id })
-        await audit(tx, c.get('requestId'), p, 'member.role', id, before, after, { revoked_tokens: tokens.length })
+        await audit(tx, c.get('request'), p, 'member.role', id, before, after, { revoked_tokens: tokens.length })
         return { row: after, revoked: tokens }
       })
       await resolver.revoked(row.revoked)
@@ -126,7 +127,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         if (owners.length === 1 && owners[0] === id) throw lastOwner()
         if (!(await removeMember(tx, id))) throw memberNotFound()
         const tokens = await revokeTokens(tx, { kind: 'personal', memberId: id })
-        await audit(tx, c.get('requestId'), p, 'member.remove', id, before, null, { revoked_tokens: tokens.length })
+        await audit(tx, c.get('request'), p, 'member.remove', id, before, null, { revoked_tokens: tokens.length })
         return tokens
       })
       await resolver.revoked(revoked)
@@ -154,7 +155,7 @@ function memberId(raw: string): string {
 
 async function audit(
   tx: Parameters<typeof recordAudit>[0],
-  requestId: string,
+  request: RequestFacts,
   p: Principal,
   action: string,
   targetId: string,
@@ -167,7 +168,7 @@ async function audit(
     action,
     targetType: 'member',
     targetId,
-    requestId,
+    request,
     details: { before: before && view(before), after: after && view(after), ...extra },
   })
 }

@@ -16,7 +16,7 @@
  *   remembered, for NEGATIVE_TTL_MS, so an identity the provider signs up freely cannot make every
  *   request cost a transaction.
  */
-import type { AuthOutcome, PeopleAuthenticator } from '../../auth/credentials.ts'
+import type { AuthOutcome, PeopleAuthenticator, PeopleContext, RequestOrigin } from '../../auth/credentials.ts'
 import type { IdpIdentity, IdpVerifier } from '../../auth/idp/verifier.ts'
 import { isUuid, pgErrorCode, withOrg, type Sql } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
@@ -35,7 +35,8 @@ export class PeopleSignIn implements PeopleAuthenticator {
     this.verifier = verifier
   }
 
-  async authenticate(raw: string, orgHeader: string | undefined): Promise<AuthOutcome> {
+  async authenticate(raw: string, context: PeopleContext): Promise<AuthOutcome> {
+    const orgHeader = context.org
     const verified = await this.verifier.verify(raw)
     if (!verified.identity) return { principal: null, reason: verified.reason }
     const who = verified.identity
@@ -63,7 +64,7 @@ export class PeopleSignIn implements PeopleAuthenticator {
     } else {
       chosen = pending[0]
     }
-    if (chosen?.status === 'pending') chosen = await this.claim(chosen, who)
+    if (chosen?.status === 'pending') chosen = await this.claim(chosen, who, context.request)
     if (!chosen) return { principal: null, reason: 'not_a_member' }
     return {
       principal: {
@@ -82,7 +83,7 @@ export class PeopleSignIn implements PeopleAuthenticator {
    * Binds the invitation to `who`, audited. When a concurrent first request of the same person
    * claimed it (or bound them to another invitation of that org) first, theirs is read again.
    */
-  private async claim(invitation: MemberRow, who: IdpIdentity): Promise<MemberRow | undefined> {
+  private async claim(invitation: MemberRow, who: IdpIdentity, request?: RequestOrigin): Promise<MemberRow | undefined> {
     let claimed: MemberRow | null = null
     try {
       claimed = await withOrg(this.sql, invitation.org_id, async (tx) => {
@@ -94,6 +95,7 @@ export class PeopleSignIn implements PeopleAuthenticator {
             action: 'member.join',
             targetType: 'member',
             targetId: row.id,
+            request,
             details: { email: row.email, role: row.role, idp_issuer: who.issuer, idp_subject: who.subject },
           })
         }

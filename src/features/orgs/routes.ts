@@ -77,7 +77,7 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): voi
             action: 'org.update',
             targetType: 'organization',
             targetId: changed.org.id,
-            requestId: c.get('requestId'),
+            request: c.get('request'),
             details: { retention_days: { from: changed.previous, to: changed.org.retention_days } },
           })
         }

@@ -63,7 +63,7 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
           action,
           targetType: 'event',
           targetId: eventId,
-          requestId: c.get('requestId'),
+          request: c.get('request'),
           details: { override_jti: jti, decision: body.decision, reason: body.reason ?? null, ...details },
         })
       const outcome = await withOrg(deps.sql, p.orgId, async (tx) => {

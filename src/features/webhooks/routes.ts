@@ -336,7 +336,7 @@ function audit(tx: Tx, c: Ctx, action: string, targetId: string, details: Record
     action,
     targetType: 'webhook',
     targetId,
-    requestId: c.get('requestId'),
+    request: c.get('request'),
     details,
   })
 }
