@@ -8,6 +8,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import os from 'node:os'
 import path from 'node:path'
+import { EMAIL_PATTERN, MAX_EMAIL } from './lib/email.ts'
 import { checkName } from './lib/names.ts'
 
 const Port = (description: string, def: number) => Type.Integer({ minimum: 1, maximum: 65535, default: def, description })
@@ -71,6 +72,14 @@ export const EnvSchema = Type.Object({
     description:
       'Name of the org created on first start when no org exists (its admin key and deploy token are printed once). Empty: no bootstrap.',
   }),
+  QUINT_BOOTSTRAP_OWNER_EMAIL: Type.Optional(
+    Type.String({
+      maxLength: MAX_EMAIL,
+      pattern: EMAIL_PATTERN,
+      description:
+        "Email of the first org's owner: invited on first start with the org, claimed at their first sign-in through the identity provider (docs/people.md).",
+    }),
+  ),
   PARTITION_MONTHS_AHEAD: Type.Integer({
     minimum: 1,
     maximum: 24,

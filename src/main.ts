@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { offlineApp, VERSION } from './app.ts'
 import { configMarkdown, ConfigError, loadConfig, type Config } from './config.ts'
 import { createOrg } from './features/orgs/service.ts'
+import { normalEmail } from './lib/email.ts'
 import { openDatabase } from './infra/database.ts'
 import { createLogger, scrub, type Logger } from './infra/log.ts'
 import { checkName } from './lib/names.ts'
@@ -23,8 +24,9 @@ const COMMANDS: Record<string, string> = {
     DATABASE_URL is set. Configuration comes from the environment only (\`quint-cloud config\`).`,
   migrate: `migrate [--json]
     Apply pending database migrations and exit.`,
-  org: `org create --name NAME [--json]
-    Create an org; prints its org id, admin API key and a deploy token, once.`,
+  org: `org create --name NAME [--owner-email EMAIL] [--json]
+    Create an org; prints its org id, admin API key and a deploy token, once. With
+    --owner-email, that person is invited as its owner (claimed at their first sign-in).`,
   openapi: `openapi
     Print the OpenAPI 3.1 document (also served at GET /openapi.json).`,
   bus: `bus setup [--prefix NAME] [--max-receive-count N] [--json]
@@ -147,18 +149,37 @@ async function migrateCommand(config: Config, args: string[]): Promise<number> {
 
 async function orgCommand(config: Config, args: string[]): Promise<number> {
   const [sub, ...rest] = args
-  if (sub !== 'create') throw new UsageError('usage: quint-cloud org create --name NAME [--json]')
-  const { name, json } = parse(rest, { name: { type: 'string' }, json: { type: 'boolean' } })
+  if (sub !== 'create') throw new UsageError('usage: quint-cloud org create --name NAME [--owner-email EMAIL] [--json]')
+  const {
+    name,
+    json,
+    'owner-email': ownerEmail,
+  } = parse(rest, {
+    name: { type: 'string' },
+    'owner-email': { type: 'string' },
+    json: { type: 'boolean' },
+  })
   if (name === undefined) throw new UsageError('org create needs --name NAME')
   const checked = checkName(name)
   if (!checked.ok) throw new UsageError(`--name: ${checked.reason}`)
+  if (ownerEmail !== undefined && normalEmail(ownerEmail) === null) {
+    throw new UsageError('--owner-email: not an email address (ASCII, one @)')
+  }
   const db = await openDatabase(config, cliLogger(config))
   try {
-    const org = await createOrg(db.app, checked.name, 'cli')
+    const org = await createOrg(db.app, checked.name, 'cli', ownerEmail)
     if (json) {
-      console.log(JSON.stringify({ org_id: org.org_id, admin_key: org.admin_key, deploy_token: org.deploy_token }))
+      console.log(
+        JSON.stringify({
+          org_id: org.org_id,
+          admin_key: org.admin_key,
+          deploy_token: org.deploy_token,
+          ...(org.owner_invited ? { owner_invited: org.owner_invited } : {}),
+        }),
+      )
     } else {
       console.log(`org_id       ${org.org_id}\nadmin_key    ${org.admin_key}\ndeploy_token ${org.deploy_token}`)
+      if (org.owner_invited) console.log(`owner        ${org.owner_invited} (invited)`)
       console.error('The admin key and deploy token are shown only now.')
     }
   } finally {

@@ -187,7 +187,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 
     checkpoint()
     if (config.bootstrapOrg) {
-      const created = await bootstrapFirstOrg(database.app, config.bootstrapOrg)
+      const created = await bootstrapFirstOrg(database.app, config.bootstrapOrg, config.QUINT_BOOTSTRAP_OWNER_EMAIL)
       if (created) printFirstStart(created)
     }
     checkpoint()
@@ -264,6 +264,7 @@ function printFirstStart(org: CreatedOrg): void {
       '',
       `   admin API key : ${org.admin_key}`,
       `   deploy token  : ${org.deploy_token}`,
+      ...(org.owner_invited ? [`   owner invited : ${org.owner_invited} (claimed at their first sign-in)`] : []),
       '================================================================',
       '',
     ].join('\n') + '\n',

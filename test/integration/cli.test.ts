@@ -137,12 +137,17 @@ describe('CLI', () => {
     const migrate = await runCli(['migrate', '--json'], env)
     expect(migrate.code).toBe(0)
     expect(JSON.parse(migrate.stdout)).toMatchObject({ applied: [] })
+    // With its first owner invited (issue 10): claimed at their first sign-in.
+    const owned = await runCli(['org', 'create', '--name', 'Bolt', '--owner-email', 'Boss@Bolt.example', '--json'], env)
+    expect(owned.code).toBe(0)
+    expect(JSON.parse(owned.stdout)).toMatchObject({ owner_invited: 'boss@bolt.example' })
   })
 
   test.each([
     [['org', 'create'], 'needs --name'],
     [['org', 'create', '--name', '  '], 'must not be blank'],
     [['org', 'create', '--name', 'x', '--bogus'], 'bogus'],
+    [['org', 'create', '--name', 'x', '--owner-email', 'nope'], 'not an email address'],
     [['org', 'delete'], 'usage'],
     [['frobnicate'], 'unknown command'],
     [['serve', 'extra'], 'takes no arguments'],

@@ -279,6 +279,16 @@ describe('what people are not', () => {
   })
 })
 
+test('an org created with its first owner: the invitation is an owner one, claimed at first sign-in', async () => {
+  const email = unique('founder')
+  const org = await createOrg(db.app, 'founded', 'cli', email.toUpperCase())
+  expect(org.owner_invited).toBe(email)
+  const me = await t.call('GET', '/v1/auth/whoami', { token: person('founder-sub', email) })
+  expect(me.body).toMatchObject({ org_id: org.org_id, role: 'owner' })
+  await expect(createOrg(db.app, 'bad', 'cli', 'not an email')).rejects.toThrow(TypeError)
+  expect(() => loadConfig({ QUINT_BOOTSTRAP_OWNER_EMAIL: 'nope' })).toThrow(ConfigError)
+})
+
 test('OIDC settings come together', () => {
   expect(() => loadConfig({ OIDC_ISSUER: 'https://idp.example.com' })).toThrow(ConfigError)
   expect(() => loadConfig({ OIDC_AUDIENCE: 'x' })).toThrow(ConfigError)

@@ -3,6 +3,7 @@
  * Request and response shapes of `/v1/team` (issue 10, SPEC §6.3).
  */
 import { Type } from '@sinclair/typebox'
+import { EMAIL_PATTERN, MAX_EMAIL } from '../../lib/email.ts'
 import { Nullable } from '../../lib/schema.ts'
 
 export const Role = Type.Union([Type.Literal('owner'), Type.Literal('admin'), Type.Literal('analyst'), Type.Literal('viewer')], {
@@ -14,8 +15,8 @@ export const InviteBody = Type.Object(
   {
     email: Type.String({
       minLength: 3,
-      maxLength: 320,
-      pattern: '^[\\x21-\\x7e]+@[\\x21-\\x7e]+$',
+      maxLength: MAX_EMAIL,
+      pattern: EMAIL_PATTERN,
       description: 'Claimed by the first sign-in whose identity provider verified this address (ASCII; compared lower-cased).',
     }),
     role: Role,

@@ -2,11 +2,14 @@
  * @module features/orgs/service
  * Onboarding: an org is created together with its first admin API key (qk_…, scope admin) and
  * its first deploy token (qt_deploy_…, scope ingest only: a laptop never reads the org's data,
- * issue 9), in one transaction. The raw values are returned once and never stored.
+ * issue 9), in one transaction, with its first owner invited when an email is given (issue 10).
+ * The raw values are returned once and never stored.
  */
 import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { normalEmail } from '../../lib/email.ts'
 import { recordAudit } from '../audit/repo.ts'
+import { inviteMember } from '../members/repo.ts'
 import { issueToken } from '../tokens/repo.ts'
 
 export interface CreatedOrg {
@@ -15,18 +18,23 @@ export interface CreatedOrg {
   admin_key: string
   deploy_token: string
   created_at: string
+  /** The first owner's email, invited with the org (pending until they sign in). */
+  owner_invited?: string
 }
 
 export const ADMIN_SCOPES = ['admin']
 /** Installed on every laptop: ingest and registration only, never the org's data (issue 9). */
 export const DEPLOY_SCOPES = ['ingest']
 
-/** Creates an org with its first credentials. `name` must already be checked (lib/names). */
-export function createOrg(sql: Sql, name: string, actor: 'cli' | 'system'): Promise<CreatedOrg> {
+/**
+ * Creates an org with its first credentials, and invites its first owner when `ownerEmail` is
+ * given (lib/email's rule). `name` must already be checked (lib/names).
+ */
+export function createOrg(sql: Sql, name: string, actor: 'cli' | 'system', ownerEmail?: string): Promise<CreatedOrg> {
   const orgId = crypto.randomUUID()
   return withOrg(sql, orgId, async (tx) => {
     await markFirstOrg(tx, orgId)
-    return insertOrg(tx, orgId, name, actor)
+    return insertOrg(tx, orgId, name, actor, ownerEmail)
   })
 }
 
@@ -35,11 +43,11 @@ export function createOrg(sql: Sql, name: string, actor: 'cli' | 'system'): Prom
  * instances start at once: the `first_org` marker is inserted by exactly one of them, in the same
  * transaction as the org it names.
  */
-export function bootstrapFirstOrg(sql: Sql, name: string): Promise<CreatedOrg | null> {
+export function bootstrapFirstOrg(sql: Sql, name: string, ownerEmail?: string): Promise<CreatedOrg | null> {
   const orgId = crypto.randomUUID()
   return withOrg(sql, orgId, async (tx) => {
     if (!(await markFirstOrg(tx, orgId))) return null
-    return insertOrg(tx, orgId, name, 'system')
+    return insertOrg(tx, orgId, name, 'system', ownerEmail)
   })
 }
 
@@ -50,7 +58,7 @@ async function markFirstOrg(tx: Tx, orgId: string): Promise<boolean> {
   return rows.length === 1
 }
 
-async function insertOrg(tx: Tx, orgId: string, name: string, actor: 'cli' | 'system'): Promise<CreatedOrg> {
+async function insertOrg(tx: Tx, orgId: string, name: string, actor: 'cli' | 'system', ownerEmail?: string): Promise<CreatedOrg> {
   const [org] = await tx<{ created_at: Date }[]>`
     insert into organizations (id, name) values (${orgId}, ${name}) returning created_at`
   const admin = await issueToken(tx, { format: FORMATS.adminKey, name: 'admin key', scopes: ADMIN_SCOPES })
@@ -62,7 +70,20 @@ async function insertOrg(tx: Tx, orgId: string, name: string, actor: 'cli' | 'sy
     targetId: orgId,
     details: { name, admin_key_id: admin.id, deploy_token_id: deploy.id },
   })
+  const email = ownerEmail === undefined ? null : normalEmail(ownerEmail)
+  if (ownerEmail !== undefined && email === null) throw new TypeError('createOrg: not an email address')
+  const owner = email ? await inviteMember(tx, email, 'owner', actor) : null
+  if (owner) {
+    await recordAudit(tx, {
+      actorType: actor,
+      action: 'member.invite',
+      targetType: 'member',
+      targetId: owner.id,
+      details: { before: null, after: { email: owner.email, role: owner.role, status: owner.status } },
+    })
+  }
   return {
+    ...(owner ? { owner_invited: owner.email } : {}),
     org_id: orgId,
     name,
     admin_key: admin.token,
