@@ -85,7 +85,7 @@ export async function run(opts: { seconds: number }) {
     const raw = await timeLoop(() => verify('sha256', input, { key: pub, dsaEncoding: 'ieee-p1363' }, sig), ms)
     const ratio = cold.p50_us / raw.p50_us
     await filter.close()
-    const idp = await idpFigures(opts.seconds, log)
+    const idp = await idpFigures(opts.seconds, log, db.app)
     return {
       figures: {
         ...idp.figures,

@@ -82,6 +82,8 @@ export interface PeopleContext {
 /** Signs people in: their provider's token, and the org they name (src/features/members). */
 export interface PeopleAuthenticator {
   authenticate(raw: string, context: PeopleContext): Promise<AuthOutcome>
+  /** The org's members changed (a role, a removal): forget what was remembered of them. */
+  membersChanged(orgId: string): void
 }
 
 interface Entry {
@@ -188,6 +190,11 @@ export class CredentialResolver {
       return this.#people ? this.#people.authenticate(raw, people) : { principal: null, reason: 'invalid' }
     const principal = await this.resolve(raw)
     return principal ? { principal } : { principal: null, reason: 'invalid' }
+  }
+
+  /** An org's members changed: people's sign-ins remembered for it are forgotten here. */
+  membersChanged(orgId: string): void {
+    this.#people?.membersChanged(orgId)
   }
 
   /** The principal for a raw opaque token, or null when it is unknown, revoked or expired. */

@@ -204,6 +204,17 @@ describe('the team', () => {
     expect((await t.call('GET', '/v1/deploy-tokens', { token: changing.token })).status).toBe(403)
   })
 
+  test('another instance sees a removal within 5 s (the membership it remembers); this one at once', async () => {
+    const owner = await member(a, 'owner')
+    const leaver = await member(a, 'viewer')
+    const other = testApp(db, { OIDC_ISSUER: idp.issuer, OIDC_AUDIENCE: AUD })
+    expect((await other.call('GET', '/v1/events', { token: leaver.token })).status).toBe(200)
+    expect((await t.call('DELETE', `/v1/team/${leaver.id}`, { token: owner.token })).status).toBe(204)
+    expect((await t.call('GET', '/v1/events', { token: leaver.token })).status).toBe(403)
+    await Bun.sleep(5_100)
+    expect((await other.call('GET', '/v1/events', { token: leaver.token })).body.code).toBe('not_a_member')
+  })
+
   test("org B's members and ids are invisible to org A", async () => {
     const inB = await member(b, 'viewer')
     const ownerA = await member(a, 'owner')

@@ -61,6 +61,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         return created
       })
       if (!row) throw new AppError(409, 'member_exists', 'That email is already a member or invited.')
+      resolver.membersChanged(p.orgId)
       return c.json(view(row), 201)
     },
   )
@@ -97,6 +98,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         await audit(tx, c.get('request'), p, 'member.role', id, before, after, { revoked_tokens: tokens.length })
         return { row: after, revoked: tokens }
       })
+      resolver.membersChanged(p.orgId)
       await resolver.revoked(row.revoked)
       return c.json(view(row.row))
     },
@@ -130,6 +132,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         await audit(tx, c.get('request'), p, 'member.remove', id, before, null, { revoked_tokens: tokens.length })
         return tokens
       })
+      resolver.membersChanged(p.orgId)
       await resolver.revoked(revoked)
       return c.body(null, 204)
     },
