@@ -34,6 +34,8 @@ export class PeopleSignIn implements PeopleAuthenticator {
   private readonly verifier: IdpVerifier
   private readonly strangers = new Map<string, number>()
   private readonly members = new Map<string, { principal: MemberPrincipal; until: number }>()
+  /** Bumped by every team change: a lookup that overlapped one must not remember what it read. */
+  private generation = 0
 
   constructor(sql: Sql, verifier: IdpVerifier) {
     this.sql = sql
@@ -51,10 +53,13 @@ export class PeopleSignIn implements PeopleAuthenticator {
     const known = this.members.get(key)
     if (known && known.until > now) return { principal: known.principal }
     if ((this.strangers.get(stranger) ?? 0) > now) return { principal: null, reason: 'not_a_member' }
+    const generation = this.generation
     const rows = await membershipsOf(this.sql, who)
     if (rows.length === 0) {
-      if (this.strangers.size >= REMEMBERED_MAX) this.strangers.clear()
-      this.strangers.set(stranger, now + MEMBER_TTL_MS)
+      if (generation === this.generation) {
+        if (this.strangers.size >= REMEMBERED_MAX) this.strangers.clear()
+        this.strangers.set(stranger, now + MEMBER_TTL_MS)
+      }
       return { principal: null, reason: 'not_a_member' }
     }
     const active = rows.filter((r) => r.status === 'active')
@@ -84,12 +89,15 @@ export class PeopleSignIn implements PeopleAuthenticator {
       email: chosen.email,
       scopes: [],
     }
-    if (this.members.size >= REMEMBERED_MAX) this.members.clear()
-    this.members.set(key, { principal, until: now + MEMBER_TTL_MS })
+    if (generation === this.generation) {
+      if (this.members.size >= REMEMBERED_MAX) this.members.clear()
+      this.members.set(key, { principal, until: now + MEMBER_TTL_MS })
+    }
     return { principal }
   }
 
   membersChanged(orgId: string): void {
+    this.generation++
     for (const [key, m] of this.members) if (m.principal.orgId === orgId) this.members.delete(key)
     // An invitation may have been sent to someone refused a moment ago.
     this.strangers.clear()
