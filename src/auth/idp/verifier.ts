@@ -17,10 +17,11 @@
  *
  * What is trusted from the claims: `sub`, and `email` as verified only with `email_verified:
  * true` at the top level. Never `user_metadata` (Supabase lets users write it: a user could
- * mark any address verified). An email outside printable ASCII is not used at all: lower-casing
+ * mark any address verified). An email that breaks lib/email's rule (ASCII, one @) is not used: lower-casing
  * Unicode folds look-alikes onto other addresses (the Kelvin sign becomes `k`).
  */
 import type { Logger } from '../../infra/log.ts'
+import { normalEmail } from '../../lib/email.ts'
 import { parseIdpJws, verifyIdpJws, type IdpJws, type IdpKey } from './jws.ts'
 import { JwksKeySet, JwksUnavailableError } from './jwks.ts'
 
@@ -59,7 +60,6 @@ export type IdpOutcome =
   | { identity: null; reason: 'unavailable' }
 
 const MAX_SUBJECT = 255
-const MAX_EMAIL = 320
 /** RFC 7518 §3.2: an HS256 key of at least 256 bits. */
 export const MIN_HS256_SECRET_BYTES = 32
 const PRINTABLE = /^[\x20-\x7e]+$/
@@ -158,10 +158,7 @@ export class IdpVerifier {
     if (c.iat !== undefined && (!isTime(c.iat) || c.iat * 1000 > now + skew)) return invalid
     if (typeof c.sub !== 'string' || c.sub.length > MAX_SUBJECT || !PRINTABLE.test(c.sub)) return invalid
     if (c.exp * 1000 + skew <= now) return { identity: null, reason: 'expired' }
-    const email =
-      typeof c.email === 'string' && c.email.length <= MAX_EMAIL && PRINTABLE.test(c.email) && c.email.includes('@')
-        ? c.email.toLowerCase()
-        : null
+    const email = typeof c.email === 'string' ? normalEmail(c.email) : null
     return {
       identity: {
         issuer: c.iss,

@@ -6,6 +6,7 @@
 import type { MemberRole } from '../../auth/credentials.ts'
 import type { IdpIdentity } from '../../auth/idp/verifier.ts'
 import { withSettings, type Tx, type Sql } from '../../infra/db.ts'
+import { recordAudit, type AuditEntry } from '../audit/repo.ts'
 
 export interface MemberRow {
   org_id: string
@@ -16,6 +17,37 @@ export interface MemberRow {
   created_at: Date
   joined_at: Date | null
   invited_by: string | null
+}
+
+/** A member as the team API shows it, and as the audit log records it before and after a change. */
+export function memberView(r: MemberRow) {
+  return {
+    id: r.id,
+    email: r.email,
+    role: r.role,
+    status: r.status,
+    created_at: r.created_at.toISOString(),
+    joined_at: r.joined_at?.toISOString() ?? null,
+  }
+}
+
+/** One change to a member in the audit log, with the member before and after. */
+export async function auditMember(
+  tx: Tx,
+  by: Pick<AuditEntry, 'actorType' | 'actorId' | 'request'>,
+  action: string,
+  targetId: string,
+  before: MemberRow | null,
+  after: MemberRow | null,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await recordAudit(tx, {
+    ...by,
+    action,
+    targetType: 'member',
+    targetId,
+    details: { before: before && memberView(before), after: after && memberView(after), ...extra },
+  })
 }
 
 const COLUMNS = (tx: Tx) => tx`org_id, id, email, role, status, created_at, joined_at, invited_by`

@@ -7,14 +7,13 @@
  * Removing a member, or changing their role, revokes their personal tokens at once. Every change is
  * in the audit log with the state before and after; so is an invitation claimed at sign-in.
  */
-import type { RequestFacts } from '../../http/request-context.ts'
-import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
+import type { CredentialResolver } from '../../auth/credentials.ts'
 import { AppError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { auditActor, recordAudit } from '../audit/repo.ts'
+import { auditActor } from '../audit/repo.ts'
 import { revokeTokens } from '../tokens/repo.ts'
-import { lockMember, inviteMember, listMembers, lockOwners, removeMember, setRole, type MemberRow } from './repo.ts'
+import { auditMember, inviteMember, listMembers, lockMember, lockOwners, memberView, removeMember, setRole } from './repo.ts'
 import { InviteBody, MemberIdParams, MemberList, MemberView, RoleBody } from './schema.ts'
 
 export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: CredentialResolver }): void {
@@ -33,7 +32,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
     },
     async (c) => {
       const rows = await withOrg(sql, c.get('principal').orgId, listMembers)
-      return c.json({ members: rows.map(view) })
+      return c.json({ members: rows.map(memberView) })
     },
   )
 
@@ -57,12 +56,13 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
       const email = body.email.toLowerCase()
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const created = await inviteMember(tx, email, body.role, p.tokenId)
-        if (created) await audit(tx, c.get('request'), p, 'member.invite', created.id, null, created)
+        if (created)
+          await auditMember(tx, { ...auditActor(p), request: c.get('request') }, 'member.invite', created.id, null, created)
         return created
       })
       if (!row) throw new AppError(409, 'member_exists', 'That email is already a member or invited.')
       resolver.membersChanged(p.orgId)
-      return c.json(view(row), 201)
+      return c.json(memberView(row), 201)
     },
   )
 
@@ -95,12 +95,14 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         if (!after) throw memberNotFound()
         // Personal tokens carry the scopes of the role they were made under: not past a change.
         const tokens = await revokeTokens(tx, { kind: 'personal', memberId: id })
-        await audit(tx, c.get('request'), p, 'member.role', id, before, after, { revoked_tokens: tokens.length })
+        await auditMember(tx, { ...auditActor(p), request: c.get('request') }, 'member.role', id, before, after, {
+          revoked_tokens: tokens.length,
+        })
         return { row: after, revoked: tokens }
       })
       resolver.membersChanged(p.orgId)
       await resolver.revoked(row.revoked)
-      return c.json(view(row.row))
+      return c.json(memberView(row.row))
     },
   )
 
@@ -129,7 +131,9 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         if (owners.length === 1 && owners[0] === id) throw lastOwner()
         if (!(await removeMember(tx, id))) throw memberNotFound()
         const tokens = await revokeTokens(tx, { kind: 'personal', memberId: id })
-        await audit(tx, c.get('request'), p, 'member.remove', id, before, null, { revoked_tokens: tokens.length })
+        await auditMember(tx, { ...auditActor(p), request: c.get('request') }, 'member.remove', id, before, null, {
+          revoked_tokens: tokens.length,
+        })
         return tokens
       })
       resolver.membersChanged(p.orgId)
@@ -139,41 +143,10 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
   )
 }
 
-function view(r: MemberRow) {
-  return {
-    id: r.id,
-    email: r.email,
-    role: r.role,
-    status: r.status,
-    created_at: r.created_at.toISOString(),
-    joined_at: r.joined_at?.toISOString() ?? null,
-  }
-}
-
 function memberId(raw: string): string {
   const id = raw.toLowerCase()
   if (!isUuid(id)) throw memberNotFound()
   return id
-}
-
-async function audit(
-  tx: Parameters<typeof recordAudit>[0],
-  request: RequestFacts,
-  p: Principal,
-  action: string,
-  targetId: string,
-  before: MemberRow | null,
-  after: MemberRow | null,
-  extra: Record<string, unknown> = {},
-) {
-  await recordAudit(tx, {
-    ...auditActor(p),
-    action,
-    targetType: 'member',
-    targetId,
-    request,
-    details: { before: before && view(before), after: after && view(after), ...extra },
-  })
 }
 
 const memberNotFound = () => new NotFoundError('No member with that id in this organization.')

@@ -9,7 +9,7 @@ import { FORMATS } from '../../auth/opaque-tokens.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { normalEmail } from '../../lib/email.ts'
 import { recordAudit } from '../audit/repo.ts'
-import { inviteMember } from '../members/repo.ts'
+import { auditMember, inviteMember } from '../members/repo.ts'
 import { issueToken } from '../tokens/repo.ts'
 
 export interface CreatedOrg {
@@ -73,15 +73,7 @@ async function insertOrg(tx: Tx, orgId: string, name: string, actor: 'cli' | 'sy
   const email = ownerEmail === undefined ? null : normalEmail(ownerEmail)
   if (ownerEmail !== undefined && email === null) throw new TypeError('createOrg: not an email address')
   const owner = email ? await inviteMember(tx, email, 'owner', actor) : null
-  if (owner) {
-    await recordAudit(tx, {
-      actorType: actor,
-      action: 'member.invite',
-      targetType: 'member',
-      targetId: owner.id,
-      details: { before: null, after: { email: owner.email, role: owner.role, status: owner.status } },
-    })
-  }
+  if (owner) await auditMember(tx, { actorType: actor }, 'member.invite', owner.id, null, owner)
   return {
     ...(owner ? { owner_invited: owner.email } : {}),
     org_id: orgId,
