@@ -1,5 +1,5 @@
 /**
- * auth: validating `qt_*` JWTs (src/auth/validator.ts) beside a raw node:crypto ES256 verify of
+ * auth: validating `qt_*` JWTs (src/auth/jwt/validator.ts) beside a raw node:crypto ES256 verify of
  * the same signing input in the same run.
  * - cache hit: the same token again (SHA-256 of the string + one Map lookup);
  * - cold: the validated-token cache is emptied before every call, so each one parses, looks the
@@ -9,11 +9,11 @@
  * And people's sign-in tokens from an identity provider (bench/lib/idp.ts, issue 10).
  */
 import { createPublicKey, randomBytes, verify } from 'node:crypto'
-import { SigningKeys } from '../src/auth/keys.ts'
-import { createRevocationFilter } from '../src/auth/revocation-filter.ts'
+import { SigningKeys } from '../src/auth/jwt/keys.ts'
+import { createRevocationFilter } from '../src/auth/jwt/revocation-filter.ts'
 import { SecretBox } from '../src/auth/secret-box.ts'
-import { mintJwt, MAX_TOKEN_TTL_MS } from '../src/auth/tokens.ts'
-import { TokenValidator } from '../src/auth/validator.ts'
+import { mintJwt, MAX_TOKEN_TTL_MS } from '../src/auth/jwt/hierarchy.ts'
+import { TokenValidator } from '../src/auth/jwt/validator.ts'
 import { createOrg } from '../src/features/orgs/service.ts'
 import { withOrg } from '../src/infra/db.ts'
 import { createLogger } from '../src/infra/log.ts'

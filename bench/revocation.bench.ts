@@ -5,7 +5,7 @@
  * single check is far below the timer's resolution, so each sample times a batch of checks and
  * the figures are per check.
  */
-import { createRevocationFilter, type RevocationEntry } from '../src/auth/revocation-filter.ts'
+import { createRevocationFilter, type RevocationEntry } from '../src/auth/jwt/revocation-filter.ts'
 import { createLogger } from '../src/infra/log.ts'
 import { percentile, round } from './lib/measure.ts'
 

@@ -15,9 +15,9 @@
 import { withOrg, withSettings, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'
 import type { Metrics } from '../infra/metrics.ts'
-import { hashToken, isOpaqueToken, type TokenKind } from './opaque-tokens.ts'
-import { typeOfToken } from './tokens.ts'
-import type { JwtPrincipal, TokenValidator } from './validator.ts'
+import { hashToken, isOpaqueToken, type TokenKind } from './opaque/format.ts'
+import { typeOfToken } from './jwt/hierarchy.ts'
+import type { JwtPrincipal, TokenValidator } from './jwt/validator.ts'
 
 /** An opaque credential (qk_, qt_deploy_, qt_dk_, qt_sk_, qt_pk_). */
 export interface OpaquePrincipal {
@@ -104,7 +104,7 @@ export interface SharedTokenCache {
   onResync(handler: () => void): void
 }
 
-/** A token just revoked in Postgres, as returned by `revokeTokens` (src/features/tokens/repo.ts). */
+/** A token just revoked in Postgres, as returned by `revokeTokens` (src/features/api-tokens/repo.ts). */
 export interface RevokedToken {
   id: string
   hash: Buffer
@@ -134,7 +134,7 @@ export interface CredentialResolverOptions {
   shared?: SharedTokenCache | null
   metrics?: Metrics
   /**
-   * JWT-bearing tokens (`qt_app_` … `qt_override_`) go to this validator (src/auth/validator.ts).
+   * JWT-bearing tokens (`qt_app_` … `qt_override_`) go to this validator (src/auth/jwt/validator.ts).
    * Required, so that no composition can forget it (issue 14); null refuses every JWT.
    */
   jwt: TokenValidator | null

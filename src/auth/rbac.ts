@@ -38,7 +38,7 @@ export type RbacDecision = {
   pattern?: string
 }
 
-/** Limits that keep a policy small enough for a JWT claim (auth/jwt caps the payload at 16 KiB). */
+/** Limits that keep a policy small enough for a JWT claim (auth/jwt/jws caps the payload at 16 KiB). */
 export const RBAC_LIMITS = {
   patternsPerList: 256,
   patternLength: 256,

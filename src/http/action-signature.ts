@@ -32,11 +32,11 @@ import { readLimited, refuseDeclaredOver } from './body.ts'
 import { actionSignatureKey } from '../infra/redis.ts'
 import type { Logger } from '../infra/log.ts'
 import type { Metrics } from '../infra/metrics.ts'
-import type { JwtPrincipal } from '../auth/validator.ts'
+import type { JwtPrincipal } from '../auth/jwt/validator.ts'
 import { DEPRECATION_HEADER, DEPRECATION_TEXT } from './auth.ts'
 import type { AppEnv } from './request-context.ts'
 
-/** Token types that get an action key when minted (src/features/auth-tokens/routes.ts). */
+/** Token types that get an action key when minted (src/features/jwt-tokens/routes.ts). */
 export const ACTION_SIGNED_TYPES: ReadonlySet<string> = new Set(['agent', 'subagent', 'session'])
 /** Bun's own request cap (src/cli/serve.ts); routes enforce their smaller limits afterwards. */
 const DEFAULT_MAX_BODY = 16 * 1024 * 1024

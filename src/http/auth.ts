@@ -1,7 +1,7 @@
 /**
  * @module http/auth
  * Bearer authentication for every credential: opaque tokens (admin keys, deploy/service/personal
- * tokens) and the JWT-bearing `qt_app_ … qt_override_` tokens (src/auth/validator.ts).
+ * tokens) and the JWT-bearing `qt_app_ … qt_override_` tokens (src/auth/jwt/validator.ts).
  * 401 when the credential is missing, malformed, unknown, revoked or invalid (one message for all,
  * so a caller learns nothing about which), with code `token_expired` only for a genuine token past
  * its expiry; 403 when it is valid but lacks the scope.

@@ -198,7 +198,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   }
 }
 
-/** What the revocation filter's gauges read (src/auth/revocation-filter.ts `stats()`). */
+/** What the revocation filter's gauges read (src/auth/jwt/revocation-filter.ts `stats()`). */
 export interface RevocationFilterStats {
   bits: number
   setBits: number

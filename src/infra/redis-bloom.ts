@@ -4,7 +4,7 @@
  * bitmap per generation, a pointer to the current one, the generations being rebuilt, a repair
  * lock, and the channel adds and new generations are announced on. Scripts keep each step atomic:
  * an add never creates a short bitmap, a commit flips the pointer and announces it at once. The
- * policy (when to load, rebuild, go 'unknown') is src/auth/revocation-filter.ts's.
+ * policy (when to load, rebuild, go 'unknown') is src/auth/jwt/revocation-filter.ts's.
  */
 import type Redis from 'ioredis'
 

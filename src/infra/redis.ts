@@ -262,7 +262,7 @@ export class RedisStateStore {
     this.#resyncHandlers.push(handler)
   }
 
-  // --- JWT revocation filter (src/auth/revocation-filter.ts, docs/redis.md) ---
+  // --- JWT revocation filter (src/auth/jwt/revocation-filter.ts, docs/redis.md) ---
 
   /**
    * Subscribes to `channel` on the subscriber connection; `handlers.subscribed` runs once the

@@ -4,7 +4,7 @@
  */
 import { composeApp } from '../../src/app.ts'
 import { randomBytes } from 'node:crypto'
-import type { RevocationFilter } from '../../src/auth/revocation-filter.ts'
+import type { RevocationFilter } from '../../src/auth/jwt/revocation-filter.ts'
 import { SecretBox } from '../../src/auth/secret-box.ts'
 import { loadConfig } from '../../src/config.ts'
 import { LocalBus, type Bus } from '../../src/bus/bus.ts'

@@ -3,9 +3,9 @@
  * kind of bad input. Every error is RFC 9457 problem+json and none is a 500.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { FORMATS } from '../../src/auth/opaque-tokens.ts'
+import { FORMATS } from '../../src/auth/opaque/format.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
-import { issueToken, revokeTokens } from '../../src/features/tokens/repo.ts'
+import { issueToken, revokeTokens } from '../../src/features/api-tokens/repo.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { testApp, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'

@@ -5,7 +5,7 @@
  * transactions on a small pool never see each other's context.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { hashToken } from '../../src/auth/opaque-tokens.ts'
+import { hashToken } from '../../src/auth/opaque/format.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { assertSafeRole, UnsafeRoleError } from '../../src/infra/database.ts'
 import { createPool, pgErrorCode, queryOrg, withOrg, withSettings, type Tx } from '../../src/infra/db.ts'

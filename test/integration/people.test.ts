@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { randomBytes } from 'node:crypto'
-import { hashToken } from '../../src/auth/opaque-tokens.ts'
+import { hashToken } from '../../src/auth/opaque/format.ts'
 import { ConfigError, loadConfig } from '../../src/config.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { testApp } from '../helpers/app.ts'

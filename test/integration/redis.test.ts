@@ -6,7 +6,7 @@
  * documented local fallback), never 500.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { hashToken } from '../../src/auth/opaque-tokens.ts'
+import { hashToken } from '../../src/auth/opaque/format.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { OrgRateLimiter } from '../../src/features/ingest/rate-limit.ts'
 import type { RedisStateStore } from '../../src/infra/redis.ts'

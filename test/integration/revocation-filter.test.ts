@@ -1,5 +1,5 @@
 /**
- * The JWT revocation filter (src/auth/revocation-filter.ts) in memory mode and on a real Redis:
+ * The JWT revocation filter (src/auth/jwt/revocation-filter.ts) in memory mode and on a real Redis:
  * the shared one (TEST_REDIS_URL, a fresh key namespace per test) and private redis-servers for
  * the faults that touch a whole server (FLUSHDB, killing subscribers, freezing). The invariant
  * throughout: a revoked jti never answers `false`; whatever the filter cannot vouch for answers
@@ -7,15 +7,15 @@
  */
 import { afterAll, describe, expect, test } from 'bun:test'
 import { RedisClient } from 'bun'
-import { bloomItem, bloomParams, bloomPositions } from '../../src/auth/bloom.ts'
-import { createRevocationFilter, type RevocationEntry, type RevocationFilter } from '../../src/auth/revocation-filter.ts'
+import { bloomItem, bloomParams, bloomPositions } from '../../src/auth/jwt/bloom.ts'
+import { createRevocationFilter, type RevocationEntry, type RevocationFilter } from '../../src/auth/jwt/revocation-filter.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import { bloomKeys } from '../../src/infra/redis-bloom.ts'
 import type { RedisStateStore } from '../../src/infra/redis.ts'
 import { testLog } from '../helpers/db.ts'
 import { privateRedisServer, testRedis, TEST_REDIS_URL, unreachableRedis } from '../helpers/redis.ts'
 
-// Small filters keep loads fast; the design sizing itself is covered in src/auth/bloom.test.ts.
+// Small filters keep loads fast; the design sizing itself is covered in src/auth/jwt/bloom.test.ts.
 const SIZE = { expectedItems: 20_000, falsePositiveRate: 0.008 }
 const ORG = crypto.randomUUID()
 const entry = (orgId = ORG): RevocationEntry => ({ orgId, jti: crypto.randomUUID() })
@@ -176,7 +176,7 @@ describe('cluster mode (shared Redis)', () => {
     await a.rebuild(entries(10))
     const root = new URL('../../', import.meta.url).pathname
     const code = `
-      import { createRevocationFilter } from '${root}src/auth/revocation-filter.ts'
+      import { createRevocationFilter } from '${root}src/auth/jwt/revocation-filter.ts'
       import { RedisStateStore } from '${root}src/infra/redis.ts'
       import { createLogger } from '${root}src/infra/log.ts'
       const log = createLogger('silent', 'stderr')

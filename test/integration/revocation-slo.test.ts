@@ -5,9 +5,9 @@
  * Postgres, real Redis (a fresh key namespace), real HTTP revocations through the composed app.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { createRevocationFilter } from '../../src/auth/revocation-filter.ts'
-import { revokedForFilter } from '../../src/features/auth-tokens/repo.ts'
-import { RevocationPoll } from '../../src/features/auth-tokens/revocation-poll.ts'
+import { createRevocationFilter } from '../../src/auth/jwt/revocation-filter.ts'
+import { revokedForFilter } from '../../src/features/jwt-tokens/repo.ts'
+import { RevocationPoll } from '../../src/features/jwt-tokens/revocation-poll.ts'
 import { LocalBus } from '../../src/bus/bus.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { createMetrics, type Metrics } from '../../src/infra/metrics.ts'

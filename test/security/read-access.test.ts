@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { randomBytes } from 'node:crypto'
-import { hashToken } from '../../src/auth/opaque-tokens.ts'
+import { hashToken } from '../../src/auth/opaque/format.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'

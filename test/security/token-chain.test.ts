@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createPrivateKey, randomUUID, sign, type KeyObject } from 'node:crypto'
-import { SigningKeys } from '../../src/auth/keys.ts'
-import { MAX_TOKEN_TTL_MS } from '../../src/auth/tokens.ts'
-import { TokenValidator, type ChainViolation } from '../../src/auth/validator.ts'
+import { SigningKeys } from '../../src/auth/jwt/keys.ts'
+import { MAX_TOKEN_TTL_MS } from '../../src/auth/jwt/hierarchy.ts'
+import { TokenValidator, type ChainViolation } from '../../src/auth/jwt/validator.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'

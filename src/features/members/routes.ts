@@ -12,7 +12,7 @@ import { AppError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { auditActor } from '../audit/repo.ts'
-import { revokeTokens } from '../tokens/repo.ts'
+import { revokeTokens } from '../api-tokens/repo.ts'
 import { auditMember, inviteMember, listMembers, lockMember, lockOwners, memberView, removeMember, setRole } from './repo.ts'
 import { InviteBody, MemberIdParams, MemberList, MemberView, RoleBody } from './schema.ts'
 

@@ -5,12 +5,12 @@
  * issue 9), in one transaction, with its first owner invited when an email is given (issue 10).
  * The raw values are returned once and never stored.
  */
-import { FORMATS } from '../../auth/opaque-tokens.ts'
+import { FORMATS } from '../../auth/opaque/format.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { normalEmail } from '../../lib/email.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { auditMember, inviteMember } from '../members/repo.ts'
-import { issueToken } from '../tokens/repo.ts'
+import { issueToken } from '../api-tokens/repo.ts'
 
 export interface CreatedOrg {
   org_id: string

@@ -22,8 +22,8 @@ import { AppError, ForbiddenError, NotFoundError, ValidationError } from '../../
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
-import { findIssued } from '../auth-tokens/repo.ts'
-import { checkCustomer, isManagement } from '../auth-tokens/service.ts'
+import { findIssued } from '../jwt-tokens/repo.ts'
+import { checkCustomer, isManagement } from '../jwt-tokens/service.ts'
 import { decisionsFor, insertDecision, markUsed, whyUnusable } from './repo.ts'
 import { DecideBody, DecisionList, DecisionView, EventParams } from './schema.ts'
 

@@ -1,8 +1,8 @@
 /**
- * @module features/auth-tokens/routes
+ * @module features/jwt-tokens/routes
  * `POST /tokens/{app,bearer,agent,subagent,session,override}` (also under `/auth/tokens/…`, the
  * migration guide's paths): both request shapes of SPEC §7.5. Any accepted credential may call;
- * the service decides who may mint what (src/features/auth-tokens/service.ts, docs/auth.md).
+ * the service decides who may mint what (src/features/jwt-tokens/service.ts, docs/auth.md).
  * Answers 201 `{"token","jti","token_type","expires_at","claims",…type fields}`; agent, sub-agent
  * and session answers add `action_key` (hex), shown once.
  */
@@ -10,8 +10,8 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import type { Context } from 'hono'
 import { createHash } from 'node:crypto'
 import type { Principal } from '../../auth/credentials.ts'
-import type { SigningKeys } from '../../auth/keys.ts'
-import type { MintedJwt, TokenType } from '../../auth/tokens.ts'
+import type { SigningKeys } from '../../auth/jwt/keys.ts'
+import type { MintedJwt, TokenType } from '../../auth/jwt/hierarchy.ts'
 import { BadRequestError, ForbiddenError } from '../../errors.ts'
 import type { Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'

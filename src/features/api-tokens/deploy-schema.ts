@@ -1,5 +1,5 @@
 /**
- * @module features/deploy-tokens/schema
+ * @module features/api-tokens/deploy-schema
  * Request and response shapes of `/v1/deploy-tokens` (SPEC §7.4: `{"id","name","token","created_at"}`).
  */
 import { Type } from '@sinclair/typebox'

@@ -1,5 +1,5 @@
 /**
- * @module features/auth-tokens/session-budget
+ * @module features/jwt-tokens/session-budget
  * `max_events` of session tokens (SPEC §4.1): events submitted under one `qt_session_` token are
  * counted in `auth.issued_tokens.events_used` with one atomic UPDATE per request, so every
  * instance draws on the same budget; a request that would pass it is refused whole with 429 and

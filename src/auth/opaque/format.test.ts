@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { FORMATS, hashToken, isOpaqueToken, mintToken, opaquePrefix } from './opaque-tokens.ts'
+import { FORMATS, hashToken, isOpaqueToken, mintToken, opaquePrefix } from './format.ts'
 
 describe('opaque tokens', () => {
   test('minted formats: qk_ + 64 hex, qt_deploy_ + 32 hex, unique, hashed with SHA-256', () => {

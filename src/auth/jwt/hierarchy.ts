@@ -1,5 +1,5 @@
 /**
- * @module auth/tokens
+ * @module auth/jwt/hierarchy
  * The six JWT-bearing token types of SPEC §4: prefixes, lifetimes, derivation tree, claims, and
  * minting (sign + record in `auth.issued_tokens` inside the caller's tenant transaction).
  *
@@ -9,8 +9,8 @@
  * response's `expires_at` says so). Decision documented in docs/auth.md.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import type { Tx } from '../infra/db.ts'
-import { signEs256 } from './jwt.ts'
+import type { Tx } from '../../infra/db.ts'
+import { signEs256 } from './jws.ts'
 import type { Signer } from './keys.ts'
 
 export const TOKEN_TYPES = ['app', 'bearer', 'agent', 'subagent', 'session', 'override'] as const

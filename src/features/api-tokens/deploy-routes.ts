@@ -1,12 +1,12 @@
 /**
- * @module features/deploy-tokens/routes
+ * @module features/api-tokens/deploy-routes
  * `POST/GET /v1/deploy-tokens`, `DELETE /v1/deploy-tokens/{id}`: admin-key only. Raw tokens
  * appear once, in the creation response. A revoked token is refused (401) on its next use.
  * A malformed id answers 404 like an unknown one (issue 9: every route answers the same for a
  * bad id; docs/rbac.md "Errors").
  */
 import type { CredentialResolver } from '../../auth/credentials.ts'
-import { FORMATS } from '../../auth/opaque-tokens.ts'
+import { FORMATS } from '../../auth/opaque/format.ts'
 import { NotFoundError, ValidationError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
@@ -14,8 +14,8 @@ import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
 import { checkName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { DEPLOY_SCOPES } from '../orgs/service.ts'
-import { issueToken, listTokens, revokeTokens, type TokenRow } from '../tokens/repo.ts'
-import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdParams } from './schema.ts'
+import { issueToken, listTokens, revokeTokens, type TokenRow } from './repo.ts'
+import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdParams } from './deploy-schema.ts'
 
 const KIND = FORMATS.deployToken.kind
 const MAX_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000

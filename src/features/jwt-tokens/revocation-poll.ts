@@ -1,5 +1,5 @@
 /**
- * @module features/auth-tokens/revocation-poll
+ * @module features/jwt-tokens/revocation-poll
  * Without Redis nothing carries a JWT revocation from the instance that made it to the others,
  * and a loaded filter answers "definitely not revoked" for what it never heard of. So instances
  * without Redis poll Postgres for revocations committed since their last look and add them to
@@ -13,7 +13,7 @@
  * `quint_revocation_propagation_seconds{path="poll"}`). Revocations older than this poll's start
  * are in the filter's first rebuild, not propagated by the poll: they are added but not observed.
  */
-import type { RevocationFilter } from '../../auth/revocation-filter.ts'
+import type { RevocationFilter } from '../../auth/jwt/revocation-filter.ts'
 import type { Sql } from '../../infra/db.ts'
 import { errorKind, ThrottledLog, type Logger } from '../../infra/log.ts'
 import { databaseNow, revokedSince } from './repo.ts'

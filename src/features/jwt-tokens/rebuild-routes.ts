@@ -1,5 +1,5 @@
 /**
- * @module features/auth-tokens/rebuild-routes
+ * @module features/jwt-tokens/rebuild-routes
  * `POST /bloom/rebuild` (SPEC §7.5, §16.5): rebuilds the JWT revocation filter from Postgres and
  * swaps it in atomically (docs/revocation.md); with Redis, as a new shared generation that every
  * instance loads. Answers `{"generation","count"}`.
@@ -11,7 +11,7 @@
  * one leaves the old filter in place.
  */
 import { Type } from '@sinclair/typebox'
-import type { RevocationFilter } from '../../auth/revocation-filter.ts'
+import type { RevocationFilter } from '../../auth/jwt/revocation-filter.ts'
 import { AppError, ForbiddenError, RateLimitedError } from '../../errors.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'

@@ -1,5 +1,5 @@
 /**
- * @module auth/jwt
+ * @module auth/jwt/jws
  * Compact JWS for exactly one algorithm, ES256 with raw `r||s` signatures (RFC 7515/7518), and
  * nothing else: no `alg` negotiation, no key material taken from the token. Parsing is strict so a
  * malformed token is refused before any key lookup or signature work (PITFALLS §2.4):

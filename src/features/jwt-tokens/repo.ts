@@ -1,9 +1,9 @@
 /**
- * @module features/auth-tokens/repo
+ * @module features/jwt-tokens/repo
  * `auth.issued_tokens` and `auth.revocation_log` inside tenant transactions: finding a parent,
  * single and cascade revocation, the session event budget.
  */
-import type { ParentToken, TokenType } from '../../auth/tokens.ts'
+import type { ParentToken, TokenType } from '../../auth/jwt/hierarchy.ts'
 import { withSettings, type Sql, type Tx } from '../../infra/db.ts'
 
 export interface IssuedRow extends ParentToken {
@@ -129,7 +129,7 @@ export async function revokedForFilter(sql: Sql, skewS: number): Promise<{ orgId
 /**
  * Revocations committed at or after `since` (minus nothing: the caller overlaps its windows),
  * with their time, for instances without Redis to learn other instances' revocations
- * (src/features/auth-tokens/revocation-poll.ts). Uses the same read policy as `revokedForFilter`.
+ * (src/features/jwt-tokens/revocation-poll.ts). Uses the same read policy as `revokedForFilter`.
  */
 export async function revokedSince(sql: Sql, since: Date): Promise<{ orgId: string; jti: string; at: number; ageMs: number }[]> {
   // age_ms: how long ago each was revoked, on the database's clock alone (the revocation SLO

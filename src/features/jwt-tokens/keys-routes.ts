@@ -1,11 +1,11 @@
 /**
- * @module features/auth-tokens/keys-routes
+ * @module features/jwt-tokens/keys-routes
  * Signing keys: `POST /keys/signing` (the active key, created if the org has none),
  * `POST /keys/{kid}/rotate` (management), and the unauthenticated `GET /keys/public/{org_id}`
  * the edge proxy fetches (SPEC §4.4, §17 item 12): every key still verifying as EC P-256 JWKs
  * plus the active key's PEM. An unknown or malformed org id is a 404.
  */
-import { KeyNotFoundError, type KeyRow, type SigningKeys } from '../../auth/keys.ts'
+import { KeyNotFoundError, type KeyRow, type SigningKeys } from '../../auth/jwt/keys.ts'
 import { ForbiddenError, NotFoundError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'

@@ -1,5 +1,5 @@
 /**
- * @module auth/opaque-tokens
+ * @module auth/opaque/format
  * Opaque credentials: random secrets with a type prefix (SPEC §2). Only SHA-256(token) is
  * stored; the raw value is shown once at creation. Prefixes tell kinds apart before any lookup.
  */

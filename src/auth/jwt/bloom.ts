@@ -1,6 +1,6 @@
 /**
- * @module auth/bloom
- * The bloom filter behind JWT revocation (src/auth/revocation-filter.ts). No false negatives: an
+ * @module auth/jwt/bloom
+ * The bloom filter behind JWT revocation (src/auth/jwt/revocation-filter.ts). No false negatives: an
  * item that was added always answers "maybe"; an item never added answers "maybe" with the design
  * false-positive rate p, so a hit is only ever a reason to ask Postgres (docs/revocation.md).
  *

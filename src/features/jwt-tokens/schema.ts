@@ -1,5 +1,5 @@
 /**
- * @module features/auth-tokens/schema
+ * @module features/jwt-tokens/schema
  * Request and response shapes of the token, key, revocation and introspection endpoints
  * (SPEC §7.5, both tables: the documented bodies and the client's parent-token-as-bearer bodies).
  * Parent-naming fields are optional: without them the bearer token itself is the parent.

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test'
 import { generateKeyPairSync, sign } from 'node:crypto'
-import { b64urlJson, parseJws, signEs256, verifyEs256 } from './jwt.ts'
-import { expiryFor, MintError, typeOfToken } from './tokens.ts'
+import { b64urlJson, parseJws, signEs256, verifyEs256 } from './jws.ts'
+import { expiryFor, MintError, typeOfToken } from './hierarchy.ts'
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 const other = generateKeyPairSync('ec', { namedCurve: 'P-256' })

@@ -1,5 +1,5 @@
 /**
- * @module auth/keys
+ * @module auth/jwt/keys
  * Per-org ES256 (P-256) signing keys. The private key (PKCS8 DER) is sealed with the SecretBox
  * under the context `signing-key:<org>:<kid>`, so a row copied to another org or kid no longer
  * opens. An org gets its first key lazily, on first need; two instances doing that at once both
@@ -14,10 +14,10 @@
  * active private key per org, re-read every SIGNER_REFRESH_MS.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
-import { withOrg, type Sql, type Tx } from '../infra/db.ts'
-import type { Logger } from '../infra/log.ts'
-import { KID_PATTERN } from './jwt.ts'
-import type { SecretBox } from './secret-box.ts'
+import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import type { Logger } from '../../infra/log.ts'
+import { KID_PATTERN } from './jws.ts'
+import type { SecretBox } from '../secret-box.ts'
 
 export const SIGNER_REFRESH_MS = 60_000
 const PUBLIC_TTL_MS = 5 * 60_000

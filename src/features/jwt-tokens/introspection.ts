@@ -1,13 +1,13 @@
 /**
- * @module features/auth-tokens/introspection
+ * @module features/jwt-tokens/introspection
  * For operators debugging a denial: `GET /v1/auth/whoami` (the validated identity of any accepted
  * credential) and `POST /v1/auth/check` (the caller's own RBAC decision for an action, with the
  * step that decided; a credential without RBAC is allowed at step 6).
  */
 import { Type } from '@sinclair/typebox'
-import type { TokenKind } from '../../auth/opaque-tokens.ts'
+import type { TokenKind } from '../../auth/opaque/format.ts'
 import { evaluateRbac, parseRbac } from '../../auth/rbac.ts'
-import { TOKEN_TYPES } from '../../auth/tokens.ts'
+import { TOKEN_TYPES } from '../../auth/jwt/hierarchy.ts'
 import { ForbiddenError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { ROLES } from '../../http/permissions.ts'

@@ -1,10 +1,10 @@
 /**
- * @module features/tokens/repo
+ * @module features/api-tokens/repo
  * The `api_tokens` table: minting (hash stored, raw value returned once), listing, revoking.
  * Every function runs inside `withOrg`; rows belong to the transaction's org.
  */
 import type { RevokedToken } from '../../auth/credentials.ts'
-import { mintToken, type FORMATS } from '../../auth/opaque-tokens.ts'
+import { mintToken, type FORMATS } from '../../auth/opaque/format.ts'
 import type { Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
 

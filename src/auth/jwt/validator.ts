@@ -1,8 +1,8 @@
 /**
- * @module auth/validator
+ * @module auth/jwt/validator
  * The hot path for `qt_app_ … qt_override_` tokens (SPEC §4.4):
  *
- *   validated-token cache (SHA-256 of the whole string) → prefix → strict JWS parse (src/auth/jwt.ts)
+ *   validated-token cache (SHA-256 of the whole string) → prefix → strict JWS parse (src/auth/jwt/jws.ts)
  *   → key by (sub, kid) → ES256 verify → claims for the type → chain + revocation → principal.
  *
  * Every refusal is `invalid` except a correctly signed token past `exp` (+ skew), which is
@@ -25,12 +25,12 @@
  * takes effect here within VALIDATED_TTL_MS (30 s): the documented SLA of single-process mode.
  */
 import { createHash, type KeyObject } from 'node:crypto'
-import { isUuid, withOrg, type Sql } from '../infra/db.ts'
-import type { Logger } from '../infra/log.ts'
-import { parseJws, verifyEs256, type ParsedJws } from './jwt.ts'
+import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import type { Logger } from '../../infra/log.ts'
+import { parseJws, verifyEs256, type ParsedJws } from './jws.ts'
 import type { SigningKeys } from './keys.ts'
-import { checkNarrowing, parseRbac } from './rbac.ts'
-import { PARENT_TYPES, TTL_S, typeOfToken, type TokenType } from './tokens.ts'
+import { checkNarrowing, parseRbac } from '../rbac.ts'
+import { PARENT_TYPES, TTL_S, typeOfToken, type TokenType } from './hierarchy.ts'
 
 export const VALIDATED_TTL_MS = 30_000
 const CONFIRM_TTL_MS = 5_000
@@ -39,7 +39,7 @@ const MAX_ANCESTRY = 100_000
 /** Longest token accepted at all: prefix + header + 16 KiB payload + signature. */
 export const MAX_TOKEN_CHARS = 17 * 1024
 
-/** Structural form of src/auth/revocation-filter.ts (owned elsewhere), so this module does not depend on its file. */
+/** Structural form of src/auth/jwt/revocation-filter.ts (owned elsewhere), so this module does not depend on its file. */
 export interface RevocationFilterLike {
   check(orgId: string, jti: string): boolean | 'unknown'
   add(entries: readonly { orgId: string; jti: string }[]): Promise<void>
@@ -341,7 +341,7 @@ interface RecordedRow {
 
 /**
  * The first delegation rule the recorded chain (the token first, then its ancestors) breaks, or
- * null. The rules are those minting enforces (src/features/auth-tokens/service.ts, routes.ts),
+ * null. The rules are those minting enforces (src/features/jwt-tokens/service.ts, routes.ts),
  * checked again with the parents' recorded claims.
  */
 function chainViolation(rows: readonly RecordedRow[], maxDepth: number): ChainViolation | null {

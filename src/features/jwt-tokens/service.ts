@@ -1,5 +1,5 @@
 /**
- * @module features/auth-tokens/service
+ * @module features/jwt-tokens/service
  * Who may mint what, finding the parent, and minting (docs/auth.md "Who can mint"):
  *
  * - management credentials (an admin `qk_` key, or an app token with scope `*`, `admin` or
@@ -14,10 +14,10 @@
  */
 import type { RequestFacts } from '../../http/request-context.ts'
 import { hasScope, type Principal } from '../../auth/credentials.ts'
-import type { SigningKeys } from '../../auth/keys.ts'
+import type { SigningKeys } from '../../auth/jwt/keys.ts'
 import { checkNarrowing, parseRbac, rbacClaim, type RbacFieldError, type RbacPolicy } from '../../auth/rbac.ts'
-import { MintError, mintJwt, PARENT_TYPES, type MintedJwt, type ParentToken, type TokenType } from '../../auth/tokens.ts'
-import { TYPE_SCOPES } from '../../auth/validator.ts'
+import { MintError, mintJwt, PARENT_TYPES, type MintedJwt, type ParentToken, type TokenType } from '../../auth/jwt/hierarchy.ts'
+import { TYPE_SCOPES } from '../../auth/jwt/validator.ts'
 import { BadRequestError, ForbiddenError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'

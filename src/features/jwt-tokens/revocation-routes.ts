@@ -1,5 +1,5 @@
 /**
- * @module features/auth-tokens/revocation-routes
+ * @module features/jwt-tokens/revocation-routes
  * Revocation of JWT-bearing tokens, on both path styles of SPEC §7.5:
  *   DELETE /revocation/{jti}          body {token_type?, customer_id?, reason?} → {"revoked":true,"jti"}
  *   POST   /revocation/cascade/{jti}  same body → {"revoked_count","revoked_jtis"} (root + every descendant)

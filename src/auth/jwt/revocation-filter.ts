@@ -1,5 +1,5 @@
 /**
- * @module auth/revocation-filter
+ * @module auth/jwt/revocation-filter
  * The JWT revocation filter (docs/revocation.md): a bloom filter of `${orgId}:${jti}` that the
  * validator asks, synchronously and in well under a microsecond, whether a token may be revoked.
  * `false` is definite; `true` and `'unknown'` send the validator to Postgres, the authority.
@@ -25,10 +25,10 @@
  * One state machine (load, add, rebuild, repair, verify), kept in one file, past the usual size,
  * so that the rules above can be checked against a single reading of it.
  */
-import type { ChannelHandlers } from '../infra/redis.ts'
-import type { BloomGeneration, RedisBloom } from '../infra/redis-bloom.ts'
-import type { Logger } from '../infra/log.ts'
-import { registerRevocationFilterGauges, type Metrics } from '../infra/metrics.ts'
+import type { ChannelHandlers } from '../../infra/redis.ts'
+import type { BloomGeneration, RedisBloom } from '../../infra/redis-bloom.ts'
+import type { Logger } from '../../infra/log.ts'
+import { registerRevocationFilterGauges, type Metrics } from '../../infra/metrics.ts'
 import { BloomFilter, bloomItem, bloomParams, bloomPositions, sameParams, type BloomParams } from './bloom.ts'
 
 export interface RevocationEntry {
