@@ -13,6 +13,7 @@ import type { Config } from './config.ts'
 import { mountAlerts } from './features/alerts/routes.ts'
 import { mountDeadLetters } from './features/dead-letters/routes.ts'
 import { mountDeployTokens } from './features/api-tokens/deploy-routes.ts'
+import { mountApiTokens } from './features/api-tokens/routes.ts'
 import { LocalBus, type Bus } from './bus/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
@@ -152,6 +153,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
       )
     : null
   const resolver = new CredentialResolver(sql, log, {
+    lastUsedEveryMs: deps.config.TOKEN_USAGE_WRITE_MS,
     shared: redis,
     metrics,
     jwt: validator,
@@ -171,19 +173,24 @@ export function composeApp(deps: AppDeps): ComposedApp {
       auth(c, async () => {
         await checkSignature(c, next)
       })
-  const ingestAuth = signed(requireAuth(resolver, { permission: 'ingest' }))
   // Session tokens draw each ingest request's events from their max_events budget (429 past it).
   const budget = sessionEventBudget(sql)
   // Every route's guard comes from the permission it declares (src/http/permissions.ts, issue 10):
   // credentials hold permissions by scope, people by role. `read` is held by credentials meant
   // for reading, never by a machine's (docs/rbac.md).
   const guard = (permission: Permission) => signed(requireAuth(resolver, { permission }))
+  const budgeted = (permission: Permission): MiddlewareHandler<AppEnv> => {
+    const auth = guard(permission)
+    return (c, next) =>
+      auth(c, async () => {
+        await budget(c, next)
+      })
+  }
   const guards: Guards = {
     authenticated: signed(requireAnyAuth(resolver)),
-    ingest: (c, next) =>
-      ingestAuth(c, async () => {
-        await budget(c, next)
-      }),
+    enroll: guard('enroll'),
+    machine: budgeted('machine'),
+    ingest: budgeted('ingest'),
     read: guard('read'),
     triage: guard('triage'),
     manage: guard('manage'),
@@ -211,6 +218,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     onRebuilt: () => validator.evict([]),
   })
   mountOverrides(routes, { sql, secret: deps.secrets.derive('override-cosign') })
+  mountApiTokens(routes, { sql, resolver })
   mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
@@ -226,7 +234,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
   mountEvents(routes, { sql: readSql })
   mountSessions(routes, { sql: readSql })
   mountAgents(routes, { sql: readSql })
-  mountMachineInventory(routes, { sql: readSql })
+  mountMachineInventory(routes, { sql: readSql, primary: sql, resolver })
   mountChain(routes, { sql: readSql })
   mountIngestStats(routes, { sql: readSql })
   mountOrgSettings(routes, { sql })

@@ -254,6 +254,13 @@ export const EnvSchema = Type.Object({
     default: 30,
     description: 'Clock skew tolerated when validating JWT `exp`, `iat` and `nbf` (docs/auth.md).',
   }),
+  TOKEN_USAGE_WRITE_MS: Type.Integer({
+    minimum: 0,
+    maximum: 3_600_000,
+    default: 60_000,
+    description:
+      "Least time between two writes of one opaque token's last_used_at, last_used_ip and use_count per instance: uses in between are counted in memory and added by the next write (docs/tokens.md).",
+  }),
   AUTH_REQUIRE_ACTION_SIGNATURE: Type.Boolean({
     default: false,
     description:

@@ -63,6 +63,26 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/** A machine an admin disabled (PATCH /v1/machines/{id}): refused whatever credential it presents. */
+export class MachineDisabledError extends AppError {
+  override name = 'MachineDisabledError'
+  constructor() {
+    super(403, 'machine_disabled', 'This machine was disabled by an administrator of the organization.')
+  }
+}
+
+/** A revoked deploy token: it keeps the machines it registered, and registers no other (SPEC §3.2). */
+export class TokenRetiredError extends AppError {
+  override name = 'TokenRetiredError'
+  constructor() {
+    super(
+      403,
+      'token_retired',
+      'This deploy token was revoked: it registers no new machine, and acts only on the machines it registered.',
+    )
+  }
+}
+
 /** A CORS preflight from an origin not in CORS_ORIGINS (src/http/browser.ts). */
 export class OriginNotAllowedError extends AppError {
   override name = 'OriginNotAllowedError'

@@ -31,6 +31,12 @@ export interface OpaquePrincipal {
    * attributes events to it (issue 9).
    */
   machineId: string | null
+  /**
+   * A revoked deploy token (issue 10, SPEC §3.2): still accepted for the daemon's calls on the
+   * machines it registered, refused everything else (src/http/permissions.ts,
+   * src/features/machines/service.ts). False for every other credential.
+   */
+  retired: boolean
 }
 
 export type MemberRole = 'owner' | 'admin' | 'analyst' | 'viewer'
@@ -73,7 +79,7 @@ export interface RequestOrigin {
   userAgent: string | null
 }
 
-/** What a person's request says besides the token: the org they name, where it came from. */
+/** What a request says besides the token: the org a person names, where it came from. */
 export interface PeopleContext {
   org?: string
   request?: RequestOrigin
@@ -92,6 +98,9 @@ interface Entry {
   /** Hard end of validity (token expiry), independent of the cache TTL. */
   validUntil: number
   lastUsedWrite: number
+  /** Uses since the last write of `use_count`, and the address of the latest. */
+  uses: number
+  lastIp: string | null
 }
 
 /** The shared lookup cache and revocation channel of cluster mode (src/infra/redis.ts). */
@@ -119,6 +128,8 @@ interface SharedEntry {
   u: number | null
   /** The bound machine id (absent in entries written before it existed: read Postgres instead). */
   m?: string | null
+  /** Retired deploy token (absent in entries written before it existed: read Postgres instead). */
+  r?: boolean
 }
 
 /** A lookup slower than this is not written to Redis: its Postgres read may predate a revocation. */
@@ -128,7 +139,7 @@ export interface CredentialResolverOptions {
   ttlMs?: number
   negativeTtlMs?: number
   maxEntries?: number
-  /** Minimum gap between two `last_used_at` writes for one token. */
+  /** Minimum gap between two writes of one token's `last_used_at`, `last_used_ip` and `use_count`. */
   lastUsedEveryMs?: number
   /** Cluster mode: Redis. */
   shared?: SharedTokenCache | null
@@ -188,7 +199,7 @@ export class CredentialResolver {
     }
     if (FOREIGN_JWT.test(raw))
       return this.#people ? this.#people.authenticate(raw, people) : { principal: null, reason: 'invalid' }
-    const principal = await this.resolve(raw)
+    const principal = await this.resolve(raw, people.request?.sourceIp ?? null)
     return principal ? { principal } : { principal: null, reason: 'invalid' }
   }
 
@@ -197,8 +208,11 @@ export class CredentialResolver {
     this.#people?.membersChanged(orgId)
   }
 
-  /** The principal for a raw opaque token, or null when it is unknown, revoked or expired. */
-  async resolve(raw: string): Promise<OpaquePrincipal | null> {
+  /**
+   * The principal for a raw opaque token, or null when it is unknown, revoked (a deploy token:
+   * retired, see `OpaquePrincipal.retired`) or expired. `ip` is the caller's, for `last_used_ip`.
+   */
+  async resolve(raw: string, ip: string | null = null): Promise<OpaquePrincipal | null> {
     if (!isOpaqueToken(raw)) return null
     const hash = hashToken(raw)
     const key = hash.toString('hex')
@@ -216,9 +230,12 @@ export class CredentialResolver {
       }
     }
     if (!entry.principal || entry.validUntil <= now) return null
+    entry.uses++
+    if (ip !== null) entry.lastIp = ip
     if (now - entry.lastUsedWrite >= this.#lastUsedEvery) {
       entry.lastUsedWrite = now
-      this.#touch(entry.principal)
+      this.#touch(entry.principal, entry.uses, entry.lastIp)
+      entry.uses = 0
     }
     return entry.principal
   }
@@ -267,14 +284,27 @@ export class CredentialResolver {
       return null
     }
     if (hit === null) return null
-    if (hit === 'revoked') return { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0 }
+    // Revoked: Postgres decides, since a revoked deploy token is retired, not refused. The
+    // tombstone still keeps Redis from serving what was cached before the revocation.
+    if (hit === 'revoked') return null
     const v = hit.value as SharedEntry
-    if (typeof v?.o !== 'string' || typeof v.t !== 'string' || !Array.isArray(v.s) || v.m === undefined) return null
+    if (typeof v?.o !== 'string' || typeof v.t !== 'string' || !Array.isArray(v.s) || v.m === undefined || v.r === undefined) {
+      return null
+    }
     return {
-      principal: Object.freeze({ orgId: v.o, tokenId: v.t, kind: v.k, scopes: Object.freeze([...v.s]), machineId: v.m }),
+      principal: Object.freeze({
+        orgId: v.o,
+        tokenId: v.t,
+        kind: v.k,
+        scopes: Object.freeze([...v.s]),
+        machineId: v.m,
+        retired: v.r,
+      }),
       expiresAt: now + Math.min(this.#ttl, hit.ttlMs),
       validUntil: v.u ?? Number.POSITIVE_INFINITY,
       lastUsedWrite: 0,
+      uses: 0,
+      lastIp: null,
     }
   }
 
@@ -287,6 +317,7 @@ export class CredentialResolver {
       s: [...p.scopes],
       u: Number.isFinite(entry.validUntil) ? entry.validUntil : null,
       m: p.machineId,
+      r: p.retired,
     }
     shared.putToken(key, value, this.#ttl).catch((err) => {
       this.#metrics?.redisFallbacks.inc({ op: 'token_cache_write' })
@@ -314,7 +345,9 @@ export class CredentialResolver {
           from api_tokens where token_hash = ${hash}`,
     )
     const row = rows[0]
-    const usable = row && !row.revoked_at && (!row.expires_at || row.expires_at.getTime() > now)
+    // A revoked deploy token is retired, not refused: its machines keep working (SPEC §3.2).
+    const retired = row?.revoked_at != null && row.kind === 'install'
+    const usable = row && (!row.revoked_at || retired) && (!row.expires_at || row.expires_at.getTime() > now)
     return usable
       ? {
           principal: Object.freeze({
@@ -323,12 +356,19 @@ export class CredentialResolver {
             kind: row.kind,
             scopes: Object.freeze([...row.scopes]),
             machineId: row.machine_id,
+            retired,
           }),
           expiresAt: now + this.#ttl,
           validUntil: row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY,
           lastUsedWrite: 0,
+          uses: 0,
+          lastIp: null,
         }
-      : { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0 }
+      : this.#refused(now)
+  }
+
+  #refused(now: number): Entry {
+    return { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0, uses: 0, lastIp: null }
   }
 
   #remember(key: string, entry: Entry): void {
@@ -341,10 +381,16 @@ export class CredentialResolver {
     this.#cache.set(key, entry)
   }
 
-  #touch(p: OpaquePrincipal): void {
-    withOrg(this.sql, p.orgId, (tx) => tx`update api_tokens set last_used_at = now() where id = ${p.tokenId}`).catch((err) =>
-      this.log.debug({ err }, 'last_used_at update failed'),
-    )
+  /** Adds `uses` to the token's count; a failed write loses them (a usage figure, not a record). */
+  #touch(p: OpaquePrincipal, uses: number, ip: string | null): void {
+    withOrg(
+      this.sql,
+      p.orgId,
+      (tx) => tx`
+        update api_tokens set last_used_at = now(), use_count = use_count + ${uses},
+               last_used_ip = coalesce(${ip}::inet, last_used_ip)
+         where id = ${p.tokenId}`,
+    ).catch((err) => this.log.debug({ err }, 'token usage update failed'))
   }
 }
 

@@ -77,6 +77,11 @@ export const requireAuth = (resolver: CredentialResolver, options: { permission:
   async function requireAuth(c, next) {
     try {
       const principal = await authenticate(c, resolver)
+      // A revoked deploy token serves only its machines' daemon calls: anywhere else it is the
+      // revoked credential it is (401), not a weak one (403).
+      if ('retired' in principal && principal.retired && !allows(principal, options.permission)) {
+        throw new UnauthorizedError(INVALID_DETAIL)
+      }
       if (!allows(principal, options.permission)) {
         throw new ForbiddenError(
           principal.kind === 'member'
@@ -96,7 +101,9 @@ export const requireAuth = (resolver: CredentialResolver, options: { permission:
 export const requireAnyAuth = (resolver: CredentialResolver): MiddlewareHandler<AppEnv> =>
   async function requireAnyAuth(c, next) {
     try {
-      c.set('principal', await authenticate(c, resolver))
+      const principal = await authenticate(c, resolver)
+      if (!allows(principal, 'authenticated')) throw new UnauthorizedError(INVALID_DETAIL)
+      c.set('principal', principal)
     } catch (err) {
       throw tagLegacy(c, err)
     }

@@ -30,7 +30,9 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   sessions: 'Agent sessions: lists, detail with risk summary, sub-agents, the delegation tree and the nested timeline.',
   agents: 'Agents across machines: when seen, where, how many sessions, how risky.',
   org: "The caller's org and its settings (data retention).",
-  'deploy tokens': 'Opaque `qt_deploy_` credentials that daemons install with.',
+  'deploy tokens': 'Opaque `qt_deploy_` credentials that daemons install with (the deploy-token view of `/v1/tokens`).',
+  tokens:
+    'Every opaque credential: personal (`qt_pk_`), service (`qt_sk_`), deploy (`qt_deploy_`), enrollment (`qt_dk_`) and admin keys (`qk_`): create, list, rotate with an overlap, revoke.',
   'auth tokens': 'Minting the `qt_` JWT hierarchy: app → bearer → agent → sub-agent, session and override tokens.',
   'signing keys': "The org's ES256 signing keys and the public keys that verify its tokens.",
   revocation: 'Revoking tokens (one, or a whole subtree) and rebuilding the revocation filter.',

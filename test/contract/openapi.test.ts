@@ -158,6 +158,8 @@ describe('the document generator', () => {
   const registry = () =>
     new RouteRegistry(new Hono<AppEnv>(), {
       authenticated: pass,
+      enroll: pass,
+      machine: pass,
       ingest: pass,
       read: pass,
       triage: pass,

@@ -139,7 +139,16 @@ describe('memory mode', () => {
     })
     const resolver = new CredentialResolver(db.app, testLog, { jwt: null })
     const anyAuth = requireAnyAuth(resolver)
-    const guards = { authenticated: anyAuth, ingest: anyAuth, read: anyAuth, triage: anyAuth, manage: anyAuth, members: anyAuth }
+    const guards = {
+      authenticated: anyAuth,
+      enroll: anyAuth,
+      machine: anyAuth,
+      ingest: anyAuth,
+      read: anyAuth,
+      triage: anyAuth,
+      manage: anyAuth,
+      members: anyAuth,
+    }
     mountFilterRebuild(new RouteRegistry(app, guards), {
       sql: db.app,
       filter: held,

@@ -229,8 +229,10 @@ describe('DELETE /v1/deploy-tokens/{id}', () => {
     expect(await t.resolver.resolve(token)).toMatchObject({ orgId: a.org_id, kind: 'install' })
     const del = await t.call('DELETE', `/v1/deploy-tokens/${created.body.id}`, { token: a.admin_key })
     expect(del.status).toBe(204)
-    expect(await t.resolver.resolve(token)).toBeNull()
+    // Retired, not refused: it keeps the machines it registered (SPEC §3.2), and nothing else.
+    expect(await t.resolver.resolve(token)).toMatchObject({ retired: true })
     expectProblem(await t.call('GET', '/v1/deploy-tokens', { token }), 401, 'unauthorized')
+    expectProblem(await t.call('POST', '/v1/ingest', { token, json: [] }), 401, 'unauthorized')
     expect((await t.call('DELETE', `/v1/deploy-tokens/${created.body.id}`, { token: a.admin_key })).status).toBe(204)
     const listed = await t.call('GET', '/v1/deploy-tokens', { token: a.admin_key })
     const row = listed.body.deploy_tokens.find((x: { id: string }) => x.id === created.body.id)
@@ -242,7 +244,7 @@ describe('DELETE /v1/deploy-tokens/{id}', () => {
     expect(await t.resolver.resolve(created.body.token)).not.toBeNull()
     const del = await t.call('DELETE', `/v1/deploy-tokens/${String(created.body.id).toUpperCase()}`, { token: a.admin_key })
     expect(del.status).toBe(204)
-    expect(await t.resolver.resolve(created.body.token)).toBeNull()
+    expect(await t.resolver.resolve(created.body.token)).toMatchObject({ retired: true })
   })
 
   test('a lookup in flight while the token is revoked does not cache it as valid', async () => {
@@ -251,7 +253,7 @@ describe('DELETE /v1/deploy-tokens/{id}', () => {
     const revoked = await withOrg(db.app, a.org_id, (tx) => revokeTokens(tx, { kind: 'install', id: created.body.id }))
     await t.resolver.revoked(revoked)
     await inFlight
-    expect(await t.resolver.resolve(created.body.token)).toBeNull()
+    expect(await t.resolver.resolve(created.body.token)).toMatchObject({ retired: true })
   })
 
   test("an org can neither see nor revoke another org's token", async () => {

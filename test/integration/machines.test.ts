@@ -123,13 +123,15 @@ describe('POST /v1/machines/register', () => {
     expectProblem(await register(service), 403)
   })
 
-  test('revoking the deploy token blocks it (new registrations included); machines enrolled with it keep their service tokens', async () => {
+  test('revoking the deploy token refuses new registrations; machines enrolled with it keep their service tokens', async () => {
     const created = await post(a.admin_key, '/v1/deploy-tokens', { name: 'laptops' })
     expect(created.status).toBe(201)
     const enrolled = await register(created.body.token)
     expect(enrolled.status).toBe(201)
     expect((await t.call('DELETE', `/v1/deploy-tokens/${created.body.id}`, { token: a.admin_key })).status).toBe(204)
-    expectProblem(await register(created.body.token), 401)
+    const refused = await register(created.body.token)
+    expectProblem(refused, 403)
+    expect(refused.body.code).toBe('token_retired')
     expect((await hb(enrolled.body.service_token, enrolled.body.machine_id)).status).toBe(200)
   })
 

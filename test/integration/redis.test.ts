@@ -105,7 +105,14 @@ describe('revocation across instances', () => {
     // A lookup that read Postgres before the revocation and writes afterwards loses to the tombstone.
     await ra.putToken(hash, (shared as { value: unknown }).value, 30_000)
     expect(await ra.getToken(hash)).toBe('revoked')
-    expect(await testApp(db, {}, undefined, { redis: await store() }).resolver.resolve(created.token)).toBeNull()
+    // A cold instance meets the tombstone and asks Postgres: the deploy token is retired (it keeps
+    // its machines, docs/tokens.md), not the live principal Redis held.
+    const cold = await testApp(db, {}, undefined, { redis: await store() }).resolver.resolve(created.token)
+    expect(cold).toMatchObject({ tokenId: created.id, retired: true })
+    expect(
+      (await testApp(db, {}, undefined, { redis: await store() }).call('GET', '/v1/auth/whoami', { token: created.token }))
+        .status,
+    ).toBe(401)
   })
 })
 

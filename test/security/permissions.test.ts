@@ -74,8 +74,8 @@ describe('enforced', () => {
     for (const r of routesWith(['public'])) expect(await statusOf(r)).not.toBe(401)
   })
 
-  test('a machine credential (ingest only) passes the ingest guard and is refused read, triage and manage', async () => {
-    for (const r of routesWith(['ingest'])) {
+  test('a machine credential (ingest only) passes the daemon guards and is refused read, triage and manage', async () => {
+    for (const r of routesWith(['enroll', 'machine', 'ingest'])) {
       expect({ what: r.what, refused: [401, 403].includes(await statusOf(r, a.deploy_token)) }).toEqual({
         what: r.what,
         refused: false,
@@ -90,13 +90,40 @@ describe('enforced', () => {
     for (const r of routesWith(['read'])) {
       expect({ what: r.what, refused: [401, 403].includes(await statusOf(r, reader)) }).toEqual({ what: r.what, refused: false })
     }
-    for (const r of routesWith(['ingest', 'triage', 'manage', 'members'])) {
+    for (const r of routesWith(['enroll', 'machine', 'ingest', 'triage', 'manage', 'members'])) {
       expect({ what: r.what, status: await statusOf(r, reader) }).toEqual({ what: r.what, status: 403 })
     }
   })
 
+  test('an enrollment token passes the enroll guard only', async () => {
+    const enrollment = (
+      await t.call('POST', '/v1/tokens', { token: a.admin_key, json: { kind: 'enrollment', name: 'one laptop' } })
+    ).body.token as string
+    for (const r of routesWith(['enroll'])) {
+      expect({ what: r.what, refused: [401, 403].includes(await statusOf(r, enrollment)) }).toEqual({
+        what: r.what,
+        refused: false,
+      })
+    }
+    for (const r of routesWith(['machine', 'ingest', 'read', 'triage', 'manage', 'members'])) {
+      expect({ what: r.what, status: await statusOf(r, enrollment) }).toEqual({ what: r.what, status: 403 })
+    }
+  })
+
+  test('a revoked deploy token passes the daemon guards (for its own machines) and is a 401 everywhere else', async () => {
+    const created = await t.call('POST', '/v1/deploy-tokens', { token: a.admin_key, json: { name: 'retired' } })
+    expect((await t.call('DELETE', `/v1/tokens/${created.body.id}`, { token: a.admin_key })).status).toBe(204)
+    const retired = created.body.token as string
+    for (const r of routesWith(['enroll', 'machine'])) {
+      expect({ what: r.what, refused: [401].includes(await statusOf(r, retired)) }).toEqual({ what: r.what, refused: false })
+    }
+    for (const r of routesWith(PERMISSIONS.filter((p) => !['public', 'enroll', 'machine'].includes(p)))) {
+      expect({ what: r.what, status: await statusOf(r, retired) }).toEqual({ what: r.what, status: 401 })
+    }
+  })
+
   test('the admin key passes every guard', async () => {
-    for (const r of routesWith(['ingest', 'read', 'triage', 'manage', 'members', 'authenticated'])) {
+    for (const r of routesWith(PERMISSIONS.filter((p) => p !== 'public'))) {
       expect({ what: r.what, refused: [401, 403].includes(await statusOf(r, a.admin_key)) }).toEqual({
         what: r.what,
         refused: false,

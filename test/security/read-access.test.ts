@@ -50,6 +50,7 @@ const MACHINE_OWN = new Set(['/v1/machines/:id/policies', '/v1/auth/whoami'])
 /** GET routes for managing the org (admin scope): refused to read credentials too. */
 const MANAGEMENT = [
   /^\/v1\/deploy-tokens/,
+  /^\/v1\/tokens/,
   /^\/v1\/alert-rules/,
   /^\/v1\/dead-letters/,
   /^\/v1\/webhooks/,

@@ -150,6 +150,10 @@ async function machineId() {
   machine ??= (await call('POST', '/v1/machines/register', deploy(), { machine_id: 'text-fields-host' })).machine_id as string
   return machine
 }
+/** A machine of its own, for the examples that disable one. */
+const newMachine = async () =>
+  (await call('POST', '/v1/machines/register', deploy(), { machine_id: `text-fields-${crypto.randomUUID()}` }))
+    .machine_id as string
 const condition = { field: 'tool_name', op: 'eq', value: 'Bash' }
 const newRule = async () =>
   (await call('POST', '/v1/alert-rules', admin(), { name: 'r', severity: 'high', condition })).id as string
@@ -257,6 +261,19 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
     token: admin(),
     params: { id: (await call('POST', '/v1/deploy-tokens', admin(), { name: 'x' })).id },
   }),
+  createApiToken: async () => ({ token: admin(), body: { kind: 'service', name: 'ci', scopes: ['read'], expires_at: soon() } }),
+  listApiTokens: async () => ({ token: admin(), query: { kind: 'service', active: 'true' } }),
+  revokeApiToken: async () => ({
+    token: admin(),
+    params: { id: (await call('POST', '/v1/tokens', admin(), { kind: 'service', name: 'x', scopes: ['read'] })).id },
+  }),
+  rotateApiToken: async () => ({
+    token: admin(),
+    params: { id: (await call('POST', '/v1/tokens', admin(), { kind: 'service', name: 'x', scopes: ['read'] })).id },
+    body: { overlap_seconds: 60 },
+  }),
+  setMachineStatus: async () => ({ token: admin(), params: { id: await newMachine() }, body: { status: 'disabled' } }),
+  deleteMachine: async () => ({ token: admin(), params: { id: await newMachine() } }),
   ingest: async () => ({ token: deploy(), body: { events: [v2Event()] } }),
   ingestEvents: async () => ({ token: deploy(), body: { events: [v2Event()] } }),
   ingestSessionLifecycle: async () => ({

@@ -18,9 +18,15 @@ interface Format {
 export const FORMATS = {
   adminKey: { prefix: 'qk_', bytes: 32, kind: 'api_key' },
   deployToken: { prefix: 'qt_deploy_', bytes: 16, kind: 'install' },
-  /** Minted at `POST /v1/machines/register` for install/enrollment credentials, bound to one machine. */
+  /** Single use: exchanged at `POST /v1/machines/register` for a service token (issue 10). */
+  enrollmentToken: { prefix: 'qt_dk_', bytes: 32, kind: 'enrollment' },
+  /** CI/CD, or minted at registration for install/enrollment credentials, bound to one machine. */
   serviceToken: { prefix: 'qt_sk_', bytes: 32, kind: 'service' },
+  /** A member's own token, within the member's role, revoked with the membership. */
+  personalToken: { prefix: 'qt_pk_', bytes: 32, kind: 'personal' },
 } as const satisfies Record<string, Format>
+
+export type OpaqueFormat = (typeof FORMATS)[keyof typeof FORMATS]
 
 /**
  * Every opaque prefix accepted on the wire (SPEC §2, §3.3). Longest first, so `qt_deploy_` wins

@@ -1,27 +1,19 @@
 /**
  * @module features/api-tokens/deploy-routes
- * `POST/GET /v1/deploy-tokens`, `DELETE /v1/deploy-tokens/{id}`: admin-key only. Raw tokens
- * appear once, in the creation response. A revoked token is refused (401) on its next use.
- * A malformed id answers 404 like an unknown one (issue 9: every route answers the same for a
- * bad id; docs/rbac.md "Errors").
+ * `POST/GET /v1/deploy-tokens`, `DELETE /v1/deploy-tokens/{id}` (SPEC §7.4): the deploy-token
+ * view of `/v1/tokens`, kept for the clients that call it, through the same service. Raw tokens
+ * appear once, in the creation response. A revoked deploy token registers no new machine and
+ * keeps serving the machines it registered (docs/tokens.md).
  */
 import type { CredentialResolver } from '../../auth/credentials.ts'
-import { FORMATS } from '../../auth/opaque/format.ts'
-import { NotFoundError, ValidationError } from '../../errors.ts'
-import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import type { Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
-import { decodeCursor, encodeCursor, PageQuery } from '../../http/pagination.ts'
-import { checkName } from '../../lib/names.ts'
-import { auditActor, recordAudit } from '../audit/repo.ts'
-import { DEPLOY_SCOPES } from '../orgs/service.ts'
-import { issueToken, listTokens, revokeTokens, type TokenRow } from './repo.ts'
+import { decodeCursor, PageQuery, paginate } from '../../http/pagination.ts'
 import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdParams } from './deploy-schema.ts'
-
-const KIND = FORMATS.deployToken.kind
-const MAX_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000
+import type { TokenRow } from './repo.ts'
+import { createToken, listVisibleTokens, revokeToken } from './service.ts'
 
 export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resolver: CredentialResolver }): void {
-  const { sql, resolver } = deps
   const tags = ['deploy tokens']
 
   routes.add(
@@ -37,32 +29,8 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
       responses: { 201: { description: 'Created', schema: CreatedDeployToken } },
     },
     async (c, { body }) => {
-      const name = checkName(body.name)
-      if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
-      const expiresAt = body.expires_at === undefined ? null : new Date(body.expires_at)
-      if (expiresAt && (expiresAt.getTime() <= Date.now() || expiresAt.getTime() > Date.now() + MAX_LIFETIME_MS)) {
-        throw new ValidationError([{ path: '/expires_at', message: 'must be in the future and within 10 years' }])
-      }
-      const p = c.get('principal')
-      const issued = await withOrg(sql, p.orgId, async (tx) => {
-        const t = await issueToken(tx, {
-          format: FORMATS.deployToken,
-          name: name.name,
-          scopes: DEPLOY_SCOPES,
-          expiresAt,
-          createdBy: p.tokenId,
-        })
-        await recordAudit(tx, {
-          ...auditActor(p),
-          action: 'deploy_token.create',
-          targetType: 'api_token',
-          targetId: t.id,
-          request: c.get('request'),
-          details: { name: t.name },
-        })
-        return t
-      })
-      return c.json({ ...view(issued), token: issued.token }, 201)
+      const t = await createToken(deps, c.get('principal'), { kind: 'deploy', ...body }, c.get('request'))
+      return c.json({ ...view(t), token: t.token }, 201)
     },
   )
 
@@ -79,12 +47,8 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
     },
     async (c, { query }) => {
       const limit = query.limit ?? 50
-      const rows = await withOrg(sql, c.get('principal').orgId, (tx) =>
-        listTokens(tx, KIND, limit + 1, decodeCursor(query.cursor)),
-      )
-      const page = rows.slice(0, limit)
-      const last = page.at(-1)
-      const next = rows.length > limit && last ? encodeCursor({ at: last.created_key, id: last.id }) : null
+      const rows = await listVisibleTokens(deps, c.get('principal'), { kind: 'deploy' }, limit + 1, decodeCursor(query.cursor))
+      const { page, next } = paginate(rows, limit)
       return c.json({ deploy_tokens: page.map(view), next_cursor: next })
     },
   )
@@ -94,38 +58,18 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
       method: 'delete',
       path: '/v1/deploy-tokens/:id',
       operationId: 'revokeDeployToken',
-      summary: 'Revoke a deploy token (idempotent); it is refused from its next use',
+      summary: 'Revoke a deploy token (idempotent): no new machine registers with it; its machines keep working',
       tags,
       permission: 'manage',
       params: TokenIdParams,
       responses: { 204: { description: 'Revoked' } },
     },
     async (c, { params }) => {
-      const id = params.id.toLowerCase()
-      if (!isUuid(id)) throw tokenNotFound()
-      const p = c.get('principal')
-      const revoked = await withOrg(sql, p.orgId, async (tx) => {
-        const rows = await revokeTokens(tx, { kind: KIND, id })
-        if (rows[0]?.revokedNow) {
-          await recordAudit(tx, {
-            ...auditActor(p),
-            action: 'deploy_token.revoke',
-            targetType: 'api_token',
-            targetId: id,
-            request: c.get('request'),
-          })
-        }
-        return rows
-      })
-      if (revoked.length === 0) throw tokenNotFound()
-      // Also when it was already revoked: a publication that failed the first time is repeated.
-      await resolver.revoked(revoked)
+      await revokeToken(deps, c.get('principal'), params.id, c.get('request'), 'deploy')
       return c.body(null, 204)
     },
   )
 }
-
-const tokenNotFound = () => new NotFoundError('No deploy token with that id in this organization.')
 
 function view(t: TokenRow) {
   return {

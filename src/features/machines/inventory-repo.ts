@@ -81,6 +81,13 @@ export function listMachines(
      limit ${limit}`
 }
 
+/** Sets a machine's status; returns its row before the change (locked), or null when there is none. */
+export async function setMachineStatus(tx: Tx, id: string, status: 'active' | 'disabled'): Promise<MachineRow | null> {
+  const [before] = await tx<MachineRow[]>`${MACHINE_SELECT(tx)} where m.id = ${id} for no key update of m`
+  if (before && before.status !== status) await tx`update machines set status = ${status} where id = ${id}`
+  return before ?? null
+}
+
 export async function getMachine(tx: Tx, id: string): Promise<MachineRow | null> {
   const [row] = await tx<MachineRow[]>`${MACHINE_SELECT(tx)} where m.id = ${id}::uuid`
   return row ?? null

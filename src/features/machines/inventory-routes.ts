@@ -3,26 +3,45 @@
  * The fleet inventory (issue 9): `GET /v1/machines` (filters, keyset pages, newest registered
  * first) and `GET /v1/machines/{id}` (the machine with its latest process snapshot, agent graphs,
  * agents and counts). `read` scope: people and read credentials, never a machine's own credential
- * (docs/rbac.md). The daemon's own routes (`/v1/machines/{id}/heartbeat`, `/policies`, …) are in
+ * (docs/rbac.md). Cutting one machine off (issue 10): `PATCH /v1/machines/{id}` with status
+ * `disabled`, or `DELETE`, which does the same and keeps the row so that its events stay
+ * attributed and it stays refused (`manage`; docs/machines.md). The daemon's own routes (`/v1/machines/{id}/heartbeat`, `/policies`, …) are in
  * ./routes.ts and keep machine auth; they never collide with these, which have one path segment
  * fewer or another method.
  */
+import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
+import type { RequestFacts } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
-import { getMachine, listMachines, machineSections, type MachineRow, type MachineSections } from './inventory-repo.ts'
+import { revokeTokens } from '../api-tokens/repo.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
+import {
+  getMachine,
+  listMachines,
+  machineSections,
+  setMachineStatus,
+  type MachineRow,
+  type MachineSections,
+} from './inventory-repo.ts'
 import {
   MachineDetail,
   MachineIdParams,
   MachineList,
   MachineListQuery,
+  MachineStatusBody,
   MachineView,
   type MachineDetail as MachineDetailT,
 } from './inventory-schema.ts'
 
-export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql }): void {
+/** `sql` may be the read pool; status changes go to `primary`. */
+export function mountMachineInventory(
+  routes: RouteRegistry,
+  deps: { sql: Sql; primary: Sql; resolver: CredentialResolver },
+): void {
   const { sql } = deps
+  const writer = { sql: deps.primary, resolver: deps.resolver }
   const tags = ['machines']
 
   routes.add(
@@ -69,6 +88,74 @@ export function mountMachineInventory(routes: RouteRegistry, deps: { sql: Sql })
       return c.json(machineDetail(found.m, found.sections))
     },
   )
+
+  routes.add(
+    {
+      method: 'patch',
+      path: '/v1/machines/:id',
+      operationId: 'setMachineStatus',
+      summary: 'Disable a machine (refused from its next request, whatever credential) or enable it again',
+      tags,
+      permission: 'manage',
+      params: MachineIdParams,
+      body: MachineStatusBody,
+      responses: { 200: { description: 'The machine after the change', schema: MachineView } },
+    },
+    async (c, { params, body }) => {
+      const m = await changeStatus(writer, c.get('principal'), params.id, body.status, c.get('request'))
+      return c.json(machineView(m))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'delete',
+      path: '/v1/machines/:id',
+      operationId: 'deleteMachine',
+      summary: 'Cut a machine off: disabled, service tokens revoked; the row stays for its events (idempotent)',
+      tags,
+      permission: 'manage',
+      params: MachineIdParams,
+      responses: { 204: { description: 'Disabled' } },
+    },
+    async (c, { params }) => {
+      await changeStatus(writer, c.get('principal'), params.id, 'disabled', c.get('request'))
+      return c.body(null, 204)
+    },
+  )
+}
+
+/**
+ * Disabling also revokes the machine's service tokens: a machine-bound token is refused on
+ * every route, not only on the machine routes that check the status (issue 10).
+ */
+async function changeStatus(
+  deps: { sql: Sql; resolver: CredentialResolver },
+  p: Principal,
+  rawId: string,
+  status: 'active' | 'disabled',
+  request: RequestFacts,
+): Promise<MachineRow> {
+  const id = rawId.toLowerCase()
+  if (!isUuid(id)) throw machineNotFound()
+  const out = await withOrg(deps.sql, p.orgId, async (tx) => {
+    const before = await setMachineStatus(tx, id, status)
+    if (!before) throw machineNotFound()
+    const revoked = status === 'disabled' ? await revokeTokens(tx, { kind: 'service', machineId: id }) : []
+    if (before.status !== status) {
+      await recordAudit(tx, {
+        ...auditActor(p),
+        action: status === 'disabled' ? 'machine.disable' : 'machine.enable',
+        targetType: 'machine',
+        targetId: id,
+        request,
+        details: { before: { status: before.status }, after: { status }, revoked_tokens: revoked.map((r) => r.id) },
+      })
+    }
+    return { machine: (await getMachine(tx, id))!, revoked }
+  })
+  await deps.resolver.revoked(out.revoked)
+  return out.machine
 }
 
 const machineNotFound = () => new NotFoundError('No machine with that id in this organization.')

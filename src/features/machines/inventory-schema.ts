@@ -2,7 +2,8 @@
  * @module features/machines/inventory-schema
  * Request and response shapes of the fleet inventory (issue 9): `GET /v1/machines` and
  * `GET /v1/machines/{id}`, read by people and read credentials (never by a machine's own
- * credential). The daemon's own routes under `/v1/machines/{id}/…` are in ./schema.ts.
+ * credential), and the admin's `PATCH`/`DELETE /v1/machines/{id}` (issue 10). The daemon's own
+ * routes under `/v1/machines/{id}/…` are in ./schema.ts.
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { Nullable } from '../../lib/schema.ts'
@@ -127,3 +128,14 @@ export const MachineDetail = Type.Object({
   agent_count: Type.Integer({ description: 'All agents seen on the machine.' }),
 })
 export type MachineDetail = Static<typeof MachineDetail>
+
+export const MachineStatusBody = Type.Object(
+  {
+    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')], {
+      description:
+        '`disabled`: the machine is refused (403 `machine_disabled`) from its next request whatever credential it presents, ' +
+        'and its service tokens are revoked. `active`: it may register again.',
+    }),
+  },
+  { additionalProperties: false },
+)

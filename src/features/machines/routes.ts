@@ -3,8 +3,10 @@
  * The daemon ("machines") API of SPEC §7.1, with the status codes the public Gen-B daemon
  * accepts (§17): register 201/200, heartbeat 200, policies 200/304 with an unquoted ETag,
  * events 200, agents 200, graphs 201/200 (never 204: that daemon counts 204 as a failure).
- * Any credential with the `ingest` scope; a machine of another org, or a path id that is not a
- * UUID, is a 404. See docs/machines.md for the decisions behind each answer.
+ * Permissions `enroll` (register) and `machine` (the rest): credentials with the `ingest` scope,
+ * enrollment tokens (register only), revoked deploy tokens for the machines they registered
+ * (src/http/permissions.ts). A machine of another org, or a path id that is not a UUID, is a 404;
+ * a disabled machine is a 403. See docs/machines.md for the decisions behind each answer.
  */
 import type { CredentialResolver } from '../../auth/credentials.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
@@ -48,7 +50,7 @@ export function mountMachines(
       operationId: 'registerMachine',
       summary: 'Register a daemon (idempotent per client machine_id); install/enrollment credentials get a service token',
       tags,
-      permission: 'ingest',
+      permission: 'enroll',
       body: RegisterBody,
       responses: {
         201: { description: 'First registration of this machine', schema: RegisterResponse },
@@ -68,7 +70,7 @@ export function mountMachines(
       operationId: 'machineHeartbeat',
       summary: 'Record a heartbeat; answers the current policy hash',
       tags,
-      permission: 'ingest',
+      permission: 'machine',
       params: MachineParams,
       body: HeartbeatBody,
       responses: { 200: { description: 'Recorded', schema: HeartbeatResponse } },
@@ -83,7 +85,7 @@ export function mountMachines(
       operationId: 'machinePolicies',
       summary: "The org's enabled enforcement policies (bare array); ETag is the heartbeat policy_hash",
       tags,
-      permission: 'ingest',
+      permission: 'machine',
       params: MachineParams,
       responses: {
         200: { description: 'The policies; `ETag` (unquoted) = heartbeat policy_hash', schema: PolicyList },
@@ -104,7 +106,7 @@ export function mountMachines(
       operationId: 'machineEvents',
       summary: 'Ingest daemon events (at most 500 events and 10 MiB, gzip allowed); 200 with per-item results',
       tags,
-      permission: 'ingest',
+      permission: 'machine',
       params: MachineParams,
       rawBody: DaemonEventBatch,
       responses: {
@@ -141,7 +143,7 @@ export function mountMachines(
       operationId: 'machineAgents',
       summary: "Replace the machine's agent process snapshot ([] clears it)",
       tags,
-      permission: 'ingest',
+      permission: 'machine',
       params: MachineParams,
       body: AgentsBody,
       bodyLimit: AGENTS_BODY_BYTES,
@@ -157,7 +159,7 @@ export function mountMachines(
       operationId: 'machineGraphs',
       summary: 'Upsert agent graphs per (machine, graph id); 201 when any was new, else 200 (never 204)',
       tags,
-      permission: 'ingest',
+      permission: 'machine',
       params: MachineParams,
       body: GraphsBody,
       bodyLimit: MAX_BATCH_BYTES,

@@ -4,8 +4,10 @@
  * fingerprint, service-token exchange), heartbeats, the process snapshot and agent graphs.
  *
  * Which machine a credential may act on: any machine of its org, except that a service token
- * minted at registration is bound to its machine (`api_tokens.machine_id`) and sees every other
- * machine as absent (404). Another org's machine is always absent: RLS hides it.
+ * minted at registration is bound to its machine (`api_tokens.machine_id`), and a revoked deploy
+ * token (retired, SPEC §3.2) keeps only the machines it registered (`machines.token_id`): every
+ * other machine is absent to them (404). Another org's machine is always absent: RLS hides it.
+ * A disabled machine is refused (403 `machine_disabled`) whatever the credential (issue 10).
  */
 import type { RequestFacts } from '../../http/request-context.ts'
 import type { Static } from '@sinclair/typebox'
@@ -13,7 +15,7 @@ import type { Metrics } from '../../infra/metrics.ts'
 import { recordAck } from '../ingest/stats.ts'
 import type { CredentialResolver, Principal, RevokedToken } from '../../auth/credentials.ts'
 import { FORMATS } from '../../auth/opaque/format.ts'
-import { ForbiddenError, NotFoundError } from '../../errors.ts'
+import { ForbiddenError, MachineDisabledError, NotFoundError, TokenRetiredError, UnauthorizedError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { issueToken, revokeTokens } from '../api-tokens/repo.ts'
@@ -40,16 +42,20 @@ export interface MachineDeps {
 export async function machineOf(tx: Tx, principal: Principal, rawId: string, lock = false): Promise<string> {
   const id = rawId.toLowerCase()
   if (isUuid(id)) {
-    const [row] = await tx<{ id: string }[]>`
-      select m.id from machines m
+    const [row] = await tx<{ id: string; status: string }[]>`
+      select m.id, m.status from machines m
        where m.id = ${id}
          and not exists (select 1 from api_tokens t
                           where t.id = ${principal.tokenId} and t.machine_id is not null and t.machine_id <> m.id)
+         ${isRetired(principal) ? tx`and m.token_id = ${principal.tokenId}` : tx``}
        ${lock ? tx`for no key update of m` : tx``}`
+    if (row?.status === 'disabled') throw new MachineDisabledError()
     if (row) return row.id
   }
   throw new NotFoundError('No machine with that id in this organization.')
 }
+
+const isRetired = (p: Principal) => 'retired' in p && p.retired
 
 export interface Registration {
   created: boolean
@@ -76,6 +82,11 @@ export async function registerMachine(
   >
   const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
+    const [known] = await tx<{ token_id: string | null; status: string }[]>`
+      select token_id, status from machines where client_machine_id = ${body.machine_id}`
+    if (known?.status === 'disabled') throw new MachineDisabledError()
+    // A retired deploy token re-registers its own machines (the daemon does at every start) only.
+    if (isRetired(principal) && known?.token_id !== principal.tokenId) throw new TokenRetiredError()
     const [row] = await tx<{ id: string; inserted: boolean }[]>`
       insert into machines (org_id, client_machine_id, hostname, os, arch, agent_version, token_id, metadata, last_seen_at)
       values (app_current_org(), ${body.machine_id}, ${body.hostname ?? null}, ${body.os ?? null}, ${body.arch ?? null},
@@ -107,6 +118,13 @@ export async function registerMachine(
       })
     }
     let serviceToken: string | undefined
+    // An enrollment token is single use: consumed by the registration it makes (issue 10).
+    if (principal.kind === 'enrollment') {
+      const [used] = await revokeTokens(tx, { kind: 'enrollment', id: principal.tokenId })
+      // Row-locked: of two registrations racing with one token, the second finds it used.
+      if (!used?.revokedNow) throw new UnauthorizedError('This enrollment token was already used.')
+      revoked.push(used)
+    }
     if (EXCHANGED.has(principal.kind)) {
       // The upsert above holds the machine row lock: concurrent registrations of one machine
       // queue here, and each sees the token minted by the one before it.
@@ -116,8 +134,8 @@ export async function registerMachine(
         name: `machine ${machineId}`,
         scopes: SERVICE_SCOPES,
         createdBy: principal.tokenId,
+        machineId,
       })
-      await tx`update api_tokens set machine_id = ${machineId} where id = ${issued.id}`
       await recordAudit(tx, {
         actorType: 'token',
         actorId: principal.tokenId,
