@@ -7,14 +7,12 @@
 import { parseArgs } from 'node:util'
 import { offlineApp, VERSION } from './app.ts'
 import { configMarkdown, ConfigError, loadConfig, type Config } from './config.ts'
-import { createOrg } from './features/orgs/service.ts'
-import { normalEmail } from './lib/email.ts'
 import { openDatabase } from './infra/database.ts'
 import { createLogger, scrub, type Logger } from './infra/log.ts'
-import { checkName } from './lib/names.ts'
 import { PortInUseError, serve } from './cli/serve.ts'
 import { busCommand, BusUsageError } from './cli/bus.ts'
 import { deadLettersCommand } from './cli/dead-letters.ts'
+import { keyCommand, orgCommand, tokenCommand } from './cli/credentials.ts'
 import { purgeCommand } from './cli/purge.ts'
 
 /** Each command's own help (`quint-cloud <command> --help`), also listed by `quint-cloud help`. */
@@ -24,9 +22,17 @@ const COMMANDS: Record<string, string> = {
     DATABASE_URL is set. Configuration comes from the environment only (\`quint-cloud config\`).`,
   migrate: `migrate [--json]
     Apply pending database migrations and exit.`,
-  org: `org create --name NAME [--owner-email EMAIL] [--json]
+  org: `org create --name NAME [--owner-email EMAIL] [--allow-duplicate-name] [--json] | org list [--json]
     Create an org; prints its org id, admin API key and a deploy token, once. With
-    --owner-email, that person is invited as its owner (claimed at their first sign-in).`,
+    --owner-email, that person is invited as its owner (claimed at their first sign-in). A name
+    another org has is refused unless --allow-duplicate-name. \`org list\` prints every org.`,
+  key: `key create|list|rotate|revoke --org ID [--name NAME] [--id ID] [--overlap-seconds N] [--json]
+    An org's admin keys (qk_): create one (shown once), list them, rotate one (the old key keeps
+    working for --overlap-seconds, default 3600), revoke one (docs/tokens.md).`,
+  token: `token create|list|revoke --org ID [--kind service|deploy|enrollment] [--name NAME] [--scopes a,b]
+        [--expires-at TIME] [--id ID] [--json]
+    An org's service, deploy and enrollment tokens: create (shown once), list, revoke
+    (docs/tokens.md). Revocations reach running servers through Redis when REDIS_URL is set.`,
   openapi: `openapi
     Print the OpenAPI 3.1 document (also served at GET /openapi.json).`,
   bus: `bus setup [--prefix NAME] [--max-receive-count N] [--json]
@@ -105,7 +111,11 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return migrateCommand(config, rest)
     case 'org':
-      return orgCommand(config, rest)
+      return orgCommand(config, cliLogger(config), rest)
+    case 'key':
+      return keyCommand(config, cliLogger(config), rest)
+    case 'token':
+      return tokenCommand(config, cliLogger(config), rest)
     case 'bus':
       return busCommand(config, rest)
     case 'dead-letters':
@@ -144,47 +154,6 @@ async function migrateCommand(config: Config, args: string[]): Promise<number> {
   if (json) console.log(JSON.stringify(db.migration))
   else if (db.migration.applied.length === 0) console.log(`database is up to date (version ${db.migration.current})`)
   else for (const m of db.migration.applied) console.log(`applied ${String(m.version).padStart(4, '0')}_${m.name}`)
-  return 0
-}
-
-async function orgCommand(config: Config, args: string[]): Promise<number> {
-  const [sub, ...rest] = args
-  if (sub !== 'create') throw new UsageError('usage: quint-cloud org create --name NAME [--owner-email EMAIL] [--json]')
-  const {
-    name,
-    json,
-    'owner-email': ownerEmail,
-  } = parse(rest, {
-    name: { type: 'string' },
-    'owner-email': { type: 'string' },
-    json: { type: 'boolean' },
-  })
-  if (name === undefined) throw new UsageError('org create needs --name NAME')
-  const checked = checkName(name)
-  if (!checked.ok) throw new UsageError(`--name: ${checked.reason}`)
-  if (ownerEmail !== undefined && normalEmail(ownerEmail) === null) {
-    throw new UsageError('--owner-email: not an email address (ASCII, one @)')
-  }
-  const db = await openDatabase(config, cliLogger(config))
-  try {
-    const org = await createOrg(db.app, checked.name, 'cli', ownerEmail)
-    if (json) {
-      console.log(
-        JSON.stringify({
-          org_id: org.org_id,
-          admin_key: org.admin_key,
-          deploy_token: org.deploy_token,
-          ...(org.owner_invited ? { owner_invited: org.owner_invited } : {}),
-        }),
-      )
-    } else {
-      console.log(`org_id       ${org.org_id}\nadmin_key    ${org.admin_key}\ndeploy_token ${org.deploy_token}`)
-      if (org.owner_invited) console.log(`owner        ${org.owner_invited} (invited)`)
-      console.error('The admin key and deploy token are shown only now.')
-    }
-  } finally {
-    await db.close()
-  }
   return 0
 }
 

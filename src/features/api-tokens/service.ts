@@ -11,6 +11,7 @@
  * - `service`, `deploy`, `enrollment`: `manage`; a service token gets only scopes its creator
  *   holds (`ingest` needs `manage`); deploy and enrollment scopes are fixed.
  * - `admin` (qk_, every permission): `members`, the owner's permission.
+ * The operator's CLI (`quint-cloud key|token …`) holds every permission but a person's.
  */
 import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
 import { FORMATS, type OpaqueFormat } from '../../auth/opaque/format.ts'
@@ -117,10 +118,22 @@ export interface CreateInput {
 
 interface Deps {
   sql: Sql
-  resolver: CredentialResolver
+  /** Absent in the CLI: there is no cache in its process to drop (a server's expires in TOKEN_CACHE_TTL). */
+  resolver?: CredentialResolver
 }
 
-export async function createToken(deps: Deps, p: Principal, input: CreateInput, request: RequestFacts): Promise<IssuedToken> {
+/** The operator at the CLI, acting on one org. */
+export interface CliActor {
+  kind: 'cli'
+  orgId: string
+}
+
+export type Actor = Principal | CliActor
+
+const may = (p: Actor, permission: Permission) => p.kind === 'cli' || allows(p, permission)
+const actorId = (p: Actor) => (p.kind === 'cli' ? null : p.tokenId)
+
+export async function createToken(deps: Deps, p: Actor, input: CreateInput, request?: RequestFacts): Promise<IssuedToken> {
   const rule = KINDS[input.kind]
   const name = checkName(input.name)
   if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
@@ -132,7 +145,7 @@ export async function createToken(deps: Deps, p: Principal, input: CreateInput, 
       name: name.name,
       scopes,
       expiresAt,
-      createdBy: p.tokenId,
+      createdBy: actorId(p),
       memberId: p.kind === 'member' && input.kind === 'personal' ? p.memberId : null,
     })
     await audit(tx, p, request, `${auditNoun(input.kind)}.create`, t.id, null, t)
@@ -140,7 +153,7 @@ export async function createToken(deps: Deps, p: Principal, input: CreateInput, 
   })
 }
 
-function scopesFor(p: Principal, kind: TokenKindName, rule: KindRule, asked: readonly Scope[] | undefined): readonly string[] {
+function scopesFor(p: Actor, kind: TokenKindName, rule: KindRule, asked: readonly Scope[] | undefined): readonly string[] {
   if (kind === 'personal') {
     if (p.kind !== 'member') {
       throw new ForbiddenError('A personal token belongs to a person: create it signed in through the identity provider.')
@@ -169,10 +182,10 @@ function scopesFor(p: Principal, kind: TokenKindName, rule: KindRule, asked: rea
 }
 
 /** `ingest` is no power over the org's data: whoever manages tokens may give it. */
-const canGrant = (p: Principal, s: Scope) => (s === 'ingest' ? allows(p, 'manage') : allows(p, s))
+const canGrant = (p: Actor, s: Scope) => (s === 'ingest' ? may(p, 'manage') : may(p, s))
 
-function requirePermission(p: Principal, permission: Permission, kind: TokenKindName): void {
-  if (!allows(p, permission)) throw new ForbiddenError(`Managing ${kind} tokens needs the "${permission}" permission.`)
+function requirePermission(p: Actor, permission: Permission, kind: TokenKindName): void {
+  if (!may(p, permission)) throw new ForbiddenError(`Managing ${kind} tokens needs the "${permission}" permission.`)
 }
 
 function lifetime(rule: KindRule, raw: string | undefined): Date | null {
@@ -197,8 +210,8 @@ export interface ListInput {
  * `manage` sees every token; a person without it sees their own personal tokens. Machine
  * credentials and agents' JWTs see none.
  */
-export function listVisibleTokens(deps: Deps, p: Principal, q: ListInput, limit: number, after: Keyset | null) {
-  const everything = allows(p, 'manage')
+export function listVisibleTokens(deps: Deps, p: Actor, q: ListInput, limit: number, after: Keyset | null) {
+  const everything = may(p, 'manage')
   if (!everything && p.kind !== 'member') throw new ForbiddenError('Listing tokens needs the "manage" permission.')
   const memberId = everything ? q.member_id : p.kind === 'member' ? p.memberId : undefined
   if (!everything && q.member_id !== undefined && q.member_id !== memberId) {
@@ -218,7 +231,7 @@ export function listVisibleTokens(deps: Deps, p: Principal, q: ListInput, limit:
  * tokens). A deploy token is retired: refused for new machines, still serving its own (SPEC
  * §3.2). Idempotent; the publication is repeated so a failed one is retried.
  */
-export async function revokeToken(deps: Deps, p: Principal, rawId: string, request: RequestFacts, only?: TokenKindName) {
+export async function revokeToken(deps: Deps, p: Actor, rawId: string, request?: RequestFacts, only?: TokenKindName) {
   const id = tokenId(rawId)
   const revoked = await withOrg(deps.sql, p.orgId, async (tx) => {
     const before = await getToken(tx, id, true)
@@ -230,7 +243,7 @@ export async function revokeToken(deps: Deps, p: Principal, rawId: string, reque
     }
     return rows
   })
-  await deps.resolver.revoked(revoked)
+  await deps.resolver?.revoked(revoked)
 }
 
 /**
@@ -238,7 +251,7 @@ export async function revokeToken(deps: Deps, p: Principal, rawId: string, reque
  * `overlapS` seconds (0: revoked now). The old token's caches are dropped after the commit so
  * that its new end is read from Postgres.
  */
-export async function rotateToken(deps: Deps, p: Principal, rawId: string, overlapS: number, request: RequestFacts) {
+export async function rotateToken(deps: Deps, p: Actor, rawId: string, overlapS: number, request?: RequestFacts) {
   const id = tokenId(rawId)
   const now = Date.now()
   const out = await withOrg(deps.sql, p.orgId, async (tx) => {
@@ -261,7 +274,7 @@ export async function rotateToken(deps: Deps, p: Principal, rawId: string, overl
       name: before.name,
       scopes: before.scopes,
       expiresAt: life === null ? null : new Date(now + life),
-      createdBy: p.tokenId,
+      createdBy: actorId(p),
       memberId: before.member_id,
     })
     if (overlapS === 0) await revokeTokens(tx, { kind: before.kind, id })
@@ -273,18 +286,18 @@ export async function rotateToken(deps: Deps, p: Principal, rawId: string, overl
     await audit(tx, p, request, `${auditNoun(kind)}.create`, next.id, null, next, { rotated_from: id })
     return { next, previous }
   })
-  await deps.resolver.revoked([{ id, hash: out.previous.token_hash }])
+  await deps.resolver?.revoked([{ id, hash: out.previous.token_hash }])
   return out
 }
 
 /** The caller may change this token: its kind's permission, or (personal) its owner. */
-function mayChange(p: Principal, t: TokenRow): void {
+function mayChange(p: Actor, t: TokenRow): void {
   const kind = kindName(t.kind)
   if (kind === 'personal') {
-    if (allows(p, 'manage') || (p.kind === 'member' && p.memberId === t.member_id)) return
+    if (may(p, 'manage') || (p.kind === 'member' && p.memberId === t.member_id)) return
     throw tokenNotFound()
   }
-  if (!allows(p, 'manage')) throw tokenNotFound()
+  if (!may(p, 'manage')) throw tokenNotFound()
   requirePermission(p, KINDS[kind].permission, kind)
 }
 
@@ -300,8 +313,8 @@ const auditNoun = (kind: TokenKindName) => (kind === 'admin' ? 'admin_key' : `${
 
 async function audit(
   tx: Parameters<typeof recordAudit>[0],
-  p: Principal,
-  request: RequestFacts,
+  p: Actor,
+  request: RequestFacts | undefined,
   action: string,
   targetId: string,
   before: TokenRow | null,
@@ -309,7 +322,7 @@ async function audit(
   extra: Record<string, unknown> = {},
 ): Promise<void> {
   await recordAudit(tx, {
-    ...auditActor(p),
+    ...(p.kind === 'cli' ? { actorType: 'cli' as const } : auditActor(p)),
     action,
     targetType: 'api_token',
     targetId,

@@ -27,7 +27,9 @@ export const AuditEntryView = Type.Object({
   occurred_at: Type.String({ format: 'date-time' }),
   actor_type: Type.String({ description: '`member`, `api_key` (an opaque credential), `token` (a qt_ JWT), `cli`, `system`.' }),
   actor_id: Nullable(Type.String()),
-  action: Type.String({ description: '`member.invite`, `deploy_token.create`, `webhook.update`, …' }),
+  action: Type.String({
+    description: '`member.invite`, `admin_key.rotate`, `deploy_token.revoke`, `machine.disable`, `webhook.update`, …',
+  }),
   target_type: Nullable(Type.String()),
   target_id: Nullable(Type.String()),
   request_id: Nullable(Type.String()),

@@ -6,7 +6,8 @@
  * The raw values are returned once and never stored.
  */
 import { FORMATS } from '../../auth/opaque/format.ts'
-import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { AppError } from '../../errors.ts'
+import { withOrg, withSettings, type Sql, type Tx } from '../../infra/db.ts'
 import { normalEmail } from '../../lib/email.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { auditMember, inviteMember } from '../members/repo.ts'
@@ -26,16 +27,57 @@ export const ADMIN_SCOPES = ['admin']
 /** Installed on every laptop: ingest and registration only, never the org's data (issue 9). */
 export const DEPLOY_SCOPES = ['ingest']
 
+/** `org create` was given a name another org has (compared case-insensitively), without saying it means to. */
+export class DuplicateOrgNameError extends AppError {
+  override name = 'DuplicateOrgNameError'
+  constructor(existing: string[]) {
+    super(409, 'org_name_taken', `An org with this name exists (${existing.join(', ')}).`, { extensions: { orgs: existing } })
+  }
+}
+
 /**
  * Creates an org with its first credentials, and invites its first owner when `ownerEmail` is
- * given (lib/email's rule). `name` must already be checked (lib/names).
+ * given (lib/email's rule). `name` must already be checked (lib/names). With `uniqueName`, a name
+ * another org has (case-insensitive) is refused: two orgs both called "Acme" are a mistake more
+ * often than a wish, and the operator says so explicitly (`--allow-duplicate-name`).
  */
-export function createOrg(sql: Sql, name: string, actor: 'cli' | 'system', ownerEmail?: string): Promise<CreatedOrg> {
+export function createOrg(
+  sql: Sql,
+  name: string,
+  actor: 'cli' | 'system',
+  ownerEmail?: string,
+  options: { uniqueName?: boolean } = {},
+): Promise<CreatedOrg> {
   const orgId = crypto.randomUUID()
   return withOrg(sql, orgId, async (tx) => {
+    if (options.uniqueName) await refuseTakenName(tx, name)
     await markFirstOrg(tx, orgId)
     return insertOrg(tx, orgId, name, actor, ownerEmail)
   })
+}
+
+async function refuseTakenName(tx: Tx, name: string): Promise<void> {
+  // Serialises creations of one name, so that two at once cannot both find it free.
+  await tx`select pg_advisory_xact_lock(hashtext('org-name:' || lower(${name})))`
+  await tx`select set_config('app.org_directory', 'on', true)`
+  const taken = await tx<{ id: string }[]>`select id from organizations where lower(name) = lower(${name}) order by created_at`
+  await tx`select set_config('app.org_directory', '', true)`
+  if (taken.length > 0) throw new DuplicateOrgNameError(taken.map((r) => r.id))
+}
+
+export interface OrgListing {
+  id: string
+  name: string
+  created_at: Date
+}
+
+/** Every org, oldest first (the operator's `org list`). */
+export function listOrgs(sql: Sql): Promise<OrgListing[]> {
+  return withSettings(
+    sql,
+    { 'app.org_directory': 'on' },
+    (tx) => tx<OrgListing[]>`select id, name, created_at from organizations order by created_at, id`,
+  )
 }
 
 /**
