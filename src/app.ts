@@ -157,7 +157,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     shared: redis,
     metrics,
     jwt: validator,
-    people: idp ? new PeopleSignIn(sql, idp) : null,
+    people: idp ? new PeopleSignIn(sql, idp, { channel: redis, log }) : null,
   })
   // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
   // for agent, sub-agent and session tokens, before the route reads the body.
@@ -276,6 +276,8 @@ export function composeApp(deps: AppDeps): ComposedApp {
     async stop() {
       await poll?.stop()
       await revocationFilter.close()
+      // Before the pools close: the token use counted since the last write (docs/tokens.md).
+      await resolver.flushUsage()
     },
   }
 }

@@ -97,10 +97,14 @@ interface Entry {
   expiresAt: number
   /** Hard end of validity (token expiry), independent of the cache TTL. */
   validUntil: number
-  lastUsedWrite: number
-  /** Uses since the last write of `use_count`, and the address of the latest. */
+}
+
+/** One token's use since its last write to `api_tokens` (kept apart from the cache's entries, which come and go). */
+interface Usage {
+  orgId: string
   uses: number
-  lastIp: string | null
+  ip: string | null
+  writtenAt: number
 }
 
 /** The shared lookup cache and revocation channel of cluster mode (src/infra/redis.ts). */
@@ -158,6 +162,7 @@ const FOREIGN_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 export class CredentialResolver {
   readonly #cache = new Map<string, Entry>()
+  readonly #usage = new Map<string, Usage>()
   /** Bumped by every invalidation: a lookup that overlapped one must not cache what it read. */
   #generation = 0
   readonly #ttl: number
@@ -230,13 +235,7 @@ export class CredentialResolver {
       }
     }
     if (!entry.principal || entry.validUntil <= now) return null
-    entry.uses++
-    if (ip !== null) entry.lastIp = ip
-    if (now - entry.lastUsedWrite >= this.#lastUsedEvery) {
-      entry.lastUsedWrite = now
-      this.#touch(entry.principal, entry.uses, entry.lastIp)
-      entry.uses = 0
-    }
+    this.#used(entry.principal, ip, now)
     return entry.principal
   }
 
@@ -302,9 +301,6 @@ export class CredentialResolver {
       }),
       expiresAt: now + Math.min(this.#ttl, hit.ttlMs),
       validUntil: v.u ?? Number.POSITIVE_INFINITY,
-      lastUsedWrite: 0,
-      uses: 0,
-      lastIp: null,
     }
   }
 
@@ -360,15 +356,12 @@ export class CredentialResolver {
           }),
           expiresAt: now + this.#ttl,
           validUntil: row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY,
-          lastUsedWrite: 0,
-          uses: 0,
-          lastIp: null,
         }
       : this.#refused(now)
   }
 
   #refused(now: number): Entry {
-    return { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0, lastUsedWrite: 0, uses: 0, lastIp: null }
+    return { principal: null, expiresAt: now + this.#negativeTtl, validUntil: 0 }
   }
 
   #remember(key: string, entry: Entry): void {
@@ -381,16 +374,53 @@ export class CredentialResolver {
     this.#cache.set(key, entry)
   }
 
-  /** Adds `uses` to the token's count; a failed write loses them (a usage figure, not a record). */
-  #touch(p: OpaquePrincipal, uses: number, ip: string | null): void {
-    withOrg(
+  /**
+   * Counts a use; at most every `lastUsedEveryMs` per token, adds the uses counted since to the
+   * row. What is counted after the last write is lost if the process dies (a usage figure, not a
+   * record); `flushUsage` writes it at shutdown.
+   */
+  #used(p: OpaquePrincipal, ip: string | null, now: number): void {
+    let u = this.#usage.get(p.tokenId)
+    if (!u) {
+      if (this.#usage.size >= this.#max) this.#flushOldest()
+      this.#usage.set(p.tokenId, (u = { orgId: p.orgId, uses: 0, ip: null, writtenAt: 0 }))
+    }
+    u.uses++
+    if (ip !== null) u.ip = ip
+    if (now - u.writtenAt >= this.#lastUsedEvery) {
+      u.writtenAt = now
+      void this.#touch(p.tokenId, u)
+      u.uses = 0
+    }
+  }
+
+  #flushOldest(): void {
+    const [id, u] = this.#usage.entries().next().value!
+    this.#usage.delete(id)
+    if (u.uses > 0) void this.#touch(id, u)
+  }
+
+  /** Writes every count not yet written (shutdown). */
+  async flushUsage(): Promise<void> {
+    const pending = [...this.#usage].filter(([, u]) => u.uses > 0)
+    this.#usage.clear()
+    await Promise.all(pending.map(([id, u]) => this.#touch(id, u)))
+  }
+
+  /** Adds `uses` to the token's row. Never throws: a failed write is logged at debug and lost. */
+  #touch(tokenId: string, u: Usage): Promise<void> {
+    const { uses, ip } = u
+    return withOrg(
       this.sql,
-      p.orgId,
+      u.orgId,
       (tx) => tx`
         update api_tokens set last_used_at = now(), use_count = use_count + ${uses},
                last_used_ip = coalesce(${ip}::inet, last_used_ip)
-         where id = ${p.tokenId}`,
-    ).catch((err) => this.log.debug({ err }, 'token usage update failed'))
+         where id = ${tokenId}`,
+    ).then(
+      () => {},
+      (err) => this.log.debug({ err }, 'token usage update failed'),
+    )
   }
 }
 

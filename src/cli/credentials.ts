@@ -20,7 +20,7 @@ import {
   type CliActor,
 } from '../features/api-tokens/service.ts'
 import type { TokenKindName } from '../features/api-tokens/schema.ts'
-import { createOrg, DuplicateOrgNameError, listOrgs } from '../features/orgs/service.ts'
+import { createOrg, DuplicateOrgNameError, listOrgs, orgExists } from '../features/orgs/service.ts'
 import { SCOPES, type Scope } from '../http/permissions.ts'
 import { openDatabase, type Database } from '../infra/database.ts'
 import { isUuid } from '../infra/db.ts'
@@ -138,8 +138,8 @@ export async function keyCommand(config: Config, log: Logger, args: string[]): P
       if (!Number.isInteger(overlap) || overlap < 0 || overlap > 30 * 24 * 3600) {
         throw new CredentialsUsageError('--overlap-seconds: an integer from 0 to 2592000 (30 days)')
       }
-      return withServices(config, log, async (deps) => {
-        const r = await rotateToken(deps, actor, id, overlap)
+      return withServices(config, log, actor, async (deps) => {
+        const r = await rotateToken(deps, actor, id, overlap, undefined, ['admin'])
         if (v.json)
           console.log(JSON.stringify({ token: { ...tokenView(r.next), token: r.next.token }, previous: tokenView(r.previous) }))
         else {
@@ -151,7 +151,7 @@ export async function keyCommand(config: Config, log: Logger, args: string[]): P
     }
     case 'revoke': {
       const v = parse(rest, ['org', 'id'], KEY_USAGE)
-      return revoke(config, log, actorOf(v, KEY_USAGE), idOf(v, KEY_USAGE), 'admin')
+      return revoke(config, log, actorOf(v, KEY_USAGE), idOf(v, KEY_USAGE), ['admin'])
     }
     default:
       throw new CredentialsUsageError(KEY_USAGE)
@@ -169,7 +169,7 @@ export async function tokenCommand(config: Config, log: Logger, args: string[]):
       const kind = kindOf(v.kind, TOKEN_USAGE)
       if (!kind) throw new CredentialsUsageError(`token create needs --kind (${CLI_KINDS.join(', ')})`)
       if (v.name === undefined) throw new CredentialsUsageError('token create needs --name NAME')
-      const scopes = v.scopes === undefined ? undefined : v.scopes.split(',').map((s) => s.trim())
+      const scopes = v.scopes === undefined ? undefined : [...new Set(v.scopes.split(',').map((s) => s.trim()))]
       const unknown = scopes?.filter((s) => !(SCOPES as readonly string[]).includes(s)) ?? []
       if (unknown.length > 0)
         throw new CredentialsUsageError(`--scopes: unknown ${unknown.join(', ')} (one of ${SCOPES.join(', ')})`)
@@ -195,7 +195,7 @@ export async function tokenCommand(config: Config, log: Logger, args: string[]):
     }
     case 'revoke': {
       const v = parse(rest, ['org', 'id'], TOKEN_USAGE)
-      return revoke(config, log, actorOf(v, TOKEN_USAGE), idOf(v, TOKEN_USAGE))
+      return revoke(config, log, actorOf(v, TOKEN_USAGE), idOf(v, TOKEN_USAGE), CLI_KINDS)
     }
     default:
       throw new CredentialsUsageError(TOKEN_USAGE)
@@ -227,7 +227,7 @@ async function create(
   input: Parameters<typeof createToken>[2],
   json: boolean | undefined,
 ): Promise<number> {
-  return withServices(config, log, async (deps) => {
+  return withServices(config, log, actor, async (deps) => {
     const t = await createToken(deps, actor, input)
     if (json) console.log(JSON.stringify({ ...tokenView(t), token: t.token }))
     else {
@@ -239,7 +239,7 @@ async function create(
 }
 
 async function list(config: Config, log: Logger, actor: CliActor, kind: TokenKindName | undefined, json: boolean | undefined) {
-  return withServices(config, log, async (deps) => {
+  return withServices(config, log, actor, async (deps) => {
     const rows = (await listVisibleTokens(deps, actor, kind ? { kind } : {}, 10_000, null)).map((r) => tokenView(r))
     const shown = kind === undefined ? rows.filter((r) => r.kind !== 'admin' && r.kind !== 'personal') : rows
     if (json) console.log(JSON.stringify(shown))
@@ -256,8 +256,8 @@ async function list(config: Config, log: Logger, actor: CliActor, kind: TokenKin
   })
 }
 
-async function revoke(config: Config, log: Logger, actor: CliActor, id: string, only?: TokenKindName) {
-  return withServices(config, log, async (deps) => {
+async function revoke(config: Config, log: Logger, actor: CliActor, id: string, only: readonly TokenKindName[]) {
+  return withServices(config, log, actor, async (deps) => {
     await revokeToken(deps, actor, id, undefined, only)
     console.error('revoked')
     return 0
@@ -273,13 +273,21 @@ async function withDatabase<T>(config: Config, log: Logger, run: (db: Database) 
   }
 }
 
-/** The database, and (REDIS_URL) a resolver that publishes revocations to the running servers. */
+/**
+ * The database, and (REDIS_URL) a resolver that publishes revocations to the running servers,
+ * once the org named is known to exist.
+ */
 async function withServices(
   config: Config,
   log: Logger,
+  actor: CliActor,
   run: (deps: { sql: Database['app']; resolver: CredentialResolver }) => Promise<number>,
 ): Promise<number> {
   return withDatabase(config, log, async (db) => {
+    if (!(await orgExists(db.app, actor.orgId))) {
+      console.error(`error: no org ${actor.orgId} (see \`quint-cloud org list\`)`)
+      return 1
+    }
     const redis = config.REDIS_URL
       ? new RedisStateStore({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log })
       : null

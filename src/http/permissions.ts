@@ -69,8 +69,10 @@ const SCOPES_OF: Record<Exclude<Permission, 'public' | 'authenticated'>, readonl
   members: ['members'],
 }
 
+export const roleAllows = (role: MemberRole, permission: Permission): boolean => ROLE_PERMISSIONS[role].has(permission)
+
 export function allows(principal: Principal, permission: Permission): boolean {
-  if (principal.kind === 'member') return ROLE_PERMISSIONS[principal.role].has(permission)
+  if (principal.kind === 'member') return roleAllows(principal.role, permission)
   if (permission === 'public') return true
   if ('retired' in principal && principal.retired) return permission === 'enroll' || permission === 'machine'
   if (permission === 'authenticated') return true

@@ -269,6 +269,12 @@ export class RedisStateStore {
    * server confirmed it, and again after every reconnect (re-subscribing explicitly, so the
    * confirmation really follows the new SUBSCRIBE). Returns the unsubscribe function.
    */
+  /** Publishes on a channel of `subscribeChannel` (not the reserved revocation channel). */
+  async publish(channel: string, message: string): Promise<void> {
+    if (channel === REVOKED_CHANNEL) throw new Error(`${channel} is reserved`)
+    await this.#cmd.publish(channel, message)
+  }
+
   subscribeChannel(channel: string, handlers: ChannelHandlers): () => Promise<void> {
     if (channel === REVOKED_CHANNEL) throw new Error(`${channel} is reserved`)
     if (!this.#channels) {

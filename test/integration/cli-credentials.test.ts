@@ -96,6 +96,19 @@ describe('key', () => {
     const res = await cli(['key', 'revoke', '--org', a.org_id, '--id', theirs.id])
     expect(res.code).toBe(1)
     expect(res.stderr).toContain('No token with that id')
+    const unknown = await cli(['token', 'create', '--org', crypto.randomUUID(), '--kind', 'deploy', '--name', 'x'])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain('no org')
+    expect((await cli(['key', 'list', '--org', crypto.randomUUID()])).code).toBe(1)
+    // `key` acts on admin keys only, `token` on service, deploy and enrollment tokens only.
+    const service = (
+      await cli(['token', 'create', '--org', a.org_id, '--kind', 'service', '--name', 's', '--scopes', 'read,read', '--json'])
+    ).json()
+    expect(service.scopes).toEqual(['read'])
+    expect((await cli(['key', 'rotate', '--org', a.org_id, '--id', service.id])).code).toBe(1)
+    expect((await cli(['key', 'revoke', '--org', a.org_id, '--id', service.id])).code).toBe(1)
+    const adminKey = (await cli(['key', 'create', '--org', a.org_id, '--json'])).json()
+    expect((await cli(['token', 'revoke', '--org', a.org_id, '--id', adminKey.id])).code).toBe(1)
     for (const [args, message] of [
       [['key', 'create'], '--org ID'],
       [['key', 'create', '--org', 'nope'], '--org ID'],

@@ -11,6 +11,7 @@ import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testDatabase, type TestDatabase } from '../helpers/db.ts'
 import { signJwt, startIdp, testKey } from '../helpers/idp.ts'
+import { testRedis } from '../helpers/redis.ts'
 
 const AUD = 'quint-dashboard'
 const key = testKey('ES256')
@@ -213,6 +214,29 @@ describe('the team', () => {
     expect((await t.call('GET', '/v1/events', { token: leaver.token })).status).toBe(403)
     await Bun.sleep(5_100)
     expect((await other.call('GET', '/v1/events', { token: leaver.token })).body.code).toBe('not_a_member')
+  })
+
+  test('in cluster mode every instance refuses a removed member from their next request (Redis)', async () => {
+    const stores = [await testRedis(), await testRedis()]
+    try {
+      const env = { OIDC_ISSUER: idp.issuer, OIDC_AUDIENCE: AUD }
+      const [one, two] = stores.map((redis) => testApp(db, env, undefined, { redis }))
+      const owner = await member(a, 'owner')
+      const leaver = await member(a, 'viewer')
+      // Both remember the membership (a second request is a cache hit on each).
+      for (const app of [one!, two!])
+        for (let i = 0; i < 2; i++) expect((await app.call('GET', '/v1/events', { token: leaver.token })).status).toBe(200)
+      expect((await one!.call('DELETE', `/v1/team/${leaver.id}`, { token: owner.token })).status).toBe(204)
+      // The publication reaches the other instance asynchronously: well under the 5 s it remembers for.
+      let code: string | undefined
+      for (let i = 0; i < 50 && code !== 'not_a_member'; i++) {
+        code = (await two!.call('GET', '/v1/events', { token: leaver.token })).body.code
+        if (code !== 'not_a_member') await Bun.sleep(10)
+      }
+      expect(code).toBe('not_a_member')
+    } finally {
+      for (const s of stores) await s.close()
+    }
   })
 
   test("org B's members and ids are invisible to org A", async () => {

@@ -188,6 +188,50 @@ describe('personal tokens', () => {
   })
 })
 
+describe('who may rotate, and who makes tokens at all (hostile review, issue 10)', () => {
+  test('rotating needs what creating needs: an admin-role person cannot mint a members token by rotating one', async () => {
+    const admin = await member('admin')
+    const strong = await create(a.admin_key, { kind: 'service', name: 'owner-grade', scopes: ['members'] })
+    expectProblem(await call('POST', `/v1/tokens/${strong.id}/rotate`, admin.token, { overlap_seconds: 0 }), 403)
+    const key = await create(a.admin_key, { kind: 'admin', name: 'k' })
+    expectProblem(await call('POST', `/v1/tokens/${key.id}/rotate`, admin.token, {}), 403)
+    // A token holding `members` (and nothing else) manages admin keys: creates and revokes them.
+    const made = await create(strong.token, { kind: 'admin', name: 'by members' })
+    expect((await call('DELETE', `/v1/tokens/${made.id}`, strong.token)).status).toBe(204)
+    // Still active: nothing above was rotated.
+    expect((await call('GET', '/v1/team', strong.token)).status).toBe(403)
+    expect(
+      (await call('POST', '/v1/team', strong.token, { email: `${crypto.randomUUID()}@example.com`, role: 'viewer' })).status,
+    ).toBe(201)
+  })
+
+  test('a JWT makes no opaque token, however strong: it would outlive the JWT', async () => {
+    const app = await call('POST', '/tokens/app', a.admin_key, { customer_id: a.org_id, name: 'root', scopes: ['*'] })
+    expect(app.status).toBe(201)
+    expectProblem(await call('POST', '/v1/tokens', app.body.token, { kind: 'admin', name: 'forever' }), 403)
+    expectProblem(await call('POST', '/v1/tokens', app.body.token, { kind: 'service', name: 'x', scopes: ['read'] }), 403)
+    const svc = await create(a.admin_key, { kind: 'service', name: 'y', scopes: ['read'] })
+    expectProblem(await call('POST', `/v1/tokens/${svc.id}/rotate`, app.body.token, {}), 403)
+  })
+
+  test('a personal token is made under the role the person has now, not the one an instance remembers', async () => {
+    await member('owner') // not the last owner: the demotion below is allowed
+    const owner = await member('owner')
+    const other = testApp(db, { OIDC_ISSUER: idp.issuer, OIDC_AUDIENCE: AUD })
+    // The other instance remembers the owner for 5 s.
+    expect((await other.call('GET', '/v1/team', { token: owner.token })).status).toBe(200)
+    expect((await call('PUT', `/v1/team/${owner.id}`, a.admin_key, { role: 'viewer' })).status).toBe(200)
+    const stale = await other.call('POST', '/v1/tokens', { token: owner.token, json: { kind: 'personal', name: 'late' } })
+    expect(stale.status).toBe(201)
+    expect(stale.body.scopes).toEqual(['read'])
+    const asked = await other.call('POST', '/v1/tokens', {
+      token: owner.token,
+      json: { kind: 'personal', name: 'x', scopes: ['members'] },
+    })
+    expectProblem(asked, 403)
+  })
+})
+
 describe('usage', () => {
   test('last use, its address and the count', async () => {
     const made = await create(a.admin_key, { kind: 'service', name: 'counted', scopes: ['read'] })
@@ -200,6 +244,19 @@ describe('usage', () => {
     }
     expect(row).toMatchObject({ use_count: 3, last_used_ip: '198.51.100.4' })
     expect(Date.now() - Date.parse(row.last_used_at as string)).toBeLessThan(60_000)
+  })
+
+  test('with the default minute between writes, every use still counts: added at the next write or at shutdown', async () => {
+    const quiet = testApp(db, { TRUST_PROXY_HOPS: '1' })
+    const made = await create(a.admin_key, { kind: 'service', name: 'batched', scopes: ['read'] })
+    const use = () => quiet.call('GET', '/v1/events', { token: made.token, headers: { 'x-forwarded-for': '192.0.2.7' } })
+    for (let i = 0; i < 7; i++) expect((await use()).status).toBe(200)
+    // Cache entries come and go (a revocation elsewhere drops them all): the count survives.
+    await quiet.resolver.revoked([])
+    await quiet.resolver.flushUsage()
+    const [row] = await db.owner<{ use_count: string; ip: string }[]>`
+      select use_count::text, host(last_used_ip) as ip from api_tokens where id = ${made.id}`
+    expect(row).toEqual({ use_count: '7', ip: '192.0.2.7' })
   })
 })
 
@@ -276,6 +333,10 @@ describe('least privilege for machines', () => {
     const after = await daemon(deploy.token, laptop)
     expect(after.id).toBe(before.id)
     expect(after.statuses).toEqual([200, 200, 200, 200, 200, 201])
+    // It mints nothing: a fresh service token would be a live credential made from a revoked one.
+    const again = await call('POST', '/v1/machines/register', deploy.token, laptop)
+    expect(again.status).toBe(200)
+    expect(again.body).not.toHaveProperty('service_token')
     // A new machine, or one it did not register, is refused; and nothing else is open to it.
     const refused = await call('POST', '/v1/machines/register', deploy.token, host())
     expectProblem(refused, 403, 'token_retired')

@@ -65,7 +65,7 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
       responses: { 204: { description: 'Revoked' } },
     },
     async (c, { params }) => {
-      await revokeToken(deps, c.get('principal'), params.id, c.get('request'), 'deploy')
+      await revokeToken(deps, c.get('principal'), params.id, c.get('request'), ['deploy'])
       return c.body(null, 204)
     },
   )

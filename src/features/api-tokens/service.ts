@@ -11,17 +11,20 @@
  * - `service`, `deploy`, `enrollment`: `manage`; a service token gets only scopes its creator
  *   holds (`ingest` needs `manage`); deploy and enrollment scopes are fixed.
  * - `admin` (qk_, every permission): `members`, the owner's permission.
+ * - Rotating needs what creating needs: whoever rotates gets the new value. JWTs make no opaque
+ *   token: it would outlive the JWT's chain and its revocation.
  * The operator's CLI (`quint-cloud key|token …`) holds every permission but a person's.
  */
-import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
+import type { CredentialResolver, MemberRole, Principal } from '../../auth/credentials.ts'
 import { FORMATS, type OpaqueFormat } from '../../auth/opaque/format.ts'
 import { AppError, BadRequestError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
 import type { RequestFacts } from '../../http/request-context.ts'
-import { allows, type Permission, type Scope } from '../../http/permissions.ts'
-import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { allows, roleAllows, type Permission, type Scope } from '../../http/permissions.ts'
+import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
 import { checkName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import { holdMember } from '../members/repo.ts'
 import { getToken, issueToken, listTokens, retireAt, revokeTokens, type IssuedToken, type TokenRow } from './repo.ts'
 import type { TokenKindName } from './schema.ts'
 
@@ -118,7 +121,7 @@ export interface CreateInput {
 
 interface Deps {
   sql: Sql
-  /** Absent in the CLI: there is no cache in its process to drop (a server's expires in TOKEN_CACHE_TTL). */
+  /** The CLI's has no cache of its own; it publishes through Redis when it has it (cli/credentials). */
   resolver?: CredentialResolver
 }
 
@@ -135,11 +138,13 @@ const actorId = (p: Actor) => (p.kind === 'cli' ? null : p.tokenId)
 
 export async function createToken(deps: Deps, p: Actor, input: CreateInput, request?: RequestFacts): Promise<IssuedToken> {
   const rule = KINDS[input.kind]
+  refuseJwt(p)
   const name = checkName(input.name)
   if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
-  const scopes = scopesFor(p, input.kind, rule, input.scopes)
+  const fixed = input.kind === 'personal' ? null : scopesFor(p, input.kind, rule, input.scopes)
   const expiresAt = lifetime(rule, input.expires_at)
   return withOrg(deps.sql, p.orgId, async (tx) => {
+    const scopes = fixed ?? personalScopes(await currentRole(tx, p), input.scopes)
     const t = await issueToken(tx, {
       format: rule.format,
       name: name.name,
@@ -153,36 +158,60 @@ export async function createToken(deps: Deps, p: Actor, input: CreateInput, requ
   })
 }
 
-function scopesFor(p: Actor, kind: TokenKindName, rule: KindRule, asked: readonly Scope[] | undefined): readonly string[] {
-  if (kind === 'personal') {
-    if (p.kind !== 'member') {
-      throw new ForbiddenError('A personal token belongs to a person: create it signed in through the identity provider.')
-    }
-    const held = PEOPLE_SCOPES.filter((s) => allows(p, s))
-    const scopes = asked ?? held
-    const above = scopes.filter((s) => !held.includes(s))
-    if (above.length > 0) {
-      throw new ForbiddenError(
-        `The ${p.role} role does not hold ${above.map((s) => `"${s}"`).join(', ')}: a personal token cannot exceed it.`,
-      )
-    }
-    return scopes
+/**
+ * The person's role now, held until the transaction ends: the role their sign-in remembered may
+ * be seconds old, and a token made under a role just taken away would outlive the change.
+ */
+async function currentRole(tx: Tx, p: Actor): Promise<MemberRole> {
+  if (p.kind !== 'member') {
+    throw new ForbiddenError('A personal token belongs to a person: create it signed in through the identity provider.')
   }
+  const row = await holdMember(tx, p.memberId)
+  if (!row || row.status !== 'active') throw new ForbiddenError('This person is no longer a member of the organization.')
+  return row.role
+}
+
+function personalScopes(role: MemberRole, asked: readonly string[] | undefined): readonly string[] {
+  const held = PEOPLE_SCOPES.filter((s) => roleAllows(role, s))
+  const scopes = asked ?? held
+  const above = scopes.filter((s) => !(held as readonly string[]).includes(s))
+  if (above.length > 0) {
+    throw new ForbiddenError(
+      `The ${role} role does not hold ${above.map((s) => `"${s}"`).join(', ')}: a personal token cannot exceed it.`,
+    )
+  }
+  return scopes
+}
+
+/** A JWT makes no opaque token: the token would outlive the JWT, its chain and their revocation. */
+function refuseJwt(p: Actor): void {
+  if (p.kind === 'jwt')
+    throw new ForbiddenError('A JWT makes no opaque token (it would outlive the JWT): use an admin key, or sign in.')
+}
+
+function scopesFor(
+  p: Actor,
+  kind: Exclude<TokenKindName, 'personal'>,
+  rule: KindRule,
+  asked: readonly Scope[] | undefined,
+): readonly string[] {
   requirePermission(p, rule.permission, kind)
   if (rule.scopes) {
     if (asked !== undefined) throw new ValidationError([{ path: '/scopes', message: `a ${kind} token's scopes are fixed` }])
     return rule.scopes
   }
   if (asked === undefined) throw new ValidationError([{ path: '/scopes', message: `a ${kind} token needs its scopes` }])
-  const above = asked.filter((s) => !canGrant(p, s))
-  if (above.length > 0) {
-    throw new ForbiddenError(`This credential cannot grant ${above.map((s) => `"${s}"`).join(', ')}: it does not hold it.`)
-  }
+  requireGrantable(p, asked)
   return asked
 }
 
 /** `ingest` is no power over the org's data: whoever manages tokens may give it. */
-const canGrant = (p: Actor, s: Scope) => (s === 'ingest' ? may(p, 'manage') : may(p, s))
+function requireGrantable(p: Actor, scopes: readonly string[]): void {
+  const above = scopes.filter((s) => !(s === 'ingest' ? may(p, 'manage') : may(p, s as Permission)))
+  if (above.length > 0) {
+    throw new ForbiddenError(`This credential cannot grant ${above.map((s) => `"${s}"`).join(', ')}: it does not hold it.`)
+  }
+}
 
 function requirePermission(p: Actor, permission: Permission, kind: TokenKindName): void {
   if (!may(p, permission)) throw new ForbiddenError(`Managing ${kind} tokens needs the "${permission}" permission.`)
@@ -207,8 +236,8 @@ export interface ListInput {
 }
 
 /**
- * `manage` sees every token; a person without it sees their own personal tokens. Machine
- * credentials and agents' JWTs see none.
+ * `manage` sees every token; a person signed in without it sees their own personal tokens.
+ * Machine credentials and agents' JWTs see none.
  */
 export function listVisibleTokens(deps: Deps, p: Actor, q: ListInput, limit: number, after: Keyset | null) {
   const everything = may(p, 'manage')
@@ -228,15 +257,20 @@ export function listVisibleTokens(deps: Deps, p: Actor, q: ListInput, limit: num
 
 /**
  * Revokes a token the caller may manage (a person without `manage`: only their own personal
- * tokens). A deploy token is retired: refused for new machines, still serving its own (SPEC
- * §3.2). Idempotent; the publication is repeated so a failed one is retried.
+ * tokens); `only` limits the kinds (the deploy-token routes, the CLI's commands). A deploy token
+ * is retired: refused for new machines, still serving its own (SPEC §3.2). Idempotent; the
+ * publication is repeated so a failed one is retried.
  */
-export async function revokeToken(deps: Deps, p: Actor, rawId: string, request?: RequestFacts, only?: TokenKindName) {
+export async function revokeToken(
+  deps: Deps,
+  p: Actor,
+  rawId: string,
+  request?: RequestFacts,
+  only?: readonly TokenKindName[],
+): Promise<void> {
   const id = tokenId(rawId)
   const revoked = await withOrg(deps.sql, p.orgId, async (tx) => {
-    const before = await getToken(tx, id, true)
-    if (!before || (only && kindName(before.kind) !== only)) throw tokenNotFound()
-    mayChange(p, before)
+    const before = await tokenFor(tx, p, id, only)
     const rows = await revokeTokens(tx, { kind: before.kind, id })
     if (rows[0]?.revokedNow) {
       await audit(tx, p, request, `${auditNoun(kindName(before.kind))}.revoke`, id, before, await getToken(tx, id))
@@ -248,26 +282,39 @@ export async function revokeToken(deps: Deps, p: Actor, rawId: string, request?:
 
 /**
  * A new token of the same kind, name, scopes and owner; the old one keeps working for
- * `overlapS` seconds (0: revoked now). The old token's caches are dropped after the commit so
- * that its new end is read from Postgres.
+ * `overlapS` seconds (0: revoked now). Whoever rotates gets the new value, so they must be able
+ * to create that token (personal: its owner, within their role now). The old token's caches are
+ * dropped after the commit so that its new end is read from Postgres.
  */
-export async function rotateToken(deps: Deps, p: Actor, rawId: string, overlapS: number, request?: RequestFacts) {
+export async function rotateToken(
+  deps: Deps,
+  p: Actor,
+  rawId: string,
+  overlapS: number,
+  request?: RequestFacts,
+  only?: readonly TokenKindName[],
+) {
   const id = tokenId(rawId)
   const now = Date.now()
+  refuseJwt(p)
   const out = await withOrg(deps.sql, p.orgId, async (tx) => {
-    const before = await getToken(tx, id, true)
-    if (!before) throw tokenNotFound()
+    const before = await tokenFor(tx, p, id, only)
     const kind = kindName(before.kind)
-    mayChange(p, before)
-    if (kind === 'personal' && !(p.kind === 'member' && p.memberId === before.member_id)) {
-      throw new ForbiddenError('Only its owner rotates a personal token (the new value is theirs alone).')
-    }
-    if (!KINDS[kind].rotatable)
+    if (!KINDS[kind].rotatable) {
       throw new BadRequestError(`A ${kind} token cannot be rotated: create a new one and revoke this one.`)
+    }
+    if (before.machine_id) throw new BadRequestError('A machine’s service token is replaced by registering the machine again.')
+    if (kind === 'personal') {
+      if (!(p.kind === 'member' && p.memberId === before.member_id)) {
+        throw new ForbiddenError('Only its owner rotates a personal token (the new value is theirs alone).')
+      }
+      personalScopes(await currentRole(tx, p), before.scopes)
+    } else if (!KINDS[kind].scopes) {
+      requireGrantable(p, before.scopes)
+    }
     if (before.revoked_at || before.replaced_by || (before.expires_at && before.expires_at.getTime() <= now)) {
       throw new AppError(409, 'token_not_active', 'Only an active token that was not rotated already can be rotated.')
     }
-    if (before.machine_id) throw new BadRequestError('A machine’s service token is replaced by registering the machine again.')
     const life = before.expires_at ? before.expires_at.getTime() - before.created_at.getTime() : null
     const next = await issueToken(tx, {
       format: KINDS[kind].format,
@@ -290,15 +337,21 @@ export async function rotateToken(deps: Deps, p: Actor, rawId: string, overlapS:
   return out
 }
 
-/** The caller may change this token: its kind's permission, or (personal) its owner. */
-function mayChange(p: Actor, t: TokenRow): void {
+/**
+ * The token, locked, if the caller may change it: its kind's permission (personal: `manage`, or
+ * its owner). A token the caller may not see at all is the 404 of one that is not there.
+ */
+async function tokenFor(tx: Tx, p: Actor, id: string, only: readonly TokenKindName[] | undefined): Promise<TokenRow> {
+  const t = await getToken(tx, id, true)
+  if (!t || (only && !only.includes(kindName(t.kind)))) throw tokenNotFound()
   const kind = kindName(t.kind)
   if (kind === 'personal') {
-    if (may(p, 'manage') || (p.kind === 'member' && p.memberId === t.member_id)) return
+    if (may(p, 'manage') || (p.kind === 'member' && p.memberId === t.member_id)) return t
     throw tokenNotFound()
   }
-  if (!may(p, 'manage')) throw tokenNotFound()
+  if (!may(p, 'manage') && !may(p, KINDS[kind].permission)) throw tokenNotFound()
   requirePermission(p, KINDS[kind].permission, kind)
+  return t
 }
 
 function tokenId(raw: string): string {
@@ -312,7 +365,7 @@ const tokenNotFound = () => new NotFoundError('No token with that id in this org
 const auditNoun = (kind: TokenKindName) => (kind === 'admin' ? 'admin_key' : `${kind}_token`)
 
 async function audit(
-  tx: Parameters<typeof recordAudit>[0],
+  tx: Tx,
   p: Actor,
   request: RequestFacts | undefined,
   action: string,

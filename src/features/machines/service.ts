@@ -82,12 +82,13 @@ export async function registerMachine(
   >
   const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
-    const [known] = await tx<{ token_id: string | null; status: string }[]>`
-      select token_id, status from machines where client_machine_id = ${body.machine_id}`
-    if (known?.status === 'disabled') throw new MachineDisabledError()
-    // A retired deploy token re-registers its own machines (the daemon does at every start) only.
-    if (isRetired(principal) && known?.token_id !== principal.tokenId) throw new TokenRetiredError()
-    const [row] = await tx<{ id: string; inserted: boolean }[]>`
+    if (isRetired(principal)) {
+      // A retired deploy token re-registers its own machines (the daemon does at every start) only.
+      const [known] = await tx<{ token_id: string | null }[]>`
+        select token_id from machines where client_machine_id = ${body.machine_id}`
+      if (known?.token_id !== principal.tokenId) throw new TokenRetiredError()
+    }
+    const [row] = await tx<{ id: string; inserted: boolean; status: string }[]>`
       insert into machines (org_id, client_machine_id, hostname, os, arch, agent_version, token_id, metadata, last_seen_at)
       values (app_current_org(), ${body.machine_id}, ${body.hostname ?? null}, ${body.os ?? null}, ${body.arch ?? null},
               ${body.agent_version ?? null}, ${principal.tokenId}, ${tx.json(extra as never)}, now())
@@ -99,7 +100,9 @@ export async function registerMachine(
         token_id      = excluded.token_id,
         metadata      = machines.metadata || excluded.metadata,
         last_seen_at  = now()
-      returning id, (xmax = 0) as inserted`
+      returning id, (xmax = 0) as inserted, status`
+    // Read under the row lock the upsert holds: a concurrent disable is either before or after.
+    if (row!.status === 'disabled') throw new MachineDisabledError()
     const machineId = row!.id
     // A service token re-registering may only re-register its own machine (rolls back the upsert).
     const [bound] = await tx<{ machine_id: string | null }[]>`select machine_id from api_tokens where id = ${principal.tokenId}`
@@ -125,7 +128,9 @@ export async function registerMachine(
       if (!used?.revokedNow) throw new UnauthorizedError('This enrollment token was already used.')
       revoked.push(used)
     }
-    if (EXCHANGED.has(principal.kind)) {
+    // A retired deploy token keeps its machines, and mints nothing: a fresh service token would
+    // be a live credential made from a revoked one.
+    if (EXCHANGED.has(principal.kind) && !isRetired(principal)) {
       // The upsert above holds the machine row lock: concurrent registrations of one machine
       // queue here, and each sees the token minted by the one before it.
       revoked.push(...(await revokeTokens(tx, { kind: FORMATS.serviceToken.kind, machineId })))

@@ -94,6 +94,15 @@ export async function lockMember(tx: Tx, id: string): Promise<MemberRow | null> 
   return row ?? null
 }
 
+/**
+ * The member, its role held until the transaction ends (FOR SHARE): a role change or removal
+ * waits, then sees (and revokes) what this transaction made under the old role.
+ */
+export async function holdMember(tx: Tx, id: string): Promise<MemberRow | null> {
+  const [row] = await tx<MemberRow[]>`select ${COLUMNS(tx)} from members where id = ${id} for share`
+  return row ?? null
+}
+
 /** A new invitation; null when that email is already a member or invited. */
 export async function inviteMember(tx: Tx, email: string, role: MemberRole, by: string): Promise<MemberRow | null> {
   const [row] = await tx<MemberRow[]>`

@@ -13,13 +13,16 @@
  * - An org they hold nothing in, or an identity with nothing at all: 403 `not_a_member`.
  * - A membership found is remembered for MEMBER_TTL_MS (issue 10: a person's request within 5 µs
  *   on a hit). A change to the team (a role, a removal) forgets the org's at once on the instance
- *   that made it; other instances read it again within MEMBER_TTL_MS. "Nothing at all" is
+ *   that made it, and in cluster mode on every other through Redis (MEMBERS_CHANNEL); without
+ *   Redis, other instances read it again within MEMBER_TTL_MS. "Nothing at all" is
  *   remembered for as long, so an identity the provider signs up freely cannot make every request
  *   cost a transaction.
  */
 import type { AuthOutcome, MemberPrincipal, PeopleAuthenticator, PeopleContext, RequestOrigin } from '../../auth/credentials.ts'
 import type { IdpIdentity, IdpVerifier } from '../../auth/idp/verifier.ts'
 import { isUuid, pgErrorCode, withOrg, type Sql } from '../../infra/db.ts'
+import type { Logger } from '../../infra/log.ts'
+import type { ChannelHandlers } from '../../infra/redis.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { claimInvitation, membershipsOf, type MemberRow } from './repo.ts'
 
@@ -28,6 +31,14 @@ const identityKey = (who: IdpIdentity) => `${who.issuer}\n${who.subject}\n${who.
 
 const MEMBER_TTL_MS = 5_000
 const REMEMBERED_MAX = 10_000
+/** Cluster mode: team changes, by org id, so that every instance forgets at once (issue 10). */
+export const MEMBERS_CHANNEL = 'auth:members'
+
+/** What the sign-in needs of Redis to tell the other instances; `RedisStateStore` provides it. */
+export interface TeamChannel {
+  publish(channel: string, message: string): Promise<void>
+  subscribeChannel(channel: string, handlers: ChannelHandlers): () => Promise<void>
+}
 
 export class PeopleSignIn implements PeopleAuthenticator {
   private readonly sql: Sql
@@ -36,11 +47,34 @@ export class PeopleSignIn implements PeopleAuthenticator {
   private readonly members = new Map<string, { principal: MemberPrincipal; until: number }>()
   /** Bumped by every team change: a lookup that overlapped one must not remember what it read. */
   private generation = 0
+  private readonly channel: TeamChannel | null
+  private readonly log: Logger | null
 
-  constructor(sql: Sql, verifier: IdpVerifier) {
+  /**
+   * With `channel` (Redis), a team change made here is forgotten on every instance at once;
+   * while the subscription is down, nothing is remembered (every request reads Postgres).
+   */
+  constructor(sql: Sql, verifier: IdpVerifier, options: { channel?: TeamChannel | null; log?: Logger } = {}) {
     this.sql = sql
     this.verifier = verifier
+    this.channel = options.channel ?? null
+    this.log = options.log ?? null
+    this.listening = this.channel === null
+    this.channel?.subscribeChannel(MEMBERS_CHANNEL, {
+      message: (orgId) => this.forget(orgId),
+      subscribed: () => {
+        this.forgetAll()
+        this.listening = true
+      },
+      lost: () => {
+        this.listening = false
+        this.forgetAll()
+      },
+    })
   }
+
+  /** False while a Redis subscription is down: another instance's change could be missed. */
+  private listening: boolean
 
   async authenticate(raw: string, context: PeopleContext): Promise<AuthOutcome> {
     const orgHeader = context.org
@@ -56,7 +90,7 @@ export class PeopleSignIn implements PeopleAuthenticator {
     const generation = this.generation
     const rows = await membershipsOf(this.sql, who)
     if (rows.length === 0) {
-      if (generation === this.generation) {
+      if (generation === this.generation && this.listening) {
         if (this.strangers.size >= REMEMBERED_MAX) this.strangers.clear()
         this.strangers.set(stranger, now + MEMBER_TTL_MS)
       }
@@ -89,7 +123,7 @@ export class PeopleSignIn implements PeopleAuthenticator {
       email: chosen.email,
       scopes: [],
     }
-    if (generation === this.generation) {
+    if (generation === this.generation && this.listening) {
       if (this.members.size >= REMEMBERED_MAX) this.members.clear()
       this.members.set(key, { principal, until: now + MEMBER_TTL_MS })
     }
@@ -97,9 +131,21 @@ export class PeopleSignIn implements PeopleAuthenticator {
   }
 
   membersChanged(orgId: string): void {
+    this.forget(orgId)
+    // The others forget when the message arrives; a failed publication leaves them their 5 s.
+    this.channel?.publish(MEMBERS_CHANNEL, orgId).catch((err) => this.log?.warn({ err }, 'team change not published to Redis'))
+  }
+
+  private forget(orgId: string): void {
     this.generation++
     for (const [key, m] of this.members) if (m.principal.orgId === orgId) this.members.delete(key)
     // An invitation may have been sent to someone refused a moment ago.
+    this.strangers.clear()
+  }
+
+  private forgetAll(): void {
+    this.generation++
+    this.members.clear()
     this.strangers.clear()
   }
 

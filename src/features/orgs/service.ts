@@ -71,6 +71,12 @@ export interface OrgListing {
   created_at: Date
 }
 
+/** Whether the org exists (the operator's commands name one by id). */
+export async function orgExists(sql: Sql, id: string): Promise<boolean> {
+  const rows = await withSettings(sql, { 'app.org_directory': 'on' }, (tx) => tx`select 1 from organizations where id = ${id}`)
+  return rows.length === 1
+}
+
 /** Every org, oldest first (the operator's `org list`). */
 export function listOrgs(sql: Sql): Promise<OrgListing[]> {
   return withSettings(
