@@ -276,6 +276,67 @@ describe('delivery', () => {
     expect(at('/alerts')).toHaveLength(1)
   })
 
+  test('the audit log streamed: audit.* subscribers get every entry, signed, with IP and before/after; others none', async () => {
+    const audit = await createHook(a, '/audit', { event_types: ['audit.*'] })
+    const alertsOnly = await createHook(a, '/alerts-only')
+    const other = await createHook(b, '/audit-b', { event_types: ['audit.*'] })
+    const email = `${crypto.randomUUID()}@example.com`
+    const invited = await t.call('POST', '/v1/team', {
+      token: a.admin_key,
+      json: { email, role: 'viewer' },
+      headers: { 'user-agent': 'audit-stream-test' },
+    })
+    expect(invited.status).toBe(201)
+    const [entry] = await db.owner<{ id: string }[]>`
+      select id::text from audit_log where org_id = ${a.org_id} and action = 'member.invite' and target_id = ${invited.body.id}`
+    await until(async () => at('/audit').some((r) => JSON.parse(r.body).data.id === entry!.id))
+    const r = at('/audit').find((x) => JSON.parse(x.body).data.id === entry!.id)!
+    expect(r.headers.get('webhook-id')).toBe(`msg_audit_${entry!.id}`)
+    expect(await verifyStandard(audit.secret, r)).toBe(true)
+    const body = JSON.parse(r.body)
+    expect(body).toMatchObject({
+      type: 'audit.member.invite',
+      data: {
+        id: entry!.id,
+        action: 'member.invite',
+        actor_type: 'api_key',
+        target_type: 'member',
+        target_id: invited.body.id,
+        user_agent: 'audit-stream-test',
+        details: { before: null, after: { email, role: 'viewer', status: 'pending' } },
+      },
+    })
+    // The same shape as GET /v1/audit-log.
+    const listed = await t.call('GET', `/v1/audit-log?target_id=${invited.body.id}`, { token: a.admin_key })
+    expect(listed.body.entries[0]).toEqual(body.data)
+    // Not to webhooks without audit.* (empty means every alert event), not to another org's.
+    await d.runOnce()
+    expect(at('/alerts-only').map((x) => JSON.parse(x.body).type)).toEqual([])
+    expect(at('/audit-b').some((x) => JSON.parse(x.body).data.id === entry!.id)).toBe(false)
+    const queued = await db.owner<{ n: number }[]>`
+      select count(*)::int as n from webhook_deliveries
+       where (webhook_id = ${alertsOnly.id} and event_type like 'audit.%') or (webhook_id = ${other.id} and payload->'data'->>'id' = ${entry!.id})`
+    expect(queued[0]!.n).toBe(0)
+    // An audit write that rolls back queues nothing: a last owner's removal is refused (409).
+    const before = await db.owner<
+      { n: number }[]
+    >`select count(*)::int as n from webhook_deliveries where webhook_id = ${audit.id}`
+    expect((await t.call('PATCH', `/v1/webhooks/${audit.id}`, { token: a.admin_key, json: { enabled: false } })).status).toBe(200)
+    expect((await t.call('PATCH', `/v1/webhooks/${audit.id}`, { token: a.admin_key, json: { enabled: true } })).status).toBe(200)
+    const after = await db.owner<{ n: number; types: string[] }[]>`
+      select count(*)::int as n, array_agg(event_type order by created_at) as types from webhook_deliveries where webhook_id = ${audit.id}`
+    // Disabling is not streamed to the webhook it disables; enabling it again is.
+    expect(after[0]!.n).toBe(before[0]!.n + 1)
+    expect(after[0]!.types.at(-1)).toBe('audit.webhook.update')
+    for (const [org, id] of [
+      [a, audit.id],
+      [a, alertsOnly.id],
+      [b, other.id],
+    ] as const) {
+      expect((await t.call('DELETE', `/v1/webhooks/${id}`, { token: org.admin_key })).status).toBe(204)
+    }
+  })
+
   test('500 then 200: retried with backoff, both attempts logged', async () => {
     script.set('/flaky', [{ status: 500 }, { status: 200 }])
     const w = await createHook(a, '/flaky')

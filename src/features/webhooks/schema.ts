@@ -7,8 +7,13 @@
 import { Type } from '@sinclair/typebox'
 import { PageQuery } from '../../http/pagination.ts'
 
-/** Event types a webhook may subscribe to; an empty list means all of them. */
-export const EVENT_TYPES = ['alert.created'] as const
+/**
+ * Event types a webhook may subscribe to. An empty list means every alert event; the audit log
+ * (`audit.*`: every entry, as `audit.<action>`, issue 10) only goes where it is asked for, as it
+ * carries the org's administrative history (docs/webhooks.md).
+ */
+export const AUDIT_EVENTS = 'audit.*'
+export const EVENT_TYPES = ['alert.created', AUDIT_EVENTS] as const
 /** Sent by `POST /v1/webhooks/{id}/test` whatever the subscription. */
 export const TEST_EVENT_TYPE = 'webhook.test'
 
@@ -21,7 +26,8 @@ const Description = Type.String({ maxLength: 500, description: 'Free text, at mo
 const EventTypes = Type.Array(Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))), {
   maxItems: 20,
   uniqueItems: true,
-  description: 'Event types delivered to this endpoint; empty or absent: all.',
+  description:
+    'Event types delivered to this endpoint; empty or absent: every alert event. `audit.*` (every audit log entry, as `audit.<action>`) only when listed.',
 })
 const Timestamp = Type.String({ format: 'date-time' })
 const NullableTimestamp = Type.Union([Timestamp, Type.Null()])
