@@ -274,10 +274,13 @@ export function composeApp(deps: AppDeps): ComposedApp {
       return started
     },
     async stop() {
-      await poll?.stop()
-      await revocationFilter.close()
-      // Before the pools close: the token use counted since the last write (docs/tokens.md).
-      await resolver.flushUsage()
+      try {
+        await poll?.stop()
+        await revocationFilter.close()
+      } finally {
+        // Before the pools close: the token use counted since the last write (docs/tokens.md).
+        await resolver.close()
+      }
     },
   }
 }

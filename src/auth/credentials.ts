@@ -88,8 +88,8 @@ export interface PeopleContext {
 /** Signs people in: their provider's token, and the org they name (src/features/members). */
 export interface PeopleAuthenticator {
   authenticate(raw: string, context: PeopleContext): Promise<AuthOutcome>
-  /** The org's members changed (a role, a removal): forget what was remembered of them. */
-  membersChanged(orgId: string): void
+  /** The org's members changed (a role, a removal): forget what was remembered of them, everywhere. */
+  membersChanged(orgId: string): Promise<void>
 }
 
 interface Entry {
@@ -163,6 +163,7 @@ const FOREIGN_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 export class CredentialResolver {
   readonly #cache = new Map<string, Entry>()
   readonly #usage = new Map<string, Usage>()
+  readonly #flusher: ReturnType<typeof setInterval>
   /** Bumped by every invalidation: a lookup that overlapped one must not cache what it read. */
   #generation = 0
   readonly #ttl: number
@@ -190,6 +191,9 @@ export class CredentialResolver {
     this.#people = options.people ?? null
     this.#shared?.onRevoked((hashHex) => this.#evict(hashHex))
     this.#shared?.onResync(() => this.#clear())
+    // Unref'd: a resolver never keeps a process alive (tests, the CLI).
+    this.#flusher = setInterval(() => void this.flushUsage(), Math.max(this.#lastUsedEvery, 1_000))
+    this.#flusher.unref()
   }
 
   /**
@@ -209,8 +213,8 @@ export class CredentialResolver {
   }
 
   /** An org's members changed: people's sign-ins remembered for it are forgotten here. */
-  membersChanged(orgId: string): void {
-    this.#people?.membersChanged(orgId)
+  async membersChanged(orgId: string): Promise<void> {
+    await this.#people?.membersChanged(orgId)
   }
 
   /**
@@ -376,8 +380,9 @@ export class CredentialResolver {
 
   /**
    * Counts a use; at most every `lastUsedEveryMs` per token, adds the uses counted since to the
-   * row. What is counted after the last write is lost if the process dies (a usage figure, not a
-   * record); `flushUsage` writes it at shutdown.
+   * row (the first use at once, so `last_used_at` is fresh). The rest is written by the flush
+   * timer every `lastUsedEveryMs` and by `close` at shutdown; a process that dies loses at most
+   * that much (a usage figure, not a record).
    */
   #used(p: OpaquePrincipal, ip: string | null, now: number): void {
     let u = this.#usage.get(p.tokenId)
@@ -400,11 +405,26 @@ export class CredentialResolver {
     if (u.uses > 0) void this.#touch(id, u)
   }
 
-  /** Writes every count not yet written (shutdown). */
+  /** Writes every count not yet written; forgets tokens idle since their last write. */
   async flushUsage(): Promise<void> {
-    const pending = [...this.#usage].filter(([, u]) => u.uses > 0)
-    this.#usage.clear()
-    await Promise.all(pending.map(([id, u]) => this.#touch(id, u)))
+    const now = Date.now()
+    const writes: Promise<void>[] = []
+    for (const [id, u] of this.#usage) {
+      if (u.uses > 0) {
+        writes.push(this.#touch(id, u))
+        u.uses = 0
+        u.writtenAt = now
+      } else if (now - u.writtenAt >= this.#lastUsedEvery) {
+        this.#usage.delete(id)
+      }
+    }
+    await Promise.all(writes)
+  }
+
+  /** Stops the flush timer and writes what was counted (shutdown, before the pools close). */
+  async close(): Promise<void> {
+    clearInterval(this.#flusher)
+    await this.flushUsage()
   }
 
   /** Adds `uses` to the token's row. Never throws: a failed write is logged at debug and lost. */

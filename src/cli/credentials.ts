@@ -292,6 +292,10 @@ async function withServices(
       ? new RedisStateStore({ url: config.REDIS_URL, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS, log })
       : null
     try {
+      // Connected before the change, so that a revocation is published, not left to the caches' 30 s.
+      await redis?.whenReady(5_000).catch(() => {
+        console.error('warning: Redis is not reachable: running servers refuse a revoked token within 30 s')
+      })
       return await run({ sql: db.app, resolver: new CredentialResolver(db.app, log, { jwt: null, shared: redis }) })
     } catch (err) {
       // The service's refusals (404, 403, 409, 422) are the operator's mistakes: said plainly, exit 1.

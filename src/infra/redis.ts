@@ -262,19 +262,19 @@ export class RedisStateStore {
     this.#resyncHandlers.push(handler)
   }
 
-  // --- JWT revocation filter (src/auth/jwt/revocation-filter.ts, docs/redis.md) ---
+  // --- Other channels: the JWT revocation filter (src/auth/jwt/revocation-filter.ts), team changes ---
 
-  /**
-   * Subscribes to `channel` on the subscriber connection; `handlers.subscribed` runs once the
-   * server confirmed it, and again after every reconnect (re-subscribing explicitly, so the
-   * confirmation really follows the new SUBSCRIBE). Returns the unsubscribe function.
-   */
   /** Publishes on a channel of `subscribeChannel` (not the reserved revocation channel). */
   async publish(channel: string, message: string): Promise<void> {
     if (channel === REVOKED_CHANNEL) throw new Error(`${channel} is reserved`)
     await this.#cmd.publish(channel, message)
   }
 
+  /**
+   * Subscribes to `channel` on the subscriber connection; `handlers.subscribed` runs once the
+   * server confirmed it, and again after every reconnect (re-subscribing explicitly, so the
+   * confirmation really follows the new SUBSCRIBE). Returns the unsubscribe function.
+   */
   subscribeChannel(channel: string, handlers: ChannelHandlers): () => Promise<void> {
     if (channel === REVOKED_CHANNEL) throw new Error(`${channel} is reserved`)
     if (!this.#channels) {

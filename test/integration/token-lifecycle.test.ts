@@ -214,6 +214,23 @@ describe('who may rotate, and who makes tokens at all (hostile review, issue 10)
     expectProblem(await call('POST', `/v1/tokens/${svc.id}/rotate`, app.body.token, {}), 403)
   })
 
+  test('a person demoted a moment ago makes no credential of their old role on an instance that remembers it', async () => {
+    await member('owner') // not the last owner
+    const owner = await member('owner')
+    const other = testApp(db, { OIDC_ISSUER: idp.issuer, OIDC_AUDIENCE: AUD })
+    expect((await other.call('GET', '/v1/team', { token: owner.token })).status).toBe(200)
+    expect((await call('PUT', `/v1/team/${owner.id}`, a.admin_key, { role: 'viewer' })).status).toBe(200)
+    const key = await other.call('POST', '/v1/tokens', { token: owner.token, json: { kind: 'admin', name: 'late' } })
+    expectProblem(key, 403)
+    const svc = await other.call('POST', '/v1/tokens', {
+      token: owner.token,
+      json: { kind: 'service', name: 's', scopes: ['read'] },
+    })
+    expectProblem(svc, 403)
+    const victim = await create(a.admin_key, { kind: 'service', name: 'v', scopes: ['read'] })
+    expectProblem(await other.call('DELETE', `/v1/tokens/${victim.id}`, { token: owner.token }), 404)
+  })
+
   test('a personal token is made under the role the person has now, not the one an instance remembers', async () => {
     await member('owner') // not the last owner: the demotion below is allowed
     const owner = await member('owner')
@@ -244,6 +261,20 @@ describe('usage', () => {
     }
     expect(row).toMatchObject({ use_count: 3, last_used_ip: '198.51.100.4' })
     expect(Date.now() - Date.parse(row.last_used_at as string)).toBeLessThan(60_000)
+  })
+
+  test('uses after the last write are written by the flush timer, not left until the next use', async () => {
+    const timed = testApp(db, { TRUST_PROXY_HOPS: '1', TOKEN_USAGE_WRITE_MS: '1000' })
+    const made = await create(a.admin_key, { kind: 'service', name: 'timed', scopes: ['read'] })
+    const use = (ip: string) => timed.call('GET', '/v1/events', { token: made.token, headers: { 'x-forwarded-for': ip } })
+    for (const ip of ['198.51.100.1', '198.51.100.66', '198.51.100.66']) expect((await use(ip)).status).toBe(200)
+    let row: { use_count: string; ip: string } | undefined
+    for (let i = 0; i < 40 && row?.use_count !== '3'; i++) {
+      await Bun.sleep(100)
+      ;[row] = await db.owner<{ use_count: string; ip: string }[]>`
+        select use_count::text, host(last_used_ip) as ip from api_tokens where id = ${made.id}`
+    }
+    expect(row).toEqual({ use_count: '3', ip: '198.51.100.66' })
   })
 
   test('with the default minute between writes, every use still counts: added at the next write or at shutdown', async () => {
@@ -337,6 +368,13 @@ describe('least privilege for machines', () => {
     const again = await call('POST', '/v1/machines/register', deploy.token, laptop)
     expect(again.status).toBe(200)
     expect(again.body).not.toHaveProperty('service_token')
+    // Nor on an instance whose cache still holds it as live: registration reads the token's row.
+    const stale = await create(a.admin_key, { kind: 'deploy', name: 'stale' })
+    const instance = testApp(db)
+    expect((await instance.call('POST', '/v1/machines/register', { token: stale.token, json: host() })).status).toBe(201)
+    expect((await call('DELETE', `/v1/tokens/${stale.id}`, a.admin_key)).status).toBe(204)
+    const fresh = await instance.call('POST', '/v1/machines/register', { token: stale.token, json: host() })
+    expectProblem(fresh, 403, 'token_retired')
     // A new machine, or one it did not register, is refused; and nothing else is open to it.
     const refused = await call('POST', '/v1/machines/register', deploy.token, host())
     expectProblem(refused, 403, 'token_retired')

@@ -141,10 +141,13 @@ export async function createToken(deps: Deps, p: Actor, input: CreateInput, requ
   refuseJwt(p)
   const name = checkName(input.name)
   if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
-  const fixed = input.kind === 'personal' ? null : scopesFor(p, input.kind, rule, input.scopes)
   const expiresAt = lifetime(rule, input.expires_at)
   return withOrg(deps.sql, p.orgId, async (tx) => {
-    const scopes = fixed ?? personalScopes(await currentRole(tx, p), input.scopes)
+    const actor = await asNow(tx, p)
+    const scopes =
+      input.kind === 'personal'
+        ? personalScopes(currentRole(actor), input.scopes)
+        : scopesFor(actor, input.kind, rule, input.scopes)
     const t = await issueToken(tx, {
       format: rule.format,
       name: name.name,
@@ -159,16 +162,23 @@ export async function createToken(deps: Deps, p: Actor, input: CreateInput, requ
 }
 
 /**
- * The person's role now, held until the transaction ends: the role their sign-in remembered may
- * be seconds old, and a token made under a role just taken away would outlive the change.
+ * A person as they are now, their role held until the transaction ends (FOR SHARE): the role
+ * their sign-in remembered may be seconds old, and a credential made under a role just taken
+ * away would outlive the change. Every other actor is as it came.
  */
-async function currentRole(tx: Tx, p: Actor): Promise<MemberRole> {
+async function asNow(tx: Tx, p: Actor): Promise<Actor> {
+  if (p.kind !== 'member') return p
+  const row = await holdMember(tx, p.memberId)
+  if (!row || row.status !== 'active') throw new ForbiddenError('This person is no longer a member of the organization.')
+  return row.role === p.role ? p : { ...p, role: row.role }
+}
+
+/** The role a personal token is made under: only people have one. */
+function currentRole(p: Actor): MemberRole {
   if (p.kind !== 'member') {
     throw new ForbiddenError('A personal token belongs to a person: create it signed in through the identity provider.')
   }
-  const row = await holdMember(tx, p.memberId)
-  if (!row || row.status !== 'active') throw new ForbiddenError('This person is no longer a member of the organization.')
-  return row.role
+  return p.role
 }
 
 function personalScopes(role: MemberRole, asked: readonly string[] | undefined): readonly string[] {
@@ -270,7 +280,8 @@ export async function revokeToken(
 ): Promise<void> {
   const id = tokenId(rawId)
   const revoked = await withOrg(deps.sql, p.orgId, async (tx) => {
-    const before = await tokenFor(tx, p, id, only)
+    const actor = await asNow(tx, p)
+    const before = await tokenFor(tx, actor, id, only)
     const rows = await revokeTokens(tx, { kind: before.kind, id })
     if (rows[0]?.revokedNow) {
       await audit(tx, p, request, `${auditNoun(kindName(before.kind))}.revoke`, id, before, await getToken(tx, id))
@@ -298,7 +309,8 @@ export async function rotateToken(
   const now = Date.now()
   refuseJwt(p)
   const out = await withOrg(deps.sql, p.orgId, async (tx) => {
-    const before = await tokenFor(tx, p, id, only)
+    const actor = await asNow(tx, p)
+    const before = await tokenFor(tx, actor, id, only)
     const kind = kindName(before.kind)
     if (!KINDS[kind].rotatable) {
       throw new BadRequestError(`A ${kind} token cannot be rotated: create a new one and revoke this one.`)
@@ -308,9 +320,9 @@ export async function rotateToken(
       if (!(p.kind === 'member' && p.memberId === before.member_id)) {
         throw new ForbiddenError('Only its owner rotates a personal token (the new value is theirs alone).')
       }
-      personalScopes(await currentRole(tx, p), before.scopes)
+      personalScopes(currentRole(actor), before.scopes)
     } else if (!KINDS[kind].scopes) {
-      requireGrantable(p, before.scopes)
+      requireGrantable(actor, before.scopes)
     }
     if (before.revoked_at || before.replaced_by || (before.expires_at && before.expires_at.getTime() <= now)) {
       throw new AppError(409, 'token_not_active', 'Only an active token that was not rotated already can be rotated.')

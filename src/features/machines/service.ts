@@ -57,6 +57,27 @@ export async function machineOf(tx: Tx, principal: Principal, rawId: string, loc
 
 const isRetired = (p: Principal) => 'retired' in p && p.retired
 
+/**
+ * Whether the presented opaque credential is retired, read from its row and locked for the
+ * registration: a cached principal may predate a revocation (another instance, up to its cache
+ * TTL), and a registration mints credentials. FOR SHARE lets one deploy token's registrations run
+ * together while a revocation waits for them (and they for it); an enrollment token is taken FOR
+ * NO KEY UPDATE at once, as its registration consumes it (two sharers upgrading would deadlock).
+ * A credential revoked meanwhile that is not a deploy token is refused; one with no row (a JWT)
+ * is as its principal says.
+ */
+async function presentedState(tx: Tx, principal: Principal): Promise<boolean> {
+  if (principal.kind === 'member' || principal.kind === 'jwt') return false
+  const [row] = await tx<{ kind: string; revoked_at: Date | null; expires_at: Date | null }[]>`
+    select kind, revoked_at, expires_at from api_tokens where id = ${principal.tokenId}
+    ${principal.kind === 'enrollment' ? tx`for no key update` : tx`for share`}`
+  if (!row) return isRetired(principal)
+  const expired = row.expires_at !== null && row.expires_at.getTime() <= Date.now()
+  if (expired || (row.revoked_at && row.kind !== 'install'))
+    throw new UnauthorizedError('The token is invalid, expired or revoked.')
+  return row.revoked_at !== null
+}
+
 export interface Registration {
   created: boolean
   body: { machine_id: string; id: string; org_id: string; service_token?: string }
@@ -82,7 +103,8 @@ export async function registerMachine(
   >
   const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
-    if (isRetired(principal)) {
+    const retired = await presentedState(tx, principal)
+    if (retired) {
       // A retired deploy token re-registers its own machines (the daemon does at every start) only.
       const [known] = await tx<{ token_id: string | null }[]>`
         select token_id from machines where client_machine_id = ${body.machine_id}`
@@ -130,7 +152,7 @@ export async function registerMachine(
     }
     // A retired deploy token keeps its machines, and mints nothing: a fresh service token would
     // be a live credential made from a revoked one.
-    if (EXCHANGED.has(principal.kind) && !isRetired(principal)) {
+    if (EXCHANGED.has(principal.kind) && !retired) {
       // The upsert above holds the machine row lock: concurrent registrations of one machine
       // queue here, and each sees the token minted by the one before it.
       revoked.push(...(await revokeTokens(tx, { kind: FORMATS.serviceToken.kind, machineId })))

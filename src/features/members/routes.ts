@@ -61,7 +61,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         return created
       })
       if (!row) throw new AppError(409, 'member_exists', 'That email is already a member or invited.')
-      resolver.membersChanged(p.orgId)
+      await resolver.membersChanged(p.orgId)
       return c.json(memberView(row), 201)
     },
   )
@@ -100,7 +100,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         })
         return { row: after, revoked: tokens }
       })
-      resolver.membersChanged(p.orgId)
+      await resolver.membersChanged(p.orgId)
       await resolver.revoked(row.revoked)
       return c.json(memberView(row.row))
     },
@@ -136,7 +136,7 @@ export function mountTeam(routes: RouteRegistry, deps: { sql: Sql; resolver: Cre
         })
         return tokens
       })
-      resolver.membersChanged(p.orgId)
+      await resolver.membersChanged(p.orgId)
       await resolver.revoked(revoked)
       return c.body(null, 204)
     },

@@ -49,19 +49,31 @@ export class PeopleSignIn implements PeopleAuthenticator {
   private generation = 0
   private readonly channel: TeamChannel | null
   private readonly log: Logger | null
+  private readonly echoTimeoutMs: number
+  /** Our own publications, waiting to come back from Redis (by nonce). */
+  private readonly echoes = new Map<string, () => void>()
 
   /**
    * With `channel` (Redis), a team change made here is forgotten on every instance at once;
    * while the subscription is down, nothing is remembered (every request reads Postgres).
    */
-  constructor(sql: Sql, verifier: IdpVerifier, options: { channel?: TeamChannel | null; log?: Logger } = {}) {
+  constructor(
+    sql: Sql,
+    verifier: IdpVerifier,
+    options: { channel?: TeamChannel | null; log?: Logger; echoTimeoutMs?: number } = {},
+  ) {
     this.sql = sql
     this.verifier = verifier
     this.channel = options.channel ?? null
     this.log = options.log ?? null
+    this.echoTimeoutMs = options.echoTimeoutMs ?? 1_000
     this.listening = this.channel === null
     this.channel?.subscribeChannel(MEMBERS_CHANNEL, {
-      message: (orgId) => this.forget(orgId),
+      message: (message) => {
+        const [orgId = '', nonce = ''] = message.split(' ')
+        this.forget(orgId)
+        this.echoes.get(nonce)?.()
+      },
       subscribed: () => {
         this.forgetAll()
         this.listening = true
@@ -130,10 +142,30 @@ export class PeopleSignIn implements PeopleAuthenticator {
     return { principal }
   }
 
-  membersChanged(orgId: string): void {
+  /**
+   * Forgets the org's here, then (Redis) tells every instance and waits, bounded, until the
+   * message came back to this process: Redis has by then handed it to every subscriber, so the
+   * answer to the change goes out after the others were told. A failed publication is logged;
+   * the others then follow within MEMBER_TTL_MS.
+   */
+  async membersChanged(orgId: string): Promise<void> {
     this.forget(orgId)
-    // The others forget when the message arrives; a failed publication leaves them their 5 s.
-    this.channel?.publish(MEMBERS_CHANNEL, orgId).catch((err) => this.log?.warn({ err }, 'team change not published to Redis'))
+    if (!this.channel) return
+    const nonce = crypto.randomUUID()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const echoed = new Promise<void>((resolve) => {
+      this.echoes.set(nonce, resolve)
+      timer = setTimeout(resolve, this.echoTimeoutMs)
+    })
+    try {
+      await this.channel.publish(MEMBERS_CHANNEL, `${orgId} ${nonce}`)
+      await echoed
+    } catch (err) {
+      this.log?.warn({ err }, 'team change not published to Redis; other instances follow within 5 s')
+    } finally {
+      clearTimeout(timer)
+      this.echoes.delete(nonce)
+    }
   }
 
   private forget(orgId: string): void {
