@@ -110,3 +110,76 @@ describe('GET /v1/audit-log', () => {
     expect(latest!.source_ip).toBeNull()
   })
 })
+
+describe('what each change records (before and after, never a secret)', () => {
+  const latest = async (targetId: string, action: string) => {
+    const res = await call('GET', `/v1/audit-log?target_id=${targetId}&action=${action}`)
+    expect(res.status).toBe(200)
+    return res.body.entries[0] as { details: Record<string, any>; source_ip: string; user_agent: string }
+  }
+
+  test('alert rules: created, changed and deleted, each with the rule before and after', async () => {
+    const condition = { field: 'tool_name', op: 'eq', value: 'Bash' }
+    const rule = (await call('POST', '/v1/alert-rules', { name: 'shell', severity: 'high', condition })).body
+    expect((await latest(rule.id, 'alert_rule.create')).details).toMatchObject({
+      before: null,
+      after: { name: 'shell', condition },
+    })
+    expect((await call('PATCH', `/v1/alert-rules/${rule.id}`, { severity: 'low' })).status).toBe(200)
+    const update = await latest(rule.id, 'alert_rule.update')
+    expect(update).toMatchObject({
+      source_ip: '203.0.113.9',
+      user_agent: AGENT,
+      details: { fields: ['severity'], before: { severity: 'high' }, after: { severity: 'low' } },
+    })
+    expect((await call('DELETE', `/v1/alert-rules/${rule.id}`)).status).toBe(204)
+    expect((await latest(rule.id, 'alert_rule.delete')).details).toMatchObject({ before: { name: 'shell' }, after: null })
+  })
+
+  test('webhooks: before and after with the URL by host and fingerprint, never its secret path', async () => {
+    const t2 = testApp(db, { TRUST_PROXY_HOPS: '1', WEBHOOK_ALLOW_INSECURE: 'false' })
+    const secretPath = '/services/T000/B000/XXXXSECRETXXXX'
+    const made = await t2.call('POST', '/v1/webhooks', {
+      token: a.admin_key,
+      json: { url: `https://hooks.example.com${secretPath}` },
+    })
+    expect(made.status).toBe(201)
+    const id = made.body.id as string
+    const moved = await t2.call('PATCH', `/v1/webhooks/${id}`, {
+      token: a.admin_key,
+      json: { url: 'https://hooks.example.com/other' },
+    })
+    expect(moved.status).toBe(200)
+    const update = await latest(id, 'webhook.update')
+    expect(update.details.before.url_host).toBe('hooks.example.com')
+    expect(update.details.before.url_sha256).not.toBe(update.details.after.url_sha256)
+    const all = await call('GET', `/v1/audit-log?target_id=${id}`)
+    expect(JSON.stringify(all.body)).not.toContain('SECRETXXXX')
+    expect(JSON.stringify(all.body)).not.toContain(made.body.secret)
+  })
+
+  test('signing keys: the rotation names the key retired and the key made, in the same transaction', async () => {
+    const key = (await call('POST', '/keys/signing', {})).body
+    const rotated = await call('POST', `/keys/${key.kid}/rotate`, {})
+    expect(rotated.status).toBe(201)
+    const entry = await latest(rotated.body.kid, 'signing_key.rotate')
+    expect(entry.details).toMatchObject({ before: { active_kid: key.kid }, after: { active_kid: rotated.body.kid } })
+  })
+
+  test('a machine taken over by another credential is recorded; a daemon restart is not', async () => {
+    const host = { machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: 'mbp.local' }
+    const first = await call('POST', '/v1/machines/register', host, a.deploy_token)
+    expect(first.status).toBe(201)
+    const id = first.body.machine_id as string
+    expect((await call('POST', '/v1/machines/register', host, a.deploy_token)).status).toBe(200)
+    let entries = (await call('GET', `/v1/audit-log?target_id=${id}&action=machine.register`)).body.entries
+    expect(entries).toHaveLength(1)
+    expect(entries[0].details).toMatchObject({ before: null, after: { hostname: 'mbp.local' } })
+    const other = (await call('POST', '/v1/deploy-tokens', { name: 'second' })).body
+    expect((await call('POST', '/v1/machines/register', host, other.token)).status).toBe(200)
+    entries = (await call('GET', `/v1/audit-log?target_id=${id}&action=machine.register`)).body.entries
+    expect(entries).toHaveLength(2)
+    expect(entries[0].details.after.token_id).toBe(other.id)
+    expect(entries[0].details.before.token_id).not.toBe(other.id)
+  })
+})

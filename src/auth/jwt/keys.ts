@@ -132,7 +132,8 @@ export class SigningKeys {
    * Retires the active key `kid` and activates a new one, in one transaction. Throws
    * KeyNotFoundError when `kid` is not the org's active key.
    */
-  async rotate(orgId: string, kid: string): Promise<KeyRow> {
+  /** `record` runs in the rotation's transaction (the audit log: committed with it, or not at all). */
+  async rotate(orgId: string, kid: string, record?: (tx: Tx, fresh: KeyRow) => Promise<void>): Promise<KeyRow> {
     const row = await withOrg(this.#sql, orgId, async (tx) => {
       const [cur] = await tx<{ kid: string }[]>`
         select kid from auth.signing_keys where kid = ${kid} and status = 'active' for update`
@@ -144,6 +145,7 @@ export class SigningKeys {
          where kid = ${kid}`
       const fresh = await this.#insertActive(tx, orgId)
       if (!fresh) throw new Error('a concurrent rotation activated another key')
+      await record?.(tx, fresh)
       return fresh
     })
     this.#signers.delete(orgId)

@@ -45,8 +45,10 @@ export function listRules(tx: Tx, limit: number, after: Keyset | null): Promise<
      limit ${limit}`
 }
 
-export async function getRule(tx: Tx, id: string): Promise<RuleRow | null> {
-  const [row] = await tx<RuleRow[]>`select ${RULE_COLUMNS(tx)} from alert_rules where id = ${id}::uuid`
+/** The rule; with `lock`, held until the transaction ends (a change reads what it changes, for the audit log). */
+export async function getRule(tx: Tx, id: string, lock = false): Promise<RuleRow | null> {
+  const [row] = await tx<RuleRow[]>`
+    select ${RULE_COLUMNS(tx)} from alert_rules where id = ${id}::uuid ${lock ? tx`for no key update` : tx``}`
   return row ?? null
 }
 
@@ -73,8 +75,8 @@ export async function updateRule(tx: Tx, id: string, p: RulePatch): Promise<Rule
   return row ?? null
 }
 
-export async function deleteRule(tx: Tx, id: string): Promise<{ name: string } | null> {
-  const [row] = await tx<{ name: string }[]>`delete from alert_rules where id = ${id}::uuid returning name`
+export async function deleteRule(tx: Tx, id: string): Promise<RuleRow | null> {
+  const [row] = await tx<RuleRow[]>`delete from alert_rules where id = ${id}::uuid returning ${RULE_COLUMNS(tx)}`
   return row ?? null
 }
 

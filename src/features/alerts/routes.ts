@@ -81,7 +81,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
           targetType: 'alert_rule',
           targetId: r.id,
           request: c.get('request'),
-          details: { name: r.name, severity: r.severity, enabled: r.enabled },
+          details: { before: null, after: ruleView(r) },
         })
         return r
       })
@@ -146,15 +146,16 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
       if (body.condition !== undefined) validCondition(body.condition)
       const p = c.get('principal')
       const row = await withOrg(sql, p.orgId, async (tx) => {
-        const r = await updateRule(tx, id, { ...body, name })
-        if (r) {
+        const before = await getRule(tx, id, true)
+        const r = before && (await updateRule(tx, id, { ...body, name }))
+        if (before && r) {
           await recordAudit(tx, {
             ...auditActor(p),
             action: 'alert_rule.update',
             targetType: 'alert_rule',
             targetId: r.id,
             request: c.get('request'),
-            details: { fields: Object.keys(body).sort() },
+            details: { fields: Object.keys(body).sort(), before: ruleView(before), after: ruleView(r) },
           })
         }
         return r
@@ -187,7 +188,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
             targetType: 'alert_rule',
             targetId: id,
             request: c.get('request'),
-            details: { name: r.name },
+            details: { before: ruleView(r), after: null },
           })
         }
         return r

@@ -37,6 +37,20 @@ export function mountSigningKeys(routes: RouteRegistry, deps: { sql: Sql; keys: 
       if (!isManagement(p)) throw new ForbiddenError('Signing keys need a management credential.')
       checkCustomer(p, body.customer_id)
       const { row, created } = await keys.ensureActive(p.orgId)
+      // Created here on demand (or by the first mint): recorded after its commit, as it changes
+      // nothing that was there before.
+      if (created) {
+        await withOrg(sql, p.orgId, (tx) =>
+          recordAudit(tx, {
+            ...auditActor(p),
+            action: 'signing_key.create',
+            targetType: 'signing_key',
+            targetId: row.kid,
+            request: c.get('request'),
+            details: { before: null, after: keyView(row) },
+          }),
+        )
+      }
       return c.json(keyView(row), created ? 201 : 200)
     },
   )
@@ -61,21 +75,20 @@ export function mountSigningKeys(routes: RouteRegistry, deps: { sql: Sql; keys: 
       checkCustomer(p, body.customer_id)
       let row: KeyRow
       try {
-        row = await keys.rotate(p.orgId, params.kid)
+        row = await keys.rotate(p.orgId, params.kid, (tx, fresh) =>
+          recordAudit(tx, {
+            ...auditActor(p),
+            action: 'signing_key.rotate',
+            targetType: 'signing_key',
+            targetId: fresh.kid,
+            request: c.get('request'),
+            details: { retired_kid: params.kid, before: { active_kid: params.kid }, after: { active_kid: fresh.kid } },
+          }),
+        )
       } catch (err) {
         if (err instanceof KeyNotFoundError) throw new NotFoundError('No active signing key with that id in this organization.')
         throw err
       }
-      await withOrg(sql, p.orgId, (tx) =>
-        recordAudit(tx, {
-          ...auditActor(p),
-          action: 'signing_key.rotate',
-          targetType: 'signing_key',
-          targetId: row.kid,
-          request: c.get('request'),
-          details: { retired_kid: params.kid },
-        }),
-      )
       return c.json(keyView(row), 201)
     },
   )

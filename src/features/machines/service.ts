@@ -57,6 +57,16 @@ export async function machineOf(tx: Tx, principal: Principal, rawId: string, loc
 
 const isRetired = (p: Principal) => 'retired' in p && p.retired
 
+/** What the audit log records of a machine's registration. */
+interface MachineFacts {
+  client_machine_id: string
+  hostname: string | null
+  os: string | null
+  arch: string | null
+  agent_version: string | null
+  token_id: string | null
+}
+
 /**
  * Whether the presented opaque credential is retired, read from its row and locked for the
  * registration: a cached principal may predate a revocation (another instance, up to its cache
@@ -104,12 +114,10 @@ export async function registerMachine(
   const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
     const retired = await presentedState(tx, principal)
-    if (retired) {
-      // A retired deploy token re-registers its own machines (the daemon does at every start) only.
-      const [known] = await tx<{ token_id: string | null }[]>`
-        select token_id from machines where client_machine_id = ${body.machine_id}`
-      if (known?.token_id !== principal.tokenId) throw new TokenRetiredError()
-    }
+    const [known] = await tx<MachineFacts[]>`
+      select client_machine_id, hostname, os, arch, agent_version, token_id from machines where client_machine_id = ${body.machine_id}`
+    // A retired deploy token re-registers its own machines (the daemon does at every start) only.
+    if (retired && known?.token_id !== principal.tokenId) throw new TokenRetiredError()
     const [row] = await tx<{ id: string; inserted: boolean; status: string }[]>`
       insert into machines (org_id, client_machine_id, hostname, os, arch, agent_version, token_id, metadata, last_seen_at)
       values (app_current_org(), ${body.machine_id}, ${body.hostname ?? null}, ${body.os ?? null}, ${body.arch ?? null},
@@ -131,7 +139,11 @@ export async function registerMachine(
     if (bound?.machine_id && bound.machine_id !== machineId) {
       throw new ForbiddenError('This service token belongs to another machine.')
     }
-    if (row!.inserted) {
+    // Audited when new, and when another credential takes the machine over (a daemon's restart,
+    // which re-registers with the same one, is not an administrative change).
+    if (row!.inserted || (known && known.token_id !== principal.tokenId)) {
+      const [after] = await tx<MachineFacts[]>`
+        select client_machine_id, hostname, os, arch, agent_version, token_id from machines where id = ${machineId}`
       await recordAudit(tx, {
         actorType: 'token',
         actorId: principal.tokenId,
@@ -139,7 +151,7 @@ export async function registerMachine(
         targetType: 'machine',
         targetId: machineId,
         request,
-        details: { client_machine_id: body.machine_id, hostname: body.hostname ?? null },
+        details: { before: row!.inserted ? null : known, after },
       })
     }
     let serviceToken: string | undefined

@@ -82,8 +82,8 @@ export async function updateWebhook(tx: Tx, id: string, p: WebhookPatch): Promis
   return row ?? null
 }
 
-export async function deleteWebhook(tx: Tx, id: string): Promise<{ url: string } | null> {
-  const [row] = await tx<{ url: string }[]>`delete from webhooks where id = ${id}::uuid returning url`
+export async function deleteWebhook(tx: Tx, id: string): Promise<WebhookRow | null> {
+  const [row] = await tx<WebhookRow[]>`delete from webhooks where id = ${id}::uuid returning ${WEBHOOK_COLUMNS(tx)}`
   return row ?? null
 }
 

@@ -5,6 +5,7 @@
  * one, and another org's webhook or delivery is invisible under RLS: "not yours" and "does not
  * exist" are the same answer. Changes are audited (never with the secret or the full URL).
  */
+import { createHash } from 'node:crypto'
 import type { Context } from 'hono'
 import type { SecretBox } from '../../auth/secret-box.ts'
 import { AppError, NotFoundError, ValidationError } from '../../errors.ts'
@@ -66,7 +67,7 @@ export function mountWebhooks(routes: RouteRegistry, deps: { sql: Sql; secrets: 
     const secret = newSecret()
     const row = await withOrg(sql, p.orgId, async (tx) => {
       const r = await insertWebhook(tx, w, (id) => secrets.seal(secret, secretContext(p.orgId, id)))
-      await audit(tx, c, 'webhook.create', r.id, { host: new URL(r.url).host, event_types: r.event_types })
+      await audit(tx, c, 'webhook.create', r.id, { before: null, after: auditView(r) })
       return r
     })
     return { row, secret }
@@ -167,8 +168,15 @@ export function mountWebhooks(routes: RouteRegistry, deps: { sql: Sql; secrets: 
       const id = webhookId(params.id)
       const url = body.url === undefined ? undefined : validUrl(body.url, '/url')
       const row = await withOrg(sql, c.get('principal').orgId, async (tx) => {
-        const r = await updateWebhook(tx, id, { ...body, url })
-        if (r) await audit(tx, c, 'webhook.update', id, { fields: Object.keys(body).sort() })
+        const before = await getWebhook(tx, id, { lock: true })
+        const r = before && (await updateWebhook(tx, id, { ...body, url }))
+        if (before && r) {
+          await audit(tx, c, 'webhook.update', id, {
+            fields: Object.keys(body).sort(),
+            before: auditView(before),
+            after: auditView(r),
+          })
+        }
         return r
       })
       if (!row) throw webhookNotFound()
@@ -191,7 +199,7 @@ export function mountWebhooks(routes: RouteRegistry, deps: { sql: Sql; secrets: 
       const id = webhookId(params.id)
       const deleted = await withOrg(sql, c.get('principal').orgId, async (tx) => {
         const r = await deleteWebhook(tx, id)
-        if (r) await audit(tx, c, 'webhook.delete', id, { host: new URL(r.url).host })
+        if (r) await audit(tx, c, 'webhook.delete', id, { before: auditView(r), after: null })
         return r
       })
       if (!deleted) throw webhookNotFound()
@@ -219,7 +227,8 @@ export function mountWebhooks(routes: RouteRegistry, deps: { sql: Sql; secrets: 
       const secret = newSecret()
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const r = await rotateSecret(tx, id, secrets.seal(secret, secretContext(p.orgId, id)), grace)
-        if (r) await audit(tx, c, 'webhook.rotate_secret', id, { grace_period_seconds: grace })
+        // The secrets themselves never: their change is what the entry says.
+        if (r) await audit(tx, c, 'webhook.rotate_secret', id, { grace_period_seconds: grace, after: auditView(r) })
         return r
       })
       if (!row) throw webhookNotFound()
@@ -378,6 +387,15 @@ function webhookView(w: WebhookRow) {
     created_at: w.created_at.toISOString(),
     updated_at: w.updated_at.toISOString(),
   }
+}
+
+/**
+ * A webhook as the audit log records it: the URL by host and fingerprint only, as its path is
+ * often the secret (Slack, Teams, …); a changed fingerprint says the URL changed.
+ */
+function auditView(w: WebhookRow) {
+  const { url, ...rest } = webhookView(w)
+  return { ...rest, url_host: new URL(url).host, url_sha256: createHash('sha256').update(url).digest('hex').slice(0, 16) }
 }
 
 function deliveryView(d: DeliveryRow) {
