@@ -146,7 +146,7 @@ export async function createToken(deps: Deps, p: Actor, input: CreateInput, requ
     const actor = await asNow(tx, p)
     const scopes =
       input.kind === 'personal'
-        ? personalScopes(currentRole(actor), input.scopes)
+        ? personalScopes(personRole(actor), input.scopes)
         : scopesFor(actor, input.kind, rule, input.scopes)
     const t = await issueToken(tx, {
       format: rule.format,
@@ -174,7 +174,7 @@ async function asNow(tx: Tx, p: Actor): Promise<Actor> {
 }
 
 /** The role a personal token is made under: only people have one. */
-function currentRole(p: Actor): MemberRole {
+function personRole(p: Actor): MemberRole {
   if (p.kind !== 'member') {
     throw new ForbiddenError('A personal token belongs to a person: create it signed in through the identity provider.')
   }
@@ -320,7 +320,7 @@ export async function rotateToken(
       if (!(p.kind === 'member' && p.memberId === before.member_id)) {
         throw new ForbiddenError('Only its owner rotates a personal token (the new value is theirs alone).')
       }
-      personalScopes(currentRole(actor), before.scopes)
+      personalScopes(personRole(actor), before.scopes)
     } else if (!KINDS[kind].scopes) {
       requireGrantable(actor, before.scopes)
     }
