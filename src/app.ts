@@ -14,6 +14,7 @@ import { mountAlerts } from './features/alerts/routes.ts'
 import { mountDeadLetters } from './features/dead-letters/routes.ts'
 import { mountDeployTokens } from './features/api-tokens/deploy-routes.ts'
 import { mountApiTokens } from './features/api-tokens/routes.ts'
+import { mountPolicies } from './features/policies/routes.ts'
 import { LocalBus, type Bus } from './bus/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
@@ -219,6 +220,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
   })
   mountOverrides(routes, { sql, secret: deps.secrets.derive('override-cosign') })
   mountApiTokens(routes, { sql, resolver })
+  mountPolicies(routes, { sql })
   mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
@@ -227,7 +229,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     metrics,
   })
   mountIngest(routes, { sql, bus, limiter, metrics })
-  mountMachines(routes, { sql, bus, limiter, resolver, metrics })
+  mountMachines(routes, { sql, bus, limiter, resolver, metrics, latestVersion: deps.config.DAEMON_LATEST_VERSION })
   // The read side (issue 9): every read may go to a replica.
   const readSql = deps.readSql ?? sql
   mountAlerts(routes, { sql, readSql })

@@ -254,6 +254,12 @@ export const EnvSchema = Type.Object({
     default: 30,
     description: 'Clock skew tolerated when validating JWT `exp`, `iat` and `nbf` (docs/auth.md).',
   }),
+  DAEMON_LATEST_VERSION: Type.String({
+    pattern: '^([0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]{1,64})?)?$',
+    default: '0.10.0',
+    description:
+      'The daemon version `GET /agent/latest-version` answers (plain text): what the public installer downloads. Set it to the release your fleet should run; empty: 404, and the installer falls back to its own sources.',
+  }),
   TOKEN_USAGE_WRITE_MS: Type.Integer({
     minimum: 0,
     maximum: 3_600_000,
@@ -377,14 +383,17 @@ export class ConfigError extends Error {
 
 /**
  * Parses the environment once. Empty strings count as unset so that `FOO=` in a compose file
- * falls back to the default instead of failing a pattern check.
+ * falls back to the default instead of failing a pattern check, except where empty means "off".
  */
+/** Variables whose empty value switches something off rather than falling back to the default. */
+const EMPTY_MEANS_OFF: ReadonlySet<string> = new Set(['QUINT_BOOTSTRAP_ORG', 'DAEMON_LATEST_VERSION'])
+
 export function loadConfig(env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): Config {
   const keys = Object.keys(EnvSchema.properties) as (keyof Env)[]
   const raw: Record<string, unknown> = {}
   for (const key of keys) {
     const v = env[key]
-    if (v !== undefined && (v !== '' || key === 'QUINT_BOOTSTRAP_ORG')) raw[key] = v
+    if (v !== undefined && (v !== '' || EMPTY_MEANS_OFF.has(key))) raw[key] = v
   }
   const value = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw))
   const problems = [...Value.Errors(EnvSchema, value)].map(

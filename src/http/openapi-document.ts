@@ -31,6 +31,9 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   agents: 'Agents across machines: when seen, where, how many sessions, how risky.',
   org: "The caller's org and its settings (data retention).",
   'deploy tokens': 'Opaque `qt_deploy_` credentials that daemons install with (the deploy-token view of `/v1/tokens`).',
+  installer: 'What the public install script asks before it downloads the daemon.',
+  policies:
+    'Enforcement policies pushed to daemons (SPEC §11.1): scoped to every machine, some machines or machine tags; versioned and audited.',
   tokens:
     'Every opaque credential: personal (`qt_pk_`), service (`qt_sk_`), deploy (`qt_deploy_`), enrollment (`qt_dk_`) and admin keys (`qk_`): create, list, rotate with an overlap, revoke.',
   'auth tokens': 'Minting the `qt_` JWT hierarchy: app → bearer → agent → sub-agent, session and override tokens.',
@@ -231,7 +234,9 @@ function responsesOf(spec: DocumentedRoute, where: string, schemas: Components):
     out[status] = {
       description: r.description,
       ...(headers ? { headers } : {}),
-      ...(r.schema ? { content: { 'application/json': { schema: schemas.use(r.schema, `${where} ${status}`) } } } : {}),
+      ...(r.schema
+        ? { content: { [r.contentType ?? 'application/json']: { schema: schemas.use(r.schema, `${where} ${status}`) } } }
+        : {}),
     }
   }
   for (const [status, name] of derived) out[status] ??= ref(name)

@@ -87,7 +87,8 @@ export interface RouteSpec<P extends TSchema | undefined, Q extends TSchema | un
    * the first answer back instead of doing the work twice. For creates and other non-idempotent POSTs.
    */
   idempotent?: boolean
-  responses: Record<number, { description: string; schema?: TSchema; headers?: Record<string, string> }>
+  /** `contentType`: of `schema`, when not JSON (`text/plain` for the installer's version). */
+  responses: Record<number, { description: string; schema?: TSchema; headers?: Record<string, string>; contentType?: string }>
 }
 
 /** The middleware that enforces each permission but `public` (composed in src/app.ts). */

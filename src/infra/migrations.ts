@@ -34,6 +34,7 @@ import m0021 from '../../sql/0021_machine_read.sql' with { type: 'text' }
 import m0022 from '../../sql/0022_members.sql' with { type: 'text' }
 import m0023 from '../../sql/0023_audit_request.sql' with { type: 'text' }
 import m0024 from '../../sql/0024_token_lifecycle.sql' with { type: 'text' }
+import m0025 from '../../sql/0025_policies.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -67,6 +68,7 @@ const FILES: Record<string, string> = {
   '0022_members.sql': m0022,
   '0023_audit_request.sql': m0023,
   '0024_token_lifecycle.sql': m0024,
+  '0025_policies.sql': m0025,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

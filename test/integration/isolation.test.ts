@@ -34,6 +34,8 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
     insert into alerts (org_id, rule_key, event_key, severity, title)
     values (${org}, 'builtin:fixture', ${crypto.randomUUID()}, 'high', 't')`,
   'public.enforcement_policies': (tx, org) => tx`insert into enforcement_policies (org_id, name) values (${org}, 'p')`,
+  'public.policy_versions': (tx, org) =>
+    tx`insert into policy_versions (org_id, policy_id, version, snapshot) values (${org}, ${crypto.randomUUID()}, 1, null)`,
   'public.threat_signatures': (tx, org) => tx`
     insert into threat_signatures (org_id, signature_key, name, severity, shape, max_jsd)
     values (${org}, ${crypto.randomUUID().slice(0, 12)}, 'n', 'high', '{}', 0.3)`,

@@ -89,6 +89,7 @@ describe('GET /v1/machines', () => {
       arch: 'arm64',
       daemon_version: '0.10.1', // the heartbeat's, over register's
       status: 'active',
+      tags: [],
       registered_at: expect.any(String),
       last_seen_at: expect.any(String),
       online: true,
@@ -281,6 +282,7 @@ describe('GET /v1/machines/{id}', () => {
       'limit',
       'cursor',
       'status',
+      'tag',
       'online',
       'os',
       'hostname',

@@ -33,7 +33,7 @@ const ELSEWHERE: Record<string, string> = {
   '/v1/webhooks/:id/deliveries/:delivery_id': 'webhook deliveries (test/integration/webhook-isolation.test.ts)',
 }
 /** The read side's list and stats routes (tags of the route registry). */
-const READ_TAGS = new Set(['events', 'sessions', 'agents', 'machines', 'alerts', 'ingest'])
+const READ_TAGS = new Set(['events', 'sessions', 'agents', 'machines', 'alerts', 'ingest', 'policies'])
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -105,6 +105,15 @@ beforeAll(async () => {
   expect(rule.status).toBe(201)
   const hook = await t.call('POST', '/v1/webhooks', { token: a.admin_key, json: { url: 'http://127.0.0.1:9/hook' } })
   expect(hook.status).toBe(201)
+  const policy = await t.call('POST', '/v1/policies', {
+    token: a.admin_key,
+    json: {
+      name: 'iso policy',
+      rules: [{ tool: 'Bash', action: 'block', conditions: ['rm -rf'] }],
+      scope: { machine_ids: [machine] },
+    },
+  })
+  expect(policy.status).toBe(201)
 
   // A's rows, read as the owner: what the API must never show B.
   const col = async (q: Promise<{ v: string }[]>) => (await q).map((r) => r.v)
@@ -119,6 +128,7 @@ beforeAll(async () => {
   ids.machines = [machine]
   ids['alert-rules'] = [rule.body.id]
   ids.webhooks = [hook.body.id]
+  ids.policies = [policy.body.id]
   expect(ids.events).toHaveLength(4)
   expect(ids.sessions).toHaveLength(4)
   expect(ids.alerts.length).toBeGreaterThan(0)

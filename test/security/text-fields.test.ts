@@ -150,6 +150,13 @@ async function machineId() {
   machine ??= (await call('POST', '/v1/machines/register', deploy(), { machine_id: 'text-fields-host' })).machine_id as string
   return machine
 }
+const POLICY = {
+  name: 'p',
+  description: 'block rm',
+  rules: [{ tool: 'Bash', agent: '*', action: 'block', conditions: ['rm -rf'] }],
+  scope: { tags: ['laptops'] },
+}
+const newPolicy = async () => (await call('POST', '/v1/policies', admin(), POLICY)).id as string
 /** A machine of its own, for the examples that disable one. */
 const newMachine = async () =>
   (await call('POST', '/v1/machines/register', deploy(), { machine_id: `text-fields-${crypto.randomUUID()}` }))
@@ -272,7 +279,22 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
     params: { id: (await call('POST', '/v1/tokens', admin(), { kind: 'service', name: 'x', scopes: ['read'] })).id },
     body: { overlap_seconds: 60 },
   }),
-  setMachineStatus: async () => ({ token: admin(), params: { id: await newMachine() }, body: { status: 'disabled' } }),
+  updateMachine: async () => ({
+    token: admin(),
+    params: { id: await newMachine() },
+    body: { status: 'disabled', tags: ['laptops'] },
+  }),
+  createPolicy: async () => ({ token: admin(), body: POLICY }),
+  listPolicies: async () => ({ token: admin(), query: { enabled: 'true' } }),
+  getPolicy: async () => ({ token: admin(), params: { id: await newPolicy() } }),
+  updatePolicy: async () => ({
+    token: admin(),
+    params: { id: await newPolicy() },
+    body: { description: 'd', rules: POLICY.rules },
+  }),
+  deletePolicy: async () => ({ token: admin(), params: { id: await newPolicy() } }),
+  listPolicyVersions: async () => ({ token: admin(), params: { id: await newPolicy() } }),
+  daemonLatestVersion: async () => ({ token: admin() }),
   deleteMachine: async () => ({ token: admin(), params: { id: await newMachine() } }),
   ingest: async () => ({ token: deploy(), body: { events: [v2Event()] } }),
   ingestEvents: async () => ({ token: deploy(), body: { events: [v2Event()] } }),
@@ -355,7 +377,7 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
     token: admin(),
     params: { id: (await call('POST', '/v1/team', admin(), { email: `${crypto.randomUUID()}@example.com`, role: 'viewer' })).id },
   }),
-  updateOrg: async () => ({ token: admin(), body: { retention_days: 90 } }),
+  updateOrg: async () => ({ token: admin(), body: { retention_days: 90, proxy_domains: ['api.example.com'] } }),
   updateAlert: async () => ({ token: admin(), params: { id: await newAlert() }, body: { status: 'acknowledged' } }),
   createWebhook: async () => ({ token: admin(), body: { url: 'https://hooks.example.com/a', description: 'd' } }),
   registerWebhook: async () => ({

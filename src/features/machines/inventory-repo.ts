@@ -28,6 +28,7 @@ export interface MachineRow {
   arch: string | null
   agent_version: string | null
   status: 'active' | 'disabled'
+  tags: string[]
   registered_at: Date
   /** `registered_at` as Postgres printed it: the keyset cursor's sort key. */
   registered_key: string
@@ -44,7 +45,7 @@ export interface MachineRow {
 
 /** The registering credential comes from api_tokens: its name and display prefix, never the hash. */
 const MACHINE_SELECT = (tx: Tx) => tx`
-  select m.id, m.client_machine_id, m.hostname, m.os, m.arch, m.agent_version, m.status, m.registered_at,
+  select m.id, m.client_machine_id, m.hostname, m.os, m.arch, m.agent_version, m.status, m.tags, m.registered_at,
          m.registered_at::text as registered_key, m.last_seen_at,
          coalesce(m.last_seen_at >= now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online,
          m.uptime_seconds, m.metadata, t.id as token_id, t.kind as token_kind, t.name as token_name,
@@ -70,6 +71,7 @@ export function listMachines(
     ${MACHINE_SELECT(tx)}
      where true
        ${f.status !== undefined ? tx`and m.status = ${f.status}` : tx``}
+       ${f.tag !== undefined ? tx`and ${f.tag} = any(m.tags)` : tx``}
        ${f.online === true ? tx`and m.last_seen_at >= ${window}` : tx``}
        ${f.online === false ? tx`and (m.last_seen_at is null or m.last_seen_at < ${window})` : tx``}
        ${f.os !== undefined ? tx`and m.os = ${f.os}` : tx``}
@@ -82,10 +84,18 @@ export function listMachines(
 }
 
 /** Sets a machine's status; returns its row before the change (locked), or null when there is none. */
-export async function setMachineStatus(tx: Tx, id: string, status: 'active' | 'disabled'): Promise<MachineRow | null> {
+/** Sets a machine's status and tags (those given); returns its row before the change (locked), or null. */
+export async function updateMachine(
+  tx: Tx,
+  id: string,
+  change: { status?: 'active' | 'disabled'; tags?: string[] },
+): Promise<MachineRow | null> {
   const [before] = await tx<MachineRow[]>`${MACHINE_SELECT(tx)} where m.id = ${id} for no key update of m`
-  if (before && before.status !== status) await tx`update machines set status = ${status} where id = ${id}`
-  return before ?? null
+  if (!before) return null
+  await tx`
+    update machines set status = ${change.status ?? before.status}, tags = ${change.tags ?? before.tags}::text[]
+     where id = ${id}`
+  return before
 }
 
 export async function getMachine(tx: Tx, id: string): Promise<MachineRow | null> {

@@ -21,7 +21,7 @@ import {
   getMachine,
   listMachines,
   machineSections,
-  setMachineStatus,
+  updateMachine,
   type MachineRow,
   type MachineSections,
 } from './inventory-repo.ts'
@@ -30,7 +30,7 @@ import {
   MachineIdParams,
   MachineList,
   MachineListQuery,
-  MachineStatusBody,
+  MachineUpdateBody,
   MachineView,
   type MachineDetail as MachineDetailT,
 } from './inventory-schema.ts'
@@ -93,16 +93,16 @@ export function mountMachineInventory(
     {
       method: 'patch',
       path: '/v1/machines/:id',
-      operationId: 'setMachineStatus',
-      summary: 'Disable a machine (refused from its next request, whatever credential) or enable it again',
+      operationId: 'updateMachine',
+      summary: 'Disable a machine (refused from its next request, whatever credential) or enable it again; set its tags',
       tags,
       permission: 'manage',
       params: MachineIdParams,
-      body: MachineStatusBody,
+      body: MachineUpdateBody,
       responses: { 200: { description: 'The machine after the change', schema: MachineView } },
     },
     async (c, { params, body }) => {
-      const m = await changeStatus(writer, c.get('principal'), params.id, body.status, c.get('request'))
+      const m = await changeMachine(writer, c.get('principal'), params.id, body, c.get('request'))
       return c.json(machineView(m))
     },
   )
@@ -119,7 +119,7 @@ export function mountMachineInventory(
       responses: { 204: { description: 'Disabled' } },
     },
     async (c, { params }) => {
-      await changeStatus(writer, c.get('principal'), params.id, 'disabled', c.get('request'))
+      await changeMachine(writer, c.get('principal'), params.id, { status: 'disabled' }, c.get('request'))
       return c.body(null, 204)
     },
   )
@@ -129,30 +129,36 @@ export function mountMachineInventory(
  * Disabling also revokes the machine's service tokens: a machine-bound token is refused on
  * every route, not only on the machine routes that check the status (issue 10).
  */
-async function changeStatus(
+async function changeMachine(
   deps: { sql: Sql; resolver: CredentialResolver },
   p: Principal,
   rawId: string,
-  status: 'active' | 'disabled',
+  change: { status?: 'active' | 'disabled'; tags?: string[] },
   request: RequestFacts,
 ): Promise<MachineRow> {
   const id = rawId.toLowerCase()
   if (!isUuid(id)) throw machineNotFound()
   const out = await withOrg(deps.sql, p.orgId, async (tx) => {
-    const before = await setMachineStatus(tx, id, status)
+    const before = await updateMachine(tx, id, change)
     if (!before) throw machineNotFound()
-    const revoked = status === 'disabled' ? await revokeTokens(tx, { kind: 'service', machineId: id }) : []
-    if (before.status !== status) {
+    const revoked = change.status === 'disabled' ? await revokeTokens(tx, { kind: 'service', machineId: id }) : []
+    const after = (await getMachine(tx, id))!
+    const statusChanged = before.status !== after.status
+    if (statusChanged || before.tags.join('\n') !== after.tags.join('\n')) {
       await recordAudit(tx, {
         ...auditActor(p),
-        action: status === 'disabled' ? 'machine.disable' : 'machine.enable',
+        action: !statusChanged ? 'machine.update' : after.status === 'disabled' ? 'machine.disable' : 'machine.enable',
         targetType: 'machine',
         targetId: id,
         request,
-        details: { before: { status: before.status }, after: { status }, revoked_tokens: revoked.map((r) => r.id) },
+        details: {
+          before: { status: before.status, tags: before.tags },
+          after: { status: after.status, tags: after.tags },
+          revoked_tokens: revoked.map((r) => r.id),
+        },
       })
     }
-    return { machine: (await getMachine(tx, id))!, revoked }
+    return { machine: after, revoked }
   })
   await deps.resolver.revoked(out.revoked)
   return out.machine
@@ -170,6 +176,7 @@ function machineView(m: MachineRow): MachineView {
     arch: m.arch,
     daemon_version: m.agent_version,
     status: m.status,
+    tags: m.tags,
     registered_at: m.registered_at.toISOString(),
     last_seen_at: iso(m.last_seen_at),
     online: m.online,

@@ -8,6 +8,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Nullable } from '../../lib/schema.ts'
 import { PageQuery } from '../../http/pagination.ts'
+import { Tag, TAG_PATTERN } from '../policies/schema.ts'
 
 const Timestamp = Type.String({ format: 'date-time' })
 
@@ -17,6 +18,7 @@ export const MachineListQuery = Type.Object(
     status: Type.Optional(
       Type.Union([Type.Literal('active'), Type.Literal('disabled')], { description: 'Only machines in this state.' }),
     ),
+    tag: Type.Optional(Type.String({ pattern: TAG_PATTERN, description: 'Only machines with this tag.' })),
     online: Type.Optional(
       Type.Boolean({ description: '`true`: seen within two heartbeat intervals (120 s); `false`: not (or never) seen since.' }),
     ),
@@ -63,6 +65,7 @@ const MachineFields = {
   arch: Nullable(Type.String()),
   daemon_version: Nullable(Type.String({ description: 'The daemon version from register or the last heartbeat.' })),
   status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+  tags: Type.Array(Type.String(), { description: 'For policy scopes (PATCH /v1/machines/{id}).' }),
   registered_at: Timestamp,
   last_seen_at: Nullable(Timestamp),
   online: Type.Boolean({ description: 'Seen (register, heartbeat) within two heartbeat intervals (120 s) of now.' }),
@@ -129,13 +132,22 @@ export const MachineDetail = Type.Object({
 })
 export type MachineDetail = Static<typeof MachineDetail>
 
-export const MachineStatusBody = Type.Object(
+export const MachineUpdateBody = Type.Object(
   {
-    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')], {
-      description:
-        '`disabled`: the machine is refused (403 `machine_disabled`) from its next request whatever credential it presents, ' +
-        'and its service tokens are revoked. `active`: it may register again.',
-    }),
+    status: Type.Optional(
+      Type.Union([Type.Literal('active'), Type.Literal('disabled')], {
+        description:
+          '`disabled`: the machine is refused (403 `machine_disabled`) from its next request whatever credential it presents, ' +
+          'and its service tokens are revoked. `active`: it may register again.',
+      }),
+    ),
+    tags: Type.Optional(
+      Type.Array(Tag, {
+        maxItems: 50,
+        uniqueItems: true,
+        description: 'Replaces its tags; policies scoped to a tag apply to the machines that have it (docs/policies.md).',
+      }),
+    ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, minProperties: 1 },
 )

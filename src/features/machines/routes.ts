@@ -8,7 +8,9 @@
  * (src/http/permissions.ts). A machine of another org, or a path id that is not a UUID, is a 404;
  * a disabled machine is a 403. See docs/machines.md for the decisions behind each answer.
  */
+import { Type } from '@sinclair/typebox'
 import type { CredentialResolver } from '../../auth/credentials.ts'
+import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { normalizeDaemonEvent } from '../ingest/events.ts'
 import { readEventBatch } from '../ingest/batch.ts'
@@ -16,7 +18,7 @@ import { batchBody, MAX_BATCH_BYTES } from '../ingest/routes.ts'
 import { DaemonEventBatch } from '../ingest/schema.ts'
 import { acceptBatch, acceptEvents } from '../ingest/service.ts'
 import { quotaHeaders } from '../ingest/rate-limit.ts'
-import { notModified } from './policies.ts'
+import { notModified } from '../policies/document.ts'
 import {
   AgentsBody,
   AgentsResponse,
@@ -38,10 +40,33 @@ const AGENTS_BODY_BYTES = 1024 * 1024
 export function mountMachines(
   routes: RouteRegistry,
   // Whatever acceptEvents needs (the ingest quota included: daemon events count against the same
-  // per-org budget as /v1/ingest).
-  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver },
+  // per-org budget as /v1/ingest), and the version the installer is told to fetch.
+  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver; latestVersion: string },
 ): void {
   const tags = ['machines']
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/agent/latest-version',
+      operationId: 'daemonLatestVersion',
+      summary: 'The daemon version to install, as plain text (the public installer asks before it downloads)',
+      tags: ['installer'],
+      permission: 'public',
+      responses: {
+        200: {
+          description: 'The version (DAEMON_LATEST_VERSION), e.g. `0.10.0`, with no trailing newline',
+          schema: Type.String(),
+          contentType: 'text/plain',
+        },
+        404: { description: 'DAEMON_LATEST_VERSION is empty: the installer falls back to its own sources' },
+      },
+    },
+    (c) => {
+      if (!deps.latestVersion) throw new NotFoundError('No daemon version is configured here (DAEMON_LATEST_VERSION).')
+      return c.text(deps.latestVersion, 200, { 'cache-control': 'public, max-age=300' })
+    },
+  )
 
   routes.add(
     {

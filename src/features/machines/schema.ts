@@ -65,9 +65,11 @@ export const HeartbeatBody = Type.Object({
 })
 
 export const HeartbeatResponse = Type.Object({
-  config_version: Type.String({ description: 'Equal to policy_hash: the policies are the only configuration served.' }),
+  config_version: Type.String({ description: "Changes whenever this machine's policies or the org's proxied domains change." }),
   policy_hash: Type.String({ description: 'Exactly the ETag of GET /v1/machines/{id}/policies (unquoted).' }),
-  domains: Type.Array(Type.String(), { description: 'Extra proxied domains for the PAC file (none yet).' }),
+  domains: Type.Array(Type.String(), {
+    description: "Hosts the daemon routes through its proxy (the PAC file), the org's `proxy_domains` (PATCH /v1/org).",
+  }),
 })
 
 /** SPEC §11.1, as decoded by the daemon's Go `CloudPolicy` (RFC 3339 times). */

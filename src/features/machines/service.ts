@@ -20,7 +20,7 @@ import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { issueToken, revokeTokens } from '../api-tokens/repo.ts'
 import { cleanJson, timestampOrNull } from './clean.ts'
-import { policyDocument } from './policies.ts'
+import { configVersion, policyDocument } from '../policies/document.ts'
 import type { AgentsBody, GraphsBody, HeartbeatBody, RegisterBody } from './schema.ts'
 
 /** A machine sends events and reads its own policies, never the org's data (issue 9). */
@@ -233,8 +233,10 @@ export async function heartbeat(
         edgeDropped: dropped,
       })
     }
-    const { hash } = await policyDocument(tx)
-    return { config_version: hash, policy_hash: hash, domains: [] }
+    const { hash } = await policyDocument(tx, id)
+    const [org] = await tx<{ proxy_domains: string[] }[]>`select proxy_domains from organizations where id = app_current_org()`
+    const domains = org?.proxy_domains ?? []
+    return { config_version: configVersion(hash, domains), policy_hash: hash, domains }
   })
   if (dropped > 0) deps.metrics.ingestEdgeDropped.inc({ report: 'heartbeat' }, dropped)
   return answer
@@ -243,8 +245,7 @@ export async function heartbeat(
 /** The policy document for a machine of the org (404 for any other id). */
 export function machinePolicies(deps: MachineDeps, principal: Principal, rawId: string) {
   return withOrg(deps.sql, principal.orgId, async (tx) => {
-    await machineOf(tx, principal, rawId)
-    return policyDocument(tx)
+    return policyDocument(tx, await machineOf(tx, principal, rawId))
   })
 }
 

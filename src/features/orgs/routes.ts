@@ -1,15 +1,16 @@
 /**
  * @module features/orgs/routes
- * `GET /v1/org` and `PATCH /v1/org`: the caller's own org and its settings (admin scope). Today
- * the one setting is `retention_days` (issue 9; docs/retention.md): how long the org's events,
- * sessions and alerts are kept before the purge job deletes them. Changes are audited.
+ * `GET /v1/org` and `PATCH /v1/org`: the caller's own org and its settings (admin scope):
+ * `retention_days` (issue 9; docs/retention.md), how long the org's events, sessions and alerts
+ * are kept before the purge job deletes them, and `proxy_domains` (issue 11), the hosts its
+ * daemons route through their proxy (the heartbeat's `domains`). Changes are audited.
  */
 import { Type } from '@sinclair/typebox'
 import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
-import { getOrg, setRetentionDays, type OrgRow } from './settings-repo.ts'
+import { getOrg, updateSettings, type OrgRow } from './settings-repo.ts'
 
 /** Bounds of retention_days, as the database checks them (sql/0019_retention.sql). */
 export const RETENTION_DAYS = { min: 1, max: 3650, default: 90 } as const
@@ -20,16 +21,30 @@ const RetentionDays = Type.Integer({
   description: `Days the org's events, sessions and alerts are kept, counted from when the server received them (${RETENTION_DAYS.min}–${RETENTION_DAYS.max}, default ${RETENTION_DAYS.default}). Older data is deleted by the purge job (docs/retention.md).`,
 })
 
+/** A host name, or `*.` and one: what a PAC file can route. */
+const Domain = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^(\\*\\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]{2,63}$',
+  description: 'A host name (`api.example.com`), or `*.` and one for its subdomains; compared lower-cased.',
+})
+const ProxyDomains = Type.Array(Domain, {
+  maxItems: 500,
+  description:
+    "Hosts the org's daemons route through their proxy (merged with the daemon's built-in list): the heartbeat's `domains` (SPEC §7.1).",
+})
+
 export const OrgView = Type.Object({
   id: Type.String({ format: 'uuid', description: 'The org id.' }),
   name: Type.String({ description: 'The org name.' }),
   retention_days: RetentionDays,
+  proxy_domains: ProxyDomains,
   created_at: Type.String({ format: 'date-time', description: 'When the org was created.' }),
   updated_at: Type.String({ format: 'date-time', description: 'When the org or one of its settings last changed.' }),
 })
 
 export const UpdateOrgBody = Type.Object(
-  { retention_days: Type.Optional(RetentionDays) },
+  { retention_days: Type.Optional(RetentionDays), proxy_domains: Type.Optional(ProxyDomains) },
   { additionalProperties: false, minProperties: 1, description: 'The settings to change; the others stay as they are.' },
 )
 
@@ -59,7 +74,8 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): voi
       method: 'patch',
       path: '/v1/org',
       operationId: 'updateOrg',
-      summary: "Change the org's settings: retention_days (audited; shortening it lets the next purge delete more)",
+      summary:
+        "Change the org's settings: retention_days (shortening it lets the next purge delete more), proxy_domains; audited",
       tags,
       permission: 'manage',
       body: UpdateOrgBody,
@@ -68,20 +84,28 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): voi
     async (c, { body }) => {
       const p = c.get('principal')
       const row = await withOrg(sql, p.orgId, async (tx) => {
-        if (body.retention_days === undefined) return getOrg(tx)
-        const changed = await setRetentionDays(tx, body.retention_days)
+        const domains = body.proxy_domains && [...new Set(body.proxy_domains.map((d) => d.toLowerCase()))].sort()
+        const changed = await updateSettings(tx, { retention_days: body.retention_days, proxy_domains: domains })
         if (!changed) return null
-        if (changed.previous !== changed.org.retention_days) {
+        const { before, after } = changed
+        const details: Record<string, unknown> = {}
+        if (before.retention_days !== after.retention_days) {
+          details.retention_days = { from: before.retention_days, to: after.retention_days }
+        }
+        if (before.proxy_domains.join('\n') !== after.proxy_domains.join('\n')) {
+          details.proxy_domains = { from: before.proxy_domains, to: after.proxy_domains }
+        }
+        if (Object.keys(details).length > 0) {
           await recordAudit(tx, {
             ...auditActor(p),
             action: 'org.update',
             targetType: 'organization',
-            targetId: changed.org.id,
+            targetId: after.id,
             request: c.get('request'),
-            details: { retention_days: { from: changed.previous, to: changed.org.retention_days } },
+            details,
           })
         }
-        return changed.org
+        return after
       })
       if (!row) throw new NotFoundError('No such org.')
       return c.json(orgView(row))
@@ -94,6 +118,7 @@ function orgView(r: OrgRow) {
     id: r.id,
     name: r.name,
     retention_days: r.retention_days,
+    proxy_domains: r.proxy_domains,
     created_at: r.created_at.toISOString(),
     updated_at: r.updated_at.toISOString(),
   }

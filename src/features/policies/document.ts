@@ -1,9 +1,13 @@
 /**
- * @module features/machines/policies
+ * @module features/policies/document
  * The policy document served to daemons (SPEC §11.1) and its hash. The hash is the SHA-256 of
  * the exact bytes served, sent unquoted both as the `ETag` of `GET …/policies` and as the
  * heartbeat's `policy_hash`: the Gen-B daemon compares the two strings byte for byte and
  * refetches on every heartbeat when they differ (SPEC §7.1, "compatibility trap").
+ *
+ * Each machine gets its effective policies (issue 11): those scoped to every machine, to it by
+ * id, or to one of its tags. So the hash is per machine, and a change to a policy changes the
+ * hash of exactly the machines it applies to (before or after the change).
  */
 import { createHash } from 'node:crypto'
 import type { Tx } from '../../infra/db.ts'
@@ -28,16 +32,19 @@ export interface PolicyDocument {
 }
 
 /**
- * The org's enabled policies (runs inside `withOrg`). Priority descending as the daemon
- * evaluates them, then oldest first and by id so equal priorities keep a stable order and hash.
- * jsonb prints object keys in a canonical order, so the same rows always give the same bytes.
+ * The enabled policies in force on `machineId` (runs inside `withOrg`). Priority descending as
+ * the daemon evaluates them, then oldest first and by id so equal priorities keep a stable order
+ * and hash. jsonb prints object keys in a canonical order, so the same rows give the same bytes.
  */
-export async function policyDocument(tx: Tx): Promise<PolicyDocument> {
+export async function policyDocument(tx: Tx, machineId: string): Promise<PolicyDocument> {
   const rows = await tx<PolicyRow[]>`
-    select id, org_id, name, description, enabled, priority, rules, created_at, updated_at
-      from enforcement_policies
-     where enabled
-     order by priority desc, created_at, id`
+    select p.id, p.org_id, p.name, p.description, p.enabled, p.priority, p.rules, p.created_at, p.updated_at
+      from enforcement_policies p
+     where p.enabled
+       and ((cardinality(p.scope_machine_ids) = 0 and cardinality(p.scope_tags) = 0)
+            or ${machineId}::uuid = any(p.scope_machine_ids)
+            or p.scope_tags && (select m.tags from machines m where m.id = ${machineId}::uuid))
+     order by p.priority desc, p.created_at, p.id`
   const text = JSON.stringify(
     rows.map((r) => ({
       id: r.id,
@@ -52,6 +59,16 @@ export async function policyDocument(tx: Tx): Promise<PolicyDocument> {
     })),
   )
   return { text, hash: createHash('sha256').update(text).digest('hex') }
+}
+
+/**
+ * The heartbeat's `config_version`: changes whenever the machine's policies or the org's proxied
+ * domains change (the daemon parses it but acts on `policy_hash` and `domains`).
+ */
+export function configVersion(policyHash: string, domains: readonly string[]): string {
+  return createHash('sha256')
+    .update(`${policyHash}\n${domains.join('\n')}`)
+    .digest('hex')
 }
 
 /**

@@ -1,0 +1,253 @@
+/**
+ * @module features/policies/routes
+ * `POST`/`GET /v1/policies`, `GET`/`PATCH`/`DELETE /v1/policies/{id}`,
+ * `GET /v1/policies/{id}/versions` (issue 11; docs/policies.md). Policies in the SPEC §11.1
+ * format, scoped to every machine, some machines or machine tags. Reading needs `read`, changing
+ * `manage`. Every change is a new version, kept after a deletion, and an audit-log entry with the
+ * policy before and after; the daemons it applies to see a new `policy_hash` at their next
+ * heartbeat.
+ */
+import type { Static } from '@sinclair/typebox'
+import type { Principal } from '../../auth/credentials.ts'
+import { NotFoundError, ValidationError } from '../../errors.ts'
+import type { RouteRegistry } from '../../http/openapi.ts'
+import { decodeCursor, paginate } from '../../http/pagination.ts'
+import type { RequestFacts } from '../../http/request-context.ts'
+import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { checkName } from '../../lib/names.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
+import {
+  deletePolicy,
+  getPolicy,
+  insertPolicy,
+  listPolicies,
+  listVersions,
+  policyView,
+  recordVersion,
+  unknownMachines,
+  updatePolicy,
+  type PolicyFields,
+  type PolicyRow,
+} from './repo.ts'
+import {
+  CreatePolicyBody,
+  PolicyIdParams,
+  PolicyList,
+  PolicyListQuery,
+  PolicyVersionList,
+  PolicyView,
+  UpdatePolicyBody,
+  type PolicyRule,
+} from './schema.ts'
+
+export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
+  const tags = ['policies']
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/policies',
+      operationId: 'createPolicy',
+      summary: 'Create an enforcement policy (SPEC §11.1 rules) for every machine, some machines or machine tags',
+      tags,
+      permission: 'manage',
+      body: CreatePolicyBody,
+      idempotent: true,
+      responses: { 201: { description: 'Created (version 1)', schema: PolicyView } },
+    },
+    async (c, { body }) => {
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const fields = await checked(tx, {
+          name: body.name,
+          description: body.description ?? null,
+          enabled: body.enabled ?? true,
+          priority: body.priority ?? 0,
+          rules: body.rules,
+          machineIds: body.scope?.machine_ids ?? [],
+          tags: body.scope?.tags ?? [],
+        })
+        const r = await insertPolicy(tx, fields)
+        await changed(tx, p, c.get('request'), 'policy.create', null, r)
+        return r
+      })
+      return c.json(policyView(row), 201)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/policies',
+      operationId: 'listPolicies',
+      summary: 'List policies, newest first',
+      tags,
+      permission: 'read',
+      query: PolicyListQuery,
+      responses: { 200: { description: 'A page of policies', schema: PolicyList } },
+    },
+    async (c, { query }) => {
+      const limit = query.limit ?? 50
+      const rows = await withOrg(sql, c.get('principal').orgId, (tx) =>
+        listPolicies(tx, query.enabled, limit + 1, decodeCursor(query.cursor)),
+      )
+      const { page, next } = paginate(rows, limit)
+      return c.json({ policies: page.map(policyView), next_cursor: next })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/policies/:id',
+      operationId: 'getPolicy',
+      summary: 'One policy',
+      tags,
+      permission: 'read',
+      params: PolicyIdParams,
+      responses: { 200: { description: 'The policy', schema: PolicyView } },
+    },
+    async (c, { params }) => {
+      const row = await withOrg(sql, c.get('principal').orgId, (tx) => getPolicy(tx, policyId(params.id)))
+      if (!row) throw policyNotFound()
+      return c.json(policyView(row))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'patch',
+      path: '/v1/policies/:id',
+      operationId: 'updatePolicy',
+      summary: 'Change a policy (fields given only): a new version, audited',
+      tags,
+      permission: 'manage',
+      params: PolicyIdParams,
+      body: UpdatePolicyBody,
+      responses: { 200: { description: 'The policy after the change', schema: PolicyView } },
+    },
+    async (c, { params, body }) => {
+      const id = policyId(params.id)
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const before = await getPolicy(tx, id, true)
+        if (!before) throw policyNotFound()
+        const fields = await checked(tx, {
+          name: body.name ?? before.name,
+          description: body.description === undefined ? before.description : body.description,
+          enabled: body.enabled ?? before.enabled,
+          priority: body.priority ?? before.priority,
+          rules: body.rules ?? before.rules,
+          machineIds: body.scope ? (body.scope.machine_ids ?? []) : before.scope_machine_ids,
+          tags: body.scope ? (body.scope.tags ?? []) : before.scope_tags,
+        })
+        const after = await updatePolicy(tx, id, fields)
+        await changed(tx, p, c.get('request'), 'policy.update', before, after)
+        return after
+      })
+      return c.json(policyView(row))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'delete',
+      path: '/v1/policies/:id',
+      operationId: 'deletePolicy',
+      summary: 'Delete a policy; its versions stay (the last one records the deletion)',
+      tags,
+      permission: 'manage',
+      params: PolicyIdParams,
+      responses: { 204: { description: 'Deleted' } },
+    },
+    async (c, { params }) => {
+      const id = policyId(params.id)
+      const p = c.get('principal')
+      await withOrg(sql, p.orgId, async (tx) => {
+        const before = await getPolicy(tx, id, true)
+        if (!before) throw policyNotFound()
+        await deletePolicy(tx, id)
+        await changed(tx, p, c.get('request'), 'policy.delete', before, null)
+      })
+      return c.body(null, 204)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/policies/:id/versions',
+      operationId: 'listPolicyVersions',
+      summary: "A policy's versions, newest first, also after it was deleted",
+      tags,
+      permission: 'read',
+      params: PolicyIdParams,
+      responses: { 200: { description: 'Its versions', schema: PolicyVersionList } },
+    },
+    async (c, { params }) => {
+      const rows = await withOrg(sql, c.get('principal').orgId, (tx) => listVersions(tx, policyId(params.id)))
+      if (rows.length === 0) throw policyNotFound()
+      return c.json({
+        versions: rows.map((v) => ({
+          version: v.version,
+          policy: v.snapshot,
+          deleted: v.snapshot === null,
+          changed_by: v.changed_by,
+          changed_at: v.changed_at.toISOString(),
+        })),
+      })
+    },
+  )
+}
+
+/** A name that trims to something, and machines of this org in the scope (422 naming each). */
+async function checked(tx: Tx, f: PolicyFields): Promise<PolicyFields> {
+  const name = checkName(f.name)
+  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
+  const ids = f.machineIds.map((m) => m.toLowerCase())
+  const unknown = await unknownMachines(tx, ids)
+  if (unknown.length > 0) {
+    throw new ValidationError(
+      unknown.map((m) => ({
+        path: `/scope/machine_ids/${ids.indexOf(m)}`,
+        message: 'no machine with this id in this organization',
+      })),
+    )
+  }
+  return { ...f, name: name.name, machineIds: ids, rules: f.rules.map(normalRule) }
+}
+
+/** As the daemon reads it: `agent` defaults to any, `conditions` to none. */
+function normalRule(r: Static<typeof PolicyRule>): Static<typeof PolicyRule> {
+  return { tool: r.tool, agent: r.agent ?? '*', action: r.action, conditions: r.conditions ?? [] }
+}
+
+/** One change: the version (the policy after it, or none for a deletion) and the audit entry. */
+async function changed(
+  tx: Tx,
+  p: Principal,
+  request: RequestFacts,
+  action: string,
+  before: PolicyRow | null,
+  after: PolicyRow | null,
+): Promise<void> {
+  const version = after ? after.version : before!.version + 1
+  await recordVersion(tx, (after ?? before)!.id, version, after && policyView(after), p.tokenId)
+  await recordAudit(tx, {
+    ...auditActor(p),
+    action,
+    targetType: 'policy',
+    targetId: (after ?? before)!.id,
+    request,
+    details: { version, before: before && policyView(before), after: after && policyView(after) },
+  })
+}
+
+function policyId(raw: string): string {
+  const id = raw.toLowerCase()
+  if (!isUuid(id)) throw policyNotFound()
+  return id
+}
+
+const policyNotFound = () => new NotFoundError('No policy with that id in this organization.')
