@@ -19,6 +19,20 @@ CREATE TABLE policy_versions (
 );
 SELECT quint_enable_tenant_rls('policy_versions');
 GRANT SELECT, INSERT ON policy_versions TO quint_app;
+-- Policies that exist already start their history here, as version 1 (the migration runs as the
+-- owner, whom the tables' forced RLS does not exempt: lifted for this one statement).
+ALTER TABLE enforcement_policies NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE policy_versions NO FORCE ROW LEVEL SECURITY;
+INSERT INTO policy_versions (org_id, policy_id, version, snapshot, changed_by, changed_at)
+SELECT org_id, id, 1,
+       jsonb_build_object('id', id, 'name', name, 'description', description, 'enabled', enabled, 'priority', priority,
+                          'rules', rules, 'scope', jsonb_build_object('all', true, 'machine_ids', '[]'::jsonb, 'tags', '[]'::jsonb),
+                          'version', 1, 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                          'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+       NULL, updated_at
+  FROM enforcement_policies;
+ALTER TABLE enforcement_policies FORCE ROW LEVEL SECURITY;
+ALTER TABLE policy_versions FORCE ROW LEVEL SECURITY;
 
 -- Machine tags, for policy scopes (`PATCH /v1/machines/{id}`).
 ALTER TABLE machines ADD COLUMN tags text[] NOT NULL DEFAULT '{}' CHECK (cardinality(tags) <= 50);

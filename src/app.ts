@@ -15,6 +15,7 @@ import { mountDeadLetters } from './features/dead-letters/routes.ts'
 import { mountDeployTokens } from './features/api-tokens/deploy-routes.ts'
 import { mountApiTokens } from './features/api-tokens/routes.ts'
 import { mountPolicies } from './features/policies/routes.ts'
+import { mountAuditSync } from './features/audit-sync/routes.ts'
 import { LocalBus, type Bus } from './bus/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
@@ -220,6 +221,8 @@ export function composeApp(deps: AppDeps): ComposedApp {
   })
   mountOverrides(routes, { sql, secret: deps.secrets.derive('override-cosign') })
   mountApiTokens(routes, { sql, resolver })
+  // Before the policies: `/v1/policies/active` is the CLI's, not a policy id.
+  mountAuditSync(routes, { sql })
   mountPolicies(routes, { sql })
   mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).

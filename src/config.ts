@@ -256,9 +256,9 @@ export const EnvSchema = Type.Object({
   }),
   DAEMON_LATEST_VERSION: Type.String({
     pattern: '^([0-9]+\\.[0-9]+\\.[0-9]+([-+][0-9A-Za-z.-]{1,64})?)?$',
-    default: '0.10.0',
+    default: '',
     description:
-      'The daemon version `GET /agent/latest-version` answers (plain text): what the public installer downloads. Set it to the release your fleet should run; empty: 404, and the installer falls back to its own sources.',
+      'The daemon version `GET /agent/latest-version` answers (plain text): what the public installer downloads, e.g. `0.10.0`. Empty (the default: a built-in version would go stale and hold new installs back from fixes): 404, and the installer falls back to its own sources.',
   }),
   TOKEN_USAGE_WRITE_MS: Type.Integer({
     minimum: 0,

@@ -31,6 +31,8 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   agents: 'Agents across machines: when seen, where, how many sessions, how risky.',
   org: "The caller's org and its settings (data retention).",
   'deploy tokens': 'Opaque `qt_deploy_` credentials that daemons install with (the deploy-token view of `/v1/tokens`).',
+  'audit sync':
+    "The public CLI's `sync`: its Ed25519-signed audit entries (verified, chained per key), and the local proxy policy it pulls.",
   installer: 'What the public install script asks before it downloads the daemon.',
   policies:
     'Enforcement policies pushed to daemons (SPEC §11.1): scoped to every machine, some machines or machine tags; versioned and audited.',

@@ -35,6 +35,7 @@ import m0022 from '../../sql/0022_members.sql' with { type: 'text' }
 import m0023 from '../../sql/0023_audit_request.sql' with { type: 'text' }
 import m0024 from '../../sql/0024_token_lifecycle.sql' with { type: 'text' }
 import m0025 from '../../sql/0025_policies.sql' with { type: 'text' }
+import m0026 from '../../sql/0026_audit_sync.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -69,6 +70,7 @@ const FILES: Record<string, string> = {
   '0023_audit_request.sql': m0023,
   '0024_token_lifecycle.sql': m0024,
   '0025_policies.sql': m0025,
+  '0026_audit_sync.sql': m0026,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

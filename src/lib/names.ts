@@ -18,7 +18,14 @@ export function checkName(raw: string): { ok: true; name: string } | { ok: false
   const name = raw.trim()
   if (name === '') return { ok: false, reason: 'name must not be blank' }
   if (name.length > NAME_MAX) return { ok: false, reason: `name must be at most ${NAME_MAX} characters` }
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return { ok: false, reason: 'name must not contain control characters' }
+  if (INVISIBLE.test(name)) return { ok: false, reason: 'name must not contain control, format or separator characters' }
   return { ok: true, name }
 }
+
+/**
+ * Characters that do not show as themselves: C0 and C1 controls, zero-width and bidi controls
+ * (a U+202E override makes `allow‮evil` read otherwise), line and paragraph separators, BOM.
+ * A name or rule that holds one reads differently on a dashboard, in a terminal or in a log.
+ */
+// eslint-disable-next-line no-control-regex
+export const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/

@@ -34,6 +34,11 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
     insert into alerts (org_id, rule_key, event_key, severity, title)
     values (${org}, 'builtin:fixture', ${crypto.randomUUID()}, 'high', 't')`,
   'public.enforcement_policies': (tx, org) => tx`insert into enforcement_policies (org_id, name) values (${org}, 'p')`,
+  'public.signed_audit_entries': (tx, org) => tx`
+    insert into signed_audit_entries (org_id, key_fingerprint, nonce, signature, chain_verified, entry)
+    values (${org}, ${'f'.repeat(64)}, ${crypto.randomUUID()}, ${'a'.repeat(128)}, true, '{}')`,
+  'public.active_policy_config': (tx, org) =>
+    tx`insert into active_policy_config (org_id, name, version, config_json) values (${org}, 'p', 1, '{}') on conflict do nothing`,
   'public.policy_versions': (tx, org) =>
     tx`insert into policy_versions (org_id, policy_id, version, snapshot) values (${org}, ${crypto.randomUUID()}, 1, null)`,
   'public.threat_signatures': (tx, org) => tx`

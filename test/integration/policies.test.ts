@@ -61,7 +61,7 @@ describe('/v1/policies', () => {
       priority: 10,
       version: 1,
       rules: [{ tool: 'Bash', agent: '*', action: 'block', conditions: ['rm -rf'] }],
-      scope: { machine_ids: [], tags: [] },
+      scope: { all: true, machine_ids: [], tags: [] },
     })
     expect((await call('GET', `/v1/policies/${p.id}`)).body).toEqual(p)
     const [audit] = await db.owner<{ details: Record<string, any> }[]>`
@@ -80,6 +80,15 @@ describe('/v1/policies', () => {
       [{ name: '   ', rules: [rule('Bash')] }, ['/name']],
       [{ name: 'x', rules: [rule('Bash')], scope: { machine_ids: [m.plain, crypto.randomUUID()] } }, ['/scope/machine_ids/1']],
       [{ name: 'x', rules: [rule('Bash')], priority: 1.5 }, ['/priority']],
+      // What the daemon would read otherwise than it looks (SPEC §11.2).
+      [{ name: 'x', rules: [rule('http:*.exfil.example:*')] }, ['/rules/0/tool']],
+      [{ name: 'x', rules: [rule(' Bash ')] }, ['/rules/0/tool']],
+      [{ name: 'x', rules: [rule('Bash', { agent: 'claude\u200b' })] }, ['/rules/0/agent']],
+      [{ name: 'allow\u202eevil', rules: [rule('Bash')] }, ['/name']],
+      [{ name: 'x', description: 'a\u0085b', rules: [rule('Bash')] }, ['/description']],
+      // A scope never widens to the whole fleet by being empty.
+      [{ name: 'x', rules: [rule('Bash')], scope: { machine_ids: [] } }, ['/scope']],
+      [{ name: 'x', rules: [rule('Bash')], scope: { all: true, tags: ['laptops'] } }, ['/scope/all']],
     ]
     for (const [body, pointers] of cases) {
       const res = await call('POST', '/v1/policies', body)
@@ -94,6 +103,9 @@ describe('/v1/policies', () => {
     const p = await create({ name: 'versioned', rules: [rule('curl')] })
     const changed = await call('PATCH', `/v1/policies/${p.id}`, { enabled: false, description: 'off for now' })
     expect(changed.body).toMatchObject({ version: 2, enabled: false, description: 'off for now', name: 'versioned' })
+    // A change to nothing is no version (and no new hash for the fleet).
+    expect((await call('PATCH', `/v1/policies/${p.id}`, { enabled: false, scope: { all: true } })).body.version).toBe(2)
+    expectProblem(await call('PATCH', `/v1/policies/${p.id}`, { scope: { tags: [] } }), 422, ['/scope'])
     expect((await call('DELETE', `/v1/policies/${p.id}`)).status).toBe(204)
     expectProblem(await call('GET', `/v1/policies/${p.id}`), 404)
     expectProblem(await call('DELETE', `/v1/policies/${p.id}`), 404)
@@ -206,12 +218,32 @@ describe('proxied domains and the installer', () => {
     expect(audit!.details.proxy_domains).toEqual({ from: [], to: ['*.internal.example.com', 'api.example.com'] })
   })
 
-  test('GET /agent/latest-version: plain text, no credential; configurable; empty is a 404', async () => {
-    const res = await t.call('GET', '/agent/latest-version')
+  test('GET /agent/latest-version: plain text, no credential, when configured; a 404 (the installer falls back) when not', async () => {
+    expectProblem(await t.call('GET', '/agent/latest-version'), 404)
+    const res = await testApp(db, { DAEMON_LATEST_VERSION: '0.10.2' }).call('GET', '/agent/latest-version')
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toStartWith('text/plain')
-    expect(res.text).toBe('0.10.0')
-    expect((await testApp(db, { DAEMON_LATEST_VERSION: '1.2.3' }).call('GET', '/agent/latest-version')).text).toBe('1.2.3')
-    expectProblem(await testApp(db, { DAEMON_LATEST_VERSION: '' }).call('GET', '/agent/latest-version'), 404)
+    expect(res.text).toBe('0.10.2')
+  })
+})
+
+describe('limits', () => {
+  test("an org's rules total at most 1 MiB: every heartbeat serves the whole document", async () => {
+    const big = await createOrg(db.app, 'policies big', 'cli')
+    const rules = Array.from({ length: 100 }, (_, i) => rule(`tool-${i}`, { conditions: ['x'.repeat(500)] }))
+    let status = 201
+    let made = 0
+    while (status === 201 && made < 40) {
+      const res = await call('POST', '/v1/policies', { name: `big ${made}`, rules }, big.admin_key)
+      status = res.status
+      if (status === 201) made++
+      else expectProblem(res, 422, ['/rules'])
+    }
+    expect(made).toBeGreaterThan(10)
+    expect(made).toBeLessThan(25)
+    const served = await call('GET', '/v1/policies?limit=200', undefined, big.admin_key)
+    expect(Buffer.byteLength(JSON.stringify(served.body.policies.map((p: { rules: unknown }) => p.rules)))).toBeLessThanOrEqual(
+      1024 * 1024,
+    )
   })
 })

@@ -46,7 +46,8 @@ const ISSUE_9_READ_ROUTES = [
   '/v1/ingest/stats',
 ]
 /** GET routes a machine's credential keeps: its own policies, and asking who it is. */
-const MACHINE_OWN = new Set(['/v1/machines/:id/policies', '/v1/auth/whoami'])
+/** A machine's own reads: its policies, itself, and the local proxy config the CLI pulls (SPEC §7.2). */
+const MACHINE_OWN = new Set(['/v1/machines/:id/policies', '/v1/auth/whoami', '/v1/policies/active'])
 /** GET routes for managing the org (admin scope): refused to read credentials too. */
 const MANAGEMENT = [
   /^\/v1\/deploy-tokens/,

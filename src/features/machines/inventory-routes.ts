@@ -102,7 +102,9 @@ export function mountMachineInventory(
       responses: { 200: { description: 'The machine after the change', schema: MachineView } },
     },
     async (c, { params, body }) => {
-      const m = await changeMachine(writer, c.get('principal'), params.id, body, c.get('request'))
+      // Tags once each, sorted: an order is no change.
+      const tags = body.tags && [...new Set(body.tags)].sort()
+      const m = await changeMachine(writer, c.get('principal'), params.id, { status: body.status, tags }, c.get('request'))
       return c.json(machineView(m))
     },
   )

@@ -108,7 +108,7 @@ export function mountMachines(
       method: 'get',
       path: '/v1/machines/:id/policies',
       operationId: 'machinePolicies',
-      summary: "The org's enabled enforcement policies (bare array); ETag is the heartbeat policy_hash",
+      summary: 'The enabled policies in force on this machine (bare array); ETag is the heartbeat policy_hash',
       tags,
       permission: 'machine',
       params: MachineParams,

@@ -25,8 +25,9 @@ const RetentionDays = Type.Integer({
 const Domain = Type.String({
   minLength: 1,
   maxLength: 253,
-  pattern: '^(\\*\\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]{2,63}$',
-  description: 'A host name (`api.example.com`), or `*.` and one for its subdomains; compared lower-cased.',
+  pattern: '^(\\*\\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+([a-zA-Z]{2,63}|xn--[a-zA-Z0-9-]{1,59})$',
+  description:
+    'A host name with a dot (`api.example.com`, punycode allowed), or `*.` and one for its subdomains; compared lower-cased. Not an IP address.',
 })
 const ProxyDomains = Type.Array(Domain, {
   maxItems: 500,

@@ -49,7 +49,11 @@ export function policyView(p: PolicyRow) {
     enabled: p.enabled,
     priority: p.priority,
     rules: p.rules,
-    scope: { machine_ids: p.scope_machine_ids, tags: p.scope_tags },
+    scope: {
+      all: p.scope_machine_ids.length === 0 && p.scope_tags.length === 0,
+      machine_ids: p.scope_machine_ids,
+      tags: p.scope_tags,
+    },
     version: p.version,
     created_at: p.created_at.toISOString(),
     updated_at: p.updated_at.toISOString(),
@@ -125,6 +129,22 @@ export function listVersions(tx: Tx, policyId: string): Promise<VersionRow[]> {
      where policy_id = ${policyId}
      order by version desc
      limit 1000`
+}
+
+/**
+ * Serialises the org's policy changes: the caps are checked against what is stored, and two
+ * changes at once must not both fit under them.
+ */
+export async function lockOrgPolicies(tx: Tx): Promise<void> {
+  await tx`select pg_advisory_xact_lock(hashtext('policies:' || app_current_org()::text))`
+}
+
+/** How many policies the org has and the bytes of their rules, leaving out `except`. */
+export async function orgTotals(tx: Tx, except: string | null): Promise<{ count: number; bytes: number }> {
+  const [row] = await tx<{ count: number; bytes: number }[]>`
+    select count(*)::int as count, coalesce(sum(octet_length(rules::text)), 0)::int as bytes
+      from enforcement_policies where ${except ? tx`id <> ${except}` : tx`true`}`
+  return row!
 }
 
 /** Of `ids`, those that are not machines of this org. */

@@ -9,12 +9,12 @@
  */
 import type { Static } from '@sinclair/typebox'
 import type { Principal } from '../../auth/credentials.ts'
-import { NotFoundError, ValidationError } from '../../errors.ts'
+import { NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { RequestFacts } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
-import { checkName } from '../../lib/names.ts'
+import { checkName, INVISIBLE } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import {
   deletePolicy,
@@ -22,6 +22,8 @@ import {
   insertPolicy,
   listPolicies,
   listVersions,
+  lockOrgPolicies,
+  orgTotals,
   policyView,
   recordVersion,
   unknownMachines,
@@ -34,6 +36,7 @@ import {
   PolicyIdParams,
   PolicyList,
   PolicyListQuery,
+  PolicyScope,
   PolicyVersionList,
   PolicyView,
   UpdatePolicyBody,
@@ -59,14 +62,13 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
     async (c, { body }) => {
       const p = c.get('principal')
       const row = await withOrg(sql, p.orgId, async (tx) => {
-        const fields = await checked(tx, {
+        const fields = await checked(tx, null, {
           name: body.name,
           description: body.description ?? null,
           enabled: body.enabled ?? true,
           priority: body.priority ?? 0,
           rules: body.rules,
-          machineIds: body.scope?.machine_ids ?? [],
-          tags: body.scope?.tags ?? [],
+          ...scopeOf(body.scope ?? { all: true }),
         })
         const r = await insertPolicy(tx, fields)
         await changed(tx, p, c.get('request'), 'policy.create', null, r)
@@ -133,15 +135,16 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const before = await getPolicy(tx, id, true)
         if (!before) throw policyNotFound()
-        const fields = await checked(tx, {
+        const fields = await checked(tx, id, {
           name: body.name ?? before.name,
           description: body.description === undefined ? before.description : body.description,
           enabled: body.enabled ?? before.enabled,
           priority: body.priority ?? before.priority,
           rules: body.rules ?? before.rules,
-          machineIds: body.scope ? (body.scope.machine_ids ?? []) : before.scope_machine_ids,
-          tags: body.scope ? (body.scope.tags ?? []) : before.scope_tags,
+          ...(body.scope ? scopeOf(body.scope) : { machineIds: before.scope_machine_ids, tags: before.scope_tags }),
         })
+        // Nothing changes: no version, and no new hash for the fleet to fetch.
+        if (same(before, fields)) return before
         const after = await updatePolicy(tx, id, fields)
         await changed(tx, p, c.get('request'), 'policy.update', before, after)
         return after
@@ -201,21 +204,91 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
   )
 }
 
-/** A name that trims to something, and machines of this org in the scope (422 naming each). */
-async function checked(tx: Tx, f: PolicyFields): Promise<PolicyFields> {
+/** The org's limits: every heartbeat serves its machine's whole document. */
+export const POLICY_LIMITS = { policies: 500, ruleBytes: 1024 * 1024 } as const
+
+/** `all`, or machines and tags (lower-cased, once each, sorted): never an empty scope meaning everything. */
+function scopeOf(s: Static<typeof PolicyScope>): { machineIds: string[]; tags: string[] } {
+  const machineIds = [...new Set((s.machine_ids ?? []).map((m) => m.toLowerCase()))].sort()
+  const tags = [...new Set(s.tags ?? [])].sort()
+  if (s.all === true) {
+    if (machineIds.length > 0 || tags.length > 0) {
+      throw new ValidationError([{ path: '/scope/all', message: 'every machine, or the machines and tags listed: not both' }])
+    }
+    return { machineIds, tags }
+  }
+  if (machineIds.length === 0 && tags.length === 0) {
+    throw new ValidationError([{ path: '/scope', message: 'name machines or tags, or say {"all": true}' }])
+  }
+  return { machineIds, tags }
+}
+
+/**
+ * What the daemon could never match, or would read otherwise than it looks, is refused (422
+ * naming the field): SPEC §11.2 globs have `*` only at an end (one in the middle is a literal),
+ * are compared untrimmed, and invisible characters make a rule look like another. Then the caps,
+ * and the scope's machines must be the org's.
+ */
+async function checked(tx: Tx, id: string | null, f: PolicyFields): Promise<PolicyFields> {
   const name = checkName(f.name)
   if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
-  const ids = f.machineIds.map((m) => m.toLowerCase())
-  const unknown = await unknownMachines(tx, ids)
+  const errors: FieldError[] = []
+  if (f.description !== null && INVISIBLE.test(f.description)) {
+    errors.push({ path: '/description', message: 'must not contain control, format or separator characters' })
+  }
+  f.rules.forEach((r, i) => {
+    for (const field of ['tool', 'agent'] as const) {
+      const value = r[field]
+      const why = value === undefined ? null : globProblem(value)
+      if (why) errors.push({ path: `/rules/${i}/${field}`, message: why })
+    }
+    r.conditions?.forEach((c, j) => {
+      if (INVISIBLE.test(c))
+        errors.push({ path: `/rules/${i}/conditions/${j}`, message: 'must not contain invisible characters' })
+    })
+  })
+  if (errors.length > 0) throw new ValidationError(errors)
+  const rules = f.rules.map(normalRule)
+  await lockOrgPolicies(tx)
+  const totals = await orgTotals(tx, id)
+  if (id === null && totals.count >= POLICY_LIMITS.policies) {
+    throw new ValidationError([{ path: '/', message: `an organization has at most ${POLICY_LIMITS.policies} policies` }])
+  }
+  if (totals.bytes + Buffer.byteLength(JSON.stringify(rules)) > POLICY_LIMITS.ruleBytes) {
+    throw new ValidationError([
+      { path: '/rules', message: `an organization's rules total at most ${POLICY_LIMITS.ruleBytes} bytes` },
+    ])
+  }
+  const unknown = await unknownMachines(tx, f.machineIds)
   if (unknown.length > 0) {
     throw new ValidationError(
       unknown.map((m) => ({
-        path: `/scope/machine_ids/${ids.indexOf(m)}`,
+        path: `/scope/machine_ids/${f.machineIds.indexOf(m)}`,
         message: 'no machine with this id in this organization',
       })),
     )
   }
-  return { ...f, name: name.name, machineIds: ids, rules: f.rules.map(normalRule) }
+  return { ...f, name: name.name, rules }
+}
+
+/** Why the daemon would not read `glob` as it looks, or null. */
+function globProblem(glob: string): string | null {
+  if (glob !== glob.trim()) return 'must not start or end with white space (the daemon compares it as is)'
+  if (INVISIBLE.test(glob)) return 'must not contain control, format or separator characters'
+  if (glob.slice(1, -1).includes('*')) return '`*` only at the start or the end: one in the middle matches a literal `*`'
+  return null
+}
+
+function same(p: PolicyRow, f: PolicyFields): boolean {
+  return (
+    p.name === f.name &&
+    p.description === f.description &&
+    p.enabled === f.enabled &&
+    p.priority === f.priority &&
+    JSON.stringify(p.rules) === JSON.stringify(f.rules) &&
+    p.scope_machine_ids.join() === f.machineIds.join() &&
+    p.scope_tags.join() === f.tags.join()
+  )
 }
 
 /** As the daemon reads it: `agent` defaults to any, `conditions` to none. */

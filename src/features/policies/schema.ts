@@ -43,13 +43,14 @@ export const Tag = Type.String({ pattern: TAG_PATTERN, description: 'Lower case 
 
 export const PolicyScope = Type.Object(
   {
-    machine_ids: Type.Optional(Type.Array(Type.String({ format: 'uuid' }), { maxItems: 1000, uniqueItems: true })),
-    tags: Type.Optional(Type.Array(Tag, { maxItems: 50, uniqueItems: true })),
+    all: Type.Optional(Type.Boolean({ description: '`true`: every machine of the org (then no machine_ids or tags).' })),
+    machine_ids: Type.Optional(Type.Array(Type.String({ format: 'uuid' }), { maxItems: 1000 })),
+    tags: Type.Optional(Type.Array(Tag, { maxItems: 50 })),
   },
   {
     additionalProperties: false,
     description:
-      'Which machines enforce it: both lists empty or absent, every machine; otherwise those listed and those with a tag listed.',
+      'Which machines enforce it: `{"all": true}`, or the machines listed and those with a tag listed (at least one). Absent on creation: every machine. Never implied by empty lists.',
   },
 )
 
@@ -94,7 +95,11 @@ export const PolicyView = Type.Object({
   enabled: Type.Boolean(),
   priority: Type.Integer(),
   rules: Type.Array(PolicyRule),
-  scope: Type.Object({ machine_ids: Type.Array(Type.String({ format: 'uuid' })), tags: Type.Array(Type.String()) }),
+  scope: Type.Object({
+    all: Type.Boolean(),
+    machine_ids: Type.Array(Type.String({ format: 'uuid' })),
+    tags: Type.Array(Type.String()),
+  }),
   version: Type.Integer({ minimum: 1, description: 'Bumped by every change.' }),
   created_at: Timestamp,
   updated_at: Timestamp,
