@@ -207,9 +207,12 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
 /** The org's limits: every heartbeat serves its machine's whole document. */
 export const POLICY_LIMITS = { policies: 500, ruleBytes: 1024 * 1024 } as const
 
-/** `all`, or machines and tags (lower-cased, once each, sorted): never an empty scope meaning everything. */
+/**
+ * `all`, or machines (lower-cased, once each, in the order given: a 422 names them by it) and tags
+ * (once each, sorted): never an empty scope meaning everything.
+ */
 function scopeOf(s: Static<typeof PolicyScope>): { machineIds: string[]; tags: string[] } {
-  const machineIds = [...new Set((s.machine_ids ?? []).map((m) => m.toLowerCase()))].sort()
+  const machineIds = [...new Set((s.machine_ids ?? []).map((m) => m.toLowerCase()))]
   const tags = [...new Set(s.tags ?? [])].sort()
   if (s.all === true) {
     if (machineIds.length > 0 || tags.length > 0) {
@@ -286,7 +289,7 @@ function same(p: PolicyRow, f: PolicyFields): boolean {
     p.enabled === f.enabled &&
     p.priority === f.priority &&
     JSON.stringify(p.rules) === JSON.stringify(f.rules) &&
-    p.scope_machine_ids.join() === f.machineIds.join() &&
+    [...p.scope_machine_ids].sort().join() === [...f.machineIds].sort().join() &&
     p.scope_tags.join() === f.tags.join()
   )
 }
