@@ -16,6 +16,7 @@ import { mountDeployTokens } from './features/api-tokens/deploy-routes.ts'
 import { mountApiTokens } from './features/api-tokens/routes.ts'
 import { mountPolicies } from './features/policies/routes.ts'
 import { mountAuditSync } from './features/audit-sync/routes.ts'
+import { mountSignatures } from './features/signatures/routes.ts'
 import { LocalBus, type Bus } from './bus/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
@@ -224,6 +225,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
   // Before the policies: `/v1/policies/active` is the CLI's, not a policy id.
   mountAuditSync(routes, { sql })
   mountPolicies(routes, { sql })
+  mountSignatures(routes, { sql })
   mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {

@@ -36,6 +36,8 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   installer: 'What the public install script asks before it downloads the daemon.',
   policies:
     'Enforcement policies pushed to daemons (SPEC §11.1): scoped to every machine, some machines or machine tags; versioned and audited.',
+  'threat signatures':
+    "Indicators (a domain, a URL, a command or file path, an MCP tool, a prompt-injection string) every daemon in scope enforces while they are active, as a managed policy above the org's own.",
   tokens:
     'Every opaque credential: personal (`qt_pk_`), service (`qt_sk_`), deploy (`qt_deploy_`), enrollment (`qt_dk_`) and admin keys (`qk_`): create, list, rotate with an overlap, revoke.',
   'auth tokens': 'Minting the `qt_` JWT hierarchy: app → bearer → agent → sub-agent, session and override tokens.',

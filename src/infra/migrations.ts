@@ -36,6 +36,7 @@ import m0023 from '../../sql/0023_audit_request.sql' with { type: 'text' }
 import m0024 from '../../sql/0024_token_lifecycle.sql' with { type: 'text' }
 import m0025 from '../../sql/0025_policies.sql' with { type: 'text' }
 import m0026 from '../../sql/0026_audit_sync.sql' with { type: 'text' }
+import m0027 from '../../sql/0027_threat_signatures.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -71,6 +72,7 @@ const FILES: Record<string, string> = {
   '0024_token_lifecycle.sql': m0024,
   '0025_policies.sql': m0025,
   '0026_audit_sync.sql': m0026,
+  '0027_threat_signatures.sql': m0027,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

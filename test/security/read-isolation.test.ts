@@ -33,7 +33,7 @@ const ELSEWHERE: Record<string, string> = {
   '/v1/webhooks/:id/deliveries/:delivery_id': 'webhook deliveries (test/integration/webhook-isolation.test.ts)',
 }
 /** The read side's list and stats routes (tags of the route registry). */
-const READ_TAGS = new Set(['events', 'sessions', 'agents', 'machines', 'alerts', 'ingest', 'policies'])
+const READ_TAGS = new Set(['events', 'sessions', 'agents', 'machines', 'alerts', 'ingest', 'policies', 'threat signatures'])
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -129,6 +129,12 @@ beforeAll(async () => {
   ids['alert-rules'] = [rule.body.id]
   ids.webhooks = [hook.body.id]
   ids.policies = [policy.body.id]
+  const signature = await t.call('POST', '/v1/threat-signatures', {
+    token: a.admin_key,
+    json: { name: 'iso sig', kind: 'domain', value: 'iso-exfil.example', action: 'block', severity: 'high' },
+  })
+  expect(signature.status).toBe(201)
+  ids['threat-signatures'] = [signature.body.id]
   expect(ids.events).toHaveLength(4)
   expect(ids.sessions).toHaveLength(4)
   expect(ids.alerts.length).toBeGreaterThan(0)

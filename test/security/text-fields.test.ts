@@ -156,6 +156,16 @@ const POLICY = {
   rules: [{ tool: 'Bash', agent: '*', action: 'block', conditions: ['rm -rf'] }],
   scope: { tags: ['laptops'] },
 }
+const newSignature = async () =>
+  (
+    await call('POST', '/v1/threat-signatures', admin(), {
+      name: 's',
+      kind: 'domain',
+      value: `${crypto.randomUUID().slice(0, 8)}.example`,
+      action: 'block',
+      severity: 'high',
+    })
+  ).id as string
 const newPolicy = async () => (await call('POST', '/v1/policies', admin(), POLICY)).id as string
 /** A machine of its own, for the examples that disable one. */
 const newMachine = async () =>
@@ -295,6 +305,25 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   deletePolicy: async () => ({ token: admin(), params: { id: await newPolicy() } }),
   listPolicyVersions: async () => ({ token: admin(), params: { id: await newPolicy() } }),
   daemonLatestVersion: async () => ({ token: admin() }),
+  createThreatSignature: async () => ({
+    token: admin(),
+    body: {
+      name: 's',
+      kind: 'domain',
+      value: `${crypto.randomUUID().slice(0, 8)}.example`,
+      action: 'block',
+      severity: 'high',
+      description: 'd',
+      expires_at: soon(),
+    },
+  }),
+  listThreatSignatures: async () => ({ token: admin(), query: { status: 'active', kind: 'domain' } }),
+  getThreatSignature: async () => ({ token: admin(), params: { id: await newSignature() } }),
+  updateThreatSignature: async () => ({
+    token: admin(),
+    params: { id: await newSignature() },
+    body: { status: 'resolved', name: 'n', description: 'd', expires_at: soon() },
+  }),
   syncAuditEntries: async () => ({ token: deploy(), body: { entries: [] } }),
   listSyncedAuditEntries: async () => ({ token: admin(), query: { chain_verified: 'true' } }),
   getActivePolicyConfig: async () => {

@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Tx } from '../../infra/db.ts'
+import { managedPolicy, type CompiledSignature } from '../signatures/compile.ts'
 
 interface PolicyRow {
   id: string
@@ -45,8 +46,18 @@ export async function policyDocument(tx: Tx, machineId: string): Promise<PolicyD
             or ${machineId}::uuid = any(p.scope_machine_ids)
             or p.scope_tags && (select m.tags from machines m where m.id = ${machineId}::uuid))
      order by p.priority desc, p.created_at, p.id`
-  const text = JSON.stringify(
-    rows.map((r) => ({
+  // The org's active threat signatures in scope, as one managed policy above every other.
+  const signatures = await tx<(CompiledSignature & { org_id: string })[]>`
+    select s.org_id, s.id, s.kind, s.value, s.action, s.created_at, s.updated_at
+      from threat_signatures s
+     where s.status = 'active' and s.kind <> 'flow_shape' and (s.expires_at is null or s.expires_at > now())
+       and ((cardinality(s.scope_machine_ids) = 0 and cardinality(s.scope_tags) = 0)
+            or ${machineId}::uuid = any(s.scope_machine_ids)
+            or s.scope_tags && (select m.tags from machines m where m.id = ${machineId}::uuid))`
+  const managed = signatures.length > 0 ? managedPolicy(signatures[0]!.org_id, signatures) : null
+  const text = JSON.stringify([
+    ...(managed ? [managed] : []),
+    ...rows.map((r) => ({
       id: r.id,
       org_id: r.org_id,
       name: r.name,
@@ -57,7 +68,7 @@ export async function policyDocument(tx: Tx, machineId: string): Promise<PolicyD
       created_at: r.created_at.toISOString(),
       updated_at: r.updated_at.toISOString(),
     })),
-  )
+  ])
   return { text, hash: createHash('sha256').update(text).digest('hex') }
 }
 

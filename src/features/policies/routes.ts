@@ -211,7 +211,7 @@ export const POLICY_LIMITS = { policies: 500, ruleBytes: 1024 * 1024 } as const
  * `all`, or machines (lower-cased, once each, in the order given: a 422 names them by it) and tags
  * (once each, sorted): never an empty scope meaning everything.
  */
-function scopeOf(s: Static<typeof PolicyScope>): { machineIds: string[]; tags: string[] } {
+export function scopeOf(s: Static<typeof PolicyScope>): { machineIds: string[]; tags: string[] } {
   const machineIds = [...new Set((s.machine_ids ?? []).map((m) => m.toLowerCase()))]
   const tags = [...new Set(s.tags ?? [])].sort()
   if (s.all === true) {
@@ -262,20 +262,25 @@ async function checked(tx: Tx, id: string | null, f: PolicyFields): Promise<Poli
       { path: '/rules', message: `an organization's rules total at most ${POLICY_LIMITS.ruleBytes} bytes` },
     ])
   }
-  const unknown = await unknownMachines(tx, f.machineIds)
+  await requireMachines(tx, f.machineIds)
+  return { ...f, name: name.name, rules }
+}
+
+/** A scope's machines must be the org's: a 422 naming each that is not (by its place in the list). */
+export async function requireMachines(tx: Tx, ids: readonly string[]): Promise<void> {
+  const unknown = await unknownMachines(tx, ids)
   if (unknown.length > 0) {
     throw new ValidationError(
       unknown.map((m) => ({
-        path: `/scope/machine_ids/${f.machineIds.indexOf(m)}`,
+        path: `/scope/machine_ids/${ids.indexOf(m)}`,
         message: 'no machine with this id in this organization',
       })),
     )
   }
-  return { ...f, name: name.name, rules }
 }
 
 /** Why the daemon would not read `glob` as it looks, or null. */
-function globProblem(glob: string): string | null {
+export function globProblem(glob: string): string | null {
   if (glob !== glob.trim()) return 'must not start or end with white space (the daemon compares it as is)'
   if (INVISIBLE.test(glob)) return 'must not contain control, format or separator characters'
   if (glob.slice(1, -1).includes('*')) return '`*` only at the start or the end: one in the middle matches a literal `*`'

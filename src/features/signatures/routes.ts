@@ -1,0 +1,232 @@
+/**
+ * @module features/signatures/routes
+ * `POST`/`GET /v1/threat-signatures`, `GET`/`PATCH /v1/threat-signatures/{id}` (issue 11;
+ * docs/threat-signatures.md). An indicator signature (`domain`, `url`, `command`, `file_path`,
+ * `mcp_tool`, `prompt_injection`) while active is a rule of the managed policy served to every
+ * daemon in its scope (./compile.ts), so each blocks it at its next policy fetch; withdrawn
+ * (`expired`, `resolved`, `false_positive`, or past `expires_at`) it leaves that policy at once.
+ * Reading needs `read`, creating and changing `manage`; every change is audited with the signature
+ * before and after.
+ */
+import { createHash } from 'node:crypto'
+import type { Static } from '@sinclair/typebox'
+import { AppError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
+import type { RouteRegistry } from '../../http/openapi.ts'
+import { decodeCursor, paginate } from '../../http/pagination.ts'
+import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { checkName, INVISIBLE } from '../../lib/names.ts'
+import { auditActor, recordAudit } from '../audit/repo.ts'
+import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
+import { getSignature, insertSignature, listSignatures, signatureView, updateSignature } from './repo.ts'
+import {
+  CreateSignatureBody,
+  SignatureIdParams,
+  SignatureList,
+  SignatureListQuery,
+  SignatureView,
+  UpdateSignatureBody,
+} from './schema.ts'
+
+const DOMAIN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$/
+
+export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql }): void {
+  const { sql } = deps
+  const tags = ['threat signatures']
+
+  routes.add(
+    {
+      method: 'post',
+      path: '/v1/threat-signatures',
+      operationId: 'createThreatSignature',
+      summary: 'Create an indicator signature; while active, every daemon in its scope enforces it from its next fetch',
+      tags,
+      permission: 'manage',
+      body: CreateSignatureBody,
+      idempotent: true,
+      responses: {
+        201: { description: 'Created', schema: SignatureView },
+        409: { description: 'The org has a signature of this kind and value already' },
+      },
+    },
+    async (c, { body }) => {
+      const p = c.get('principal')
+      const value = indicator(body.kind, body.value)
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const scope = scopeOf(body.scope ?? { all: true })
+        await requireMachines(tx, scope.machineIds)
+        const r = await insertSignature(
+          tx,
+          `${body.kind}:${createHash('sha256').update(value).digest('hex').slice(0, 40)}`,
+          body.kind,
+          value,
+          {
+            name: named(body.name),
+            description: body.description ?? null,
+            action: body.action,
+            severity: body.severity,
+            status: 'active',
+            ...scope,
+            expiresAt: expiry(body.expires_at),
+          },
+          p.tokenId,
+        )
+        if (!r)
+          throw new AppError(409, 'signature_exists', `The organization has a ${body.kind} signature for this value already.`)
+        await recordAudit(tx, {
+          ...auditActor(p),
+          action: 'threat_signature.create',
+          targetType: 'threat_signature',
+          targetId: r.id,
+          request: c.get('request'),
+          details: { before: null, after: signatureView(r) },
+        })
+        return r
+      })
+      return c.json(signatureView(row), 201)
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/threat-signatures',
+      operationId: 'listThreatSignatures',
+      summary: 'Threat signatures, newest first',
+      tags,
+      permission: 'read',
+      query: SignatureListQuery,
+      responses: { 200: { description: 'A page of signatures', schema: SignatureList } },
+    },
+    async (c, { query }) => {
+      const limit = query.limit ?? 50
+      const rows = await withOrg(sql, c.get('principal').orgId, (tx) =>
+        listSignatures(tx, { status: query.status, kind: query.kind }, limit + 1, decodeCursor(query.cursor)),
+      )
+      const { page, next } = paginate(rows, limit)
+      return c.json({ threat_signatures: page.map(signatureView), next_cursor: next })
+    },
+  )
+
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/threat-signatures/:id',
+      operationId: 'getThreatSignature',
+      summary: 'One threat signature',
+      tags,
+      permission: 'read',
+      params: SignatureIdParams,
+      responses: { 200: { description: 'The signature', schema: SignatureView } },
+    },
+    async (c, { params }) => {
+      const row = await withOrg(sql, c.get('principal').orgId, (tx) => getSignature(tx, signatureId(params.id)))
+      if (!row) throw signatureNotFound()
+      return c.json(signatureView(row))
+    },
+  )
+
+  routes.add(
+    {
+      method: 'patch',
+      path: '/v1/threat-signatures/:id',
+      operationId: 'updateThreatSignature',
+      summary: 'Expire, resolve, mark false positive or reactivate a signature, or change its action, severity, scope or expiry',
+      tags,
+      permission: 'manage',
+      params: SignatureIdParams,
+      body: UpdateSignatureBody,
+      responses: { 200: { description: 'The signature after the change', schema: SignatureView } },
+    },
+    async (c, { params, body }) => {
+      const id = signatureId(params.id)
+      const p = c.get('principal')
+      const row = await withOrg(sql, p.orgId, async (tx) => {
+        const before = await getSignature(tx, id, true)
+        if (!before) throw signatureNotFound()
+        const scope = body.scope ? scopeOf(body.scope) : { machineIds: before.scope_machine_ids, tags: before.scope_tags }
+        await requireMachines(tx, scope.machineIds)
+        const after = await updateSignature(tx, id, {
+          name: body.name === undefined ? before.name : named(body.name),
+          description: body.description === undefined ? before.description : body.description,
+          action: body.action ?? before.action,
+          severity: body.severity ?? before.severity,
+          status: body.status ?? before.status,
+          ...scope,
+          expiresAt: body.expires_at === undefined ? before.expires_at : expiry(body.expires_at),
+        })
+        await recordAudit(tx, {
+          ...auditActor(p),
+          action: 'threat_signature.update',
+          targetType: 'threat_signature',
+          targetId: id,
+          request: c.get('request'),
+          details: { fields: Object.keys(body).sort(), before: signatureView(before), after: signatureView(after) },
+        })
+        return after
+      })
+      return c.json(signatureView(row))
+    },
+  )
+}
+
+/**
+ * The value as it is matched (docs/threat-signatures.md), or a 422: what a daemon could not match
+ * as it reads, or would match far more widely than it looks, is refused.
+ */
+function indicator(kind: Static<typeof CreateSignatureBody>['kind'], raw: string): string {
+  const fail = (message: string): never => {
+    throw new ValidationError([{ path: '/value', message }] satisfies FieldError[])
+  }
+  const value = raw.trim()
+  if (INVISIBLE.test(value)) fail('must not contain control, format or separator characters')
+  switch (kind) {
+    case 'domain': {
+      const d = value.toLowerCase()
+      if (!DOMAIN.test(d)) fail('a host name with a dot, without a scheme, port, path or `*` (exfil.example)')
+      return d
+    }
+    case 'url': {
+      let url: URL | null = null
+      try {
+        url = new URL(value)
+      } catch {
+        fail('an absolute http(s) URL')
+      }
+      if (!url || !/^https?:$/.test(url.protocol) || !DOMAIN.test(url.hostname.toLowerCase())) {
+        fail('an absolute http(s) URL with a host name (not an IP address)')
+      }
+      return url!.toString()
+    }
+    case 'mcp_tool': {
+      const why = globProblem(value)
+      if (why) fail(why)
+      return value
+    }
+    default:
+      // Matched as a substring of a call's arguments: a short value would match nearly everything.
+      if (value.replace(/\*/g, '').length < 4)
+        fail('at least 4 characters besides `*`: it is matched as a substring of every call')
+      return value
+  }
+}
+
+function named(raw: string): string {
+  const name = checkName(raw)
+  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
+  return name.name
+}
+
+function expiry(raw: string | null | undefined): Date | null {
+  if (raw === undefined || raw === null) return null
+  const at = new Date(raw)
+  if (!(at.getTime() > Date.now())) throw new ValidationError([{ path: '/expires_at', message: 'must be in the future' }])
+  return at
+}
+
+function signatureId(raw: string): string {
+  const id = raw.toLowerCase()
+  if (!isUuid(id)) throw signatureNotFound()
+  return id
+}
+
+const signatureNotFound = () => new NotFoundError('No threat signature with that id in this organization.')
