@@ -221,3 +221,54 @@ describe('entries the database could not hold as jsonb', () => {
     expect(back.entry.arguments_json).toBe('{"x":"a\u0000b\ud800"}')
   })
 })
+
+describe('what a hostile sender tries (review, issue 11)', () => {
+  test('a small-order public key forges nothing: with the identity point, any message "verifies" elsewhere', async () => {
+    const identity = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from('01'.padEnd(64, '0'), 'hex')])
+    const pem = `-----BEGIN PUBLIC KEY-----\n${identity.toString('base64')}\n-----END PUBLIC KEY-----\n`
+    const [good] = chain(1)
+    const forged = { ...good, public_key: pem, signature: '01'.padEnd(64, '0') + '0'.repeat(64) }
+    const res = await post([forged])
+    expect({ status: res.status, index: res.body.index }).toEqual({ status: 400, index: 0 })
+  })
+
+  test('a private key, or a PEM with anything around it, is not a public key: refused, never stored', async () => {
+    const { privateKey } = generateKeyPairSync('ed25519')
+    const [good] = chain(1)
+    const priv = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+    for (const public_key of [priv, `junk\n${good!.public_key}`]) {
+      const res = await post([{ ...good, public_key }])
+      expect({ status: res.status, index: res.body.index }).toEqual({ status: 400, index: 0 })
+    }
+    expect(JSON.stringify(await stored(a))).not.toContain('PRIVATE KEY')
+  })
+
+  test('fields the client did not sign are not kept; nonces are plain tokens', async () => {
+    const [e] = chain(1)
+    const res = await post([{ ...e, machine_id: 'spoofed', signature_verified: false }])
+    expect(res.status).toBe(200)
+    const back = (await stored(a)).entries.find((x: { id: number }) => x.id === res.body.ids[0])
+    expect(back.entry).not.toHaveProperty('machine_id')
+    expect(back.entry).not.toHaveProperty('signature_verified')
+    for (const nonce of ['a\u0000b', '\ud800', 'has space']) {
+      expect((await post([{ ...chain(1)[0], nonce }])).status).toBe(400)
+    }
+  })
+
+  test('the same nonce from many keys at once: one 200, the rest 409, never a 500', async () => {
+    const nonce = crypto.randomUUID()
+    const all = await Promise.all(Array.from({ length: 8 }, () => post(chain(1, () => ({ nonce })))))
+    expect(all.map((r) => r.status).sort()).toEqual([200, 409, 409, 409, 409, 409, 409, 409])
+  })
+
+  test('an active config Postgres could not hold as sent is a 422, never a 500', async () => {
+    for (const config_json of ['{"a":"x\\u0000y"}', '{"a":"\\ud800"}', '{"nested":{"n":1e400}}']) {
+      const res = await t.call('PUT', '/v1/policies/active', {
+        token: a.admin_key,
+        body: `{"name":"p","config_json":${config_json}}`,
+        headers: { 'content-type': 'application/json' },
+      })
+      expect({ config_json, status: res.status }).toEqual({ config_json, status: 422 })
+    }
+  })
+})

@@ -15,11 +15,12 @@ export interface NewEntry {
 }
 
 /**
- * Serialises syncs of the same keys (the chain is checked against the last stored entry of
- * each), in a fixed order so that two batches naming the same keys cannot deadlock.
+ * Serialises the org's syncs: nonces are unique per org and each chain is checked against the
+ * last stored entry of its key, so two batches at once must see each other. One lock per batch,
+ * whatever it holds (a lock per key would let one batch take hundreds from the shared table).
  */
-export async function lockKeys(tx: Tx, fingerprints: readonly string[]): Promise<void> {
-  for (const k of [...new Set(fingerprints)].sort()) await tx`select pg_advisory_xact_lock(hashtext('audit-key:' || ${k}))`
+export async function lockOrgSync(tx: Tx): Promise<void> {
+  await tx`select pg_advisory_xact_lock(hashtext('audit-sync:' || app_current_org()::text))`
 }
 
 /** Of `nonces`, those already stored for this org. */

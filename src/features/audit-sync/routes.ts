@@ -20,10 +20,18 @@ import { AppError, ForbiddenError, NotFoundError, ValidationError } from '../../
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import { readJson } from '../../http/body.ts'
-import { withOrg, type Sql } from '../../infra/db.ts'
+import { pgErrorCode, withOrg, type Sql } from '../../infra/db.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { notModified } from '../policies/document.ts'
-import { getActiveConfig, insertEntries, lastSignatures, listEntries, lockKeys, putActiveConfig, storedNonces } from './repo.ts'
+import {
+  getActiveConfig,
+  insertEntries,
+  lastSignatures,
+  listEntries,
+  lockOrgSync,
+  putActiveConfig,
+  storedNonces,
+} from './repo.ts'
 import {
   ActivePolicy,
   AuditEntriesAccepted,
@@ -37,6 +45,7 @@ import {
 import { chainHash, ed25519Key, keyFingerprint, verifyEntry } from './verify.ts'
 
 const MAX_BODY = 10 * 1024 * 1024
+const ENTRY_FIELDS = Object.keys(AuditEntryPayload.properties)
 const MAX_ENTRIES = 500
 const BIGINT_ID = /^[1-9][0-9]{0,18}$/
 
@@ -88,10 +97,7 @@ export function mountAuditSync(routes: RouteRegistry, deps: { sql: Sql }): void 
       })
       const p = c.get('principal')
       const ids = await withOrg(sql, p.orgId, async (tx) => {
-        await lockKeys(
-          tx,
-          checked.map((e) => e.keyFingerprint),
-        )
+        await lockOrgSync(tx)
         const replayed = await storedNonces(
           tx,
           checked.map((e) => e.nonce),
@@ -107,7 +113,12 @@ export function mountAuditSync(routes: RouteRegistry, deps: { sql: Sql }): void 
           last.set(e.keyFingerprint, e.signature)
           return { ...e, chainVerified: e.entry.prev_hash === (before === undefined ? '' : chainHash(before)) }
         })
-        return insertEntries(tx, rows, p.tokenId)
+        return insertEntries(tx, rows, p.tokenId).catch((err: unknown) => {
+          // Unreachable under the org's lock; kept so that a nonce stored meanwhile would still be
+          // the client's 409, never a 500.
+          if (pgErrorCode(err) !== '23505') throw err
+          throw new EntryRejected(409, 'nonce already used', 0, checked[0]!.nonce)
+        })
       })
       return c.json({ ingested: ids.length, ids }, 200)
     },
@@ -191,6 +202,8 @@ export function mountAuditSync(routes: RouteRegistry, deps: { sql: Sql }): void 
     },
     async (c, { body }) => {
       const p = c.get('principal')
+      const bad = unstorable(body.config_json, '/config_json')
+      if (bad) throw new ValidationError([bad])
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const before = await getActiveConfig(tx, true)
         const after = await putActiveConfig(tx, body.name.trim(), body.config_json, p.tokenId)
@@ -209,6 +222,29 @@ export function mountAuditSync(routes: RouteRegistry, deps: { sql: Sql }): void 
   )
 }
 
+/**
+ * A value Postgres jsonb cannot hold as sent (NUL, a lone surrogate), or that JSON cannot carry
+ * (a number parsed to Infinity, stored as null): the first, by its pointer, or null.
+ */
+function unstorable(v: unknown, at: string): { path: string; message: string } | null {
+  if (typeof v === 'string') {
+    // eslint-disable-next-line no-control-regex
+    return /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(v)
+      ? { path: at, message: 'must not contain NUL or lone surrogates' }
+      : null
+  }
+  if (typeof v === 'number') return Number.isFinite(v) ? null : { path: at, message: 'must be a finite number' }
+  if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const keyBad = unstorable(k, at)
+      if (keyBad) return keyBad
+      const bad = unstorable(x, `${at}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`)
+      if (bad) return bad
+    }
+  }
+  return null
+}
+
 interface CheckedEntry {
   entry: Record<string, unknown>
   nonce: string
@@ -222,7 +258,14 @@ function checkEntry(raw: unknown, index: number): CheckedEntry {
     const first = Value.Errors(AuditEntryPayload, raw).First()
     throw new EntryRejected(400, `malformed entry: ${first ? `${first.path || '/'} ${first.message}` : 'not an object'}`, index)
   }
-  const entry = raw as Record<string, unknown> & { public_key: string; signature: string; nonce: string }
+  // Only what the schema names is kept: a field the client did not sign must not be served as
+  // part of an entry marked verified.
+  const sent = raw as Record<string, unknown>
+  const entry = Object.fromEntries(ENTRY_FIELDS.filter((k) => k in sent).map((k) => [k, sent[k]])) as Record<string, unknown> & {
+    public_key: string
+    signature: string
+    nonce: string
+  }
   const key = ed25519Key(entry.public_key)
   if (!key) throw new EntryRejected(400, 'public_key is not an Ed25519 public key (SPKI PEM)', index)
   const signature = entry.signature.toLowerCase()

@@ -27,7 +27,7 @@ export const AuditEntryPayload = Type.Object(
     risk_level: Type.Optional(Str(32)),
     policy_hash: Type.String({ maxLength: 128 }),
     prev_hash: Type.String({ maxLength: 64, pattern: '^([0-9a-f]{64})?$' }),
-    nonce: Type.String({ minLength: 1, maxLength: 128 }),
+    nonce: Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$', description: 'A UUID in practice; compared exactly.' }),
     signature: Type.String({ pattern: '^[0-9a-fA-F]{128}$' }),
     public_key: Type.String({ minLength: 1, maxLength: 1024 }),
     agent_id: Type.Optional(Str(256)),

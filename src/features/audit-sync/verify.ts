@@ -45,11 +45,42 @@ function variants(entry: Record<string, unknown>): string[][] {
   return out
 }
 
-/** A parsed Ed25519 public key, or null when `pem` is not one. */
+/** Exactly one SPKI public-key PEM block: a private key or extra text is not a public key. */
+const PUBLIC_PEM = /^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]{40,200}-----END PUBLIC KEY-----\r?\n?$/
+
+/**
+ * Encodings of the points of small order (and their non-canonical twins): with one of these as
+ * the public key, a signature can be made for any message without a private key.
+ */
+const SMALL_ORDER = new Set([
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0000000000000000000000000000000000000000000000000000000000000080',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000080',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
+])
+
+/** y ≥ p = 2^255 − 19 (little-endian, sign bit aside): not a canonical encoding. */
+function nonCanonical(raw: Buffer): boolean {
+  if ((raw[31]! & 0x7f) !== 0x7f) return false
+  for (let i = 30; i >= 1; i--) if (raw[i] !== 0xff) return false
+  return raw[0]! >= 0xed
+}
+
+/** A parsed Ed25519 public key, or null when `pem` is not one we can trust to mean a holder of its private key. */
 export function ed25519Key(pem: string): KeyObject | null {
+  if (!PUBLIC_PEM.test(pem)) return null
   try {
     const key = createPublicKey({ key: pem, format: 'pem' })
-    return key.asymmetricKeyType === 'ed25519' ? key : null
+    if (key.asymmetricKeyType !== 'ed25519') return null
+    const raw = key.export({ format: 'der', type: 'spki' }).subarray(-32)
+    if (SMALL_ORDER.has(raw.toString('hex')) || nonCanonical(raw)) return null
+    return key
   } catch {
     return null
   }

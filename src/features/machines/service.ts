@@ -233,9 +233,10 @@ export async function heartbeat(
         edgeDropped: dropped,
       })
     }
-    const { hash } = await policyDocument(tx, id)
+    const { hash, signatureHosts } = await policyDocument(tx, id)
     const [org] = await tx<{ proxy_domains: string[] }[]>`select proxy_domains from organizations where id = app_current_org()`
-    const domains = org?.proxy_domains ?? []
+    // The org's proxied hosts and those its signatures block: the daemon must see that traffic.
+    const domains = [...new Set([...(org?.proxy_domains ?? []), ...signatureHosts])].sort()
     return { config_version: configVersion(hash, domains), policy_hash: hash, domains }
   })
   if (dropped > 0) deps.metrics.ingestEdgeDropped.inc({ report: 'heartbeat' }, dropped)

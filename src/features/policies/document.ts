@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Tx } from '../../infra/db.ts'
-import { managedPolicy, type CompiledSignature } from '../signatures/compile.ts'
+import { hostOf, managedPolicies, type CompiledSignature } from '../signatures/compile.ts'
 
 interface PolicyRow {
   id: string
@@ -30,6 +30,11 @@ export interface PolicyDocument {
   text: string
   /** Hex SHA-256 of `text`. */
   hash: string
+  /**
+   * Hosts of the machine's domain and URL signatures: the daemon sees HTTP traffic only to hosts
+   * its PAC file routes through its proxy, so they join the heartbeat's `domains`.
+   */
+  signatureHosts: string[]
 }
 
 /**
@@ -54,9 +59,9 @@ export async function policyDocument(tx: Tx, machineId: string): Promise<PolicyD
        and ((cardinality(s.scope_machine_ids) = 0 and cardinality(s.scope_tags) = 0)
             or ${machineId}::uuid = any(s.scope_machine_ids)
             or s.scope_tags && (select m.tags from machines m where m.id = ${machineId}::uuid))`
-  const managed = signatures.length > 0 ? managedPolicy(signatures[0]!.org_id, signatures) : null
+  const managed = signatures.length > 0 ? managedPolicies(signatures[0]!.org_id, signatures) : { above: [], below: [] }
   const text = JSON.stringify([
-    ...(managed ? [managed] : []),
+    ...managed.above,
     ...rows.map((r) => ({
       id: r.id,
       org_id: r.org_id,
@@ -68,8 +73,10 @@ export async function policyDocument(tx: Tx, machineId: string): Promise<PolicyD
       created_at: r.created_at.toISOString(),
       updated_at: r.updated_at.toISOString(),
     })),
+    ...managed.below,
   ])
-  return { text, hash: createHash('sha256').update(text).digest('hex') }
+  const hosts = [...new Set(signatures.map(hostOf).filter((h): h is string => h !== null))].sort()
+  return { text, hash: createHash('sha256').update(text).digest('hex'), signatureHosts: hosts }
 }
 
 /**

@@ -195,17 +195,25 @@ function indicator(kind: Static<typeof CreateSignatureBody>['kind'], raw: string
       if (!url || !/^https?:$/.test(url.protocol) || !DOMAIN.test(url.hostname.toLowerCase())) {
         fail('an absolute http(s) URL with a host name (not an IP address)')
       }
+      // The daemon matches a host, never a path: a URL with one would block far more than it says.
+      if (url!.pathname !== '/' || url!.search !== '' || url!.hash !== '') {
+        fail('the daemon matches hosts, not paths: give the URL without a path, or a domain signature')
+      }
       return url!.toString()
     }
     case 'mcp_tool': {
       const why = globProblem(value)
       if (why) fail(why)
+      if (value.includes('*')) fail('one tool, by its exact name: no `*`')
       return value
     }
     default:
       // Matched as a substring of a call's arguments: a short value would match nearly everything.
       if (value.replace(/\*/g, '').length < 4)
         fail('at least 4 characters besides `*`: it is matched as a substring of every call')
+      // The daemon drops every `*` of a condition: one inside would leave a substring that is not this one.
+      if (value.slice(1, -1).includes('*'))
+        fail('`*` only at the start or the end: the daemon drops it, joining what is around it')
       return value
   }
 }
