@@ -90,6 +90,16 @@ export function isUuid(value: string): boolean {
 }
 
 /**
+ * A path id as a lower-case UUID, or `missing()` thrown: a malformed id answers as an unknown one
+ * (issue 9: the same 404 on every route).
+ */
+export function uuidOr(raw: string, missing: () => Error): string {
+  const id = raw.toLowerCase()
+  if (!isUuid(id)) throw missing()
+  return id
+}
+
+/**
  * Runs `fn` in a transaction scoped to one org: RLS then shows and accepts only that org's rows.
  *
  * The connection is taken with `sql.reserve()` before BEGIN is sent. `sql.begin()` has open

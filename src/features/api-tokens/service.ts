@@ -20,7 +20,7 @@ import { FORMATS, type OpaqueFormat } from '../../auth/opaque/format.ts'
 import { AppError, BadRequestError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
 import type { RequestFacts } from '../../http/request-context.ts'
 import { allows, roleAllows, type Permission, type Scope } from '../../http/permissions.ts'
-import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { uuidOr, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
 import { checkName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
@@ -366,11 +366,7 @@ async function tokenFor(tx: Tx, p: Actor, id: string, only: readonly TokenKindNa
   return t
 }
 
-function tokenId(raw: string): string {
-  const id = raw.toLowerCase()
-  if (!isUuid(id)) throw tokenNotFound()
-  return id
-}
+const tokenId = (raw: string) => uuidOr(raw, tokenNotFound)
 
 const tokenNotFound = () => new NotFoundError('No token with that id in this organization.')
 

@@ -13,7 +13,7 @@ import { NotFoundError, ValidationError, type FieldError } from '../../errors.ts
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { RequestFacts } from '../../http/request-context.ts'
-import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { uuidOr, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { checkName, INVISIBLE } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import {
@@ -325,10 +325,6 @@ async function changed(
   })
 }
 
-function policyId(raw: string): string {
-  const id = raw.toLowerCase()
-  if (!isUuid(id)) throw policyNotFound()
-  return id
-}
+const policyId = (raw: string) => uuidOr(raw, policyNotFound)
 
 const policyNotFound = () => new NotFoundError('No policy with that id in this organization.')

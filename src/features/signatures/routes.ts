@@ -13,7 +13,7 @@ import type { Static } from '@sinclair/typebox'
 import { AppError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
-import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { uuidOr, withOrg, type Sql } from '../../infra/db.ts'
 import { checkName, INVISIBLE } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
@@ -231,10 +231,6 @@ function expiry(raw: string | null | undefined): Date | null {
   return at
 }
 
-function signatureId(raw: string): string {
-  const id = raw.toLowerCase()
-  if (!isUuid(id)) throw signatureNotFound()
-  return id
-}
+const signatureId = (raw: string) => uuidOr(raw, signatureNotFound)
 
 const signatureNotFound = () => new NotFoundError('No threat signature with that id in this organization.')
