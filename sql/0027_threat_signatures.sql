@@ -10,7 +10,8 @@ ALTER TABLE threat_signatures
     CHECK (kind IN ('domain', 'url', 'command', 'file_path', 'mcp_tool', 'prompt_injection', 'flow_shape')),
   ADD COLUMN value text CHECK (length(value) BETWEEN 1 AND 512),
   ADD COLUMN action text NOT NULL DEFAULT 'alert' CHECK (action IN ('block', 'flag', 'require_approval', 'alert')),
-  ADD COLUMN status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'expired', 'resolved', 'false_positive')),
+  -- proposed: distilled from an alert that was not critical, enforced once an admin accepts it.
+  ADD COLUMN status text NOT NULL DEFAULT 'active' CHECK (status IN ('proposed', 'active', 'expired', 'resolved', 'false_positive')),
   ADD COLUMN scope_machine_ids uuid[] NOT NULL DEFAULT '{}' CHECK (cardinality(scope_machine_ids) <= 1000),
   ADD COLUMN scope_tags text[] NOT NULL DEFAULT '{}' CHECK (cardinality(scope_tags) <= 50),
   ADD COLUMN expires_at timestamptz,

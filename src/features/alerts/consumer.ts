@@ -21,6 +21,7 @@
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
+import { distilAlerts } from '../signatures/distil.ts'
 import type { Claimed } from '../../bus/consume-local.ts'
 import { enqueueAlertDeliveries, type InsertedAlert } from '../webhooks/queue.ts'
 import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
@@ -140,7 +141,12 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
            or excluded.credential_read_at < alert_session_state.credential_read_at`
   }
   // Webhook deliveries commit with the alerts they announce; only newly inserted alerts count.
-  if (alerts.length > 0) await enqueueAlertDeliveries(tx, await insertAlerts(tx, alerts))
+  if (alerts.length > 0) {
+    const inserted = await insertAlerts(tx, alerts)
+    await enqueueAlertDeliveries(tx, inserted)
+    // A detection on one machine becomes every machine's prevention (issue 11).
+    await distilAlerts(tx, inserted)
+  }
 }
 
 /** Event messages in batch order, one entry per event key, sorted by occurredAt (stable). */

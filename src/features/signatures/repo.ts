@@ -76,12 +76,14 @@ export async function insertSignature(
   value: string,
   f: SignatureFields,
   createdBy: string | null,
+  origin: { source: 'custom' | 'distilled'; sourceAlertId: string | null } = { source: 'custom', sourceAlertId: null },
 ): Promise<SignatureRow | null> {
   const [row] = await tx<SignatureRow[]>`
     insert into threat_signatures (org_id, signature_key, name, description, severity, kind, value, action, status,
-                                   scope_machine_ids, scope_tags, expires_at, created_by)
+                                   scope_machine_ids, scope_tags, expires_at, created_by, source, source_alert_id)
     values (app_current_org(), ${key}, ${f.name}, ${f.description}, ${f.severity}, ${kind}, ${value}, ${f.action},
-            ${f.status}, ${f.machineIds}::uuid[], ${f.tags}::text[], ${f.expiresAt}, ${createdBy})
+            ${f.status}, ${f.machineIds}::uuid[], ${f.tags}::text[], ${f.expiresAt}, ${createdBy}, ${origin.source},
+            ${origin.sourceAlertId})
     on conflict (org_id, signature_key) do nothing
     returning ${COLUMNS(tx)}`
   return row ?? null

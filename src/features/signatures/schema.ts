@@ -27,6 +27,8 @@ const Status = Type.Union([
   Type.Literal('resolved'),
   Type.Literal('false_positive'),
 ])
+/** `proposed`: distilled from an alert that was not critical; an admin accepts it by setting `active`. */
+const AnyStatus = Type.Union([Type.Literal('proposed'), ...Status.anyOf])
 const Timestamp = Type.String({ format: 'date-time' })
 const Description = Type.String({ maxLength: 2000 })
 
@@ -88,7 +90,7 @@ export const SignatureList = Type.Object({ threat_signatures: Type.Array(Signatu
 export const SignatureListQuery = Type.Object(
   {
     ...PageQuery.properties,
-    status: Type.Optional(Status),
+    status: Type.Optional(AnyStatus),
     kind: Type.Optional(Kind),
   },
   { additionalProperties: false },

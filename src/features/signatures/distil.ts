@@ -1,0 +1,94 @@
+/**
+ * @module features/signatures/distil
+ * Detections distilled into the fleet's prevention (issue 11; docs/threat-signatures.md): when
+ * the alerts consumer raises an alert of the credential or exfiltration kind, the concrete
+ * indicator behind it becomes a threat signature, in the same transaction as the alert.
+ *
+ * - `builtin:outbound_after_credential_read` (critical): the destination host the session
+ *   connected to after reading a credential → a `domain` signature, `block`, **active at once**:
+ *   every daemon blocks that host from its next policy fetch.
+ * - `builtin:credential_read` (high): the credential file read → a `file_path` signature,
+ *   `block`, **proposed**: enforced once an admin accepts it (`PATCH … {"status": "active"}`),
+ *   since blocking a path every developer may need is not a call to make alone.
+ *
+ * One signature per org and indicator (a second detection of the same host adds nothing); each
+ * names the alert it came from and is audited as made by the system. A host that is an IP
+ * address, or loopback, is not distilled (the daemon names HTTP by host name).
+ */
+import { createHash } from 'node:crypto'
+import type { Tx } from '../../infra/db.ts'
+import { recordAudit } from '../audit/repo.ts'
+import type { InsertedAlert } from '../webhooks/queue.ts'
+import { insertSignature, signatureView } from './repo.ts'
+
+const HOST = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$/
+const LOCAL = /(^|\.)(localhost|local|internal)$/
+
+/** The destination host in an outbound detail: an `http:{host}:…` action, or the first http(s) URL. */
+export function destinationHost(detail: string): string | null {
+  const action = /^http:([^:\s]+):/.exec(detail)
+  const url = action ? null : /https?:\/\/([^/\s:'"?#@]+)/i.exec(detail)
+  const host = (action?.[1] ?? url?.[1] ?? '').toLowerCase()
+  return HOST.test(host) && !LOCAL.test(host) ? host : null
+}
+
+interface Distilled {
+  kind: 'domain' | 'file_path'
+  value: string
+  status: 'active' | 'proposed'
+  name: string
+  severity: string
+}
+
+function indicatorOf(alert: InsertedAlert): Distilled | null {
+  const context = (alert.context ?? {}) as { detail?: unknown }
+  const detail = typeof context.detail === 'string' ? context.detail : null
+  if (detail === null) return null
+  if (alert.rule_key === 'builtin:outbound_after_credential_read') {
+    const host = destinationHost(detail)
+    return host
+      ? { kind: 'domain', value: host, status: 'active', name: `Exfiltration host ${host}`, severity: alert.severity }
+      : null
+  }
+  if (alert.rule_key === 'builtin:credential_read' && detail.length >= 4 && detail.length <= 512 && !detail.includes('*')) {
+    return { kind: 'file_path', value: detail, status: 'proposed', name: `Credential read ${detail}`, severity: alert.severity }
+  }
+  return null
+}
+
+/** Distils the alerts just inserted (runs in the alerts consumer's transaction). */
+export async function distilAlerts(tx: Tx, alerts: readonly InsertedAlert[]): Promise<number> {
+  let made = 0
+  for (const alert of alerts) {
+    const found = indicatorOf(alert)
+    if (!found) continue
+    const row = await insertSignature(
+      tx,
+      `${found.kind}:${createHash('sha256').update(found.value).digest('hex').slice(0, 40)}`,
+      found.kind,
+      found.value,
+      {
+        name: found.name.slice(0, 200),
+        description: `Distilled from alert ${alert.id} (${alert.rule_key}).`,
+        action: 'block',
+        severity: found.severity,
+        status: found.status,
+        machineIds: [],
+        tags: [],
+        expiresAt: null,
+      },
+      null,
+      { source: 'distilled', sourceAlertId: alert.id },
+    )
+    if (!row) continue
+    made++
+    await recordAudit(tx, {
+      actorType: 'system',
+      action: 'threat_signature.distil',
+      targetType: 'threat_signature',
+      targetId: row.id,
+      details: { alert_id: alert.id, before: null, after: signatureView(row) },
+    })
+  }
+  return made
+}
