@@ -10,7 +10,16 @@
  * on which every instance drops them too. A tombstone beats any concurrent write of a lookup made
  * before the revocation, so Redis never serves a revoked token. Without Redis, or when the
  * publication fails, other instances notice when their cached entry expires (`ttlMs`); an entry
- * taken from Redis is cached no longer than it had left there, so that bound holds as well.
+ * taken from Redis is cached no longer than it had left there, so that bound holds as well. A
+ * revoked deploy token is retired, not refused (issue 10): Postgres says so, as a tombstone in
+ * Redis sends the lookup there.
+ *
+ * Each token's use (`use_count`, `last_used_at`, `last_used_ip`) is counted apart from the cache
+ * and written in batches (`lastUsedEveryMs`, a flush timer, `close`).
+ *
+ * Longer than ~400 lines on purpose: the front door for every credential family, the opaque
+ * cache, its Redis sharing and the usage counter share one lifecycle of an entry (a revocation
+ * must reach all of them at once), and split across files that invariant would be harder to see.
  */
 import { withOrg, withSettings, type Sql } from '../infra/db.ts'
 import type { Logger } from '../infra/log.ts'

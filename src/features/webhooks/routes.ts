@@ -4,6 +4,9 @@
  * once, at creation or rotation, and stored sealed. A malformed id answers 404 like an unknown
  * one, and another org's webhook or delivery is invisible under RLS: "not yours" and "does not
  * exist" are the same answer. Changes are audited (never with the secret or the full URL).
+ *
+ * Longer than ~400 lines: the ten routes of one resource and its SPEC §7.5 alias, each a short
+ * handler over the same validation and audit helpers kept here.
  */
 import { createHash } from 'node:crypto'
 import type { Context } from 'hono'
