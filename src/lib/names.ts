@@ -3,6 +3,7 @@
  * Human-given names (orgs, tokens): 1–200 characters after trimming, no control characters.
  */
 import { Type } from '@sinclair/typebox'
+import { ValidationError } from '../errors.ts'
 
 export const NAME_MAX = 200
 
@@ -20,6 +21,13 @@ export function checkName(raw: string): { ok: true; name: string } | { ok: false
   if (name.length > NAME_MAX) return { ok: false, reason: `name must be at most ${NAME_MAX} characters` }
   if (INVISIBLE.test(name)) return { ok: false, reason: 'name must not contain control, format or separator characters' }
   return { ok: true, name }
+}
+
+/** The checked name of a request field, or a 422 naming it. */
+export function requireName(raw: string, pointer = '/name'): string {
+  const name = checkName(raw)
+  if (!name.ok) throw new ValidationError([{ path: pointer, message: name.reason }])
+  return name.name
 }
 
 /**

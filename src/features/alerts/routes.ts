@@ -10,7 +10,7 @@ import { NotFoundError, ValidationError } from '../../errors.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
-import { checkName } from '../../lib/names.ts'
+import { requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { compileCondition } from './condition.ts'
 import { eventView } from '../events/view.ts'
@@ -64,7 +64,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
       responses: { 201: { description: 'Created', schema: AlertRuleView } },
     },
     async (c, { body }) => {
-      const name = validName(body.name)
+      const name = requireName(body.name)
       validCondition(body.condition)
       const p = c.get('principal')
       const row = await withOrg(sql, p.orgId, async (tx) => {
@@ -142,7 +142,7 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
     },
     async (c, { params, body }) => {
       const id = ruleId(params.id)
-      const name = body.name === undefined ? undefined : validName(body.name)
+      const name = body.name === undefined ? undefined : requireName(body.name)
       if (body.condition !== undefined) validCondition(body.condition)
       const p = c.get('principal')
       const row = await withOrg(sql, p.orgId, async (tx) => {
@@ -301,12 +301,6 @@ function ruleId(raw: string): string {
   const id = raw.toLowerCase()
   if (!isUuid(id)) throw ruleNotFound()
   return id
-}
-
-function validName(raw: string): string {
-  const name = checkName(raw)
-  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
-  return name.name
 }
 
 /** The semantic checks TypeBox cannot express (op/field/value agreement, depth, size). */

@@ -11,7 +11,7 @@ import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, PageQuery, paginate } from '../../http/pagination.ts'
 import { CreateDeployTokenBody, CreatedDeployToken, DeployTokenList, TokenIdParams } from './deploy-schema.ts'
 import type { TokenRow } from './repo.ts'
-import { createToken, listVisibleTokens, revokeToken } from './service.ts'
+import { createToken, listVisibleTokens, revokeToken, tokenView } from './service.ts'
 
 export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resolver: CredentialResolver }): void {
   const tags = ['deploy tokens']
@@ -71,15 +71,8 @@ export function mountDeployTokens(routes: RouteRegistry, deps: { sql: Sql; resol
   )
 }
 
+/** The SPEC §7.4 deploy-token shape: the fields of the token view it has. */
 function view(t: TokenRow) {
-  return {
-    id: t.id,
-    name: t.name,
-    token_prefix: t.token_prefix,
-    scopes: t.scopes,
-    created_at: t.created_at.toISOString(),
-    expires_at: t.expires_at?.toISOString() ?? null,
-    revoked_at: t.revoked_at?.toISOString() ?? null,
-    last_used_at: t.last_used_at?.toISOString() ?? null,
-  }
+  const { id, name, token_prefix, scopes, created_at, expires_at, revoked_at, last_used_at } = tokenView(t)
+  return { id, name, token_prefix, scopes, created_at, expires_at, revoked_at, last_used_at }
 }

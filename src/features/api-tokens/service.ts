@@ -22,7 +22,7 @@ import type { RequestFacts } from '../../http/request-context.ts'
 import { allows, roleAllows, type Permission, type Scope } from '../../http/permissions.ts'
 import { uuidOr, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
-import { checkName } from '../../lib/names.ts'
+import { requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { holdMember } from '../members/repo.ts'
 import { getToken, issueToken, listTokens, retireAt, revokeTokens, type IssuedToken, type TokenRow } from './repo.ts'
@@ -139,8 +139,7 @@ const actorId = (p: Actor) => (p.kind === 'cli' ? null : p.tokenId)
 export async function createToken(deps: Deps, p: Actor, input: CreateInput, request?: RequestFacts): Promise<IssuedToken> {
   const rule = KINDS[input.kind]
   refuseJwt(p)
-  const name = checkName(input.name)
-  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
+  const name = requireName(input.name)
   const expiresAt = lifetime(rule, input.expires_at)
   return withOrg(deps.sql, p.orgId, async (tx) => {
     const actor = await asNow(tx, p)
@@ -150,7 +149,7 @@ export async function createToken(deps: Deps, p: Actor, input: CreateInput, requ
         : scopesFor(actor, input.kind, rule, input.scopes)
     const t = await issueToken(tx, {
       format: rule.format,
-      name: name.name,
+      name,
       scopes,
       expiresAt,
       createdBy: actorId(p),

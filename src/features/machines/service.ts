@@ -76,16 +76,16 @@ interface MachineFacts {
  * A credential revoked meanwhile that is not a deploy token is refused; one with no row (a JWT)
  * is as its principal says.
  */
-async function presentedState(tx: Tx, principal: Principal): Promise<boolean> {
-  if (principal.kind === 'member' || principal.kind === 'jwt') return false
-  const [row] = await tx<{ kind: string; revoked_at: Date | null; expires_at: Date | null }[]>`
-    select kind, revoked_at, expires_at from api_tokens where id = ${principal.tokenId}
+async function presentedState(tx: Tx, principal: Principal): Promise<{ retired: boolean; boundTo: string | null }> {
+  if (principal.kind === 'member' || principal.kind === 'jwt') return { retired: false, boundTo: null }
+  const [row] = await tx<{ kind: string; revoked_at: Date | null; expires_at: Date | null; machine_id: string | null }[]>`
+    select kind, revoked_at, expires_at, machine_id from api_tokens where id = ${principal.tokenId}
     ${principal.kind === 'enrollment' ? tx`for no key update` : tx`for share`}`
-  if (!row) return isRetired(principal)
+  if (!row) return { retired: isRetired(principal), boundTo: null }
   const expired = row.expires_at !== null && row.expires_at.getTime() <= Date.now()
   if (expired || (row.revoked_at && row.kind !== 'install'))
     throw new UnauthorizedError('The token is invalid, expired or revoked.')
-  return row.revoked_at !== null
+  return { retired: row.revoked_at !== null, boundTo: row.machine_id }
 }
 
 export interface Registration {
@@ -113,7 +113,7 @@ export async function registerMachine(
   >
   const revoked: RevokedToken[] = []
   const result = await withOrg(deps.sql, principal.orgId, async (tx) => {
-    const retired = await presentedState(tx, principal)
+    const { retired, boundTo } = await presentedState(tx, principal)
     const [known] = await tx<MachineFacts[]>`
       select client_machine_id, hostname, os, arch, agent_version, token_id from machines where client_machine_id = ${body.machine_id}`
     // A retired deploy token re-registers its own machines (the daemon does at every start) only.
@@ -135,8 +135,7 @@ export async function registerMachine(
     if (row!.status === 'disabled') throw new MachineDisabledError()
     const machineId = row!.id
     // A service token re-registering may only re-register its own machine (rolls back the upsert).
-    const [bound] = await tx<{ machine_id: string | null }[]>`select machine_id from api_tokens where id = ${principal.tokenId}`
-    if (bound?.machine_id && bound.machine_id !== machineId) {
+    if (boundTo && boundTo !== machineId) {
       throw new ForbiddenError('This service token belongs to another machine.')
     }
     // Audited when new, and when another credential takes the machine over (a daemon's restart,

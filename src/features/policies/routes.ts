@@ -14,7 +14,7 @@ import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { RequestFacts } from '../../http/request-context.ts'
 import { uuidOr, withOrg, type Sql, type Tx } from '../../infra/db.ts'
-import { checkName, INVISIBLE } from '../../lib/names.ts'
+import { INVISIBLE, requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import {
   deletePolicy,
@@ -233,8 +233,7 @@ export function scopeOf(s: Static<typeof PolicyScope>): { machineIds: string[]; 
  * and the scope's machines must be the org's.
  */
 async function checked(tx: Tx, id: string | null, f: PolicyFields): Promise<PolicyFields> {
-  const name = checkName(f.name)
-  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
+  const name = requireName(f.name)
   const errors: FieldError[] = []
   if (f.description !== null && INVISIBLE.test(f.description)) {
     errors.push({ path: '/description', message: 'must not contain control, format or separator characters' })
@@ -263,7 +262,7 @@ async function checked(tx: Tx, id: string | null, f: PolicyFields): Promise<Poli
     ])
   }
   await requireMachines(tx, f.machineIds)
-  return { ...f, name: name.name, rules }
+  return { ...f, name, rules }
 }
 
 /** A scope's machines must be the org's: a 422 naming each that is not (by its place in the list). */

@@ -14,7 +14,7 @@ import { AppError, NotFoundError, ValidationError, type FieldError } from '../..
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import { uuidOr, withOrg, type Sql } from '../../infra/db.ts'
-import { checkName, INVISIBLE } from '../../lib/names.ts'
+import { INVISIBLE, requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
 import { getSignature, insertSignature, listSignatures, signatureView, updateSignature } from './repo.ts'
@@ -60,7 +60,7 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql }): void
           body.kind,
           value,
           {
-            name: named(body.name),
+            name: requireName(body.name),
             description: body.description ?? null,
             action: body.action,
             severity: body.severity,
@@ -146,7 +146,7 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql }): void
         const scope = body.scope ? scopeOf(body.scope) : { machineIds: before.scope_machine_ids, tags: before.scope_tags }
         await requireMachines(tx, scope.machineIds)
         const after = await updateSignature(tx, id, {
-          name: body.name === undefined ? before.name : named(body.name),
+          name: body.name === undefined ? before.name : requireName(body.name),
           description: body.description === undefined ? before.description : body.description,
           action: body.action ?? before.action,
           severity: body.severity ?? before.severity,
@@ -216,12 +216,6 @@ function indicator(kind: Static<typeof CreateSignatureBody>['kind'], raw: string
         fail('`*` only at the start or the end: the daemon drops it, joining what is around it')
       return value
   }
-}
-
-function named(raw: string): string {
-  const name = checkName(raw)
-  if (!name.ok) throw new ValidationError([{ path: '/name', message: name.reason }])
-  return name.name
 }
 
 function expiry(raw: string | null | undefined): Date | null {
