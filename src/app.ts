@@ -17,6 +17,9 @@ import { mountApiTokens } from './features/api-tokens/routes.ts'
 import { mountPolicies } from './features/policies/routes.ts'
 import { mountAuditSync } from './features/audit-sync/routes.ts'
 import { mountSignatures } from './features/signatures/routes.ts'
+import { PostgresBell, RedisBell } from './features/fleet/bell.ts'
+import { FleetHub } from './features/fleet/hub.ts'
+import { mountFleet } from './features/fleet/routes.ts'
 import { LocalBus, type Bus } from './bus/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
@@ -98,6 +101,8 @@ export interface ComposedApp {
   resolver: CredentialResolver
   metrics: Metrics
   revocationFilter: RevocationFilter
+  /** The fleet streams held here; consumer threads ring it for what they wrote (src/bus/pool.ts). */
+  fleet: FleetHub
   /**
    * Loads the revocation filter from Postgres and, without Redis, starts polling Postgres for
    * other instances' revocations. Until it has loaded, every JWT check asks Postgres. Resolves
@@ -162,6 +167,16 @@ export function composeApp(deps: AppDeps): ComposedApp {
     jwt: validator,
     people: idp ? new PeopleSignIn(sql, idp, { channel: redis, log }) : null,
   })
+  // The fleet stream (docs/fleet-stream.md): a revoked credential's streams end at once.
+  const fleet = new FleetHub({
+    sql,
+    bell: redis ? new RedisBell(redis, log) : new PostgresBell(sql, log),
+    log,
+    keepAliveMs: deps.config.FLEET_STREAM_KEEPALIVE_MS,
+    perOrg: deps.config.FLEET_STREAMS_PER_ORG,
+    perMachine: deps.config.FLEET_STREAMS_PER_MACHINE,
+  })
+  resolver.onRevoked((hashes) => fleet.revoked(hashes))
   // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
   // for agent, sub-agent and session tokens, before the route reads the body.
   const actionSecret = deps.secrets.derive('action-signature')
@@ -207,6 +222,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     sql,
     async onRevoked(entries) {
       validator.evict(entries)
+      fleet.recheck()
       // Postgres is committed; a filter that misses an add turns to 'unknown' on its own repair.
       await revocationFilter
         .add(entries)
@@ -220,12 +236,12 @@ export function composeApp(deps: AppDeps): ComposedApp {
     clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
     onRebuilt: () => validator.evict([]),
   })
-  mountOverrides(routes, { sql, secret: deps.secrets.derive('override-cosign') })
+  mountOverrides(routes, { sql, fleet, secret: deps.secrets.derive('override-cosign') })
   mountApiTokens(routes, { sql, resolver })
   // Before the policies: `/v1/policies/active` is the CLI's, not a policy id.
   mountAuditSync(routes, { sql })
-  mountPolicies(routes, { sql })
-  mountSignatures(routes, { sql })
+  mountPolicies(routes, { sql, fleet })
+  mountSignatures(routes, { sql, fleet })
   mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {
@@ -235,16 +251,17 @@ export function composeApp(deps: AppDeps): ComposedApp {
   })
   mountIngest(routes, { sql, bus, limiter, metrics })
   mountMachines(routes, { sql, bus, limiter, resolver, metrics, latestVersion: deps.config.DAEMON_LATEST_VERSION })
+  mountFleet(routes, { sql, hub: fleet, resolver })
   // The read side (issue 9): every read may go to a replica.
   const readSql = deps.readSql ?? sql
   mountAlerts(routes, { sql, readSql })
   mountEvents(routes, { sql: readSql })
   mountSessions(routes, { sql: readSql })
   mountAgents(routes, { sql: readSql })
-  mountMachineInventory(routes, { sql: readSql, primary: sql, resolver })
+  mountMachineInventory(routes, { sql: readSql, primary: sql, resolver, fleet })
   mountChain(routes, { sql: readSql })
   mountIngestStats(routes, { sql: readSql })
-  mountOrgSettings(routes, { sql })
+  mountOrgSettings(routes, { sql, fleet })
   mountTeam(routes, { sql, resolver })
   mountAuditLog(routes, { sql: readSql })
   mountDeadLetters(routes, { sql, bus, metrics })
@@ -271,8 +288,9 @@ export function composeApp(deps: AppDeps): ComposedApp {
     resolver,
     metrics,
     revocationFilter,
+    fleet,
     start() {
-      started ??= (poll ? poll.start() : Promise.resolve())
+      started ??= Promise.all([fleet.start(), poll ? poll.start() : Promise.resolve()])
         .then(() => revocationFilter.rebuild(revokedList()))
         .then(
           () => {},
@@ -282,6 +300,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     },
     async stop() {
       try {
+        await fleet.stop()
         await poll?.stop()
         await revocationFilter.close()
       } finally {

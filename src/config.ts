@@ -260,6 +260,26 @@ export const EnvSchema = Type.Object({
     description:
       'The daemon version `GET /agent/latest-version` answers (plain text): what the public installer downloads, e.g. `0.10.0`. Empty (the default: a built-in version would go stale and hold new installs back from fixes): 404, and the installer falls back to its own sources.',
   }),
+  FLEET_STREAM_KEEPALIVE_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 15_000,
+    description:
+      "Interval of the fleet stream's keep-alive comment (docs/fleet-stream.md); each tick also re-checks every held stream's credential and catches up any missed change.",
+  }),
+  FLEET_STREAMS_PER_ORG: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 10_000,
+    description: 'Fleet streams one org may hold open on one instance; past it a new one gets 429 (docs/fleet-stream.md).',
+  }),
+  FLEET_STREAMS_PER_MACHINE: Type.Integer({
+    minimum: 1,
+    maximum: 16,
+    default: 2,
+    description:
+      'Fleet streams one machine may hold open on one instance; past it the oldest is closed (a daemon that reconnects before its old connection timed out must not be locked out).',
+  }),
   TOKEN_USAGE_WRITE_MS: Type.Integer({
     minimum: 0,
     maximum: 3_600_000,

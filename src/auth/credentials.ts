@@ -171,6 +171,7 @@ const FOREIGN_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 export class CredentialResolver {
   readonly #cache = new Map<string, Entry>()
+  readonly #revokedHandlers: ((hashHexes: readonly string[]) => void)[] = []
   readonly #usage = new Map<string, Usage>()
   readonly #flusher: ReturnType<typeof setInterval>
   /** Bumped by every invalidation: a lookup that overlapped one must not cache what it read. */
@@ -274,9 +275,18 @@ export class CredentialResolver {
     }
   }
 
+  /**
+   * Called with the hashes of opaque tokens revoked here or, in cluster mode, on any instance:
+   * what holds a connection open on a credential (the fleet stream) ends it at once.
+   */
+  onRevoked(handler: (hashHexes: readonly string[]) => void): void {
+    this.#revokedHandlers.push(handler)
+  }
+
   #evict(hashHex: string): void {
     this.#generation++
     this.#cache.delete(hashHex)
+    for (const h of this.#revokedHandlers) h([hashHex])
   }
 
   #clear(): void {

@@ -12,6 +12,7 @@ import { runConsumer } from './consume-local.ts'
 import { HANDLERS } from './handlers.ts'
 import type { FromWorker, ToWorker, WorkerInit } from './pool.ts'
 import { runSqsConsumer } from './consume-sqs.ts'
+import { takeRung } from '../features/fleet/repo.ts'
 
 const init = workerData as WorkerInit
 const port = parentPort!
@@ -34,7 +35,8 @@ send({ type: 'started' })
 const common = {
   maxAttempts: init.maxAttempts,
   ...(init.retryBaseMs !== undefined ? { retryBaseMs: init.retryBaseMs } : {}),
-  onApplied: (batches: number) => send({ type: 'applied', batches }),
+  // After the commit: the orgs its batches wrote fleet events for are rung by the parent.
+  onApplied: (batches: number) => send({ type: 'applied', batches, fleetOrgs: takeRung() }),
   onDeadLetter: () => send({ type: 'dead_lettered' }),
   onLag: (oldestMs: number | null) => send({ type: 'lag', oldestMs }),
 }

@@ -39,7 +39,8 @@ export interface SqsWorkerInit {
 export type ToWorker = { type: 'stop' }
 export type FromWorker =
   | { type: 'started' }
-  | { type: 'applied'; batches: number }
+  /** `fleetOrgs`: orgs whose fleet log the batches wrote to (src/features/fleet/repo.ts `takeRung`). */
+  | { type: 'applied'; batches: number; fleetOrgs: string[] }
   | { type: 'dead_lettered' }
   /** When the oldest message waiting for this consumer was sent (epoch ms), null: none waits. */
   | { type: 'lag'; oldestMs: number | null }
@@ -76,11 +77,23 @@ export class ConsumerPool {
   private readonly init: Omit<WorkerInit, 'consumer'>
   private readonly log: Logger
   private readonly metrics: Metrics
+  private readonly onFleet: (orgIds: readonly string[]) => void
 
-  constructor(consumers: readonly ConsumerName[], init: Omit<WorkerInit, 'consumer'>, log: Logger, metrics: Metrics) {
+  /**
+   * `onFleet`: a thread's committed batches wrote fleet events for these orgs (a distilled
+   * signature); the fleet hub rings every instance for them (src/features/fleet/bell.ts).
+   */
+  constructor(
+    consumers: readonly ConsumerName[],
+    init: Omit<WorkerInit, 'consumer'>,
+    log: Logger,
+    metrics: Metrics,
+    onFleet: (orgIds: readonly string[]) => void = () => {},
+  ) {
     this.init = init
     this.log = log
     this.metrics = metrics
+    this.onFleet = onFleet
     this.#slots = consumers.map((consumer) => ({
       consumer,
       worker: null,
@@ -113,8 +126,10 @@ export class ConsumerPool {
     slot.worker = worker
     slot.startedAt = Date.now()
     worker.on('message', (message: FromWorker) => {
-      if (message.type === 'applied') this.metrics.consumerBatches.inc({ consumer: slot.consumer }, message.batches)
-      else if (message.type === 'dead_lettered') this.metrics.busDeadLetters.inc({ consumer: slot.consumer })
+      if (message.type === 'applied') {
+        this.metrics.consumerBatches.inc({ consumer: slot.consumer }, message.batches)
+        if (message.fleetOrgs.length > 0) this.onFleet(message.fleetOrgs)
+      } else if (message.type === 'dead_lettered') this.metrics.busDeadLetters.inc({ consumer: slot.consumer })
       else if (message.type === 'lag') this.#oldest[slot.consumer] = message.oldestMs
     })
     worker.on('error', (err) => this.log.error({ err, consumer: slot.consumer }, 'consumer thread failed'))

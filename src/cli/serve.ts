@@ -141,6 +141,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
       },
       log,
       metrics,
+      (orgIds) => composed.fleet.ring(orgIds),
     )
     consumers.start()
     lifecycle.onShutdown('consumers', () => consumers.stop(), { share: 3 })

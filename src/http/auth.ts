@@ -30,20 +30,26 @@ export const DEPRECATION_TEXT = 'X-API-Key auth is deprecated; migrate to Bearer
 
 const INVALID_DETAIL = 'The token is invalid, expired or revoked.'
 
-/** The principal for the request's credential; throws 401 problems. Sets the legacy header. */
-export async function authenticate(c: Context<AppEnv>, resolver: CredentialResolver): Promise<Principal> {
+/**
+ * The raw credential the request presents (Bearer, or the deprecated X-API-Key); throws 401
+ * problems. The fleet stream keeps it to authenticate again while it is held.
+ */
+export function presentedCredential(c: Context<AppEnv>): string {
   const header = c.req.header('authorization')
-  let raw: string
   if (header === undefined) {
     const legacy = c.req.header('x-api-key')
     if (legacy === undefined) throw new UnauthorizedError('Authorization header required.')
-    c.header(DEPRECATION_HEADER, DEPRECATION_TEXT)
-    raw = legacy.trim()
-  } else {
-    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
-    if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".')
-    raw = match[1]!
+    return legacy.trim()
   }
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
+  if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".')
+  return match[1]!
+}
+
+/** The principal for the request's credential; throws 401 problems. Sets the legacy header. */
+export async function authenticate(c: Context<AppEnv>, resolver: CredentialResolver): Promise<Principal> {
+  const raw = presentedCredential(c)
+  if (isLegacy(c)) c.header(DEPRECATION_HEADER, DEPRECATION_TEXT)
   const out = await resolver.authenticate(raw, { org: c.req.header(ORG_HEADER), request: c.get('request') })
   if (out.principal) return out.principal
   switch (out.reason) {

@@ -60,6 +60,11 @@ export function testApp(
       headers['content-type'] ??= 'application/json'
     }
     const res = await app.fetch(new Request(`http://test${path}`, { method, headers, body }))
+    // An event stream never ends by itself: its status and headers are the answer.
+    if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+      await res.body?.cancel()
+      return { status: res.status, headers: res.headers, body: null, text: '' }
+    }
     const text = await res.text()
     let parsed: any = null
     try {

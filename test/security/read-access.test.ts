@@ -45,9 +45,17 @@ const ISSUE_9_READ_ROUTES = [
   '/v1/alerts/:id',
   '/v1/ingest/stats',
 ]
-/** GET routes a machine's credential keeps: its own policies, and asking who it is. */
-/** A machine's own reads: its policies, itself, and the local proxy config the CLI pulls (SPEC §7.2). */
-const MACHINE_OWN = new Set(['/v1/machines/:id/policies', '/v1/auth/whoami', '/v1/policies/active'])
+/**
+ * A machine's own reads: its policies and what the fleet stream pushes it, itself, and the local
+ * proxy config the CLI pulls (SPEC §7.2).
+ */
+const MACHINE_OWN = new Set([
+  '/v1/machines/:id/policies',
+  '/v1/machines/:id/stream',
+  '/v1/machines/:id/updates',
+  '/v1/auth/whoami',
+  '/v1/policies/active',
+])
 /** GET routes for managing the org (admin scope): refused to read credentials too. */
 const MANAGEMENT = [
   /^\/v1\/deploy-tokens/,

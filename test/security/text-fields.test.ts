@@ -353,6 +353,8 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   }),
   machineHeartbeat: async () => ({ token: deploy(), params: { id: await machineId() }, body: { agent_version: '1.0' } }),
   machinePolicies: async () => ({ token: deploy(), params: { id: await machineId() } }),
+  machineStream: async () => ({ token: deploy(), params: { id: await machineId() }, query: { last_event_id: '0' } }),
+  machineUpdates: async () => ({ token: deploy(), params: { id: await machineId() }, query: { after: '0' } }),
   machineEvents: async () => ({
     token: deploy(),
     params: { id: await machineId() },

@@ -32,6 +32,9 @@ import { measureValue, scanValue, skipSpace, type ShapeCode, type ShapeLimits, t
 import { isSecretName, redactSecretField, redactString, type KindCounts } from './redaction.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 
+/** The dedupe key of an event that carries its own id (a UUID in any case is one id). */
+export const eventKeyFor = (eventId: string): string => `e:${/^[0-9A-F-]{36}$/i.test(eventId) ? eventId.toLowerCase() : eventId}`
+
 export interface NormalizedEvent {
   eventKey: string
   eventId: string
@@ -164,7 +167,7 @@ export function normalizeIngestItem(raw: unknown, base: string, now: number): It
       if (givenId === undefined)
         throw new Reject(`${base}/event_id`, 'event_id is required for schema_version 2', 'missing_field')
       eventId = identity(givenId, idPath, true)!
-      eventKey = `e:${/^[0-9A-F-]{36}$/i.test(eventId) ? eventId.toLowerCase() : eventId}`
+      eventKey = eventKeyFor(eventId)
     } else {
       // An API item without an id: identical retries are the same event.
       const digest = createHash('sha256').update(JSON.stringify(raw)).digest('hex')

@@ -17,6 +17,7 @@ import type { RequestFacts } from '../../http/request-context.ts'
 import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
 import { revokeTokens } from '../api-tokens/repo.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import { recordFleetEvent, type FleetRing } from '../fleet/repo.ts'
 import {
   getMachine,
   listMachines,
@@ -38,10 +39,10 @@ import {
 /** `sql` may be the read pool; status changes go to `primary`. */
 export function mountMachineInventory(
   routes: RouteRegistry,
-  deps: { sql: Sql; primary: Sql; resolver: CredentialResolver },
+  deps: { sql: Sql; primary: Sql; resolver: CredentialResolver; fleet: FleetRing },
 ): void {
   const { sql } = deps
-  const writer = { sql: deps.primary, resolver: deps.resolver }
+  const writer = { sql: deps.primary, resolver: deps.resolver, fleet: deps.fleet }
   const tags = ['machines']
 
   routes.add(
@@ -129,10 +130,11 @@ export function mountMachineInventory(
 
 /**
  * Disabling also revokes the machine's service tokens: a machine-bound token is refused on
- * every route, not only on the machine routes that check the status (issue 10).
+ * every route, not only on the machine routes that check the status (issue 10). A change is
+ * told to the machine's fleet streams: disabled ends them, new tags may change its policies.
  */
 async function changeMachine(
-  deps: { sql: Sql; resolver: CredentialResolver },
+  deps: { sql: Sql; resolver: CredentialResolver; fleet: FleetRing },
   p: Principal,
   rawId: string,
   change: { status?: 'active' | 'disabled'; tags?: string[] },
@@ -159,9 +161,15 @@ async function changeMachine(
           revoked_tokens: revoked.map((r) => r.id),
         },
       })
+      await recordFleetEvent(tx, {
+        kind: 'machine',
+        machineId: id,
+        data: { type: 'machine', status: after.status, tags: after.tags },
+      })
     }
     return { machine: after, revoked }
   })
+  deps.fleet.ring([p.orgId])
   await deps.resolver.revoked(out.revoked)
   return out.machine
 }

@@ -20,7 +20,7 @@ import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { issueToken, revokeTokens } from '../api-tokens/repo.ts'
 import { cleanJson, timestampOrNull } from './clean.ts'
-import { configVersion, policyDocument } from '../policies/document.ts'
+import { machineConfig, policyDocument, type MachineConfig } from '../policies/document.ts'
 import type { AgentsBody, GraphsBody, HeartbeatBody, RegisterBody } from './schema.ts'
 
 /** A machine sends events and reads its own policies, never the org's data (issue 9). */
@@ -210,7 +210,7 @@ export async function heartbeat(
   principal: Principal,
   rawId: string,
   body: Static<typeof HeartbeatBody>,
-): Promise<{ config_version: string; policy_hash: string; domains: string[] }> {
+): Promise<MachineConfig> {
   const dropped = body.dropped_events ?? 0
   const answer = await withOrg(deps.sql, principal.orgId, async (tx) => {
     const id = await machineOf(tx, principal, rawId)
@@ -232,11 +232,7 @@ export async function heartbeat(
         edgeDropped: dropped,
       })
     }
-    const { hash, signatureHosts } = await policyDocument(tx, id)
-    const [org] = await tx<{ proxy_domains: string[] }[]>`select proxy_domains from organizations where id = app_current_org()`
-    // The org's proxied hosts and those its signatures block: the daemon must see that traffic.
-    const domains = [...new Set([...(org?.proxy_domains ?? []), ...signatureHosts])].sort()
-    return { config_version: configVersion(hash, domains), policy_hash: hash, domains }
+    return machineConfig(tx, id)
   })
   if (dropped > 0) deps.metrics.ingestEdgeDropped.inc({ report: 'heartbeat' }, dropped)
   return answer

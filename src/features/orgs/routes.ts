@@ -10,6 +10,7 @@ import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { withOrg, type Sql } from '../../infra/db.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import { recordFleetEvent, type FleetRing } from '../fleet/repo.ts'
 import { getOrg, updateSettings, type OrgRow } from './settings-repo.ts'
 
 /** Bounds of retention_days, as the database checks them (sql/0019_retention.sql). */
@@ -49,8 +50,8 @@ export const UpdateOrgBody = Type.Object(
   { additionalProperties: false, minProperties: 1, description: 'The settings to change; the others stay as they are.' },
 )
 
-export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): void {
-  const { sql } = deps
+export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql; fleet: FleetRing }): void {
+  const { sql, fleet } = deps
   const tags = ['org']
 
   routes.add(
@@ -95,6 +96,7 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): voi
         }
         if (before.proxy_domains.join('\n') !== after.proxy_domains.join('\n')) {
           details.proxy_domains = { from: before.proxy_domains, to: after.proxy_domains }
+          await recordFleetEvent(tx, { kind: 'domains', data: { type: 'domains' } })
         }
         if (Object.keys(details).length > 0) {
           await recordAudit(tx, {
@@ -109,6 +111,7 @@ export function mountOrgSettings(routes: RouteRegistry, deps: { sql: Sql }): voi
         return after
       })
       if (!row) throw new NotFoundError('No such org.')
+      fleet.ring([p.orgId])
       return c.json(orgView(row))
     },
   )

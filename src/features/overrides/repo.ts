@@ -4,6 +4,7 @@
  * inside tenant transactions.
  */
 import type { Tx } from '../../infra/db.ts'
+import { eventKeyFor } from '../ingest/events.ts'
 
 /**
  * Marks the override used, atomically: only the first caller of all instances gets a row back.
@@ -48,4 +49,13 @@ export async function decisionsFor(tx: Tx, eventId: string): Promise<DecisionRow
       from auth.override_decisions where event_id = ${eventId}
      order by decided_at, id
      limit 1000`
+}
+
+/** The machine that sent the event (the one waiting for the decision), when the event is stored. */
+export async function machineOfEvent(tx: Tx, eventId: string): Promise<string | null> {
+  const [row] = await tx<{ machine_id: string | null }[]>`
+    select a.machine_id from event_keys k
+      join actions a on a.org_id = k.org_id and a.created_at = k.action_created_at and a.id = k.action_id
+     where k.event_key = ${eventKeyFor(eventId)}`
+  return row?.machine_id ?? null
 }

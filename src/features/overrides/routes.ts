@@ -24,11 +24,13 @@ import type { RouteRegistry } from '../../http/openapi.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { findIssued } from '../jwt-tokens/repo.ts'
 import { checkCustomer, isManagement } from '../jwt-tokens/service.ts'
-import { decisionsFor, insertDecision, markUsed, whyUnusable } from './repo.ts'
+import { decisionsFor, insertDecision, machineOfEvent, markUsed, whyUnusable } from './repo.ts'
+import { recordFleetEvent, type FleetRing } from '../fleet/repo.ts'
 import { DecideBody, DecisionList, DecisionView, EventParams } from './schema.ts'
 
 export interface OverrideDeps {
   sql: Sql
+  fleet: FleetRing
   /** SecretBox.derive('override-cosign'): the cosignature key, the same on every instance. */
   secret: Uint8Array
 }
@@ -109,18 +111,21 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
           decided_by: decidedBy,
         })
         await audit(tx, 'override.decide', {})
-        return {
-          decided: {
-            event_id: eventId,
-            decision: body.decision,
-            override_jti: jti,
-            cosignature,
-            decided_at: decidedAt.toISOString(),
-            reason: body.reason ?? null,
-          },
+        const decided = {
+          event_id: eventId,
+          decision: body.decision,
+          override_jti: jti,
+          cosignature,
+          decided_at: decidedAt.toISOString(),
+          reason: body.reason ?? null,
         }
+        // The daemon waiting on this event hears it on its fleet stream (docs/fleet-stream.md).
+        const machineId = await machineOfEvent(tx, eventId)
+        if (machineId) await recordFleetEvent(tx, { kind: 'override', machineId, data: decided })
+        return { decided }
       })
       if ('refused' in outcome) throw outcome.refused
+      deps.fleet.ring([c.get('principal').orgId])
       return c.json(outcome.decided)
     },
   )

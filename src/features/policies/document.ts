@@ -79,6 +79,24 @@ export async function policyDocument(tx: Tx, machineId: string): Promise<PolicyD
   return { text, hash: createHash('sha256').update(text).digest('hex'), signatureHosts: hosts }
 }
 
+export interface MachineConfig {
+  config_version: string
+  policy_hash: string
+  domains: string[]
+}
+
+/**
+ * What a heartbeat answers and the fleet stream pushes (SPEC §7.1): the machine's policy hash,
+ * the hosts its proxy must see (the org's proxied hosts and those its signatures block), and the
+ * version of both together.
+ */
+export async function machineConfig(tx: Tx, machineId: string): Promise<MachineConfig> {
+  const { hash, signatureHosts } = await policyDocument(tx, machineId)
+  const [org] = await tx<{ proxy_domains: string[] }[]>`select proxy_domains from organizations where id = app_current_org()`
+  const domains = [...new Set([...(org?.proxy_domains ?? []), ...signatureHosts])].sort()
+  return { config_version: configVersion(hash, domains), policy_hash: hash, domains }
+}
+
 /**
  * The heartbeat's `config_version`: changes whenever the machine's policies or the org's proxied
  * domains change (the daemon parses it but acts on `policy_hash` and `domains`).

@@ -16,6 +16,7 @@ import type { RequestFacts } from '../../http/request-context.ts'
 import { uuidOr, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { INVISIBLE, requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import { recordFleetEvent, type FleetRing } from '../fleet/repo.ts'
 import {
   deletePolicy,
   getPolicy,
@@ -43,8 +44,8 @@ import {
   type PolicyRule,
 } from './schema.ts'
 
-export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
-  const { sql } = deps
+export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql; fleet: FleetRing }): void {
+  const { sql, fleet } = deps
   const tags = ['policies']
 
   routes.add(
@@ -74,6 +75,7 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
         await changed(tx, p, c.get('request'), 'policy.create', null, r)
         return r
       })
+      fleet.ring([p.orgId])
       return c.json(policyView(row), 201)
     },
   )
@@ -149,6 +151,7 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
         await changed(tx, p, c.get('request'), 'policy.update', before, after)
         return after
       })
+      fleet.ring([p.orgId])
       return c.json(policyView(row))
     },
   )
@@ -173,6 +176,7 @@ export function mountPolicies(routes: RouteRegistry, deps: { sql: Sql }): void {
         await deletePolicy(tx, id)
         await changed(tx, p, c.get('request'), 'policy.delete', before, null)
       })
+      fleet.ring([p.orgId])
       return c.body(null, 204)
     },
   )
@@ -303,7 +307,10 @@ function normalRule(r: Static<typeof PolicyRule>): Static<typeof PolicyRule> {
   return { tool: r.tool, agent: r.agent ?? '*', action: r.action, conditions: r.conditions ?? [] }
 }
 
-/** One change: the version (the policy after it, or none for a deletion) and the audit entry. */
+/**
+ * One change: the version (the policy after it, or none for a deletion), the audit entry, and
+ * the fleet event that makes every stream of the org check its machine's hash.
+ */
 async function changed(
   tx: Tx,
   p: Principal,
@@ -313,12 +320,14 @@ async function changed(
   after: PolicyRow | null,
 ): Promise<void> {
   const version = after ? after.version : before!.version + 1
-  await recordVersion(tx, (after ?? before)!.id, version, after && policyView(after), p.tokenId)
+  const id = (after ?? before)!.id
+  await recordVersion(tx, id, version, after && policyView(after), p.tokenId)
+  await recordFleetEvent(tx, { kind: 'policy', data: { type: 'policy', id, version, action } })
   await recordAudit(tx, {
     ...auditActor(p),
     action,
     targetType: 'policy',
-    targetId: (after ?? before)!.id,
+    targetId: id,
     request,
     details: { version, before: before && policyView(before), after: after && policyView(after) },
   })

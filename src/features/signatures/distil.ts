@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto'
 import type { Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
 import type { InsertedAlert } from '../webhooks/queue.ts'
-import { insertSignature, signatureView } from './repo.ts'
+import { announceSignature, insertSignature, signatureView } from './repo.ts'
 
 const HOST = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$/
 const LOCAL = /(^|\.)(localhost|local|internal)$/
@@ -89,6 +89,7 @@ export async function distilAlerts(tx: Tx, alerts: readonly InsertedAlert[]): Pr
       targetId: row.id,
       details: { alert_id: alert.id, before: null, after: signatureView(row) },
     })
+    await announceSignature(tx, row)
   }
   return made
 }

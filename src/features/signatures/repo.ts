@@ -4,6 +4,7 @@
  */
 import type { Keyset } from '../../http/pagination.ts'
 import type { Tx } from '../../infra/db.ts'
+import { recordFleetEvent } from '../fleet/repo.ts'
 
 export interface SignatureRow {
   id: string
@@ -129,4 +130,15 @@ export function listSignatures(
        ${after ? tx`and (created_at, id) < (${after.at}::text::timestamptz, ${after.id}::uuid)` : tx``}
      order by created_at desc, id desc
      limit ${limit}`
+}
+
+/**
+ * Tells the fleet (inside the change's transaction): the signature goes to every stream in its
+ * scope, and each of them checks its machine's policy hash (docs/fleet-stream.md).
+ */
+export async function announceSignature(tx: Tx, row: SignatureRow): Promise<void> {
+  await recordFleetEvent(tx, {
+    kind: 'signature',
+    data: { signature: signatureView(row), scope: { machine_ids: row.scope_machine_ids, tags: row.scope_tags } },
+  })
 }

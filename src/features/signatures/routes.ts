@@ -16,8 +16,9 @@ import { decodeCursor, paginate } from '../../http/pagination.ts'
 import { uuidOr, withOrg, type Sql } from '../../infra/db.ts'
 import { INVISIBLE, requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import type { FleetRing } from '../fleet/repo.ts'
 import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
-import { getSignature, insertSignature, listSignatures, signatureView, updateSignature } from './repo.ts'
+import { announceSignature, getSignature, insertSignature, listSignatures, signatureView, updateSignature } from './repo.ts'
 import {
   CreateSignatureBody,
   SignatureIdParams,
@@ -29,8 +30,8 @@ import {
 
 const DOMAIN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$/
 
-export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql }): void {
-  const { sql } = deps
+export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: FleetRing }): void {
+  const { sql, fleet } = deps
   const tags = ['threat signatures']
 
   routes.add(
@@ -80,8 +81,10 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql }): void
           request: c.get('request'),
           details: { before: null, after: signatureView(r) },
         })
+        await announceSignature(tx, r)
         return r
       })
+      fleet.ring([p.orgId])
       return c.json(signatureView(row), 201)
     },
   )
@@ -162,8 +165,10 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql }): void
           request: c.get('request'),
           details: { fields: Object.keys(body).sort(), before: signatureView(before), after: signatureView(after) },
         })
+        await announceSignature(tx, after)
         return after
       })
+      fleet.ring([p.orgId])
       return c.json(signatureView(row))
     },
   )
