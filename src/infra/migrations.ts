@@ -38,6 +38,7 @@ import m0025 from '../../sql/0025_policies.sql' with { type: 'text' }
 import m0026 from '../../sql/0026_audit_sync.sql' with { type: 'text' }
 import m0027 from '../../sql/0027_threat_signatures.sql' with { type: 'text' }
 import m0028 from '../../sql/0028_fleet_stream.sql' with { type: 'text' }
+import m0029 from '../../sql/0029_session_flows.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -75,6 +76,7 @@ const FILES: Record<string, string> = {
   '0026_audit_sync.sql': m0026,
   '0027_threat_signatures.sql': m0027,
   '0028_fleet_stream.sql': m0028,
+  '0029_session_flows.sql': m0029,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

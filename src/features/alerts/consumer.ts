@@ -17,11 +17,17 @@
  * actions. A read that arrives after the outbound event it precedes is not matched back (the
  * outbound event was already evaluated); docs/alert-rules.md states this limit.
  *
+ * Flow shapes (issue 11, ../signatures/flow-match.ts): every event of a session steps the
+ * session's flow matrix, kept in the same row, and a shape matched for the first time in the
+ * session raises `signature:<id>`. The session locks make concurrent consumers step a session's
+ * matrix one at a time.
+ *
  * Writes are batched: one SELECT per state kind and one INSERT for all alerts of the call.
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
 import { distilAlerts } from '../signatures/distil.ts'
+import { flowColumns, orgShapes, sessionFlow, stepFlow, type SessionFlow } from '../signatures/flow-match.ts'
 import type { Claimed } from '../../bus/consume-local.ts'
 import { enqueueAlertDeliveries, type InsertedAlert } from '../webhooks/queue.ts'
 import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
@@ -66,24 +72,26 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
   const rules = await loadRules(tx)
 
   const analyses = events.map((p) => analyzeEvent(p.event))
-  const sessions = [
-    ...new Set(
-      events
-        .filter((p, i) => p.event.sessionKey !== null && (analyses[i]!.credentialRead !== null || analyses[i]!.outbound !== null))
-        .map((p) => p.event.sessionKey!),
-    ),
-  ].sort()
+  const sessions = [...new Set(events.filter((p) => p.event.sessionKey !== null).map((p) => p.event.sessionKey!))].sort()
   const state = new Map<string, SessionState>()
   const fired = new Set<string>()
+  const flows = new Map<string, SessionFlow>()
+  const shapes = sessions.length > 0 ? await orgShapes(tx) : []
   if (sessions.length > 0) {
     // Two consumers working on the same org's batches at once take the sessions in one order.
     await tx`select pg_advisory_xact_lock(hashtextextended('quint_alert_session:' || app_current_org() || ':' || s, 0))
                from unnest(${sessions}::text[]) s order by s`
-    const rows = await tx<{ session_key: string; at: Date; event_key: string | null }[]>`
-      select session_key, credential_read_at as at, credential_event_key as event_key
+    const rows = await tx<
+      { session_key: string; at: Date | null; event_key: string | null; flow: unknown; shapes_matched: string[] }[]
+    >`
+      select session_key, credential_read_at as at, credential_event_key as event_key, flow, shapes_matched
         from alert_session_state
-       where session_key = any(${sessions}::text[]) and credential_read_at is not null`
-    for (const r of rows) state.set(r.session_key, { at: r.at.getTime(), eventKey: r.event_key ?? '', changed: false })
+       where session_key = any(${sessions}::text[])`
+    const byKey = new Map(rows.map((r) => [r.session_key, r]))
+    for (const r of rows) {
+      if (r.at !== null) state.set(r.session_key, { at: r.at.getTime(), eventKey: r.event_key ?? '', changed: false })
+    }
+    for (const k of sessions) flows.set(k, sessionFlow(byKey.get(k)))
     const done = await tx<{ session_key: string }[]>`
       select distinct session_key from alerts
        where rule_key = ${OUTBOUND.key} and session_key = any(${sessions}::text[])`
@@ -121,6 +129,10 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
       })
     }
 
+    if (session !== null) {
+      for (const f of stepFlow(flows.get(session)!, e, a, shapes)) add(f.ruleKey, null, f.severity, f.title, f.context)
+    }
+
     if (rules.length > 0) {
       const view = viewOf(e)
       for (const r of rules) if (r.test(view)) add(`rule:${r.id}`, r.id, r.severity, r.name, { rule_name: r.name })
@@ -139,6 +151,14 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
         set credential_read_at = excluded.credential_read_at, credential_event_key = excluded.credential_event_key
         where alert_session_state.credential_read_at is null
            or excluded.credential_read_at < alert_session_state.credential_read_at`
+  }
+  const touched = flowColumns(flows)
+  if (touched.keys.length > 0) {
+    await tx`
+      insert into alert_session_state (org_id, session_key, flow, shapes_matched)
+      select app_current_org(), k, f::jsonb, m::text[]
+        from unnest(${touched.keys}::text[], ${touched.flows}::text[], ${touched.matched}::text[]) as u(k, f, m)
+      on conflict (org_id, session_key) do update set flow = excluded.flow, shapes_matched = excluded.shapes_matched`
   }
   // Webhook deliveries commit with the alerts they announce; only newly inserted alerts count.
   if (alerts.length > 0) {

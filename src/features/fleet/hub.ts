@@ -17,6 +17,7 @@ import type { Sql } from '../../infra/db.ts'
 import { withOrg, type Tx } from '../../infra/db.ts'
 import type { Logger } from '../../infra/log.ts'
 import { machineConfig, type MachineConfig } from '../policies/document.ts'
+import { inScope, type Scope } from '../policies/scope.ts'
 import type { FleetBell } from './bell.ts'
 import { expiredBetween, fleetEventsAfter, type FleetEvent } from './repo.ts'
 
@@ -255,7 +256,7 @@ export async function deliver(
         // Out of scope, the signature itself is not this machine's to read; its configuration is
         // still checked, as a signature rescoped away from it leaves its policies.
         reconfigure = true
-        if (!inScope(e.data.scope as Scope | undefined, s)) break
+        if (!inScope(e.data.scope as Scope | undefined, s.machineId, s.tags)) break
         if (!s.sink.send('signature', e.seq, e.data.signature)) return 'gone'
         changes.push({ event_id: e.seq, type: 'signature', id: (e.data.signature as { id?: string } | undefined)?.id })
         break
@@ -270,16 +271,4 @@ export async function deliver(
   if (s.config !== null && config.config_version === s.config.config_version) return null
   s.config = config
   return s.sink.send('policy', s.after, { ...config, changes }) ? null : 'gone'
-}
-
-interface Scope {
-  machine_ids?: string[]
-  tags?: string[]
-}
-
-function inScope(scope: Scope | undefined, s: Pick<HeldStream, 'machineId' | 'tags'>): boolean {
-  const ids = scope?.machine_ids ?? []
-  const tags = scope?.tags ?? []
-  if (ids.length === 0 && tags.length === 0) return true
-  return ids.includes(s.machineId) || tags.some((t) => s.tags.includes(t))
 }

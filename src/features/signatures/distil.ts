@@ -11,13 +11,21 @@
  *   `block`, **proposed**: enforced once an admin accepts it (`PATCH … {"status": "active"}`),
  *   since blocking a path every developer may need is not a call to make alone.
  *
+ * - `signature:<shape>` (a flow shape matched, docs/flow-shapes.md): from the event that completed
+ *   the shape, its destination host when it sent data out (`domain`), else its exact command line
+ *   when it ran, deleted or sent something (`command`); `block`, active at once when the shape is
+ *   critical (Exfiltration, Credential Relay), proposed otherwise. A shape completed by anything
+ *   else (Reconnaissance ends on a listing) names no indicator and distils nothing.
+ *
  * One signature per org and indicator (a second detection of the same host adds nothing); each
  * names the alert it came from and is audited as made by the system. A host that is an IP
  * address, or loopback, is not distilled (the daemon names HTTP by host name).
  */
 import { createHash } from 'node:crypto'
 import type { Tx } from '../../infra/db.ts'
+import { INVISIBLE } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
+import { SHAPE_RULE_PREFIX } from './flow-match.ts'
 import type { InsertedAlert } from '../webhooks/queue.ts'
 import { announceSignature, insertSignature, signatureView } from './repo.ts'
 
@@ -33,7 +41,7 @@ export function destinationHost(detail: string): string | null {
 }
 
 interface Distilled {
-  kind: 'domain' | 'file_path'
+  kind: 'domain' | 'file_path' | 'command'
   value: string
   status: 'active' | 'proposed'
   name: string
@@ -41,9 +49,25 @@ interface Distilled {
 }
 
 function indicatorOf(alert: InsertedAlert): Distilled | null {
-  const context = (alert.context ?? {}) as { detail?: unknown }
+  const context = (alert.context ?? {}) as { detail?: unknown; capability?: unknown; shape_name?: unknown }
   const detail = typeof context.detail === 'string' ? context.detail : null
   if (detail === null) return null
+  if (alert.rule_key.startsWith(SHAPE_RULE_PREFIX)) {
+    const status = alert.severity === 'critical' ? 'active' : 'proposed'
+    const shape = String(context.shape_name ?? alert.rule_key)
+    const host = context.capability === 'send' ? destinationHost(detail) : null
+    if (host) return { kind: 'domain', value: host, status, name: `${shape}: host ${host}`, severity: alert.severity }
+    const command = detail.trim()
+    if (
+      ['execute', 'delete', 'send'].includes(String(context.capability)) &&
+      command.length >= 4 &&
+      command.length <= 512 &&
+      !INVISIBLE.test(command)
+    ) {
+      return { kind: 'command', value: command, status, name: `${shape}: ${command}`, severity: alert.severity }
+    }
+    return null
+  }
   if (alert.rule_key === 'builtin:outbound_after_credential_read') {
     const host = destinationHost(detail)
     return host
@@ -66,7 +90,7 @@ export async function distilAlerts(tx: Tx, alerts: readonly InsertedAlert[]): Pr
       tx,
       `${found.kind}:${createHash('sha256').update(found.value).digest('hex').slice(0, 40)}`,
       found.kind,
-      found.value,
+      { value: found.value },
       {
         name: found.name.slice(0, 200),
         description: `Distilled from alert ${alert.id} (${alert.rule_key}).`,

@@ -5,6 +5,7 @@
 import type { Keyset } from '../../http/pagination.ts'
 import type { Tx } from '../../infra/db.ts'
 import { recordFleetEvent } from '../fleet/repo.ts'
+import type { StoredShape } from './flow-match.ts'
 
 export interface SignatureRow {
   id: string
@@ -26,12 +27,15 @@ export interface SignatureRow {
   created_key: string
   /** status active and not past expires_at (Postgres' clock, as the document's query). */
   enforced: boolean
+  /** Flow shapes: the target distribution and its scoping (./flow-match.ts `StoredShape`). */
+  shape: StoredShape | null
+  max_jsd: number | null
 }
 
 const COLUMNS = (tx: Tx) => tx`
   id, signature_key, name, description, kind, value, action, severity, status, scope_machine_ids, scope_tags,
-  expires_at, source, source_alert_id, created_at, updated_at, created_at::text as created_key,
-  (status = 'active' and kind <> 'flow_shape' and (expires_at is null or expires_at > now())) as enforced`
+  expires_at, source, source_alert_id, created_at, updated_at, created_at::text as created_key, shape, max_jsd,
+  (status = 'active' and (expires_at is null or expires_at > now())) as enforced`
 
 export function signatureView(s: SignatureRow) {
   return {
@@ -41,6 +45,15 @@ export function signatureView(s: SignatureRow) {
     description: s.description,
     kind: s.kind,
     value: s.value,
+    flow_shape:
+      s.kind === 'flow_shape' && s.shape
+        ? {
+            shape: s.shape.shape,
+            max_jsd: s.max_jsd,
+            agent_types: s.shape.agent_types,
+            min_transitions: s.shape.min_transitions,
+          }
+        : null,
     action: s.action,
     severity: s.severity,
     status: s.status === 'active' && s.expires_at && !s.enforced ? 'expired' : s.status,
@@ -74,17 +87,21 @@ export async function insertSignature(
   tx: Tx,
   key: string,
   kind: string,
-  value: string,
+  /** The indicator, or for a flow shape its distribution (kind and either are fixed for life). */
+  what: { value: string } | { shape: StoredShape; maxJsd: number },
   f: SignatureFields,
   createdBy: string | null,
   origin: { source: 'custom' | 'distilled'; sourceAlertId: string | null } = { source: 'custom', sourceAlertId: null },
 ): Promise<SignatureRow | null> {
+  const value = 'value' in what ? what.value : null
+  const shape = 'shape' in what ? tx.json(what.shape as never) : null
+  const maxJsd = 'shape' in what ? what.maxJsd : null
   const [row] = await tx<SignatureRow[]>`
-    insert into threat_signatures (org_id, signature_key, name, description, severity, kind, value, action, status,
-                                   scope_machine_ids, scope_tags, expires_at, created_by, source, source_alert_id)
-    values (app_current_org(), ${key}, ${f.name}, ${f.description}, ${f.severity}, ${kind}, ${value}, ${f.action},
-            ${f.status}, ${f.machineIds}::uuid[], ${f.tags}::text[], ${f.expiresAt}, ${createdBy}, ${origin.source},
-            ${origin.sourceAlertId})
+    insert into threat_signatures (org_id, signature_key, name, description, severity, kind, value, shape, max_jsd, action,
+                                   status, scope_machine_ids, scope_tags, expires_at, created_by, source, source_alert_id)
+    values (app_current_org(), ${key}, ${f.name}, ${f.description}, ${f.severity}, ${kind}, ${value}, ${shape}, ${maxJsd},
+            ${f.action}, ${f.status}, ${f.machineIds}::uuid[], ${f.tags}::text[], ${f.expiresAt}, ${createdBy},
+            ${origin.source}, ${origin.sourceAlertId})
     on conflict (org_id, signature_key) do nothing
     returning ${COLUMNS(tx)}`
   return row ?? null

@@ -18,9 +18,12 @@ import { INVISIBLE, requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import type { FleetRing } from '../fleet/repo.ts'
 import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
+import type { StoredShape } from './flow-match.ts'
+import { parseShape } from './flow-shape.ts'
 import { announceSignature, getSignature, insertSignature, listSignatures, signatureView, updateSignature } from './repo.ts'
 import {
   CreateSignatureBody,
+  INDICATOR_KINDS,
   SignatureIdParams,
   SignatureList,
   SignatureListQuery,
@@ -51,15 +54,16 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
     },
     async (c, { body }) => {
       const p = c.get('principal')
-      const value = indicator(body.kind, body.value)
+      const what = definition(body)
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const scope = scopeOf(body.scope ?? { all: true })
         await requireMachines(tx, scope.machineIds)
+        const identity = 'value' in what ? what.value : JSON.stringify([what.shape, what.maxJsd])
         const r = await insertSignature(
           tx,
-          `${body.kind}:${createHash('sha256').update(value).digest('hex').slice(0, 40)}`,
+          `${body.kind}:${createHash('sha256').update(identity).digest('hex').slice(0, 40)}`,
           body.kind,
-          value,
+          what,
           {
             name: requireName(body.name),
             description: body.description ?? null,
@@ -175,10 +179,43 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
 }
 
 /**
+ * What the signature matches: an indicator's value, or a flow shape's distribution (each kind
+ * takes its own fields only; a flow shape is matched on the server, so its action is `alert`).
+ */
+function definition(body: Static<typeof CreateSignatureBody>): { value: string } | { shape: StoredShape; maxJsd: number } {
+  const shapeFields = (['shape', 'max_jsd', 'agent_types', 'min_transitions'] as const).filter((k) => body[k] !== undefined)
+  if (body.kind !== 'flow_shape') {
+    if (shapeFields.length > 0) {
+      throw new ValidationError(shapeFields.map((k) => ({ path: `/${k}`, message: 'only for kind flow_shape' })))
+    }
+    if (body.value === undefined) throw new ValidationError([{ path: '/value', message: 'required for this kind' }])
+    return { value: indicator(body.kind, body.value) }
+  }
+  const errors: FieldError[] = []
+  if (body.value !== undefined) errors.push({ path: '/value', message: 'a flow shape has no value: give `shape`' })
+  if (body.action !== 'alert') {
+    errors.push({ path: '/action', message: 'a flow shape is matched on the server, not by daemons: its action is `alert`' })
+  }
+  const parsed = parseShape({
+    shape: body.shape,
+    max_jsd: body.max_jsd,
+    agent_types: body.agent_types,
+    min_transitions: body.min_transitions,
+  })
+  if (!parsed.ok) errors.push(...parsed.problems.map((p) => ({ path: p.pointer, message: p.detail })))
+  if (errors.length > 0 || !parsed.ok) throw new ValidationError(errors)
+  const v = parsed.value
+  return {
+    shape: { shape: v.shape, agent_types: v.agentTypes, min_transitions: v.minTransitions },
+    maxJsd: v.maxJsd,
+  }
+}
+
+/**
  * The value as it is matched (docs/threat-signatures.md), or a 422: what a daemon could not match
  * as it reads, or would match far more widely than it looks, is refused.
  */
-function indicator(kind: Static<typeof CreateSignatureBody>['kind'], raw: string): string {
+export function indicator(kind: (typeof INDICATOR_KINDS)[number], raw: string): string {
   const fail = (message: string): never => {
     throw new ValidationError([{ path: '/value', message }] satisfies FieldError[])
   }

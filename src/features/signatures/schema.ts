@@ -9,10 +9,10 @@ import { Nullable } from '../../lib/schema.ts'
 import { PolicyScope } from '../policies/schema.ts'
 
 export const INDICATOR_KINDS = ['domain', 'url', 'command', 'file_path', 'mcp_tool', 'prompt_injection'] as const
-const Kind = Type.Union(
-  INDICATOR_KINDS.map((k) => Type.Literal(k)),
-  { description: 'What `value` is (docs/threat-signatures.md: how each is matched on the daemon).' },
-)
+export const Kind = Type.Union([...INDICATOR_KINDS.map((k) => Type.Literal(k)), Type.Literal('flow_shape')], {
+  description:
+    'What `value` is (docs/threat-signatures.md: how each is matched on the daemon); `flow_shape`: no value, a `shape` matched on the server (docs/flow-shapes.md).',
+})
 const Action = Type.Union(
   [Type.Literal('block'), Type.Literal('flag'), Type.Literal('require_approval'), Type.Literal('alert')],
   {
@@ -32,11 +32,37 @@ const AnyStatus = Type.Union([Type.Literal('proposed'), ...Status.anyOf])
 const Timestamp = Type.String({ format: 'date-time' })
 const Description = Type.String({ maxLength: 2000 })
 
+/** A flow shape's definition (docs/flow-shapes.md "Writing your own"); validated by `parseShape`. */
+export const FlowShapeFields = {
+  shape: Type.Optional(
+    Type.Record(Type.String(), Type.Number(), {
+      description: '`flow_shape` only: transition (`"read>send"`) → weight; normalised, at least one positive.',
+    }),
+  ),
+  max_jsd: Type.Optional(Type.Number({ description: '`flow_shape` only: a session matches at this JSD or below, in (0, 1].' })),
+  agent_types: Type.Optional(
+    Type.Array(Type.String({ maxLength: 128 }), {
+      maxItems: 32,
+      description: '`flow_shape` only: the platforms it applies to (`claude-code`, …); empty or absent: all.',
+    }),
+  ),
+  min_transitions: Type.Optional(
+    Type.Integer({ description: '`flow_shape` only: transitions a session needs before it can match (default 2).' }),
+  ),
+}
+
 export const CreateSignatureBody = Type.Object(
   {
     name: NameSchema,
     kind: Kind,
-    value: Type.String({ minLength: 1, maxLength: 512, description: 'The indicator: `exfil.example`, `curl -d @~/.aws`, …' }),
+    value: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 512,
+        description: 'The indicator: `exfil.example`, `curl -d @~/.aws`, … (every kind but `flow_shape`).',
+      }),
+    ),
+    ...FlowShapeFields,
     action: Action,
     severity: Severity,
     description: Type.Optional(Nullable(Description)),
@@ -73,10 +99,21 @@ export const SignatureView = Type.Object({
   description: Nullable(Type.String()),
   kind: Type.String(),
   value: Nullable(Type.String()),
+  flow_shape: Nullable(
+    Type.Object({
+      shape: Type.Record(Type.String(), Type.Number()),
+      max_jsd: Type.Number(),
+      agent_types: Type.Array(Type.String()),
+      min_transitions: Type.Integer(),
+    }),
+  ),
   action: Type.String(),
   severity: Severity,
   status: Type.String({ description: '`expired` also once `expires_at` has passed.' }),
-  enforced: Type.Boolean({ description: 'In the managed policy served to daemons now.' }),
+  enforced: Type.Boolean({
+    description:
+      'In force now: an indicator is in the managed policy served to daemons; a flow shape is matched on every new event.',
+  }),
   scope: Type.Object({ all: Type.Boolean(), machine_ids: Type.Array(Type.String()), tags: Type.Array(Type.String()) }),
   expires_at: Nullable(Timestamp),
   source: Type.String({ description: '`custom` (made here), `distilled` (from an alert), `imported`.' }),
