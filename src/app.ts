@@ -17,6 +17,8 @@ import { mountApiTokens } from './features/api-tokens/routes.ts'
 import { mountPolicies } from './features/policies/routes.ts'
 import { mountAuditSync } from './features/audit-sync/routes.ts'
 import { mountSignatures } from './features/signatures/routes.ts'
+import { mountSimulate } from './features/simulate/routes.ts'
+import { mountBackfill } from './features/simulate/backfill-routes.ts'
 import { PostgresBell, RedisBell } from './features/fleet/bell.ts'
 import { FleetHub } from './features/fleet/hub.ts'
 import { mountFleet } from './features/fleet/routes.ts'
@@ -64,7 +66,7 @@ import { requestContext, type AppEnv } from './http/request-context.ts'
 import { createPool, type Sql } from './infra/db.ts'
 import type { Logger } from './infra/log.ts'
 import type { RedisStateStore } from './infra/redis.ts'
-import { createMetrics, type Metrics } from './infra/metrics.ts'
+import { createMetrics, registerFleetStreamsGauge, type Metrics } from './infra/metrics.ts'
 import { Lifecycle } from './lifecycle.ts'
 import pkg from '../package.json' with { type: 'json' }
 
@@ -177,6 +179,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     perMachine: deps.config.FLEET_STREAMS_PER_MACHINE,
   })
   resolver.onRevoked((hashes) => fleet.revoked(hashes))
+  registerFleetStreamsGauge(metrics.registry, () => fleet.size)
   // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
   // for agent, sub-agent and session tokens, before the route reads the body.
   const actionSecret = deps.secrets.derive('action-signature')
@@ -242,6 +245,9 @@ export function composeApp(deps: AppDeps): ComposedApp {
   mountAuditSync(routes, { sql })
   mountPolicies(routes, { sql, fleet })
   mountSignatures(routes, { sql, fleet })
+  mountSimulate(routes, { sql: deps.readSql ?? sql })
+  // Retro-hunt raises alerts: on the primary.
+  mountBackfill(routes, { sql })
   mountDeployTokens(routes, { sql, resolver })
   // One quota per org across every ingest path (v2, API-reference, daemon, lifecycle).
   const limiter = new OrgRateLimiter(deps.config.INGEST_RATE_PER_S, deps.config.INGEST_RATE_BURST, {

@@ -283,3 +283,16 @@ export function registerDeadLetterGauge(registry: Registry, waiting: () => Promi
     },
   })
 }
+
+/** `quint_fleet_streams`: fleet streams held by this instance (docs/fleet-stream.md), read at scrape. */
+export function registerFleetStreamsGauge(registry: Registry, held: () => number): void {
+  if (registry.getSingleMetric('quint_fleet_streams')) return
+  new Gauge({
+    name: 'quint_fleet_streams',
+    help: 'Fleet streams (GET /v1/machines/{id}/stream) held open by this instance.',
+    registers: [registry],
+    collect() {
+      this.set(held())
+    },
+  })
+}

@@ -295,6 +295,9 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
     body: { status: 'disabled', tags: ['laptops'] },
   }),
   createPolicy: async () => ({ token: admin(), body: POLICY }),
+  simulatePolicy: async () => ({ token: admin(), body: { policy: POLICY, days: 1, samples: 5 } }),
+  backfillAlertRule: async () => ({ token: admin(), params: { id: await newRule() }, body: { days: 1 } }),
+  backfillThreatSignature: async () => ({ token: admin(), params: { id: await newSignature() }, body: { days: 1 } }),
   listPolicies: async () => ({ token: admin(), query: { enabled: 'true' } }),
   getPolicy: async () => ({ token: admin(), params: { id: await newPolicy() } }),
   updatePolicy: async () => ({

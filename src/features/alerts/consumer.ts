@@ -29,7 +29,8 @@ import type { WireEvent } from '../../bus/bus.ts'
 import { distilAlerts } from '../signatures/distil.ts'
 import { flowColumns, orgShapes, sessionFlow, stepFlow, type SessionFlow } from '../signatures/flow-match.ts'
 import type { Claimed } from '../../bus/consume-local.ts'
-import { enqueueAlertDeliveries, type InsertedAlert } from '../webhooks/queue.ts'
+import { enqueueAlertDeliveries } from '../webhooks/queue.ts'
+import { contextOf, insertAlerts, type NewAlert } from './repo.ts'
 import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
 import { compileCondition, viewOf, type Predicate } from './condition.ts'
 
@@ -38,16 +39,6 @@ interface Pending {
   machineId: string | null
   order: number
   at: number
-}
-
-interface AlertRow {
-  ruleKey: string
-  ruleId: string | null
-  event: WireEvent
-  machineId: string | null
-  severity: Severity
-  title: string
-  context: Record<string, unknown>
 }
 
 interface CustomRule {
@@ -76,7 +67,8 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
   const state = new Map<string, SessionState>()
   const fired = new Set<string>()
   const flows = new Map<string, SessionFlow>()
-  const shapes = sessions.length > 0 ? await orgShapes(tx) : []
+  const machines = [...new Set(events.map((p) => p.machineId).filter((m): m is string => m !== null))]
+  const shapes = sessions.length > 0 ? await orgShapes(tx, machines) : null
   if (sessions.length > 0) {
     // Two consumers working on the same org's batches at once take the sessions in one order.
     await tx`select pg_advisory_xact_lock(hashtextextended('quint_alert_session:' || app_current_org() || ':' || s, 0))
@@ -98,7 +90,7 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
     for (const r of done) fired.add(r.session_key)
   }
 
-  const alerts: AlertRow[] = []
+  const alerts: NewAlert[] = []
   events.forEach((p, i) => {
     const e = p.event
     const a = analyses[i]!
@@ -130,7 +122,9 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
     }
 
     if (session !== null) {
-      for (const f of stepFlow(flows.get(session)!, e, a, shapes)) add(f.ruleKey, null, f.severity, f.title, f.context)
+      for (const f of stepFlow(flows.get(session)!, e, a, shapes!.forMachine(p.machineId))) {
+        add(f.ruleKey, null, f.severity, f.title, f.context)
+      }
     }
 
     if (rules.length > 0) {
@@ -195,34 +189,4 @@ async function loadRules(tx: Tx): Promise<CustomRule[]> {
     if (c.ok) out.push({ id: r.id, name: r.name, severity: r.severity, test: c.test })
   }
   return out
-}
-
-/** The alert's context snippet: what happened, never the arguments themselves. */
-function contextOf(e: WireEvent): Record<string, unknown> {
-  return {
-    event_id: e.eventId,
-    occurred_at: e.occurredAt,
-    action_type: e.actionType,
-    action: e.action,
-    tool_name: e.toolName,
-    risk_score: e.riskScore,
-    decision: e.decision,
-    blocked: e.blocked,
-    platform: e.platform,
-  }
-}
-
-async function insertAlerts(tx: Tx, rows: AlertRow[]): Promise<InsertedAlert[]> {
-  const col = <T>(f: (r: AlertRow) => T) => rows.map(f)
-  return tx<InsertedAlert[]>`
-    insert into alerts (org_id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
-    select app_current_org(), rule_key, rule_id::uuid, event_key, session_key, machine_id::uuid, agent_key, severity, title,
-           context::jsonb
-      from unnest(${col((r) => r.ruleKey)}::text[], ${col((r) => r.ruleId)}::text[], ${col((r) => r.event.eventKey)}::text[],
-                  ${col((r) => r.event.sessionKey)}::text[], ${col((r) => r.machineId)}::text[],
-                  ${col((r) => r.event.agentKey)}::text[], ${col((r) => r.severity)}::text[], ${col((r) => r.title)}::text[],
-                  ${col((r) => JSON.stringify(r.context))}::text[])
-           as u(rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
-    on conflict (org_id, rule_key, event_key) do nothing
-    returning id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context, status, created_at`
 }

@@ -7,6 +7,8 @@ import type { Tx } from '../../infra/db.ts'
 import type { Keyset } from '../../http/pagination.ts'
 import { EVENT_COLUMNS, type EventRow } from '../events/view.ts'
 import { SESSION_COLUMNS, type SessionRow } from '../sessions/view.ts'
+import type { WireEvent } from '../../bus/bus.ts'
+import type { InsertedAlert } from '../webhooks/queue.ts'
 import type { Severity } from './builtin.ts'
 
 export interface RuleRow {
@@ -190,4 +192,49 @@ export function precedingEvents(
        order by a.occurred_at desc, a.id desc
        limit ${limit}) p
      order by p.occurred_at, p.id`
+}
+
+/** An alert to raise: the rule, the event that fired it and what the alert shows of it. */
+export interface NewAlert {
+  ruleKey: string
+  ruleId: string | null
+  event: WireEvent
+  machineId: string | null
+  severity: Severity
+  title: string
+  context: Record<string, unknown>
+}
+
+/** The alert's context snippet: what happened, never the arguments themselves. */
+export function contextOf(e: WireEvent): Record<string, unknown> {
+  return {
+    event_id: e.eventId,
+    occurred_at: e.occurredAt,
+    action_type: e.actionType,
+    action: e.action,
+    tool_name: e.toolName,
+    risk_score: e.riskScore,
+    decision: e.decision,
+    blocked: e.blocked,
+    platform: e.platform,
+  }
+}
+
+/**
+ * Inserts alerts, once per (org, rule key, event key): the live consumer and a retro-hunt alike
+ * (a rule fires once per event whatever the retries and runs). Returns those inserted now.
+ */
+export async function insertAlerts(tx: Tx, rows: readonly NewAlert[]): Promise<InsertedAlert[]> {
+  const col = <T>(f: (r: NewAlert) => T) => rows.map(f)
+  return tx<InsertedAlert[]>`
+    insert into alerts (org_id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
+    select app_current_org(), rule_key, rule_id::uuid, event_key, session_key, machine_id::uuid, agent_key, severity, title,
+           context::jsonb
+      from unnest(${col((r) => r.ruleKey)}::text[], ${col((r) => r.ruleId)}::text[], ${col((r) => r.event.eventKey)}::text[],
+                  ${col((r) => r.event.sessionKey)}::text[], ${col((r) => r.machineId)}::text[],
+                  ${col((r) => r.event.agentKey)}::text[], ${col((r) => r.severity)}::text[], ${col((r) => r.title)}::text[],
+                  ${col((r) => JSON.stringify(r.context))}::text[])
+           as u(rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context)
+    on conflict (org_id, rule_key, event_key) do nothing
+    returning id, rule_key, rule_id, event_key, session_key, machine_id, agent_key, severity, title, context, status, created_at`
 }

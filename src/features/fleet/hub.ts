@@ -16,7 +16,7 @@
 import type { Sql } from '../../infra/db.ts'
 import { withOrg, type Tx } from '../../infra/db.ts'
 import type { Logger } from '../../infra/log.ts'
-import { machineConfig, type MachineConfig } from '../policies/document.ts'
+import { machineConfig } from '../policies/document.ts'
 import { inScope, type Scope } from '../policies/scope.ts'
 import type { FleetBell } from './bell.ts'
 import { expiredBetween, fleetEventsAfter, type FleetEvent } from './repo.ts'
@@ -41,8 +41,8 @@ export interface HeldStream {
   sink: StreamSink
   /** The last seq this stream was handed. */
   after: number
-  /** What it was last told; null until the first `policy` event. */
-  config: MachineConfig | null
+  /** The `config_version` it was last told (only that is kept: memory per stream); null before the first. */
+  configVersion: string | null
   tags: string[]
 }
 
@@ -225,17 +225,17 @@ export class FleetHub {
  */
 export async function deliver(
   tx: Tx,
-  s: Pick<HeldStream, 'machineId' | 'sink' | 'after' | 'config' | 'tags'>,
+  s: Pick<HeldStream, 'machineId' | 'sink' | 'after' | 'configVersion' | 'tags'>,
   events: readonly FleetEvent[],
   oldest: number | null,
   expired = false,
 ): Promise<'gone' | 'machine_disabled' | 'machine_deleted' | null> {
   // A daemon away for longer than the log keeps: what it missed is gone, its state is not.
-  if (s.config === null && oldest !== null && s.after + 1 < oldest) {
+  if (s.configVersion === null && oldest !== null && s.after + 1 < oldest) {
     if (!s.sink.send('gap', null, { oldest_event_id: oldest, detail: 'Events before this one are no longer kept.' }))
       return 'gone'
   }
-  let reconfigure = s.config === null || expired
+  let reconfigure = s.configVersion === null || expired
   const changes: Record<string, unknown>[] = expired ? [{ type: 'signature_expiry' }] : []
   for (const e of events) {
     if (e.seq <= s.after || (e.machine_id !== null && e.machine_id !== s.machineId)) continue
@@ -268,7 +268,7 @@ export async function deliver(
   }
   if (!reconfigure) return null
   const config = await machineConfig(tx, s.machineId)
-  if (s.config !== null && config.config_version === s.config.config_version) return null
-  s.config = config
+  if (config.config_version === s.configVersion) return null
+  s.configVersion = config.config_version
   return s.sink.send('policy', s.after, { ...config, changes }) ? null : 'gone'
 }

@@ -21,6 +21,7 @@ import { resolveMachine } from '../machines/service.ts'
 import { MachineParams } from '../machines/schema.ts'
 import { deliver, TooManyStreamsError, type FleetHub, type HeldStream, type StreamSink } from './hub.ts'
 import { fleetEventsAfter, lastSeq } from './repo.ts'
+import type { MachineConfig } from '../policies/document.ts'
 import { FleetUpdates, LastEventQuery, UpdatesQuery } from './schema.ts'
 
 export interface FleetDeps {
@@ -78,7 +79,7 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
         },
         sink,
         after,
-        config: null,
+        configVersion: null,
         tags: machineTags,
       }
       let release: () => void
@@ -124,20 +125,22 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
         const { events, oldest } = await fleetEventsAfter(tx, after, [machineId], PAGE)
         const updates: { id: number; event: string; data: unknown }[] = []
         let gap = false
+        let config: MachineConfig | null = null
         const collect: StreamSink = {
           send(event, id, data) {
             if (event === 'gap') gap = true
-            else if (id !== null && event !== 'policy') updates.push({ id, event, data })
+            else if (event === 'policy') config = data as MachineConfig
+            else if (id !== null) updates.push({ id, event, data })
             return true
           },
           comment: () => true,
           close() {},
         }
-        const s = { machineId, sink: collect, after, config: null, tags: m?.tags ?? [] }
+        const s = { machineId, sink: collect, after, configVersion: null, tags: m?.tags ?? [] }
         await deliver(tx, s, events, oldest)
-        return { s, updates, gap, hasMore: events.length === PAGE }
+        return { s, updates, gap, config: config as MachineConfig | null, hasMore: events.length === PAGE }
       })
-      const config = out.s.config as NonNullable<HeldStream['config']> | null
+      const { config } = out
       return c.json({
         machine_id: machineId,
         policy_hash: config?.policy_hash ?? '',
@@ -153,8 +156,9 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
 }
 
 /** A text/event-stream body and the sink that writes to it (SSE framing, a bounded queue). */
+const encoder = new TextEncoder()
+
 function eventStream(): { body: ReadableStream<Uint8Array>; sink: StreamSink; onEnd(fn: () => void): void } {
-  const encoder = new TextEncoder()
   let controller: ReadableStreamDefaultController<Uint8Array> | null = null
   let open = true
   const ends: (() => void)[] = []

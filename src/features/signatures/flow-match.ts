@@ -7,6 +7,7 @@
  */
 import type { WireEvent } from '../../bus/bus.ts'
 import type { Tx } from '../../infra/db.ts'
+import { inScope, type Scope } from '../policies/scope.ts'
 import { commandText, eventLabel, type EventAnalysis, type Severity } from '../alerts/builtin.ts'
 import {
   addEvent,
@@ -31,24 +32,65 @@ export interface StoredShape {
   min_transitions: number
 }
 
-/** The built-ins and the org's active flow-shape signatures (inside `withOrg`). */
-export async function orgShapes(tx: Tx): Promise<FlowShape[]> {
-  const rows = await tx<{ id: string; name: string; severity: Severity; shape: StoredShape; max_jsd: number }[]>`
-    select id, name, severity, shape, max_jsd from threat_signatures
+/** The shapes in force for an org, and which of its machines each takes in. */
+export interface OrgShapes {
+  /** The shapes in force on an event of this machine (null: an event sent without one). */
+  forMachine(machineId: string | null): readonly FlowShape[]
+}
+
+/**
+ * The built-ins (every machine) and the org's active flow-shape signatures, each for the machines
+ * of its scope (inside `withOrg`); `machineIds`: those whose events will be matched.
+ */
+export async function orgShapes(tx: Tx, machineIds: readonly string[]): Promise<OrgShapes> {
+  const rows = await tx<
+    {
+      id: string
+      name: string
+      severity: Severity
+      shape: StoredShape
+      max_jsd: number
+      scope_machine_ids: string[]
+      scope_tags: string[]
+    }[]
+  >`
+    select id, name, severity, shape, max_jsd, scope_machine_ids, scope_tags from threat_signatures
      where kind = 'flow_shape' and status = 'active' and (expires_at is null or expires_at > now())
      order by created_at, id`
-  return [
-    ...BUILTIN_SHAPES,
-    ...rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      severity: r.severity,
-      maxJsd: r.max_jsd,
-      agentTypes: r.shape.agent_types ?? [],
-      shape: r.shape.shape,
-      minTransitions: r.shape.min_transitions ?? 2,
-    })),
-  ]
+  const all = [...BUILTIN_SHAPES, ...rows.map(shapeOf)]
+  const scoped = rows.filter((r) => r.scope_machine_ids.length > 0 || r.scope_tags.length > 0)
+  if (scoped.length === 0) return { forMachine: () => all }
+  const tags = new Map(
+    (await tx<{ id: string; tags: string[] }[]>`select id, tags from machines where id = any(${[...machineIds]}::uuid[])`).map(
+      (m) => [m.id, m.tags],
+    ),
+  )
+  const scopes = new Map<string, Scope>(rows.map((r) => [r.id, { machine_ids: r.scope_machine_ids, tags: r.scope_tags }]))
+  const cache = new Map<string | null, FlowShape[]>()
+  return {
+    forMachine(machineId) {
+      let list = cache.get(machineId)
+      if (!list) {
+        const own = machineId === null ? [] : (tags.get(machineId) ?? [])
+        list = all.filter((sh) => inScope(scopes.get(sh.id), machineId, own))
+        cache.set(machineId, list)
+      }
+      return list
+    },
+  }
+}
+
+/** A flow-shape signature's row as the matcher takes it. */
+export function shapeOf(r: { id: string; name: string; severity: string; shape: StoredShape; max_jsd: number }): FlowShape {
+  return {
+    id: r.id,
+    name: r.name,
+    severity: r.severity as Severity,
+    maxJsd: r.max_jsd,
+    agentTypes: r.shape.agent_types ?? [],
+    shape: r.shape.shape,
+    minTransitions: r.shape.min_transitions ?? 2,
+  }
 }
 
 export interface SessionFlow {
@@ -84,6 +126,7 @@ export function stepFlow(
   analysis: Pick<EventAnalysis, 'credentialRead' | 'outbound'>,
   shapes: readonly FlowShape[],
 ): FlowFinding[] {
+  // `shapes`: those in force on the event's machine (`OrgShapes.forMachine`).
   const capability = capabilityOf(e, analysis)
   addEvent(s.flow, capability)
   s.changed = true
