@@ -4,37 +4,13 @@
  */
 import { describe, expect, test } from 'bun:test'
 import type { WireEvent } from '../../bus/bus.ts'
-import { normalizeDaemonEvent, normalizeIngestItem, type ItemResult } from '../ingest/events.ts'
+import { wireEvents } from '../../../test/helpers/events.ts'
 import { analyzeEvent, BUILTIN_RULES, credentialPath } from './builtin.ts'
 import { findDestructive, isBroadPath, parseShell } from './shell.ts'
 
-const NOW = Date.now()
-const M = '11111111-2222-3333-4444-555555555555'
-
-function wire(r: ItemResult): WireEvent {
-  if (!r.ok) throw new Error(`rejected: ${r.path} ${r.reason}`)
-  return { ...r.event, occurredAt: r.event.occurredAt.toISOString() }
-}
-const v2 = (over: Record<string, unknown> = {}) =>
-  wire(
-    normalizeIngestItem(
-      {
-        schema_version: 2,
-        event_id: crypto.randomUUID(),
-        action_type: 'tools/call',
-        session_id: 's',
-        decision: 'allow',
-        ...over,
-      },
-      '',
-      NOW,
-    ),
-  )
+const { v2, api, daemon } = wireEvents
 const bash = (command: string, over: Record<string, unknown> = {}) =>
   v2({ tool_name: 'Bash', arguments_json: JSON.stringify({ command }), ...over })
-const api = (over: Record<string, unknown>) => wire(normalizeIngestItem({ session_id: 's', ...over }, '', NOW))
-const daemon = (over: Record<string, unknown>) =>
-  wire(normalizeDaemonEvent({ event_id: 'tool-1', agent: 'claude', blocked: false, ...over }, '', NOW, M))
 
 const rules = (e: WireEvent) => analyzeEvent(e).findings.map((f) => f.ruleKey)
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'bun:test'
 import type { WireEvent } from '../../bus/bus.ts'
-import { normalizeDaemonEvent, normalizeIngestItem, type ItemResult } from '../ingest/events.ts'
+import { wireEvents } from '../../../test/helpers/events.ts'
 import {
   addEvent,
   BUILTIN_SHAPES,
@@ -23,36 +23,12 @@ import {
   type FlowShape,
 } from './flow-shape.ts'
 
-const NOW = Date.now()
-const M = '11111111-2222-3333-4444-555555555555'
-
-function wire(r: ItemResult): WireEvent {
-  if (!r.ok) throw new Error(`rejected: ${r.path} ${r.reason}`)
-  return { ...r.event, occurredAt: r.event.occurredAt.toISOString() }
-}
-const v2 = (over: Record<string, unknown> = {}) =>
-  wire(
-    normalizeIngestItem(
-      {
-        schema_version: 2,
-        event_id: crypto.randomUUID(),
-        action_type: 'tools/call',
-        session_id: 's',
-        decision: 'allow',
-        ...over,
-      },
-      '',
-      NOW,
-    ),
-  )
+const { v2, api, daemon } = wireEvents
 const tool = (tool_name: string, args: Record<string, unknown> = {}) => v2({ tool_name, arguments_json: JSON.stringify(args) })
 const bash = (command: string) => tool('Bash', { command })
 const read = (file_path: string) => tool('Read', { file_path })
 const edit = (file_path: string) => tool('Edit', { file_path, old_string: 'a', new_string: 'b' })
 const write = (file_path: string) => tool('Write', { file_path, content: '#!/bin/sh\necho hi' })
-const api = (over: Record<string, unknown>) => wire(normalizeIngestItem({ session_id: 's', ...over }, '', NOW))
-const daemon = (over: Record<string, unknown>) =>
-  wire(normalizeDaemonEvent({ event_id: 'tool-1', agent: 'claude', blocked: false, ...over }, '', NOW, M))
 
 function flowOf(events: WireEvent[]): Flow {
   const flow = emptyFlow()

@@ -182,7 +182,12 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
  * What the signature matches: an indicator's value, or a flow shape's distribution (each kind
  * takes its own fields only; a flow shape is matched on the server, so its action is `alert`).
  */
-function definition(body: Static<typeof CreateSignatureBody>): { value: string } | { shape: StoredShape; maxJsd: number } {
+export function definition(
+  body: Pick<
+    Static<typeof CreateSignatureBody>,
+    'kind' | 'value' | 'action' | 'shape' | 'max_jsd' | 'agent_types' | 'min_transitions'
+  >,
+): { value: string } | { shape: StoredShape; maxJsd: number } {
   const shapeFields = (['shape', 'max_jsd', 'agent_types', 'min_transitions'] as const).filter((k) => body[k] !== undefined)
   if (body.kind !== 'flow_shape') {
     if (shapeFields.length > 0) {

@@ -16,8 +16,8 @@ import type { Sql } from '../../infra/db.ts'
 import { INVISIBLE, requireName } from '../../lib/names.ts'
 import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
 import { BLOCK_PRIORITY, compileRule, managedPolicyId, WATCH_PRIORITY } from '../signatures/compile.ts'
-import { parseShape, type ParsedShape } from '../signatures/flow-shape.ts'
-import { indicator } from '../signatures/routes.ts'
+import { shapeOf } from '../signatures/flow-match.ts'
+import { definition } from '../signatures/routes.ts'
 import type { DaemonRule } from './evaluate.ts'
 import { simulate, withSimulation, type PolicyDraft, type ShapeDraft } from './replay.ts'
 import { SimulateBody, SimulationResult } from './schema.ts'
@@ -115,40 +115,18 @@ function policyDraft(p: NonNullable<Body['policy']>, replaces: string | null): C
   }
 }
 
-const SHAPE_FIELDS = ['shape', 'max_jsd', 'agent_types', 'min_transitions'] as const
-
 function signatureDraft(s: NonNullable<Body['signature']>, orgId: string): Checked {
   const errors: FieldError[] = []
   const scope = attempt(errors, '/signature', () => scopeOf(s.scope ?? { all: true }))
-  const given = SHAPE_FIELDS.filter((k) => s[k] !== undefined)
-  if (s.kind === 'flow_shape') {
-    if (s.value !== undefined) {
-      errors.push({ path: '/signature/value', message: 'a flow shape has no value: give `shape` and `max_jsd`' })
-    }
-    const parsed = parseShape(Object.fromEntries(given.map((k) => [k, s[k]])))
-    if (!parsed.ok) {
-      for (const p of parsed.problems)
-        errors.push({ path: p.pointer === '/' ? '/signature' : `/signature${p.pointer}`, message: p.detail })
-    }
-    if (errors.length > 0) throw new ValidationError(errors)
-    const shape = (parsed as { value: ParsedShape }).value
-    return {
-      draft: {
-        kind: 'flow_shape',
-        shape: { id: 'draft', name: 'Draft flow shape', severity: 'high', ...shape },
-        scope: { machine_ids: scope!.machineIds, tags: scope!.tags },
-      },
-      prefix: '/signature',
-      machineIds: scope!.machineIds,
-    }
+  const what = attempt(errors, '/signature', () => definition(s))
+  if (errors.length > 0 || !what || !scope) throw new ValidationError(errors)
+  const machineIds = scope.machineIds
+  const draftScope = { machine_ids: scope.machineIds, tags: scope.tags }
+  if ('shape' in what) {
+    const shape = shapeOf({ id: 'draft', name: 'Draft flow shape', severity: 'high', shape: what.shape, max_jsd: what.maxJsd })
+    return { draft: { kind: 'flow_shape', shape, scope: draftScope }, prefix: '/signature', machineIds }
   }
-  for (const k of given) errors.push({ path: `/signature/${k}`, message: 'only for a `flow_shape` signature' })
-  const value =
-    s.value === undefined
-      ? void errors.push({ path: '/signature/value', message: 'is required for an indicator' })
-      : attempt(errors, '/signature', () => indicator(s.kind as Parameters<typeof indicator>[0], s.value!))
-  if (errors.length > 0) throw new ValidationError(errors)
-  const rule: DaemonRule = compileRule({ kind: s.kind, value: value!, action: s.action })!
+  const rule: DaemonRule = compileRule({ kind: s.kind, value: what.value, action: s.action })!
   const block = s.action === 'block'
   return {
     draft: {
@@ -158,11 +136,11 @@ function signatureDraft(s: NonNullable<Body['signature']>, orgId: string): Check
       // As the managed policies serve it: blocks above every policy, the others below them all.
       priority: block ? BLOCK_PRIORITY : WATCH_PRIORITY,
       rules: [rule],
-      scope: { machine_ids: scope!.machineIds, tags: scope!.tags },
+      scope: draftScope,
       reportedId: managedPolicyId(orgId, block ? 'block' : 'watch'),
     },
     prefix: '/signature',
-    machineIds: scope!.machineIds,
+    machineIds,
   }
 }
 
