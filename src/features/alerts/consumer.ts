@@ -27,7 +27,7 @@
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
 import { distilAlerts } from '../signatures/distil.ts'
-import { flowColumns, orgShapes, sessionFlow, stepFlow, type SessionFlow } from '../signatures/flow-match.ts'
+import { loadFlows, lockSessions, orgShapes, saveFlows, stepFlow, type SessionFlow } from '../signatures/flow-match.ts'
 import type { Claimed } from '../../bus/consume-local.ts'
 import { enqueueAlertDeliveries } from '../webhooks/queue.ts'
 import { contextOf, insertAlerts, type NewAlert } from './repo.ts'
@@ -66,24 +66,18 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
   const sessions = [...new Set(events.filter((p) => p.event.sessionKey !== null).map((p) => p.event.sessionKey!))].sort()
   const state = new Map<string, SessionState>()
   const fired = new Set<string>()
-  const flows = new Map<string, SessionFlow>()
+  let flows = new Map<string, SessionFlow>()
   const machines = [...new Set(events.map((p) => p.machineId).filter((m): m is string => m !== null))]
   const shapes = sessions.length > 0 ? await orgShapes(tx, machines) : null
   if (sessions.length > 0) {
     // Two consumers working on the same org's batches at once take the sessions in one order.
-    await tx`select pg_advisory_xact_lock(hashtextextended('quint_alert_session:' || app_current_org() || ':' || s, 0))
-               from unnest(${sessions}::text[]) s order by s`
-    const rows = await tx<
-      { session_key: string; at: Date | null; event_key: string | null; flow: unknown; shapes_matched: string[] }[]
-    >`
-      select session_key, credential_read_at as at, credential_event_key as event_key, flow, shapes_matched
+    await lockSessions(tx, sessions)
+    const rows = await tx<{ session_key: string; at: Date; event_key: string | null }[]>`
+      select session_key, credential_read_at as at, credential_event_key as event_key
         from alert_session_state
-       where session_key = any(${sessions}::text[])`
-    const byKey = new Map(rows.map((r) => [r.session_key, r]))
-    for (const r of rows) {
-      if (r.at !== null) state.set(r.session_key, { at: r.at.getTime(), eventKey: r.event_key ?? '', changed: false })
-    }
-    for (const k of sessions) flows.set(k, sessionFlow(byKey.get(k)))
+       where session_key = any(${sessions}::text[]) and credential_read_at is not null`
+    for (const r of rows) state.set(r.session_key, { at: r.at.getTime(), eventKey: r.event_key ?? '', changed: false })
+    flows = await loadFlows(tx, sessions)
     const done = await tx<{ session_key: string }[]>`
       select distinct session_key from alerts
        where rule_key = ${OUTBOUND.key} and session_key = any(${sessions}::text[])`
@@ -146,14 +140,7 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
         where alert_session_state.credential_read_at is null
            or excluded.credential_read_at < alert_session_state.credential_read_at`
   }
-  const touched = flowColumns(flows)
-  if (touched.keys.length > 0) {
-    await tx`
-      insert into alert_session_state (org_id, session_key, flow, shapes_matched)
-      select app_current_org(), k, f::jsonb, m::text[]
-        from unnest(${touched.keys}::text[], ${touched.flows}::text[], ${touched.matched}::text[]) as u(k, f, m)
-      on conflict (org_id, session_key) do update set flow = excluded.flow, shapes_matched = excluded.shapes_matched`
-  }
+  await saveFlows(tx, flows)
   // Webhook deliveries commit with the alerts they announce; only newly inserted alerts count.
   if (alerts.length > 0) {
     const inserted = await insertAlerts(tx, alerts)

@@ -23,6 +23,7 @@ export const PURGE_TARGETS = [
   'sessions',
   'webhook_deliveries',
   'alert_session_state',
+  'session_flows',
   'event_hourly',
   'event_hourly_top',
   'ingest_stats',

@@ -13,9 +13,13 @@
  *
  * - `signature:<shape>` (a flow shape matched, docs/flow-shapes.md): from the event that completed
  *   the shape, its destination host when it sent data out (`domain`), else its exact command line
- *   when it ran, deleted or sent something (`command`); `block`, active at once when the shape is
- *   critical (Exfiltration, Credential Relay), proposed otherwise. A shape completed by anything
+ *   when it ran, deleted or sent something (`command`); `block`. A shape completed by anything
  *   else (Reconnaissance ends on a listing) names no indicator and distils nothing.
+ *
+ * Enforced at once is only a destination host of a critical detection, and never one of the
+ * shared services every developer needs (a hostile or unlucky session must not be able to block
+ * github.com for the fleet); commands, paths and everything less critical are proposed. Values
+ * pass the create route's own checks; redacted text and credentials in URLs are never distilled.
  *
  * One signature per org and indicator (a second detection of the same host adds nothing); each
  * names the alert it came from and is audited as made by the system. A host that is an IP
@@ -23,8 +27,8 @@
  */
 import { createHash } from 'node:crypto'
 import type { Tx } from '../../infra/db.ts'
-import { INVISIBLE } from '../../lib/names.ts'
 import { recordAudit } from '../audit/repo.ts'
+import { indicator } from './definition.ts'
 import { SHAPE_RULE_PREFIX } from './flow-match.ts'
 import type { InsertedAlert } from '../webhooks/queue.ts'
 import { announceSignature, insertSignature, signatureView } from './repo.ts'
@@ -48,34 +52,76 @@ interface Distilled {
   severity: string
 }
 
+/**
+ * Hosts every developer needs (source forges, package registries, model providers): a detection
+ * on one machine never blocks them fleet-wide on its own, however critical; it is proposed.
+ */
+const SHARED_SERVICES = [
+  'github.com',
+  'githubusercontent.com',
+  'gitlab.com',
+  'bitbucket.org',
+  'npmjs.org',
+  'npmjs.com',
+  'yarnpkg.com',
+  'pypi.org',
+  'pythonhosted.org',
+  'crates.io',
+  'golang.org',
+  'rubygems.org',
+  'maven.org',
+  'docker.io',
+  'docker.com',
+  'ghcr.io',
+  'anthropic.com',
+  'openai.com',
+  'googleapis.com',
+]
+const shared = (host: string) => SHARED_SERVICES.some((d) => host === d || host.endsWith(`.${d}`))
+
+/**
+ * The value as a signature of `kind` would hold it, or null: what the create route would refuse,
+ * what went through redaction (it would never match, and it marks where a secret was), and
+ * credentials written into a URL are never distilled.
+ */
+function checked(kind: Distilled['kind'], raw: string): string | null {
+  if (raw.includes('[REDACTED') || /:\/\/[^/\s@]*@/.test(raw)) return null
+  try {
+    return indicator(kind, raw)
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The rule (docs/threat-signatures.md "Distilled from detections"): enforced at once only a
+ * destination host of a critical detection that is not a shared service; everything else
+ * (commands and paths, whatever the severity) is proposed for an admin to accept.
+ */
+function distilled(kind: Distilled['kind'], raw: string, alert: InsertedAlert, name: (v: string) => string): Distilled | null {
+  const value = checked(kind, raw)
+  if (value === null) return null
+  const enforced = kind === 'domain' && alert.severity === 'critical' && !shared(value)
+  return { kind, value, status: enforced ? 'active' : 'proposed', name: name(value), severity: alert.severity }
+}
+
 function indicatorOf(alert: InsertedAlert): Distilled | null {
   const context = (alert.context ?? {}) as { detail?: unknown; capability?: unknown; shape_name?: unknown }
   const detail = typeof context.detail === 'string' ? context.detail : null
   if (detail === null) return null
   if (alert.rule_key.startsWith(SHAPE_RULE_PREFIX)) {
-    const status = alert.severity === 'critical' ? 'active' : 'proposed'
     const shape = String(context.shape_name ?? alert.rule_key)
     const host = context.capability === 'send' ? destinationHost(detail) : null
-    if (host) return { kind: 'domain', value: host, status, name: `${shape}: host ${host}`, severity: alert.severity }
-    const command = detail.trim()
-    if (
-      ['execute', 'delete', 'send'].includes(String(context.capability)) &&
-      command.length >= 4 &&
-      command.length <= 512 &&
-      !INVISIBLE.test(command)
-    ) {
-      return { kind: 'command', value: command, status, name: `${shape}: ${command}`, severity: alert.severity }
-    }
-    return null
+    if (host) return distilled('domain', host, alert, (v) => `${shape}: host ${v}`)
+    if (!['execute', 'delete', 'send'].includes(String(context.capability))) return null
+    return distilled('command', detail.trim(), alert, (v) => `${shape}: ${v}`)
   }
   if (alert.rule_key === 'builtin:outbound_after_credential_read') {
     const host = destinationHost(detail)
-    return host
-      ? { kind: 'domain', value: host, status: 'active', name: `Exfiltration host ${host}`, severity: alert.severity }
-      : null
+    return host ? distilled('domain', host, alert, (v) => `Exfiltration host ${v}`) : null
   }
-  if (alert.rule_key === 'builtin:credential_read' && detail.length >= 4 && detail.length <= 512 && !detail.includes('*')) {
-    return { kind: 'file_path', value: detail, status: 'proposed', name: `Credential read ${detail}`, severity: alert.severity }
+  if (alert.rule_key === 'builtin:credential_read') {
+    return distilled('file_path', detail, alert, (v) => `Credential read ${v}`)
   }
   return null
 }

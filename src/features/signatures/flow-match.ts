@@ -93,18 +93,84 @@ export function shapeOf(r: { id: string; name: string; severity: string; shape: 
   }
 }
 
+/** The latest event keys a session keeps: a retried event (same key) steps its flow once. */
+const RECENT_KEYS = 32
+
 export interface SessionFlow {
   flow: Flow
   matched: Set<string>
+  recent: string[]
   changed: boolean
 }
 
-export function sessionFlow(row: { flow: unknown; shapes_matched: string[] } | undefined): SessionFlow {
-  return {
-    flow: row?.flow ? flowFromJson(row.flow) : emptyFlow(),
-    matched: new Set(row?.shapes_matched ?? []),
-    changed: false,
-  }
+interface FlowRow {
+  session_key: string
+  flow: unknown
+  shapes_matched: string[]
+  recent_keys: string[]
+}
+
+/** The sessions' flows (inside `withOrg`, under the consumer's session locks); new ones empty. */
+export async function loadFlows(tx: Tx, sessions: readonly string[]): Promise<Map<string, SessionFlow>> {
+  const rows = await tx<FlowRow[]>`
+    select session_key, flow, shapes_matched, recent_keys from session_flows where session_key = any(${[...sessions]}::text[])`
+  const byKey = new Map(rows.map((r) => [r.session_key, r]))
+  return new Map(
+    sessions.map((k) => {
+      const r = byKey.get(k)
+      return [
+        k,
+        {
+          flow: r ? flowFromJson(r.flow) : emptyFlow(),
+          matched: new Set(r?.shapes_matched ?? []),
+          recent: r?.recent_keys ?? [],
+          changed: false,
+        },
+      ]
+    }),
+  )
+}
+
+/** Writes back the flows that changed, in one statement. */
+export async function saveFlows(tx: Tx, flows: Map<string, SessionFlow>): Promise<void> {
+  const changed = [...flows.entries()].filter(([, s]) => s.changed)
+  if (changed.length === 0) return
+  const array = (items: Iterable<string>) => `{${[...items].map((m) => `"${m.replace(/["\\]/g, '\\$&')}"`).join(',')}}`
+  await tx`
+    insert into session_flows (org_id, session_key, flow, shapes_matched, recent_keys, updated_at)
+    select app_current_org(), k, f::jsonb, m::text[], r::text[], now()
+      from unnest(${changed.map(([k]) => k)}::text[], ${changed.map(([, s]) => JSON.stringify(flowToJson(s.flow)))}::text[],
+                  ${changed.map(([, s]) => array(s.matched))}::text[], ${changed.map(([, s]) => array(s.recent))}::text[])
+           as u(k, f, m, r)
+    on conflict (org_id, session_key) do update
+      set flow = excluded.flow, shapes_matched = excluded.shapes_matched, recent_keys = excluded.recent_keys,
+          updated_at = excluded.updated_at`
+}
+
+/**
+ * Records, for sessions a retro-hunt raised a shape's alert on, that the shape matched: the live
+ * consumer then never raises it again for them (inside `withOrg`; takes the consumer's session
+ * locks, so a concurrent step of the same session waits).
+ */
+export async function markShapeMatched(tx: Tx, shapeId: string, sessions: readonly string[]): Promise<void> {
+  if (sessions.length === 0) return
+  await lockSessions(tx, sessions)
+  await tx`
+    insert into session_flows (org_id, session_key, flow, shapes_matched)
+    select app_current_org(), s, ${JSON.stringify(flowToJson(emptyFlow()))}::jsonb, array[${shapeId}::text]
+      from unnest(${[...sessions]}::text[]) s
+    on conflict (org_id, session_key) do update
+      set shapes_matched = array(select distinct unnest(session_flows.shapes_matched || excluded.shapes_matched))`
+}
+
+/**
+ * The per-session lock of the alerts consumer: two transactions stepping or marking one session
+ * take it in one order (sorted), so they run one after the other and never deadlock.
+ */
+export async function lockSessions(tx: Tx, sessions: readonly string[]): Promise<void> {
+  const sorted = [...new Set(sessions)].sort()
+  await tx`select pg_advisory_xact_lock(hashtextextended('quint_alert_session:' || app_current_org() || ':' || s, 0))
+             from unnest(${sorted}::text[]) s order by s`
 }
 
 export interface FlowFinding {
@@ -127,6 +193,8 @@ export function stepFlow(
   shapes: readonly FlowShape[],
 ): FlowFinding[] {
   // `shapes`: those in force on the event's machine (`OrgShapes.forMachine`).
+  if (s.recent.includes(e.eventKey)) return []
+  s.recent = [...s.recent.slice(-(RECENT_KEYS - 1)), e.eventKey]
   const capability = capabilityOf(e, analysis)
   addEvent(s.flow, capability)
   s.changed = true
@@ -156,14 +224,4 @@ export function stepFlow(
 function detailOf(e: WireEvent, capability: Capability, analysis: Pick<EventAnalysis, 'outbound'>): string | null {
   const d = capability === 'send' || capability === 'fetch' ? (analysis.outbound ?? commandText(e)) : commandText(e)
   return d === null ? null : d.slice(0, 1000)
-}
-
-/** The touched sessions' state, written back in one statement. */
-export function flowColumns(flows: Map<string, SessionFlow>) {
-  const changed = [...flows.entries()].filter(([, s]) => s.changed)
-  return {
-    keys: changed.map(([k]) => k),
-    flows: changed.map(([, s]) => JSON.stringify(flowToJson(s.flow))),
-    matched: changed.map(([, s]) => `{${[...s.matched].map((m) => `"${m.replace(/["\\]/g, '\\$&')}"`).join(',')}}`),
-  }
 }

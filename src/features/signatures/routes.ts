@@ -9,29 +9,24 @@
  * before and after.
  */
 import { createHash } from 'node:crypto'
-import type { Static } from '@sinclair/typebox'
-import { AppError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
+import { AppError, NotFoundError, ValidationError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
-import { uuidOr, withOrg, type Sql } from '../../infra/db.ts'
-import { INVISIBLE, requireName } from '../../lib/names.ts'
+import { uuidOr, withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import type { FleetRing } from '../fleet/repo.ts'
-import { globProblem, requireMachines, scopeOf } from '../policies/routes.ts'
-import type { StoredShape } from './flow-match.ts'
-import { parseShape } from './flow-shape.ts'
+import { requireMachines, scopeOf } from '../policies/routes.ts'
+import { definition, identityOf } from './definition.ts'
 import { announceSignature, getSignature, insertSignature, listSignatures, signatureView, updateSignature } from './repo.ts'
 import {
   CreateSignatureBody,
-  INDICATOR_KINDS,
   SignatureIdParams,
   SignatureList,
   SignatureListQuery,
   SignatureView,
   UpdateSignatureBody,
 } from './schema.ts'
-
-const DOMAIN = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$/
 
 export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: FleetRing }): void {
   const { sql, fleet } = deps
@@ -58,10 +53,10 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
       const row = await withOrg(sql, p.orgId, async (tx) => {
         const scope = scopeOf(body.scope ?? { all: true })
         await requireMachines(tx, scope.machineIds)
-        const identity = 'value' in what ? what.value : JSON.stringify([what.shape, what.maxJsd])
+        if ('shape' in what) await requireShapeRoom(tx, null)
         const r = await insertSignature(
           tx,
-          `${body.kind}:${createHash('sha256').update(identity).digest('hex').slice(0, 40)}`,
+          `${body.kind}:${createHash('sha256').update(identityOf(what)).digest('hex').slice(0, 40)}`,
           body.kind,
           what,
           {
@@ -152,6 +147,14 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
         if (!before) throw signatureNotFound()
         const scope = body.scope ? scopeOf(body.scope) : { machineIds: before.scope_machine_ids, tags: before.scope_tags }
         await requireMachines(tx, scope.machineIds)
+        if (before.kind === 'flow_shape') {
+          if (body.action !== undefined && body.action !== 'alert') {
+            throw new ValidationError([
+              { path: '/action', message: 'a flow shape is matched on the server, not by daemons: its action is `alert`' },
+            ])
+          }
+          if (body.status === 'active' && before.status !== 'active') await requireShapeRoom(tx, id)
+        }
         const after = await updateSignature(tx, id, {
           name: body.name === undefined ? before.name : requireName(body.name),
           description: body.description === undefined ? before.description : body.description,
@@ -178,90 +181,17 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
   )
 }
 
-/**
- * What the signature matches: an indicator's value, or a flow shape's distribution (each kind
- * takes its own fields only; a flow shape is matched on the server, so its action is `alert`).
- */
-export function definition(
-  body: Pick<
-    Static<typeof CreateSignatureBody>,
-    'kind' | 'value' | 'action' | 'shape' | 'max_jsd' | 'agent_types' | 'min_transitions'
-  >,
-): { value: string } | { shape: StoredShape; maxJsd: number } {
-  const shapeFields = (['shape', 'max_jsd', 'agent_types', 'min_transitions'] as const).filter((k) => body[k] !== undefined)
-  if (body.kind !== 'flow_shape') {
-    if (shapeFields.length > 0) {
-      throw new ValidationError(shapeFields.map((k) => ({ path: `/${k}`, message: 'only for kind flow_shape' })))
-    }
-    if (body.value === undefined) throw new ValidationError([{ path: '/value', message: 'required for this kind' }])
-    return { value: indicator(body.kind, body.value) }
-  }
-  const errors: FieldError[] = []
-  if (body.value !== undefined) errors.push({ path: '/value', message: 'a flow shape has no value: give `shape`' })
-  if (body.action !== 'alert') {
-    errors.push({ path: '/action', message: 'a flow shape is matched on the server, not by daemons: its action is `alert`' })
-  }
-  const parsed = parseShape({
-    shape: body.shape,
-    max_jsd: body.max_jsd,
-    agent_types: body.agent_types,
-    min_transitions: body.min_transitions,
-  })
-  if (!parsed.ok) errors.push(...parsed.problems.map((p) => ({ path: p.pointer, message: p.detail })))
-  if (errors.length > 0 || !parsed.ok) throw new ValidationError(errors)
-  const v = parsed.value
-  return {
-    shape: { shape: v.shape, agent_types: v.agentTypes, min_transitions: v.minTransitions },
-    maxJsd: v.maxJsd,
-  }
-}
+/** Active flow shapes an org may have: each is matched on every event of every session. */
+export const MAX_ACTIVE_SHAPES = 50
 
-/**
- * The value as it is matched (docs/threat-signatures.md), or a 422: what a daemon could not match
- * as it reads, or would match far more widely than it looks, is refused.
- */
-export function indicator(kind: (typeof INDICATOR_KINDS)[number], raw: string): string {
-  const fail = (message: string): never => {
-    throw new ValidationError([{ path: '/value', message }] satisfies FieldError[])
-  }
-  const value = raw.trim()
-  if (INVISIBLE.test(value)) fail('must not contain control, format or separator characters')
-  switch (kind) {
-    case 'domain': {
-      const d = value.toLowerCase()
-      if (!DOMAIN.test(d)) fail('a host name with a dot, without a scheme, port, path or `*` (exfil.example)')
-      return d
-    }
-    case 'url': {
-      let url: URL | null = null
-      try {
-        url = new URL(value)
-      } catch {
-        fail('an absolute http(s) URL')
-      }
-      if (!url || !/^https?:$/.test(url.protocol) || !DOMAIN.test(url.hostname.toLowerCase())) {
-        fail('an absolute http(s) URL with a host name (not an IP address)')
-      }
-      // The daemon matches a host, never a path: a URL with one would block far more than it says.
-      if (url!.pathname !== '/' || url!.search !== '' || url!.hash !== '') {
-        fail('the daemon matches hosts, not paths: give the URL without a path, or a domain signature')
-      }
-      return url!.toString()
-    }
-    case 'mcp_tool': {
-      const why = globProblem(value)
-      if (why) fail(why)
-      if (value.includes('*')) fail('one tool, by its exact name: no `*`')
-      return value
-    }
-    default:
-      // Matched as a substring of a call's arguments: a short value would match nearly everything.
-      if (value.replace(/\*/g, '').length < 4)
-        fail('at least 4 characters besides `*`: it is matched as a substring of every call')
-      // The daemon drops every `*` of a condition: one inside would leave a substring that is not this one.
-      if (value.slice(1, -1).includes('*'))
-        fail('`*` only at the start or the end: the daemon drops it, joining what is around it')
-      return value
+async function requireShapeRoom(tx: Tx, except: string | null): Promise<void> {
+  const [row] = await tx<{ n: number }[]>`
+    select count(*)::int as n from threat_signatures
+     where kind = 'flow_shape' and status = 'active' and id is distinct from ${except}::uuid`
+  if (row!.n >= MAX_ACTIVE_SHAPES) {
+    throw new ValidationError([
+      { path: '/', message: `an organization has at most ${MAX_ACTIVE_SHAPES} active flow shapes: expire one first` },
+    ])
   }
 }
 

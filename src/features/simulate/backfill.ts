@@ -19,10 +19,10 @@ import { compileCondition } from '../alerts/condition.ts'
 import { insertAlerts, type NewAlert } from '../alerts/repo.ts'
 import { inScope, type Scope } from '../policies/scope.ts'
 import { compileRule } from '../signatures/compile.ts'
-import { SHAPE_RULE_PREFIX } from '../signatures/flow-match.ts'
+import { lockSessions, markShapeMatched, SHAPE_RULE_PREFIX } from '../signatures/flow-match.ts'
 import { addEvent, capabilityOf, emptyFlow, matchShapes, type FlowShape } from '../signatures/flow-shape.ts'
 import { compileEvaluator } from './evaluate.ts'
-import { daemonInputs, requireWindow, SIMULATION_LIMITS, wireEventOf, type StoredAction } from './replay.ts'
+import { Budget, daemonInputs, requireWindow, SIMULATION_LIMITS, wireEventOf, type StoredAction } from './replay.ts'
 
 export interface BackfillResult {
   days: number
@@ -88,9 +88,11 @@ export async function backfillRule(
   if (!compiled.ok) return { ...window, evaluated: 0, matched: 0, created: 0 }
   const out = new Writer(tx)
   let evaluated = 0
+  const budget = new Budget()
   const rows = tx<StoredAction[]>`select ${COLUMNS(tx)} from actions where created_at >= ${window.since}::timestamptz`
   for await (const batch of rows.cursor(SIMULATION_LIMITS.cursorRows)) {
     for (const row of batch) {
+      await budget.yield()
       evaluated++
       const e = wireEventOf(row)
       if (!compiled.test({ event: e })) continue
@@ -133,6 +135,7 @@ export async function backfillSignature(tx: Tx, sig: BackfillSignature, days: nu
   const covers = (machineId: string | null) => inScope(sig.scope, machineId, machineId ? (tags.get(machineId) ?? []) : [])
   const ruleKey = `${SHAPE_RULE_PREFIX}${sig.id}`
   const out = new Writer(tx)
+  const budget = new Budget()
   const alert = (e: WireEvent, row: StoredAction, context: Record<string, unknown>): NewAlert => ({
     ruleKey,
     ruleId: null,
@@ -151,6 +154,8 @@ export async function backfillSignature(tx: Tx, sig: BackfillSignature, days: nu
         (r) => r.session_key,
       ),
     )
+    // Every event steps its session's flow; a match counts on a machine of the scope, as live.
+    const found: NewAlert[] = []
     let session: string | null = null
     let flow = emptyFlow()
     let skip = false
@@ -159,21 +164,30 @@ export async function backfillSignature(tx: Tx, sig: BackfillSignature, days: nu
        order by session_key, occurred_at, id`
     for await (const batch of rows.cursor(SIMULATION_LIMITS.cursorRows)) {
       for (const row of batch) {
+        await budget.yield()
         evaluated++
         if (row.session_key !== session) {
           session = row.session_key
           flow = emptyFlow()
           skip = done.has(session!)
         }
-        if (skip || !covers(row.machine_id)) continue
+        if (skip) continue
         const e = wireEventOf(row)
         addEvent(flow, capabilityOf(e))
+        if (!covers(row.machine_id)) continue
         const [m] = matchShapes(flow, [shape], row.platform)
         if (!m) continue
         skip = true
-        await out.add(alert(e, row, { shape_id: shape.id, jsd: Math.round(m.jsd * 1e4) / 1e4 }))
+        found.push(alert(e, row, { shape_id: shape.id, jsd: Math.round(m.jsd * 1e4) / 1e4 }))
       }
     }
+    // Under the consumer's session locks, taken before any alert is written (one order, no
+    // deadlock with it): the alerts, and the sessions marked so that it never raises them again.
+    const sessions = found.map((f) => f.event.sessionKey!)
+    await lockSessions(tx, sessions)
+    for (const f of found) await out.add(f)
+    await out.flush()
+    await markShapeMatched(tx, sig.id, sessions)
   } else {
     const rule = compileRule({ kind: sig.kind, value: sig.value, action: sig.action })
     if (!rule) return { ...window, evaluated: 0, matched: 0, created: 0 }
@@ -181,6 +195,7 @@ export async function backfillSignature(tx: Tx, sig: BackfillSignature, days: nu
     const rows = tx<StoredAction[]>`select ${COLUMNS(tx)} from actions where created_at >= ${window.since}::timestamptz`
     for await (const batch of rows.cursor(SIMULATION_LIMITS.cursorRows)) {
       for (const row of batch) {
+        await budget.yield()
         evaluated++
         if (!covers(row.machine_id)) continue
         const input = daemonInputs(row)

@@ -32,7 +32,7 @@
  * uses the latter three.
  */
 import type { WireEvent } from '../../bus/bus.ts'
-import { AppError, UnavailableError, ValidationError } from '../../errors.ts'
+import { AppError, RateLimitedError, UnavailableError, ValidationError } from '../../errors.ts'
 import { pgErrorCode, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { inScope, type Scope } from '../policies/scope.ts'
 import { managedPolicies, type CompiledSignature } from '../signatures/compile.ts'
@@ -45,9 +45,42 @@ export const SIMULATION_LIMITS = {
   maxRows: 200_000,
   /** `statement_timeout` of every statement of a simulation (the count, each fetch of the cursor). */
   statementTimeoutMs: 20_000,
-  /** Rows fetched per round trip of the cursor. */
-  cursorRows: 2_000,
+  /** Rows fetched per round trip of the cursor (memory: this many rows, at most 1 MiB of arguments each). */
+  cursorRows: 200,
+  /** Time a replay may spend evaluating; past it, it stops with 422 `simulation_too_large`. */
+  evaluationMs: 20_000,
+  /** Replays running at once on one instance (one per org): each holds a connection and CPU. */
+  concurrent: 2,
 }
+
+/** Time between two hand-backs of the event loop during a replay (other requests run meanwhile). */
+const SLICE_MS = 10
+
+/**
+ * A replay's clock, checked at every row: every SLICE_MS it lets the event loop serve other
+ * requests, and past `evaluationMs` it stops the replay (422: the window is too large for it).
+ */
+export class Budget {
+  readonly #start = performance.now()
+  #slice = performance.now()
+
+  async yield(): Promise<void> {
+    const now = performance.now()
+    if (now - this.#start > SIMULATION_LIMITS.evaluationMs) {
+      throw new AppError(
+        422,
+        'simulation_too_large',
+        `The replay needs more than ${SIMULATION_LIMITS.evaluationMs / 1000} s of evaluation; ask for fewer days (or a draft with fewer conditions).`,
+        { extensions: { max_evaluation_ms: SIMULATION_LIMITS.evaluationMs } },
+      )
+    }
+    if (now - this.#slice < SLICE_MS) return
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    this.#slice = performance.now()
+  }
+}
+
+const running = new Set<string>()
 
 /** What a simulation reads of a stored action; the optional fields only fill `wireEventOf`. */
 export interface StoredAction {
@@ -204,16 +237,29 @@ const TOP_SHADOWS = 10
  */
 export async function withSimulation<T>(sql: Sql, orgId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
   const ms = SIMULATION_LIMITS.statementTimeoutMs
+  // One replay per org, and a few per instance: a replay holds a connection and evaluates in this
+  // process, so they must not crowd out everything else.
+  if (running.has(orgId) || running.size >= SIMULATION_LIMITS.concurrent) {
+    throw new RateLimitedError('Another simulation or retro-hunt is running; try again in a few seconds.', 5)
+  }
+  running.add(orgId)
   try {
     return await withOrg(sql, orgId, async (tx) => {
       await tx`select set_config('statement_timeout', ${String(ms)}, true)`
       return fn(tx)
     })
   } catch (err) {
-    if (pgErrorCode(err) === '57014') {
+    const code = pgErrorCode(err)
+    if (code === '57014') {
       throw new UnavailableError(`The simulation ran past its statement timeout (${ms} ms); try fewer days.`, 5, err)
     }
+    // A replica's recovery conflict, or a deadlock with the live consumer: nothing was kept; retry.
+    if (code === '40001' || code === '40P01') {
+      throw new UnavailableError('The replay was interrupted by concurrent work and rolled back; retry.', 2, err)
+    }
     throw err
+  } finally {
+    running.delete(orgId)
   }
 }
 
@@ -406,8 +452,10 @@ async function replayPolicies(
   let shadowed = 0
   const rows = tx<StoredAction[]>`
     select ${ROW_COLUMNS(tx)} from actions where created_at >= now() - make_interval(days => ${days})`
+  const budget = new Budget()
   for await (const batch of rows.cursor(SIMULATION_LIMITS.cursorRows)) {
     for (const row of batch) {
+      await budget.yield()
       evaluated++
       const { evaluate, draftApplies } = forMachine(row.machine_id)
       if (!draftApplies) continue
@@ -445,8 +493,10 @@ async function replayShape(
   const rows = tx<StoredAction[]>`
     select ${ROW_COLUMNS(tx)} from actions where created_at >= now() - make_interval(days => ${days})
      order by session_key, occurred_at, id`
+  const budget = new Budget()
   for await (const batch of rows.cursor(SIMULATION_LIMITS.cursorRows)) {
     for (const row of batch) {
+      await budget.yield()
       evaluated++
       // Events without a session have no flow (docs/flow-shapes.md).
       if (row.session_key === null) continue
@@ -455,8 +505,10 @@ async function replayShape(
         flow = emptyFlow()
         matched = false
       }
-      if (matched || !inScope(scope, row.machine_id, row.machine_id ? (tags.get(row.machine_id) ?? []) : [])) continue
+      if (matched) continue
+      // Every event steps the flow; a match counts on a machine of the scope, as in the consumer.
       addEvent(flow, capabilityOf(wireEventOf(row)))
+      if (!inScope(scope, row.machine_id, row.machine_id ? (tags.get(row.machine_id) ?? []) : [])) continue
       if (matchShapes(flow, [shape], row.platform).length === 0) continue
       matched = true
       const { toolName, agentName } = daemonInputs(row)
