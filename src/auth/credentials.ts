@@ -231,7 +231,7 @@ export class CredentialResolver {
    * The principal for a raw opaque token, or null when it is unknown, revoked (a deploy token:
    * retired, see `OpaquePrincipal.retired`) or expired. `ip` is the caller's, for `last_used_ip`.
    */
-  async resolve(raw: string, ip: string | null = null): Promise<OpaquePrincipal | null> {
+  async resolve(raw: string, ip: string | null = null, countUse = true): Promise<OpaquePrincipal | null> {
     if (!isOpaqueToken(raw)) return null
     const hash = hashToken(raw)
     const key = hash.toString('hex')
@@ -249,7 +249,7 @@ export class CredentialResolver {
       }
     }
     if (!entry.principal || entry.validUntil <= now) return null
-    this.#used(entry.principal, ip, now)
+    if (countUse) this.#used(entry.principal, ip, now)
     return entry.principal
   }
 

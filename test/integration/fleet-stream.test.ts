@@ -330,6 +330,116 @@ describe('the stream ends', () => {
   })
 })
 
+describe('what a hostile or unlucky client cannot do', () => {
+  /** Writes `n` events addressed to `machine` straight into the org's log (a backlog). */
+  async function backlog(org: CreatedOrg, machine: string, n: number, kind = 'override') {
+    const [row] = await db.owner<{ seq: string }[]>`
+      insert into fleet_cursors (org_id, seq) values (${org.org_id}, ${n})
+      on conflict (org_id) do update set seq = fleet_cursors.seq + ${n} returning seq`
+    const end = Number(row!.seq)
+    await db.owner`
+      insert into fleet_events (org_id, seq, machine_id, kind, data)
+      select ${org.org_id}, g, ${machine}::uuid, ${kind}, jsonb_build_object('event_id', 'e' || g)
+        from generate_series(${end - n + 1}::bigint, ${end}::bigint) g`
+    return end
+  }
+
+  test('a backlog for other machines never stalls a stream: it moves past it and hears what follows', async () => {
+    const org = await createOrg(db.app, `backlog ${crypto.randomUUID()}`, 'cli')
+    const quiet = await register(org)
+    const busy = await register(org)
+    await backlog(org, busy.id, 1_200)
+    const { reader } = await open(one, quiet.id, quiet.token, { 'last-event-id': '0' })
+    await reader.next((e) => e.event === 'policy')
+    const from = reader.events.length
+    expect((await admin('PATCH', '/v1/org', { proxy_domains: ['after.backlog.example'] }, org)).status).toBe(200)
+    const next = await reader.next((e) => e.event === 'policy', from)
+    expect(next.data.domains).toContain('after.backlog.example')
+    expect(reader.events.some((e) => e.event === 'override')).toBe(false)
+  })
+
+  test('a resumed stream gets a large backlog of its own whole, then its policy, and stays open', async () => {
+    const org = await createOrg(db.app, `own backlog ${crypto.randomUUID()}`, 'cli')
+    const m = await register(org)
+    const end = await backlog(org, m.id, 300)
+    const { reader } = await open(one, m.id, m.token, { 'last-event-id': '0' })
+    const policy = await reader.next((e) => e.event === 'policy')
+    expect(reader.events.filter((e) => e.event === 'override')).toHaveLength(300)
+    expect(Number(policy.id)).toBe(end)
+    expect(reader.ended).toBe(false)
+  })
+
+  test('a machine disabled and enabled again resumes its stream past the old disable', async () => {
+    const m = await register(a)
+    const first = await open(one, m.id, m.token)
+    const start = await first.reader.next((e) => e.event === 'policy')
+    expect((await admin('PATCH', `/v1/machines/${m.id}`, { status: 'disabled' })).status).toBe(200)
+    await first.reader.next((e) => e.event === 'closed')
+    expect((await admin('PATCH', `/v1/machines/${m.id}`, { status: 'active' })).status).toBe(200)
+    // Disabling revoked its service token: the deploy token that registered it resumes.
+    const again = await open(two, m.id, a.deploy_token, { 'last-event-id': start.id! })
+    await again.reader.next((e) => e.event === 'policy')
+    expect(again.reader.events.filter((e) => e.event === 'closed')).toEqual([])
+    const polled = await two.call('GET', `/v1/machines/${m.id}/updates?after=${start.id}`, { token: a.deploy_token })
+    expect(polled.status).toBe(200)
+    expect(polled.body.policy_hash).toBe((await heartbeat(one, m.id, a.deploy_token)).body.policy_hash)
+  })
+
+  test("only the machine's own credentials open its stream or poll its updates", async () => {
+    const m = await register(a)
+    const ingestOnly = await admin('POST', '/v1/tokens', { kind: 'service', name: 'ingest', scopes: ['ingest'] })
+    expect(ingestOnly.status).toBe(201)
+    for (const token of [a.admin_key, ingestOnly.body.token]) {
+      const s = await stream(one, m.id, token)
+      expect(s.res.status).toBe(403)
+      expect((await one.call('GET', `/v1/machines/${m.id}/updates`, { token })).status).toBe(403)
+    }
+    expect((await stream(one, m.id, a.deploy_token)).res.status).toBe(200)
+  })
+
+  test('a revoked deploy token keeps the stream of a machine it registered (it still serves it)', async () => {
+    const org = await createOrg(db.app, `retired ${crypto.randomUUID()}`, 'cli')
+    const m = await register(org)
+    const { reader } = await open(one, m.id, org.deploy_token)
+    await reader.next((e) => e.event === 'policy')
+    const deploy = (await admin('GET', '/v1/deploy-tokens', undefined, org)).body.deploy_tokens[0]
+    expect((await admin('DELETE', `/v1/deploy-tokens/${deploy.id}`, undefined, org)).status).toBe(204)
+    await Bun.sleep(300)
+    expect(reader.events.filter((e) => e.event === 'closed')).toEqual([])
+    expect((await heartbeat(one, m.id, org.deploy_token)).status).toBe(200)
+  })
+
+  test('a Last-Event-ID past the end of the log: told, started from the end, and later events arrive', async () => {
+    const m = await register(a)
+    const { reader } = await open(one, m.id, m.token, { 'last-event-id': '999999999999' })
+    expect((await reader.next((e) => e.event === 'gap')).data.detail).toContain('past the end')
+    await reader.next((e) => e.event === 'policy')
+    const from = reader.events.length
+    await admin('POST', '/v1/threat-signatures', {
+      name: 'after restore',
+      kind: 'domain',
+      value: `restore-${crypto.randomUUID().slice(0, 8)}.example`,
+      action: 'flag',
+      severity: 'low',
+    })
+    await reader.next((e) => e.event === 'signature', from)
+  })
+
+  test('at the org bound, a machine reconnecting replaces its own stream instead of being refused', async () => {
+    const bounded = testApp(db, { FLEET_STREAMS_PER_ORG: '1' })
+    await bounded.ready
+    const org = await createOrg(db.app, `full ${crypto.randomUUID()}`, 'cli')
+    const m = await register(org)
+    const first = await open(bounded, m.id, m.token)
+    await first.reader.next((e) => e.event === 'policy')
+    const second = await open(bounded, m.id, m.token)
+    await second.reader.next((e) => e.event === 'policy')
+    await first.reader.next((e) => e.event === 'replaced')
+    const other = await register(org)
+    expect((await stream(bounded, other.id, other.token)).res.status).toBe(429)
+  })
+})
+
 describe('cluster mode: Redis pub/sub', () => {
   let redisOne: RedisStateStore
   let redisTwo: RedisStateStore

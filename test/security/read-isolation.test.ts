@@ -29,6 +29,8 @@ const ELSEWHERE: Record<string, string> = {
   '/keys/public/:org_id': 'public by design: an org’s JWT verification keys',
   '/overrides/:event_id': 'override decisions: the override token’s own event (test/integration/overrides.test.ts)',
   '/v1/machines/:id/policies': 'a machine credential’s own route (test/integration/machines.test.ts)',
+  '/v1/machines/:id/stream': 'the machine’s own credential only (test/integration/fleet-stream.test.ts)',
+  '/v1/machines/:id/updates': 'the machine’s own credential only (test/integration/fleet-stream.test.ts)',
   '/v1/dead-letters/:id': 'the operator’s dead-letter queue (test/integration/dead-letters.test.ts)',
   '/v1/webhooks/:id/deliveries/:delivery_id': 'webhook deliveries (test/integration/webhook-isolation.test.ts)',
 }

@@ -144,9 +144,10 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
   // Webhook deliveries commit with the alerts they announce; only newly inserted alerts count.
   if (alerts.length > 0) {
     const inserted = await insertAlerts(tx, alerts)
-    await enqueueAlertDeliveries(tx, inserted)
-    // A detection on one machine becomes every machine's prevention (issue 11).
+    // A detection on one machine becomes every machine's prevention (issue 11). First: the fleet
+    // log's lock is taken before the webhook queue's in every transaction (no deadlock).
     await distilAlerts(tx, inserted)
+    await enqueueAlertDeliveries(tx, inserted)
   }
 }
 

@@ -6,23 +6,33 @@
  *   here (one transaction, whatever the number of daemons), and hands each stream its events:
  *   `signature` (in its machine's scope), `override` (addressed to it), and `policy` whenever
  *   its machine's configuration (policy hash, domains) differs from what it was last sent.
- * - Streams of one org are read by one pump at a time; a ring during a pump runs it once more.
+ *   Machines that cannot differ (the same tags, named by no scope) share one configuration read.
+ * - Every stream of the pump moves past the page read, whether or not its events were in it, so
+ *   one stream far behind never holds the others back. Streams of one org are read by one pump
+ *   at a time; a ring during a pump runs it once more.
+ * - A configuration owed (the events that changed it were read, the `policy` event not yet sent,
+ *   a database error in between) stays owed until it is sent.
  * - Every `keepAliveMs`: a comment on every stream, every credential checked again, every org
- *   read again (the catch-up for a ring that was lost).
- * - A revoked credential's streams close at once (`revoked`, from the credential resolver on
- *   this instance and, in cluster mode, from every other); a disabled or deleted machine's when
- *   its `machine` event is read.
+ *   read again (the catch-up for a lost ring, and signature expiries, which no write announces).
+ * - A revoked credential's streams are checked at once (`revoked`, from the credential resolver
+ *   on this instance and, in cluster mode, every other), and end unless it still holds the
+ *   machine (a revoked deploy token keeps serving the machines it registered); a disabled
+ *   machine's end when its `machine` event is read.
  */
 import type { Sql } from '../../infra/db.ts'
 import { withOrg, type Tx } from '../../infra/db.ts'
 import type { Logger } from '../../infra/log.ts'
-import { machineConfig } from '../policies/document.ts'
+import { machineConfig, type MachineConfig } from '../policies/document.ts'
 import { inScope, type Scope } from '../policies/scope.ts'
 import type { FleetBell } from './bell.ts'
-import { expiredBetween, fleetEventsAfter, type FleetEvent } from './repo.ts'
+import { expiredBetween, fleetEventsAfter, scopedMachines, type FleetEvent } from './repo.ts'
 
-/** Events read per stream and pump; a pump that reads a full page runs again. */
+/** Events read per pump; a pump that reads a full page runs again. */
 const PAGE = 500
+/** The changes one `policy` event lists (the rest are summed up by their count). */
+const MAX_CHANGES = 50
+/** Credentials checked at once by a recheck. */
+const RECHECK_CONCURRENCY = 16
 
 export interface StreamSink {
   /** Writes one SSE event; false when the client is gone or too far behind (then it is closed). */
@@ -34,16 +44,18 @@ export interface StreamSink {
 export interface HeldStream {
   orgId: string
   machineId: string
-  /** The presented credential's SHA-256 hex, when opaque: its revocation closes the stream at once. */
+  /** The presented credential's SHA-256 hex: its revocation makes the stream check it at once. */
   tokenHash: string | null
-  /** Authenticates the credential again (a JWT's revocation or expiry, another instance's cache). */
+  /** Whether the credential still holds the machine (re-authenticated, the machine re-read). */
   stillValid(): Promise<boolean>
   sink: StreamSink
-  /** The last seq this stream was handed. */
+  /** The last seq this stream was handed (or skipped, as not its own). */
   after: number
   /** The `config_version` it was last told (only that is kept: memory per stream); null before the first. */
   configVersion: string | null
   tags: string[]
+  /** Changes read whose `policy` event is not sent yet (null: none owed). */
+  owed: Record<string, unknown>[] | null
 }
 
 export interface HubOptions {
@@ -59,12 +71,13 @@ export class TooManyStreamsError extends Error {}
 
 export class FleetHub {
   readonly #orgs = new Map<string, Set<HeldStream>>()
-  readonly #pumping = new Map<string, { again: boolean; done: Promise<void> }>()
+  readonly #pumping = new Map<string, { again: boolean }>()
   #timer: ReturnType<typeof setInterval> | null = null
   #lastTick = new Date()
-  /** Per org, the last tick: signatures that expired since then change configurations with no event. */
+  /** Per org, since when signature expiries are still to be checked (kept until a pump succeeds). */
   readonly #expiredSince = new Map<string, Date>()
-
+  #rechecking: Promise<void> | null = null
+  #recheckAgain = false
   private readonly o: HubOptions
 
   constructor(options: HubOptions) {
@@ -100,29 +113,37 @@ export class FleetHub {
 
   /**
    * Holds a stream; its first pump replays what it missed after `after` and sends its machine's
-   * configuration. Throws TooManyStreamsError past the org's bound; past the machine's, its
-   * oldest stream is closed (the daemon reconnected before its old connection timed out).
+   * configuration. Past the machine's bound its oldest stream is closed first (the daemon
+   * reconnected before its old connection timed out: never locked out); then past the org's
+   * bound, TooManyStreamsError.
    */
   add(stream: HeldStream): () => void {
     let set = this.#orgs.get(stream.orgId)
-    if (set && set.size >= this.o.perOrg) throw new TooManyStreamsError()
     if (!set) this.#orgs.set(stream.orgId, (set = new Set()))
     const same = [...set].filter((s) => s.machineId === stream.machineId)
-    for (const old of same.slice(0, Math.max(0, same.length - this.o.perMachine + 1))) {
+    let replace = Math.max(0, same.length - this.o.perMachine + 1)
+    // At the org's bound, a machine that holds a stream gives up its oldest rather than be refused.
+    if (set.size - replace >= this.o.perOrg && same.length > replace) replace++
+    for (const old of same.slice(0, replace)) {
       old.sink.send('replaced', null, { reason: 'another stream of this machine connected' })
       this.#drop(old)
     }
+    if (set.size >= this.o.perOrg) {
+      if (set.size === 0) this.#orgs.delete(stream.orgId)
+      throw new TooManyStreamsError()
+    }
+    // A replaced stream may have been the org's last: its set left the map with it.
+    this.#orgs.set(stream.orgId, set)
     set.add(stream)
     this.#pump(stream.orgId)
     return () => this.#remove(stream)
   }
 
-  /** Opaque credentials just revoked (by hash hex): their streams close now. */
+  /** Opaque credentials just revoked (by hash hex): their streams check them now. */
   revoked(hashHexes: readonly string[]): void {
     const gone = new Set(hashHexes)
-    for (const set of this.#orgs.values()) {
-      for (const s of set) if (s.tokenHash && gone.has(s.tokenHash)) this.#close(s, 'credential_revoked')
-    }
+    const hit = [...this.#orgs.values()].flatMap((set) => [...set].filter((s) => s.tokenHash && gone.has(s.tokenHash)))
+    void this.#check(hit, 'credential_revoked')
   }
 
   /** Some credential was revoked without a hash to match (a JWT): check every stream's again. */
@@ -150,21 +171,39 @@ export class FleetHub {
     const since = this.#lastTick
     this.#lastTick = new Date()
     for (const set of this.#orgs.values()) for (const s of set) if (!s.sink.comment('keep-alive')) this.#drop(s)
+    for (const org of this.#orgs.keys()) if (!this.#expiredSince.has(org)) this.#expiredSince.set(org, since)
     await this.#recheckAll()
-    for (const org of this.#orgs.keys()) {
-      this.#expiredSince.set(org, since)
-      this.#pump(org)
-    }
+    this.#pumpAll()
   }
 
+  /** Every stream's credential checked again; one recheck at a time, a request meanwhile runs once more. */
   async #recheckAll(): Promise<void> {
-    const all = [...this.#orgs.values()].flatMap((set) => [...set])
-    await Promise.all(
-      all.map(async (s) => {
-        const ok = await s.stillValid().catch(() => true)
-        if (!ok) this.#close(s, 'credential_invalid')
-      }),
-    )
+    if (this.#rechecking) {
+      this.#recheckAgain = true
+      return this.#rechecking
+    }
+    this.#rechecking = (async () => {
+      do {
+        this.#recheckAgain = false
+        await this.#check(
+          [...this.#orgs.values()].flatMap((set) => [...set]),
+          'credential_invalid',
+        )
+      } while (this.#recheckAgain)
+    })().finally(() => (this.#rechecking = null))
+    return this.#rechecking
+  }
+
+  async #check(streams: HeldStream[], reason: string): Promise<void> {
+    for (let i = 0; i < streams.length; i += RECHECK_CONCURRENCY) {
+      await Promise.all(
+        streams.slice(i, i + RECHECK_CONCURRENCY).map(async (s) => {
+          // A check that cannot run (the database is down) keeps the stream: the next tick retries.
+          const ok = await s.stillValid().catch(() => true)
+          if (!ok) this.#close(s, reason)
+        }),
+      )
+    }
   }
 
   #pumpAll(): void {
@@ -178,96 +217,124 @@ export class FleetHub {
       running.again = true
       return
     }
-    const state = { again: false, done: Promise.resolve() }
-    state.done = (async () => {
+    const state = { again: false }
+    this.#pumping.set(orgId, state)
+    void (async () => {
       try {
         do {
           state.again = false
-          const full = await this.#pumpOnce(orgId).catch((err: unknown) => {
+          const more = await this.#pumpOnce(orgId).catch((err: unknown) => {
             this.o.log.warn({ err, org_id: orgId }, 'fleet stream pump failed; retried at the next ring or tick')
             return false
           })
-          if (full) state.again = true
+          if (more) state.again = true
         } while (state.again && this.#orgs.has(orgId))
       } finally {
         this.#pumping.delete(orgId)
       }
     })()
-    this.#pumping.set(orgId, state)
   }
 
-  /** One read of the org's log for every stream of it; true when a page was full. */
+  /** One read of the org's log for every stream of it; true when there is more to read. */
   async #pumpOnce(orgId: string): Promise<boolean> {
     const streams = [...(this.#orgs.get(orgId) ?? [])]
     if (streams.length === 0) return false
     const after = Math.min(...streams.map((s) => s.after))
     const machines = [...new Set(streams.map((s) => s.machineId))]
     const since = this.#expiredSince.get(orgId)
-    this.#expiredSince.delete(orgId)
-    return withOrg(this.o.sql, orgId, async (tx) => {
+    const more = await withOrg(this.o.sql, orgId, async (tx) => {
       const { events, oldest } = await fleetEventsAfter(tx, after, machines, PAGE)
       const expired = since !== undefined && (await expiredBetween(tx, since))
+      const configs = await configCache(tx)
       for (const s of streams) {
         if (!this.#orgs.get(orgId)?.has(s)) continue
-        const end = await deliver(tx, s, events, oldest, expired)
+        const end = await deliver(tx, s, events, oldest, expired, configs)
         if (end === 'gone') this.#drop(s)
         else if (end) this.#close(s, end)
       }
-      return events.length === PAGE
+      // The page held every event of these machines up to its last: all of them are past it.
+      const last = events.at(-1)?.seq
+      if (last !== undefined) for (const s of streams) s.after = Math.max(s.after, last)
+      return events.length === PAGE && last !== undefined && last > after
     })
+    if (since !== undefined && this.#expiredSince.get(orgId) === since) this.#expiredSince.delete(orgId)
+    return more
+  }
+}
+
+/** Configuration reads of one pump: one per group of machines that cannot differ. */
+export type ConfigCache = (machineId: string, tags: readonly string[]) => Promise<MachineConfig>
+
+async function configCache(tx: Tx): Promise<ConfigCache> {
+  const named = await scopedMachines(tx)
+  const cache = new Map<string, Promise<MachineConfig>>()
+  return (machineId, tags) => {
+    // A machine's document depends on its id only where a scope names it; otherwise on its tags.
+    const key = named.has(machineId) ? `id:${machineId}` : `tags:${[...tags].sort().join('\n')}`
+    let hit = cache.get(key)
+    if (!hit) cache.set(key, (hit = machineConfig(tx, machineId)))
+    return hit
   }
 }
 
 /**
  * Hands one stream the events of its org read after its `after` (the fleet updates route calls
  * it with a collecting sink): its own, in order, then its configuration when it changed. Returns
- * why the stream must end, if it must: its machine was disabled or deleted, or its client is gone.
+ * why the stream must end, if it must: its machine is disabled, or its client is gone.
  */
 export async function deliver(
   tx: Tx,
-  s: Pick<HeldStream, 'machineId' | 'sink' | 'after' | 'configVersion' | 'tags'>,
+  s: Pick<HeldStream, 'machineId' | 'sink' | 'after' | 'configVersion' | 'tags' | 'owed'>,
   events: readonly FleetEvent[],
   oldest: number | null,
   expired = false,
-): Promise<'gone' | 'machine_disabled' | 'machine_deleted' | null> {
+  configs?: ConfigCache,
+): Promise<'gone' | 'machine_disabled' | null> {
   // A daemon away for longer than the log keeps: what it missed is gone, its state is not.
   if (s.configVersion === null && oldest !== null && s.after + 1 < oldest) {
     if (!s.sink.send('gap', null, { oldest_event_id: oldest, detail: 'Events before this one are no longer kept.' }))
       return 'gone'
   }
-  let reconfigure = s.configVersion === null || expired
-  const changes: Record<string, unknown>[] = expired ? [{ type: 'signature_expiry' }] : []
+  const owe = (change: Record<string, unknown> | null) => {
+    s.owed ??= []
+    if (change && s.owed.length < MAX_CHANGES) s.owed.push(change)
+  }
+  if (s.configVersion === null) owe(null)
+  if (expired) owe({ type: 'signature_expiry' })
   for (const e of events) {
     if (e.seq <= s.after || (e.machine_id !== null && e.machine_id !== s.machineId)) continue
     s.after = e.seq
+    const { scopes, ...change } = e.data as { scopes?: Scope[] } & Record<string, unknown>
+    // A change whose scopes (before and after it) never took this machine in changes nothing here.
+    if (scopes && !scopes.some((sc) => inScope(sc, s.machineId, s.tags))) continue
     switch (e.kind) {
       case 'machine': {
-        const status = e.data.status
-        if (status === 'disabled' || status === 'deleted') return `machine_${status}`
-        if (Array.isArray(e.data.tags)) s.tags = e.data.tags as string[]
-        reconfigure = true
-        changes.push({ event_id: e.seq, ...e.data })
+        if (change.status === 'disabled') {
+          // Only as it is now: a machine disabled and enabled again keeps its stream.
+          const [m] = await tx<{ status: string }[]>`select status from machines where id = ${s.machineId}`
+          if (m?.status !== 'active') return 'machine_disabled'
+        }
+        if (Array.isArray(change.tags)) s.tags = change.tags as string[]
+        owe({ event_id: e.seq, ...change })
         break
       }
       case 'override':
-        if (!s.sink.send('override', e.seq, e.data)) return 'gone'
+        if (!s.sink.send('override', e.seq, change)) return 'gone'
         break
-      case 'signature': {
-        // Out of scope, the signature itself is not this machine's to read; its configuration is
-        // still checked, as a signature rescoped away from it leaves its policies.
-        reconfigure = true
-        if (!inScope(e.data.scope as Scope | undefined, s.machineId, s.tags)) break
-        if (!s.sink.send('signature', e.seq, e.data.signature)) return 'gone'
-        changes.push({ event_id: e.seq, type: 'signature', id: (e.data.signature as { id?: string } | undefined)?.id })
+      case 'signature':
+        if (inScope(change.scope as Scope | undefined, s.machineId, s.tags)) {
+          if (!s.sink.send('signature', e.seq, change.signature)) return 'gone'
+        }
+        owe({ event_id: e.seq, type: 'signature', id: (change.signature as { id?: string } | undefined)?.id })
         break
-      }
       default:
-        reconfigure = true
-        changes.push({ event_id: e.seq, ...e.data })
+        owe({ event_id: e.seq, ...change })
     }
   }
-  if (!reconfigure) return null
-  const config = await machineConfig(tx, s.machineId)
+  if (s.owed === null) return null
+  const config = configs ? await configs(s.machineId, s.tags) : await machineConfig(tx, s.machineId)
+  const changes = s.owed
+  s.owed = null
   if (config.config_version === s.configVersion) return null
   s.configVersion = config.config_version
   return s.sink.send('policy', s.after, { ...config, changes }) ? null : 'gone'

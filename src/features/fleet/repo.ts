@@ -101,3 +101,12 @@ export async function expiredBetween(tx: Tx, since: Date): Promise<boolean> {
      where status = 'active' and expires_at > ${since} and expires_at <= now()`
   return (row?.n ?? 0) > 0
 }
+
+/** Machines some policy or signature scope names by id: their documents may differ from their tags'. */
+export async function scopedMachines(tx: Tx): Promise<Set<string>> {
+  const rows = await tx<{ id: string }[]>`
+    select distinct unnest(scope_machine_ids)::text as id from enforcement_policies
+    union
+    select distinct unnest(scope_machine_ids)::text from threat_signatures`
+  return new Set(rows.map((r) => r.id))
+}

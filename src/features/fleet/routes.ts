@@ -10,14 +10,14 @@
  * log still keeps (FLEET_LOG_DAYS); the first event of every stream is its `policy`, so a daemon
  * is current as soon as it connects, whatever it missed.
  */
-import type { CredentialResolver } from '../../auth/credentials.ts'
-import { hashToken, isOpaqueToken } from '../../auth/opaque/format.ts'
-import { BadRequestError, RateLimitedError } from '../../errors.ts'
+import type { CredentialResolver, Principal } from '../../auth/credentials.ts'
+import { hashToken } from '../../auth/opaque/format.ts'
+import { BadRequestError, ForbiddenError, RateLimitedError } from '../../errors.ts'
 import { presentedCredential } from '../../http/auth.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { allows } from '../../http/permissions.ts'
-import { withOrg, type Sql } from '../../infra/db.ts'
-import { resolveMachine } from '../machines/service.ts'
+import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import { machineOf } from '../machines/service.ts'
 import { MachineParams } from '../machines/schema.ts'
 import { deliver, TooManyStreamsError, type FleetHub, type HeldStream, type StreamSink } from './hub.ts'
 import { fleetEventsAfter, lastSeq } from './repo.ts'
@@ -30,8 +30,13 @@ export interface FleetDeps {
   resolver: CredentialResolver
 }
 
-/** Chunks a slow client may leave unread before its stream is closed (it resumes on reconnect). */
-const MAX_QUEUED = 64
+/**
+ * Bytes a client may leave unread before its stream is closed (it resumes on reconnect): far
+ * above what one pump sends (500 events), so only a client that stopped reading reaches it.
+ */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024
+/** The body's queue counts bytes, not chunks. */
+const QUEUE: QueuingStrategy<Uint8Array> = { highWaterMark: 64 * 1024, size: (chunk) => chunk?.byteLength ?? 0 }
 const PAGE = 500
 
 export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
@@ -63,24 +68,37 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
       if (resume !== undefined && !/^[0-9]{1,15}$/.test(resume.trim())) {
         throw new BadRequestError('Last-Event-ID must be the id of an event of this stream (a non-negative integer).')
       }
-      const machineId = await resolveMachine(deps, principal, params.id)
-      const { after, machineTags } = await withOrg(deps.sql, principal.orgId, async (tx) => {
-        const [m] = await tx<{ tags: string[] }[]>`select tags from machines where id = ${machineId}`
-        return { after: resume === undefined ? await lastSeq(tx) : Number(resume.trim()), machineTags: m?.tags ?? [] }
+      const { machineId, after, machineTags, ahead } = await withOrg(deps.sql, principal.orgId, async (tx) => {
+        // The log's end first: a change committed from now on is after it, and one committed
+        // before (a disable) is seen by the checks below.
+        const last = await lastSeq(tx)
+        const m = await ownMachine(tx, principal, params.id)
+        const asked = resume === undefined ? last : Number(resume.trim())
+        // An id past the log's end (a restored database, a client's mistake): from the end, told.
+        return { machineId: m.id, machineTags: m.tags, after: Math.min(asked, last), ahead: asked > last }
       })
       const { body, sink, onEnd } = eventStream()
+      if (ahead) sink.send('gap', null, { oldest_event_id: after + 1, detail: 'Last-Event-ID is past the end of the log.' })
       const stream: HeldStream = {
         orgId: principal.orgId,
         machineId,
-        tokenHash: isOpaqueToken(raw) ? hashToken(raw).toString('hex') : null,
+        tokenHash: hashToken(raw).toString('hex'),
         async stillValid() {
-          const out = await deps.resolver.authenticate(raw)
-          return out.principal !== null && out.principal.orgId === principal.orgId && allows(out.principal, 'machine')
+          // Not counted as a use: holding a stream is not a request.
+          const again = await deps.resolver.resolve(raw, null, false)
+          if (!again || again.orgId !== principal.orgId || !allows(again, 'machine')) return false
+          return withOrg(deps.sql, principal.orgId, (tx) =>
+            ownMachine(tx, again, machineId).then(
+              (m) => m.status === 'active',
+              () => false,
+            ),
+          )
         },
         sink,
         after,
         configVersion: null,
         tags: machineTags,
+        owed: null,
       }
       let release: () => void
       try {
@@ -118,10 +136,10 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
     },
     async (c, { params, query }) => {
       const principal = c.get('principal')
-      const machineId = await resolveMachine(deps, principal, params.id)
       const after = query.after === undefined ? 0 : Number(query.after)
       const out = await withOrg(deps.sql, principal.orgId, async (tx) => {
-        const [m] = await tx<{ tags: string[] }[]>`select tags from machines where id = ${machineId}`
+        const m = await ownMachine(tx, principal, params.id)
+        const machineId = m.id
         const { events, oldest } = await fleetEventsAfter(tx, after, [machineId], PAGE)
         const updates: { id: number; event: string; data: unknown }[] = []
         let gap = false
@@ -136,13 +154,15 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
           comment: () => true,
           close() {},
         }
-        const s = { machineId, sink: collect, after, configVersion: null, tags: m?.tags ?? [] }
+        const s = { machineId, sink: collect, after, configVersion: null, tags: m.tags, owed: null }
         await deliver(tx, s, events, oldest)
-        return { s, updates, gap, config: config as MachineConfig | null, hasMore: events.length === PAGE }
+        // Every event of this machine up to the page's last was read, its own or not.
+        s.after = Math.max(s.after, events.at(-1)?.seq ?? after)
+        return { machineId, s, updates, gap, config: config as MachineConfig | null, hasMore: events.length === PAGE }
       })
       const { config } = out
       return c.json({
-        machine_id: machineId,
+        machine_id: out.machineId,
         policy_hash: config?.policy_hash ?? '',
         config_version: config?.config_version ?? '',
         domains: config?.domains ?? [],
@@ -153,6 +173,28 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
       })
     },
   )
+}
+
+/**
+ * The machine, when the credential is the machine's own: the service token bound to it at its
+ * registration, or the deploy token that registered it (also once revoked: retired, it keeps
+ * serving the machines it registered). Other credentials of the org may make the daemon's calls
+ * for any machine, but not read what is addressed to one (override decisions): 403. Another
+ * org's machine or an id that is not one: 404; a disabled machine: 403 (as the daemon's routes).
+ */
+async function ownMachine(tx: Tx, principal: Principal, rawId: string) {
+  const id = await machineOf(tx, principal, rawId)
+  const [m] = await tx<{ id: string; tags: string[]; status: string; token_id: string | null }[]>`
+    select id, tags, status, token_id from machines where id = ${id}`
+  const own =
+    'machineId' in principal &&
+    (principal.machineId === id || (principal.kind === 'install' && m?.token_id === principal.tokenId))
+  if (!m || !own) {
+    throw new ForbiddenError(
+      "A machine's fleet stream is its own: use the service token it was given at registration, or the deploy token that registered it.",
+    )
+  }
+  return m
 }
 
 /** A text/event-stream body and the sink that writes to it (SSE framing, a bounded queue). */
@@ -169,7 +211,7 @@ function eventStream(): { body: ReadableStream<Uint8Array>; sink: StreamSink; on
   }
   const write = (text: string): boolean => {
     if (!open || !controller) return false
-    if ((controller.desiredSize ?? 0) < -MAX_QUEUED) {
+    if ((controller.desiredSize ?? 0) < -MAX_QUEUED_BYTES) {
       sink.close()
       return false
     }
@@ -189,13 +231,16 @@ function eventStream(): { body: ReadableStream<Uint8Array>; sink: StreamSink; on
       end()
     },
   }
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c
-      // A reconnecting client waits 1 s, not its default 3 s.
-      c.enqueue(encoder.encode('retry: 1000\n\n'))
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c
+        // A reconnecting client waits 1 s, not its default 3 s.
+        c.enqueue(encoder.encode('retry: 1000\n\n'))
+      },
+      cancel: end,
     },
-    cancel: end,
-  })
+    QUEUE,
+  )
   return { body, sink, onEnd: (fn) => ends.push(fn) }
 }

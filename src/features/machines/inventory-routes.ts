@@ -149,6 +149,11 @@ async function changeMachine(
     const after = (await getMachine(tx, id))!
     const statusChanged = before.status !== after.status
     if (statusChanged || before.tags.join('\n') !== after.tags.join('\n')) {
+      await recordFleetEvent(tx, {
+        kind: 'machine',
+        machineId: id,
+        data: { type: 'machine', status: after.status, tags: after.tags },
+      })
       await recordAudit(tx, {
         ...auditActor(p),
         action: !statusChanged ? 'machine.update' : after.status === 'disabled' ? 'machine.disable' : 'machine.enable',
@@ -160,11 +165,6 @@ async function changeMachine(
           after: { status: after.status, tags: after.tags },
           revoked_tokens: revoked.map((r) => r.id),
         },
-      })
-      await recordFleetEvent(tx, {
-        kind: 'machine',
-        machineId: id,
-        data: { type: 'machine', status: after.status, tags: after.tags },
       })
     }
     return { machine: after, revoked }

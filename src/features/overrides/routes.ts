@@ -110,7 +110,6 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
           reason: body.reason ?? null,
           decided_by: decidedBy,
         })
-        await audit(tx, 'override.decide', {})
         const decided = {
           event_id: eventId,
           decision: body.decision,
@@ -122,6 +121,8 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
         // The daemon waiting on this event hears it on its fleet stream (docs/fleet-stream.md).
         const machineId = await machineOfEvent(tx, eventId)
         if (machineId) await recordFleetEvent(tx, { kind: 'override', machineId, data: decided })
+        // After the fleet log's lock, as in every transaction that takes both (no deadlock).
+        await audit(tx, 'override.decide', {})
         return { decided }
       })
       if ('refused' in outcome) throw outcome.refused

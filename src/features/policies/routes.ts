@@ -322,7 +322,9 @@ async function changed(
   const version = after ? after.version : before!.version + 1
   const id = (after ?? before)!.id
   await recordVersion(tx, id, version, after && policyView(after), p.tokenId)
-  await recordFleetEvent(tx, { kind: 'policy', data: { type: 'policy', id, version, action } })
+  // Its scopes before and after: a machine in neither is told nothing of it.
+  const scopes = [before, after].filter((r) => r !== null).map((r) => ({ machine_ids: r.scope_machine_ids, tags: r.scope_tags }))
+  await recordFleetEvent(tx, { kind: 'policy', data: { type: 'policy', id, version, action, scopes } })
   await recordAudit(tx, {
     ...auditActor(p),
     action,

@@ -152,6 +152,7 @@ export async function distilAlerts(tx: Tx, alerts: readonly InsertedAlert[]): Pr
     )
     if (!row) continue
     made++
+    await announceSignature(tx, row)
     await recordAudit(tx, {
       actorType: 'system',
       action: 'threat_signature.distil',
@@ -159,7 +160,6 @@ export async function distilAlerts(tx: Tx, alerts: readonly InsertedAlert[]): Pr
       targetId: row.id,
       details: { alert_id: alert.id, before: null, after: signatureView(row) },
     })
-    await announceSignature(tx, row)
   }
   return made
 }

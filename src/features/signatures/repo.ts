@@ -153,9 +153,15 @@ export function listSignatures(
  * Tells the fleet (inside the change's transaction): the signature goes to every stream in its
  * scope, and each of them checks its machine's policy hash (docs/fleet-stream.md).
  */
-export async function announceSignature(tx: Tx, row: SignatureRow): Promise<void> {
+export async function announceSignature(tx: Tx, row: SignatureRow, before: SignatureRow | null = null): Promise<void> {
+  const scopeOf = (r: SignatureRow) => ({ machine_ids: r.scope_machine_ids, tags: r.scope_tags })
   await recordFleetEvent(tx, {
     kind: 'signature',
-    data: { signature: signatureView(row), scope: { machine_ids: row.scope_machine_ids, tags: row.scope_tags } },
+    data: {
+      signature: signatureView(row),
+      // Sent to the machines of its scope; a machine in neither scope (before, after) is told nothing.
+      scope: scopeOf(row),
+      scopes: [before, row].filter((r) => r !== null).map(scopeOf),
+    },
   })
 }

@@ -72,6 +72,8 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
         )
         if (!r)
           throw new AppError(409, 'signature_exists', `The organization has a ${body.kind} signature for this value already.`)
+        // The fleet log's lock before the audit's (the same order in every transaction: no deadlock).
+        await announceSignature(tx, r)
         await recordAudit(tx, {
           ...auditActor(p),
           action: 'threat_signature.create',
@@ -80,7 +82,6 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
           request: c.get('request'),
           details: { before: null, after: signatureView(r) },
         })
-        await announceSignature(tx, r)
         return r
       })
       fleet.ring([p.orgId])
@@ -164,6 +165,7 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
           ...scope,
           expiresAt: body.expires_at === undefined ? before.expires_at : expiry(body.expires_at),
         })
+        await announceSignature(tx, after, before)
         await recordAudit(tx, {
           ...auditActor(p),
           action: 'threat_signature.update',
@@ -172,7 +174,6 @@ export function mountSignatures(routes: RouteRegistry, deps: { sql: Sql; fleet: 
           request: c.get('request'),
           details: { fields: Object.keys(body).sort(), before: signatureView(before), after: signatureView(after) },
         })
-        await announceSignature(tx, after)
         return after
       })
       fleet.ring([p.orgId])
