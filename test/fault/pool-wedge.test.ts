@@ -178,7 +178,8 @@ test('a pool whose connections are killed in every state keeps answering 503 qui
   const states = ['idle', 'idle in transaction', 'active', 'listen']
   expect(states.filter((s) => !killed.get(s))).toEqual([])
 
-  // The consumers' LISTEN connections are back, and NOTIFY wakes the pipeline (its poll is 60 s).
+  // The LISTEN connections are back (the three consumers' and the fleet stream's doorbell,
+  // src/features/fleet/bell.ts), and NOTIFY wakes the pipeline (its poll is 60 s).
   const deadline = performance.now() + RECOVERY_BOUND_MS
   let listening = 0
   while (performance.now() < deadline) {
@@ -186,10 +187,10 @@ test('a pool whose connections are killed in every state keeps answering 503 qui
       select count(*)::int as n from pg_stat_activity
        where datname = current_database() and query ilike 'listen%' and state = 'idle'`
     listening = row!.n
-    if (listening >= 3) break
+    if (listening >= 4) break
     await Bun.sleep(100)
   }
-  expect(listening).toBe(3)
+  expect(listening).toBe(4)
   const probe = v2Event({ session_id: 'w-probe' })
   expect((await ingest(tokens[0]!, [probe])).status).toBe(200)
   let stored = 0
