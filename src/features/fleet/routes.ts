@@ -17,7 +17,7 @@ import { presentedCredential } from '../../http/auth.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { allows } from '../../http/permissions.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
-import { machineOf } from '../machines/service.ts'
+import { machineRowOf } from '../machines/service.ts'
 import { MachineParams } from '../machines/schema.ts'
 import { deliver, TooManyStreamsError, type FleetHub, type HeldStream, type StreamSink } from './hub.ts'
 import { fleetEventsAfter, lastSeq } from './repo.ts'
@@ -87,11 +87,10 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
           // Not counted as a use: holding a stream is not a request.
           const again = await deps.resolver.resolve(raw, null, false)
           if (!again || again.orgId !== principal.orgId || !allows(again, 'machine')) return false
-          return withOrg(deps.sql, principal.orgId, (tx) =>
-            ownMachine(tx, again, machineId).then(
-              (m) => m.status === 'active',
-              () => false,
-            ),
+          // A disabled machine, or one the credential no longer holds, throws.
+          return withOrg(deps.sql, principal.orgId, (tx) => ownMachine(tx, again, machineId)).then(
+            () => true,
+            () => false,
           )
         },
         sink,
@@ -183,13 +182,11 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
  * org's machine or an id that is not one: 404; a disabled machine: 403 (as the daemon's routes).
  */
 async function ownMachine(tx: Tx, principal: Principal, rawId: string) {
-  const id = await machineOf(tx, principal, rawId)
-  const [m] = await tx<{ id: string; tags: string[]; status: string; token_id: string | null }[]>`
-    select id, tags, status, token_id from machines where id = ${id}`
+  const m = await machineRowOf(tx, principal, rawId)
   const own =
     'machineId' in principal &&
-    (principal.machineId === id || (principal.kind === 'install' && m?.token_id === principal.tokenId))
-  if (!m || !own) {
+    (principal.machineId === m.id || (principal.kind === 'install' && m.token_id === principal.tokenId))
+  if (!own) {
     throw new ForbiddenError(
       "A machine's fleet stream is its own: use the service token it was given at registration, or the deploy token that registered it.",
     )

@@ -40,17 +40,27 @@ export interface MachineDeps {
  * machine (FOR NO KEY UPDATE: foreign-key checks elsewhere are not blocked).
  */
 export async function machineOf(tx: Tx, principal: Principal, rawId: string, lock = false): Promise<string> {
+  return (await machineRowOf(tx, principal, rawId, lock)).id
+}
+
+/** `machineOf`, with what the fleet stream also needs of the row (one read). */
+export async function machineRowOf(
+  tx: Tx,
+  principal: Principal,
+  rawId: string,
+  lock = false,
+): Promise<{ id: string; status: string; tags: string[]; token_id: string | null }> {
   const id = rawId.toLowerCase()
   if (isUuid(id)) {
-    const [row] = await tx<{ id: string; status: string }[]>`
-      select m.id, m.status from machines m
+    const [row] = await tx<{ id: string; status: string; tags: string[]; token_id: string | null }[]>`
+      select m.id, m.status, m.tags, m.token_id from machines m
        where m.id = ${id}
          and not exists (select 1 from api_tokens t
                           where t.id = ${principal.tokenId} and t.machine_id is not null and t.machine_id <> m.id)
          ${isRetired(principal) ? tx`and m.token_id = ${principal.tokenId}` : tx``}
        ${lock ? tx`for no key update of m` : tx``}`
     if (row?.status === 'disabled') throw new MachineDisabledError()
-    if (row) return row.id
+    if (row) return row
   }
   throw new NotFoundError('No machine with that id in this organization.')
 }

@@ -135,12 +135,14 @@ export async function loadFlows(tx: Tx, sessions: readonly string[]): Promise<Ma
 export async function saveFlows(tx: Tx, flows: Map<string, SessionFlow>): Promise<void> {
   const changed = [...flows.entries()].filter(([, s]) => s.changed)
   if (changed.length === 0) return
-  const array = (items: Iterable<string>) => `{${[...items].map((m) => `"${m.replace(/["\\]/g, '\\$&')}"`).join(',')}}`
+  // Each row's arrays travel as JSON text: unnest cannot take an array of arrays.
+  const json = (items: Iterable<string>) => JSON.stringify([...items])
   await tx`
     insert into session_flows (org_id, session_key, flow, shapes_matched, recent_keys, updated_at)
-    select app_current_org(), k, f::jsonb, m::text[], r::text[], now()
+    select app_current_org(), k, f::jsonb, array(select jsonb_array_elements_text(m::jsonb)),
+           array(select jsonb_array_elements_text(r::jsonb)), now()
       from unnest(${changed.map(([k]) => k)}::text[], ${changed.map(([, s]) => JSON.stringify(flowToJson(s.flow)))}::text[],
-                  ${changed.map(([, s]) => array(s.matched))}::text[], ${changed.map(([, s]) => array(s.recent))}::text[])
+                  ${changed.map(([, s]) => json(s.matched))}::text[], ${changed.map(([, s]) => json(s.recent))}::text[])
            as u(k, f, m, r)
     on conflict (org_id, session_key) do update
       set flow = excluded.flow, shapes_matched = excluded.shapes_matched, recent_keys = excluded.recent_keys,

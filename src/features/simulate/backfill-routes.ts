@@ -19,7 +19,7 @@ import { shapeOf } from '../signatures/flow-match.ts'
 import { getSignature } from '../signatures/repo.ts'
 import { SignatureIdParams } from '../signatures/schema.ts'
 import { backfillRule, backfillSignature } from './backfill.ts'
-import { withSimulation } from './replay.ts'
+import { withSimulation } from './bounds.ts'
 import { BackfillBody, BackfillResult } from './schema.ts'
 
 export function mountBackfill(routes: RouteRegistry, deps: { sql: Sql }): void {

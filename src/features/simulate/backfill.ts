@@ -22,7 +22,8 @@ import { compileRule } from '../signatures/compile.ts'
 import { lockSessions, markShapeMatched, SHAPE_RULE_PREFIX } from '../signatures/flow-match.ts'
 import { addEvent, capabilityOf, emptyFlow, matchShapes, type FlowShape } from '../signatures/flow-shape.ts'
 import { compileEvaluator } from './evaluate.ts'
-import { Budget, daemonInputs, requireWindow, SIMULATION_LIMITS, wireEventOf, type StoredAction } from './replay.ts'
+import { Budget, requireWindow, SIMULATION_LIMITS } from './bounds.ts'
+import { daemonInputs, wireEventOf, type StoredAction } from './stored.ts'
 
 export interface BackfillResult {
   days: number

@@ -17,155 +17,24 @@
  * stepped through `capabilityOf`, `addEvent` and `matchShapes`, as the alerts consumer steps it;
  * a session counts once, at the first event where it matches.
  *
- * Bounded: the window is by `created_at` (when the cloud received an action; it prunes
- * partitions); a window holding more than `SIMULATION_LIMITS.maxRows` actions is refused (422
- * `simulation_too_large`) after a count that reads at most that many plus one, before anything
- * is evaluated; each statement runs under `statementTimeoutMs` (past it: 503, never 500); rows are
- * read through a cursor, `cursorRows` at a time, so memory does not grow with the window.
+ * Bounded by ./bounds.ts: the window is by `created_at` (when the cloud received an action; it
+ * prunes partitions), its size is checked before anything runs, the evaluation has a budget, and
+ * rows are read through a cursor.
  *
  * Stored arguments are jsonb: key order and white space are Postgres's, not the daemon's, and
  * secrets are redacted (`[REDACTED:kind]`). A condition that spans a key and its value, or that
  * names a secret, may match otherwise than on the live daemon.
- *
- * Past 400 lines on purpose: the daemon's inputs from a stored row (also the retro-hunt's), what
- * is in force per machine, the two replays and their tally are one concept, and only this module
- * uses the latter three.
  */
-import type { WireEvent } from '../../bus/bus.ts'
-import { AppError, RateLimitedError, UnavailableError, ValidationError } from '../../errors.ts'
-import { pgErrorCode, withOrg, type Sql, type Tx } from '../../infra/db.ts'
+import type { Static } from '@sinclair/typebox'
+import { ValidationError } from '../../errors.ts'
+import type { Tx } from '../../infra/db.ts'
 import { inScope, type Scope } from '../policies/scope.ts'
 import { managedPolicies, type CompiledSignature } from '../signatures/compile.ts'
 import { addEvent, capabilityOf, emptyFlow, matchShapes, type Flow, type FlowShape } from '../signatures/flow-shape.ts'
+import { Budget, requireWindow, SIMULATION_LIMITS } from './bounds.ts'
 import { compileEvaluator, type DaemonAction, type DaemonPolicy, type DaemonRule, type Decision } from './evaluate.ts'
-
-/** Exported so that tests (and operators, through code) can lower them; read at each request. */
-export const SIMULATION_LIMITS = {
-  /** Actions in the window above which a simulation is refused before it runs. */
-  maxRows: 200_000,
-  /** `statement_timeout` of every statement of a simulation (the count, each fetch of the cursor). */
-  statementTimeoutMs: 20_000,
-  /** Rows fetched per round trip of the cursor (memory: this many rows, at most 1 MiB of arguments each). */
-  cursorRows: 200,
-  /** Time a replay may spend evaluating; past it, it stops with 422 `simulation_too_large`. */
-  evaluationMs: 20_000,
-  /** Replays running at once on one instance (one per org): each holds a connection and CPU. */
-  concurrent: 2,
-}
-
-/** Time between two hand-backs of the event loop during a replay (other requests run meanwhile). */
-const SLICE_MS = 10
-
-/**
- * A replay's clock, checked at every row: every SLICE_MS it lets the event loop serve other
- * requests, and past `evaluationMs` it stops the replay (422: the window is too large for it).
- */
-export class Budget {
-  readonly #start = performance.now()
-  #slice = performance.now()
-
-  async yield(): Promise<void> {
-    const now = performance.now()
-    if (now - this.#start > SIMULATION_LIMITS.evaluationMs) {
-      throw new AppError(
-        422,
-        'simulation_too_large',
-        `The replay needs more than ${SIMULATION_LIMITS.evaluationMs / 1000} s of evaluation; ask for fewer days (or a draft with fewer conditions).`,
-        { extensions: { max_evaluation_ms: SIMULATION_LIMITS.evaluationMs } },
-      )
-    }
-    if (now - this.#slice < SLICE_MS) return
-    await new Promise<void>((resolve) => setImmediate(resolve))
-    this.#slice = performance.now()
-  }
-}
-
-const running = new Set<string>()
-
-/** What a simulation reads of a stored action; the optional fields only fill `wireEventOf`. */
-export interface StoredAction {
-  id: string
-  event_id: string
-  occurred_at: Date
-  machine_id: string | null
-  agent_key: string | null
-  tool_name: string | null
-  action: string | null
-  action_type: string | null
-  arguments: unknown
-  session_key: string | null
-  platform: string | null
-  event_key?: string
-  client_timestamp?: string | null
-  schema_version?: number | null
-  source?: string | null
-  decision?: string | null
-  blocked?: boolean
-  risk_score?: number | null
-  labels?: Record<string, string>
-  extra?: Record<string, unknown>
-}
-
-/** The three inputs of the daemon's evaluator. */
-export interface DaemonInputs {
-  toolName: string
-  agentName: string
-  argsJson: string
-}
-
-/**
- * The tool name the daemon evaluates: HTTP traffic is named `http:{domain}:{verb}.{slug}` (kept in
- * `action`), a tool call by its tool (`tool:Bash` is stored with `tool_name` `Bash`).
- */
-export function daemonToolName(row: Pick<StoredAction, 'action' | 'tool_name'>): string {
-  if (row.action?.startsWith('http:')) return row.action
-  return row.tool_name ?? row.action ?? ''
-}
-
-/** The agent name the daemon evaluates (`''` when the action names none, as Go's zero value). */
-export function daemonAgentName(row: Pick<StoredAction, 'agent_key'>): string {
-  return row.agent_key ?? ''
-}
-
-/**
- * The raw arguments JSON the daemon searches for conditions: none is `''` (never matched), a
- * string (arguments that were not JSON) as it is, anything else re-serialised from jsonb.
- */
-export function daemonArgsJson(row: Pick<StoredAction, 'arguments'>): string {
-  const args = row.arguments
-  if (args === null || args === undefined) return ''
-  return typeof args === 'string' ? args : JSON.stringify(args)
-}
-
-export function daemonInputs(row: Pick<StoredAction, 'action' | 'tool_name' | 'agent_key' | 'arguments'>): DaemonInputs {
-  return { toolName: daemonToolName(row), agentName: daemonAgentName(row), argsJson: daemonArgsJson(row) }
-}
-
-/** The bus form of a stored action, for what reads events as the consumers do (`capabilityOf`). */
-export function wireEventOf(row: StoredAction): WireEvent {
-  return {
-    eventKey: row.event_key ?? `a:${row.id}`,
-    eventId: row.event_id,
-    occurredAt: row.occurred_at.toISOString(),
-    clientTimestamp: row.client_timestamp ?? null,
-    sessionKey: row.session_key,
-    agentKey: row.agent_key,
-    schemaVersion: row.schema_version ?? null,
-    source: row.source ?? null,
-    platform: row.platform,
-    actionType: row.action_type,
-    action: row.action,
-    toolName: row.tool_name,
-    arguments: row.arguments,
-    decision: row.decision ?? null,
-    blocked: row.blocked ?? false,
-    riskScore: row.risk_score ?? null,
-    labels: row.labels ?? {},
-    extra: row.extra ?? {},
-    redactions: 0,
-    replacedChars: 0,
-  }
-}
+import type { SimulationResult as ResultSchema } from './schema.ts'
+import { daemonInputs, wireEventOf, type StoredAction } from './stored.ts'
 
 /** A draft the daemon would be served: a policy, or an indicator signature compiled into one. */
 export interface PolicyDraft {
@@ -211,82 +80,13 @@ interface Sample {
   rule_index: number | null
 }
 
-export interface SimulationResult {
-  days: number
-  since: string
-  until: string
-  evaluated: number
-  totals: Counts
-  shadowed: number
-  shadowed_by: { policy_id: string; name: string; action: string; count: number }[]
-  by_machine: ({ machine_id: string | null; hostname: string | null } & Counts)[]
-  by_agent: ({ agent: string } & Counts)[]
-  by_tool: ({ tool: string } & Counts)[]
-  samples: Sample[]
-  semantics: 'daemon' | 'flow_shape'
-}
+/** What the route answers (its response schema, ./schema.ts). */
+export type SimulationResult = Static<typeof ResultSchema>
 
 /** The draft's id inside an evaluator: not a UUID, so never one of the org's policies. */
 const DRAFT_ID = 'draft'
 const TOP = 50
 const TOP_SHADOWS = 10
-
-/**
- * Runs `fn` in the org's transaction with the simulation's statement timeout; a statement past it
- * is a 503 (`unavailable`, retry with fewer days), never a 500.
- */
-export async function withSimulation<T>(sql: Sql, orgId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
-  const ms = SIMULATION_LIMITS.statementTimeoutMs
-  // One replay per org, and a few per instance: a replay holds a connection and evaluates in this
-  // process, so they must not crowd out everything else.
-  if (running.has(orgId) || running.size >= SIMULATION_LIMITS.concurrent) {
-    throw new RateLimitedError('Another simulation or retro-hunt is running; try again in a few seconds.', 5)
-  }
-  running.add(orgId)
-  try {
-    return await withOrg(sql, orgId, async (tx) => {
-      await tx`select set_config('statement_timeout', ${String(ms)}, true)`
-      return fn(tx)
-    })
-  } catch (err) {
-    const code = pgErrorCode(err)
-    if (code === '57014') {
-      throw new UnavailableError(`The simulation ran past its statement timeout (${ms} ms); try fewer days.`, 5, err)
-    }
-    // A replica's recovery conflict, or a deadlock with the live consumer: nothing was kept; retry.
-    if (code === '40001' || code === '40P01') {
-      throw new UnavailableError('The replay was interrupted by concurrent work and rolled back; retry.', 2, err)
-    }
-    throw err
-  } finally {
-    running.delete(orgId)
-  }
-}
-
-/**
- * The window of the last `days` (by when the cloud received an action), refused with 422
- * `simulation_too_large` when it holds more than `SIMULATION_LIMITS.maxRows` actions: a bounded
- * count, before anything is replayed. The replays read `created_at >= now() - days`, the same
- * `now()` (the transaction's).
- */
-export async function requireWindow(tx: Tx, days: number): Promise<{ days: number; since: string; until: string }> {
-  const [window] = await tx<{ since: Date; until: Date }[]>`
-    select now() - make_interval(days => ${days}) as since, now() as until`
-  const max = SIMULATION_LIMITS.maxRows
-  // Bounded: reads at most max + 1 rows of the window, whatever it holds.
-  const [held] = await tx<{ n: number }[]>`
-    select count(*)::int as n from (
-      select 1 from actions where created_at >= now() - make_interval(days => ${days}) limit ${max + 1}) x`
-  if (held!.n > max) {
-    throw new AppError(
-      422,
-      'simulation_too_large',
-      `The last ${days} day${days === 1 ? '' : 's'} hold more than ${max} stored actions, the most a replay reads; ask for fewer days.`,
-      { extensions: { max_rows: max, days } },
-    )
-  }
-  return { days, since: window!.since.toISOString(), until: window!.until.toISOString() }
-}
 
 /** The simulation (inside `withSimulation`): loads what is in force, checks the window's size, replays. */
 export async function simulate(tx: Tx, orgId: string, input: SimulationInput): Promise<SimulationResult> {

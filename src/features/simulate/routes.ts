@@ -19,7 +19,8 @@ import { BLOCK_PRIORITY, compileRule, managedPolicyId, WATCH_PRIORITY } from '..
 import { shapeOf } from '../signatures/flow-match.ts'
 import { definition } from '../signatures/definition.ts'
 import type { DaemonRule } from './evaluate.ts'
-import { simulate, withSimulation, type PolicyDraft, type ShapeDraft } from './replay.ts'
+import { withSimulation } from './bounds.ts'
+import { simulate, type PolicyDraft, type ShapeDraft } from './replay.ts'
 import { SimulateBody, SimulationResult } from './schema.ts'
 
 type Body = Static<typeof SimulateBody>
