@@ -15,8 +15,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { createLogger } from '../src/infra/log.ts'
-import type { DbTarget } from '../src/infra/db.ts'
-import { withThrowawayDatabase } from './lib/database.ts'
+import { dsn, withThrowawayDatabase } from './lib/database.ts'
 import { startServe } from './lib/serve.ts'
 import { percentile, round } from './lib/measure.ts'
 
@@ -27,12 +26,6 @@ const DAEMONS = 200
 const MEMORY_STREAMS = 3_000
 const ROUNDS = 40
 const DISTIL_ROUNDS = 15
-
-/** The embedded server listens on a unix socket: its directory goes in `?host=`. */
-const dsn = (t: DbTarget) =>
-  'url' in t
-    ? t.url
-    : `postgres://${t.user}:${encodeURIComponent(t.password)}@localhost:${t.port}/${t.database}?host=${encodeURIComponent(t.host)}`
 
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN)
 

@@ -19,9 +19,13 @@ import { mountAuditSync } from './features/audit-sync/routes.ts'
 import { mountSignatures } from './features/signatures/routes.ts'
 import { mountSimulate } from './features/simulate/routes.ts'
 import { mountBackfill } from './features/simulate/backfill-routes.ts'
-import { PostgresBell, RedisBell } from './features/fleet/bell.ts'
+import { PostgresBell, RedisBell } from './infra/bell.ts'
+import { FLEET_NOTIFY_CHANNEL, FLEET_REDIS_CHANNEL } from './features/fleet/repo.ts'
 import { FleetHub } from './features/fleet/hub.ts'
 import { mountFleet } from './features/fleet/routes.ts'
+import { LiveHub } from './features/live/hub.ts'
+import { LIVE_NOTIFY_CHANNEL, LIVE_REDIS_CHANNEL } from './features/live/repo.ts'
+import { mountLive } from './features/live/routes.ts'
 import { LocalBus, type Bus } from './bus/bus.ts'
 import { OrgRateLimiter } from './features/ingest/rate-limit.ts'
 import { mountIngest } from './features/ingest/routes.ts'
@@ -59,6 +63,7 @@ import { RouteRegistry, type Guards } from './http/openapi.ts'
 import type { Permission } from './http/permissions.ts'
 import { cors, securityHeaders } from './http/browser.ts'
 import { mountDocs } from './http/docs.ts'
+import { mountConsole } from './console/routes.ts'
 import { IdempotencyStore } from './http/idempotency.ts'
 import { notFoundOrNotAllowed } from './http/method-not-allowed.ts'
 import { errorToProblem } from './http/problem.ts'
@@ -66,7 +71,7 @@ import { requestContext, type AppEnv } from './http/request-context.ts'
 import { createPool, type Sql } from './infra/db.ts'
 import type { Logger } from './infra/log.ts'
 import type { RedisStateStore } from './infra/redis.ts'
-import { createMetrics, registerFleetStreamsGauge, type Metrics } from './infra/metrics.ts'
+import { createMetrics, registerFleetStreamsGauge, registerLiveMetrics, type Metrics } from './infra/metrics.ts'
 import { Lifecycle } from './lifecycle.ts'
 import pkg from '../package.json' with { type: 'json' }
 
@@ -105,6 +110,8 @@ export interface ComposedApp {
   revocationFilter: RevocationFilter
   /** The fleet streams held here; consumer threads ring it for what they wrote (src/bus/pool.ts). */
   fleet: FleetHub
+  /** The console's live streams held here (issue 12); consumer threads ring it for what they stored. */
+  live: LiveHub
   /**
    * Loads the revocation filter from Postgres and, without Redis, starts polling Postgres for
    * other instances' revocations. Until it has loaded, every JWT check asks Postgres. Resolves
@@ -169,16 +176,37 @@ export function composeApp(deps: AppDeps): ComposedApp {
     jwt: validator,
     people: idp ? new PeopleSignIn(sql, idp, { channel: redis, log }) : null,
   })
+  // The console's live stream (issue 12, docs/live.md): rung after commits by the consumers (through
+  // src/bus/pool.ts), the alert triage and policy deliveries; the bell NOTIFYs after the commit.
+  // Fleet changes ring the fleet bell only: the fleet hub passes each ring it hears on to `live`.
+  const live: LiveHub = new LiveHub({
+    sql,
+    bell: redis
+      ? new RedisBell(redis, log, LIVE_REDIS_CHANNEL)
+      : new PostgresBell(sql, log, { channel: LIVE_NOTIFY_CHANNEL, notify: true }),
+    log,
+    keepAliveMs: deps.config.LIVE_STREAM_KEEPALIVE_MS,
+    perOrg: deps.config.LIVE_STREAMS_PER_ORG,
+    perCredential: deps.config.LIVE_STREAMS_PER_CREDENTIAL,
+    onGap: (topic, reason) => liveMetrics.gaps.inc({ topic, reason }),
+  })
+  const liveMetrics = registerLiveMetrics(metrics.registry, () => live.size)
   // The fleet stream (docs/fleet-stream.md): a revoked credential's streams end at once.
   const fleet = new FleetHub({
     sql,
-    bell: redis ? new RedisBell(redis, log) : new PostgresBell(sql, log),
+    bell: redis
+      ? new RedisBell(redis, log, FLEET_REDIS_CHANNEL)
+      : new PostgresBell(sql, log, { channel: FLEET_NOTIFY_CHANNEL, notify: false }),
     log,
     keepAliveMs: deps.config.FLEET_STREAM_KEEPALIVE_MS,
     perOrg: deps.config.FLEET_STREAMS_PER_ORG,
     perMachine: deps.config.FLEET_STREAMS_PER_MACHINE,
+    live,
   })
-  resolver.onRevoked((hashes) => fleet.revoked(hashes))
+  resolver.onRevoked((hashes) => {
+    fleet.revoked(hashes)
+    live.revoked(hashes)
+  })
   registerFleetStreamsGauge(metrics.registry, () => fleet.size)
   // X-Action-Signature (docs/action-signatures.md): checked right after every auth middleware,
   // for agent, sub-agent and session tokens, before the route reads the body.
@@ -219,13 +247,15 @@ export function composeApp(deps: AppDeps): ComposedApp {
   }
   // Idempotency-Key on the routes marked `idempotent` (src/http/idempotency.ts, issue 14).
   const routes = new RouteRegistry(app, guards, { idempotency: new IdempotencyStore(sql, deps.secrets) })
-  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, actionSecret })
+  mountAuthTokens(routes, { sql, keys, maxDepth: deps.config.AUTH_MAX_DELEGATION_DEPTH, actionSecret, live })
   mountSigningKeys(routes, { sql, keys })
   mountRevocation(routes, {
     sql,
+    live,
     async onRevoked(entries) {
       validator.evict(entries)
       fleet.recheck()
+      live.recheck()
       // Postgres is committed; a filter that misses an add turns to 'unknown' on its own repair.
       await revocationFilter
         .add(entries)
@@ -239,7 +269,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     clockSkewS: deps.config.AUTH_CLOCK_SKEW_S,
     onRebuilt: () => validator.evict([]),
   })
-  mountOverrides(routes, { sql, fleet, secret: deps.secrets.derive('override-cosign') })
+  mountOverrides(routes, { sql, fleet, live, secret: deps.secrets.derive('override-cosign') })
   mountApiTokens(routes, { sql, resolver })
   // Before the policies: `/v1/policies/active` is the CLI's, not a policy id.
   mountAuditSync(routes, { sql })
@@ -256,11 +286,11 @@ export function composeApp(deps: AppDeps): ComposedApp {
     metrics,
   })
   mountIngest(routes, { sql, bus, limiter, metrics })
-  mountMachines(routes, { sql, bus, limiter, resolver, metrics, latestVersion: deps.config.DAEMON_LATEST_VERSION })
+  mountMachines(routes, { sql, bus, limiter, resolver, metrics, latestVersion: deps.config.DAEMON_LATEST_VERSION, live })
   mountFleet(routes, { sql, hub: fleet, resolver })
   // The read side (issue 9): every read may go to a replica.
   const readSql = deps.readSql ?? sql
-  mountAlerts(routes, { sql, readSql })
+  mountAlerts(routes, { sql, readSql, live })
   mountEvents(routes, { sql: readSql })
   mountSessions(routes, { sql: readSql })
   mountAgents(routes, { sql: readSql })
@@ -270,6 +300,8 @@ export function composeApp(deps: AppDeps): ComposedApp {
   mountOrgSettings(routes, { sql, fleet })
   mountTeam(routes, { sql, resolver })
   mountAuditLog(routes, { sql: readSql })
+  // On the primary: a ring announces a commit the replica may not show yet.
+  mountLive(routes, { hub: live, resolver })
   mountDeadLetters(routes, { sql, bus, metrics })
   mountWebhooks(routes, {
     sql,
@@ -283,6 +315,22 @@ export function composeApp(deps: AppDeps): ComposedApp {
     return c.body(doc, 200, { 'content-type': 'application/json' })
   })
   mountDocs(app)
+  // The console (issue 12): the same binary serves it at `/`, reading only the API above.
+  mountConsole(
+    app,
+    {
+      oidc:
+        deps.config.OIDC_ISSUER && deps.config.CONSOLE_OIDC_CLIENT_ID
+          ? {
+              issuer: deps.config.OIDC_ISSUER,
+              client_id: deps.config.CONSOLE_OIDC_CLIENT_ID,
+              scopes: deps.config.CONSOLE_OIDC_SCOPES,
+            }
+          : null,
+      version: VERSION,
+    },
+    log,
+  )
 
   // 405 + Allow for a known path with another method, else 404 (issue 14).
   app.notFound(notFoundOrNotAllowed(app))
@@ -295,8 +343,9 @@ export function composeApp(deps: AppDeps): ComposedApp {
     metrics,
     revocationFilter,
     fleet,
+    live,
     start() {
-      started ??= Promise.all([fleet.start(), poll ? poll.start() : Promise.resolve()])
+      started ??= Promise.all([fleet.start(), live.start(), poll ? poll.start() : Promise.resolve()])
         .then(() => revocationFilter.rebuild(revokedList()))
         .then(
           () => {},
@@ -307,6 +356,7 @@ export function composeApp(deps: AppDeps): ComposedApp {
     async stop() {
       try {
         await fleet.stop()
+        await live.stop()
         await poll?.stop()
         await revocationFilter.close()
       } finally {

@@ -235,6 +235,22 @@ export const EnvSchema = Type.Object({
         "A Supabase project's legacy shared JWT secret (at least 32 characters): HS256 people's tokens are accepted only when it is set. Needs OIDC_ISSUER.",
     }),
   ),
+  CONSOLE_OIDC_CLIENT_ID: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description:
+        "The console's client id at the identity provider (docs/console.md): a public client (no secret) allowed Authorization Code with PKCE and the redirect URI `<this service's URL>/`. Its access tokens must carry OIDC_AUDIENCE. Needs OIDC_ISSUER. Unset: the console signs in with a pasted API key only.",
+    }),
+  ),
+  CONSOLE_OIDC_SCOPES: Type.String({
+    minLength: 1,
+    maxLength: 500,
+    pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+( [\\x21\\x23-\\x5b\\x5d-\\x7e]+)*$',
+    default: 'openid email profile',
+    description:
+      'Scopes the console asks the identity provider for, space-separated (add `offline_access` for a refresh token, where the provider needs it).',
+  }),
   CORS_ORIGINS: Type.Optional(
     Type.String({
       description:
@@ -279,6 +295,27 @@ export const EnvSchema = Type.Object({
     default: 2,
     description:
       'Fleet streams one machine may hold open on one instance; past it the oldest is closed (a daemon that reconnects before its old connection timed out must not be locked out).',
+  }),
+  LIVE_STREAM_KEEPALIVE_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 15_000,
+    description:
+      "Interval of the console live stream's keep-alive comment (`GET /v1/live`, docs/live.md); each tick also re-checks every held stream's credential, catches up any missed change, and closes a client still too far behind since the last tick.",
+  }),
+  LIVE_STREAMS_PER_ORG: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 100,
+    description:
+      'Live streams (`GET /v1/live`, the console) one org may hold open on one instance; past it a new one gets 429, unless its credential is at `LIVE_STREAMS_PER_CREDENTIAL` and replaces its own oldest (docs/live.md).',
+  }),
+  LIVE_STREAMS_PER_CREDENTIAL: Type.Integer({
+    minimum: 1,
+    maximum: 1_000,
+    default: 8,
+    description:
+      "Live streams one credential (a token, or a person whatever their sessions) may hold open in an org on one instance; past it the credential's oldest is closed (`closed` `replaced`), so one credential never takes all of `LIVE_STREAMS_PER_ORG` (docs/live.md).",
   }),
   TOKEN_USAGE_WRITE_MS: Type.Integer({
     minimum: 0,
@@ -450,7 +487,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if ((v.OIDC_ISSUER === undefined) !== (v.OIDC_AUDIENCE === undefined)) {
     problems.push('OIDC_ISSUER, OIDC_AUDIENCE: set both, or neither')
   }
-  for (const name of ['OIDC_JWKS_URL', 'SUPABASE_JWT_SECRET'] as const) {
+  for (const name of ['OIDC_JWKS_URL', 'SUPABASE_JWT_SECRET', 'CONSOLE_OIDC_CLIENT_ID'] as const) {
     if (v[name] !== undefined && v.OIDC_ISSUER === undefined) problems.push(`${name}: needs OIDC_ISSUER`)
   }
   const cors = corsOrigins(v.CORS_ORIGINS)

@@ -16,8 +16,14 @@ export interface Claimed {
   message: BusMessage
 }
 
-/** Applies claimed batches (in batch order) inside the org's transaction. */
-export type Handler = (tx: Tx, batches: Claimed[]) => Promise<void>
+/**
+ * Applies claimed batches (in batch order) inside the org's transaction. `finish` (the local bus
+ * only) is the bus's own bookkeeping of these batches: a lock per batch and the delete of those
+ * every consumer is done with. It runs after the handler, or earlier when the handler calls it: a
+ * handler that appends to the live log (src/features/live/repo.ts), whose per-org lock must be the
+ * last its transaction takes, calls it just before that append.
+ */
+export type Handler = (tx: Tx, batches: Claimed[], finish?: () => Promise<void>) => Promise<void>
 
 export interface DrainOptions {
   /** Orgs visited per round. */
@@ -210,11 +216,18 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
 async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
   const rows = await tx<{ id: string; payload: BusMessage }[]>`
     select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
+  let finished = false
+  const finish = async () => {
+    if (finished) return
+    finished = true
+    await finishBatches(tx, ids)
+  }
   await handle(
     tx,
     rows.map((r) => ({ batchId: r.id, message: r.payload })),
+    finish,
   )
-  await finishBatches(tx, ids)
+  await finish()
   return ids.length
 }
 

@@ -12,7 +12,8 @@ import { runConsumer } from './consume-local.ts'
 import { HANDLERS } from './handlers.ts'
 import type { FromWorker, ToWorker, WorkerInit } from './pool.ts'
 import { runSqsConsumer } from './consume-sqs.ts'
-import { takeRung } from '../features/fleet/repo.ts'
+import { takeRung as takeFleetRung } from '../features/fleet/repo.ts'
+import { takeRung as takeLiveRung } from '../features/live/repo.ts'
 
 const init = workerData as WorkerInit
 const port = parentPort!
@@ -35,8 +36,8 @@ send({ type: 'started' })
 const common = {
   maxAttempts: init.maxAttempts,
   ...(init.retryBaseMs !== undefined ? { retryBaseMs: init.retryBaseMs } : {}),
-  // After the commit: the orgs its batches wrote fleet events for are rung by the parent.
-  onApplied: (batches: number) => send({ type: 'applied', batches, fleetOrgs: takeRung() }),
+  // After the commit: the orgs its batches wrote fleet events or live log rows for are rung by the parent.
+  onApplied: (batches: number) => send({ type: 'applied', batches, fleetOrgs: takeFleetRung(), liveOrgs: takeLiveRung() }),
   onDeadLetter: () => send({ type: 'dead_lettered' }),
   onLag: (oldestMs: number | null) => send({ type: 'lag', oldestMs }),
 }

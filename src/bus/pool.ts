@@ -39,8 +39,11 @@ export interface SqsWorkerInit {
 export type ToWorker = { type: 'stop' }
 export type FromWorker =
   | { type: 'started' }
-  /** `fleetOrgs`: orgs whose fleet log the batches wrote to (src/features/fleet/repo.ts `takeRung`). */
-  | { type: 'applied'; batches: number; fleetOrgs: string[] }
+  /**
+   * `fleetOrgs`, `liveOrgs`: orgs whose fleet log and live log the batches wrote to (`takeRung` of
+   * src/features/fleet/repo.ts and src/features/live/repo.ts).
+   */
+  | { type: 'applied'; batches: number; fleetOrgs: string[]; liveOrgs: string[] }
   | { type: 'dead_lettered' }
   /** When the oldest message waiting for this consumer was sent (epoch ms), null: none waits. */
   | { type: 'lag'; oldestMs: number | null }
@@ -60,6 +63,12 @@ const RESTART_MAX_MS = 30_000
 /** A thread that ran this long before dying starts again without backoff. */
 const HEALTHY_RUN_MS = 60_000
 
+/** Who the parent rings for what its threads committed (see the constructor). */
+export interface PoolRings {
+  fleet?(orgIds: readonly string[]): void
+  live?(orgIds: readonly string[]): void
+}
+
 interface Slot {
   consumer: ConsumerName
   worker: Worker | null
@@ -77,23 +86,24 @@ export class ConsumerPool {
   private readonly init: Omit<WorkerInit, 'consumer'>
   private readonly log: Logger
   private readonly metrics: Metrics
-  private readonly onFleet: (orgIds: readonly string[]) => void
+  private readonly rings: PoolRings
 
   /**
-   * `onFleet`: a thread's committed batches wrote fleet events for these orgs (a distilled
-   * signature); the fleet hub rings every instance for them (src/features/fleet/bell.ts).
+   * `rings`: a thread's committed batches wrote fleet events (a distilled signature) or live log
+   * rows (stored actions, raised alerts: the console's live stream, issue 12) for these orgs; the
+   * fleet and live hubs ring every instance for them (src/infra/bell.ts).
    */
   constructor(
     consumers: readonly ConsumerName[],
     init: Omit<WorkerInit, 'consumer'>,
     log: Logger,
     metrics: Metrics,
-    onFleet: (orgIds: readonly string[]) => void = () => {},
+    rings: PoolRings = {},
   ) {
     this.init = init
     this.log = log
     this.metrics = metrics
-    this.onFleet = onFleet
+    this.rings = rings
     this.#slots = consumers.map((consumer) => ({
       consumer,
       worker: null,
@@ -128,7 +138,8 @@ export class ConsumerPool {
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'applied') {
         this.metrics.consumerBatches.inc({ consumer: slot.consumer }, message.batches)
-        if (message.fleetOrgs.length > 0) this.onFleet(message.fleetOrgs)
+        if (message.fleetOrgs.length > 0) this.rings.fleet?.(message.fleetOrgs)
+        if (message.liveOrgs.length > 0) this.rings.live?.(message.liveOrgs)
       } else if (message.type === 'dead_lettered') this.metrics.busDeadLetters.inc({ consumer: slot.consumer })
       else if (message.type === 'lag') this.#oldest[slot.consumer] = message.oldestMs
     })

@@ -141,7 +141,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
       },
       log,
       metrics,
-      (orgIds) => composed.fleet.ring(orgIds),
+      { fleet: (orgIds) => composed.fleet.ring(orgIds), live: (orgIds) => composed.live.ring(orgIds) },
     )
     consumers.start()
     lifecycle.onShutdown('consumers', () => consumers.stop(), { share: 3 })
@@ -189,7 +189,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     checkpoint()
     if (config.bootstrapOrg) {
       const created = await bootstrapFirstOrg(database.app, config.bootstrapOrg, config.QUINT_BOOTSTRAP_OWNER_EMAIL)
-      if (created) printFirstStart(created)
+      if (created) printFirstStart(created, consoleUrl(config.HOST, server.port ?? config.PORT))
     }
     checkpoint()
     lifecycle.markReady()
@@ -201,6 +201,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         database: config.DATABASE_URL ? 'external' : 'embedded',
         read_replica: database.read !== null,
         data_dir: config.dataDir,
+        console: consoleUrl(config.HOST, server.port ?? config.PORT),
       },
       'quint-cloud ready',
     )
@@ -255,7 +256,13 @@ function serverError(log: Logger) {
  * The only time the raw credentials exist outside the caller's hands: written once to stderr
  * as plain text (the JSON logs on stdout redact tokens by design).
  */
-function printFirstStart(org: CreatedOrg): void {
+/** Where a person on this machine opens the console (issue 12): a wildcard bind is reached on localhost. */
+export function consoleUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' || host === '' ? 'localhost' : host.includes(':') ? `[${host}]` : host
+  return `http://${name}:${port}/`
+}
+
+function printFirstStart(org: CreatedOrg, console: string): void {
   process.stderr.write(
     [
       '',
@@ -266,6 +273,8 @@ function printFirstStart(org: CreatedOrg): void {
       `   admin API key : ${org.admin_key}`,
       `   deploy token  : ${org.deploy_token}`,
       ...(org.owner_invited ? [`   owner invited : ${org.owner_invited} (claimed at their first sign-in)`] : []),
+      '',
+      ` Open the console at ${console} and paste the admin API key.`,
       '================================================================',
       '',
     ].join('\n') + '\n',

@@ -51,6 +51,7 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   webhooks: 'Signed alert webhooks, their secrets and their delivery log.',
   team: "The org's people: invitations, roles (owner, admin, analyst, viewer) and removal.",
   'audit log': 'Who changed what in the org, from where, with the state before and after.',
+  live: "The console's live stream: the org's new events, alerts and fleet changes pushed as they commit (Server-Sent Events).",
 }
 
 const API_DESCRIPTION = [

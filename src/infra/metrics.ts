@@ -296,3 +296,29 @@ export function registerFleetStreamsGauge(registry: Registry, held: () => number
     },
   })
 }
+
+/**
+ * The console's live streams (issue 12, docs/live.md): held here, and the `gap`s they were sent,
+ * by topic and reason (fixed sets: `LIVE_TOPICS`, `GapReason` in src/features/live).
+ */
+export function registerLiveMetrics(registry: Registry, held: () => number): { gaps: Counter<'topic' | 'reason'> } {
+  if (!registry.getSingleMetric('quint_live_streams')) {
+    new Gauge({
+      name: 'quint_live_streams',
+      help: 'Console live streams (GET /v1/live) held open by this instance.',
+      registers: [registry],
+      collect() {
+        this.set(held())
+      },
+    })
+  }
+  const gaps =
+    (registry.getSingleMetric('quint_live_gaps_total') as Counter<'topic' | 'reason'> | undefined) ??
+    new Counter({
+      name: 'quint_live_gaps_total',
+      help: 'Gap events sent on console live streams (something was not sent; the console refetches), by topic and reason.',
+      labelNames: ['topic', 'reason'] as const,
+      registers: [registry],
+    })
+  return { gaps }
+}

@@ -39,6 +39,9 @@ import m0026 from '../../sql/0026_audit_sync.sql' with { type: 'text' }
 import m0027 from '../../sql/0027_threat_signatures.sql' with { type: 'text' }
 import m0028 from '../../sql/0028_fleet_stream.sql' with { type: 'text' }
 import m0029 from '../../sql/0029_session_flows.sql' with { type: 'text' }
+import m0030 from '../../sql/0030_policy_delivery.sql' with { type: 'text' }
+import m0031 from '../../sql/0031_live_log.sql' with { type: 'text' }
+import m0032 from '../../sql/0032_pending_approvals.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -77,6 +80,9 @@ const FILES: Record<string, string> = {
   '0027_threat_signatures.sql': m0027,
   '0028_fleet_stream.sql': m0028,
   '0029_session_flows.sql': m0029,
+  '0030_policy_delivery.sql': m0030,
+  '0031_live_log.sql': m0031,
+  '0032_pending_approvals.sql': m0032,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

@@ -219,7 +219,7 @@ describe('docker/Dockerfile', () => {
     expect(openapi.stdout).toBe(fs.readFileSync(path.join(ROOT, 'openapi.json'), 'utf8'))
   })
 
-  test('serves from the image layout: ready on the embedded Postgres, /docs with its bundle, and the HEALTHCHECK passes', async () => {
+  test('serves from the image layout: ready on the embedded Postgres, /docs with its bundle, the console, and the HEALTHCHECK passes', async () => {
     const bin = path.join(image, 'app/quint-cloud')
     const data = path.join(tmp, 'data')
     fs.mkdirSync(data, { mode: 0o700 })
@@ -255,6 +255,18 @@ describe('docker/Dockerfile', () => {
       expect(body.byteLength).toBe(
         fs.statSync(path.join(ROOT, 'node_modules/@scalar/api-reference/dist/browser/standalone.js')).size,
       )
+      // The console (issue 12) is inside the executable: its page and every file it loads.
+      const consolePage = await fetch(`http://127.0.0.1:${port}/`)
+      expect(consolePage.status).toBe(200)
+      const html = await consolePage.text()
+      const files = [...html.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((m) => m[1]!)
+      expect(files.some((f) => f.endsWith('.js'))).toBe(true)
+      expect(files.some((f) => f.endsWith('.css'))).toBe(true)
+      for (const file of files) {
+        const res = await fetch(new URL(file, `http://127.0.0.1:${port}/`))
+        expect(res.status).toBe(200)
+        if (file.endsWith('.js')) expect(await res.text()).toContain('quint.console.credential')
+      }
     } finally {
       server.kill('SIGTERM')
       expect(await server.exited).toBe(0)

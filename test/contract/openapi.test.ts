@@ -150,6 +150,11 @@ describe('the OpenAPI document', () => {
       'Problem: {',
     ]
     for (const name of names) expect(types).toContain(name)
+    // The console is typed by these (issue 12): a route or schema it reads cannot drift unseen.
+    const committed = fs.readFileSync(path.join(ROOT, 'src/console/ui/api/openapi.ts'), 'utf8')
+    if (committed !== types) {
+      throw new Error('src/console/ui/api/openapi.ts is out of date with openapi.json: run `bun run openapi:write` and commit it')
+    }
   })
 })
 

@@ -179,7 +179,7 @@ test('a pool whose connections are killed in every state keeps answering 503 qui
   expect(states.filter((s) => !killed.get(s))).toEqual([])
 
   // The LISTEN connections are back (the three consumers' and the fleet stream's doorbell,
-  // src/features/fleet/bell.ts), and NOTIFY wakes the pipeline (its poll is 60 s).
+  // src/infra/bell.ts), and NOTIFY wakes the pipeline (its poll is 60 s).
   const deadline = performance.now() + RECOVERY_BOUND_MS
   let listening = 0
   while (performance.now() < deadline) {

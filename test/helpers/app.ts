@@ -75,7 +75,7 @@ export function testApp(
     return { status: res.status, headers: res.headers, body: parsed, text }
   }
 
-  return { app, lifecycle, resolver, metrics: composed.metrics, routes: composed.routes, ready, call }
+  return { app, lifecycle, resolver, metrics: composed.metrics, routes: composed.routes, live: composed.live, ready, call }
 }
 
 /** A fresh database, the app on it, and two orgs (A and B) with their first credentials. */

@@ -43,6 +43,12 @@ describe('serve on an embedded Postgres', () => {
 
     const health = await fetch(`${first.url}/health`)
     expect(await health.json()).toMatchObject({ status: 'ok' })
+    // The banner names where to open the console (issue 12), and the console is there.
+    const port = new URL(first.url).port
+    expect(first.stderr()).toContain(`Open the console at http://127.0.0.1:${port}/ and paste the admin API key.`)
+    const page = await fetch(`${first.url}/`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('<meta name="quint-console"')
     const created = await fetch(`${first.url}/v1/deploy-tokens`, {
       method: 'POST',
       headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },

@@ -49,6 +49,10 @@ const FIXTURES: Record<string, (tx: Tx, org: string) => Promise<unknown>> = {
   'public.fleet_cursors': (tx, org) => tx`insert into fleet_cursors (org_id, seq) values (${org}, 1) on conflict do nothing`,
   'public.fleet_events': (tx, org) =>
     tx`insert into fleet_events (org_id, seq, kind) values (${org}, ${Math.floor(Math.random() * 1e9)}, 'domains')`,
+  'public.live_cursors': (tx, org) => tx`insert into live_cursors (org_id, seq) values (${org}, 1) on conflict do nothing`,
+  'public.live_log': (tx, org) =>
+    tx`insert into live_log (org_id, seq, kind, ids)
+       values (${org}, ${Math.floor(Math.random() * 1e9)}, 'event', array[gen_random_uuid()])`,
   'public.webhooks': (tx, org) => tx`
     insert into webhooks (org_id, url, secret_ciphertext) values (${org}, 'https://hooks.example/x', '\\x00')`,
   // The webhook belongs to the transaction's org, the delivery to `org`: a cross-org attempt must be

@@ -3,16 +3,19 @@
  * `online` computed from the last heartbeat, the registering credential (never its secret), the
  * detail's sections (process snapshot, graphs, agents, counts) filled by the daemon's own routes
  * and the consumers, 404 for malformed, unknown and other-org ids, 400 naming a bad parameter,
- * and no collision with the daemon's `GET /v1/machines/{id}/policies`.
+ * and no collision with the daemon's `GET /v1/machines/{id}/policies`. Each machine's `policy`
+ * block (issue 12): the hash it should hold and the one a heartbeat, a policies fetch or the fleet
+ * stream last handed it.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
 import { storeEvents } from '../../src/features/ingest/pipeline.ts'
-import type { CreatedOrg } from '../../src/features/orgs/service.ts'
+import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { applySessions } from '../../src/features/sessions/consumer.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
+import { SseReader } from '../helpers/sse.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -101,6 +104,14 @@ describe('GET /v1/machines', () => {
         prefix: a.deploy_token.slice(0, 'qt_deploy_'.length + 4),
         revoked_at: null,
       },
+      // Its heartbeat handed it the policy hash it should hold (issue 12).
+      policy: {
+        hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+        delivered_hash: laptop.policy.hash,
+        delivered_at: expect.any(String),
+        delivered_via: 'heartbeat',
+        current: true,
+      },
     })
     expect(Date.now() - Date.parse(laptop.last_seen_at)).toBeLessThan(60_000)
     const [tok] = await db.owner<{ id: string; token_hash: Buffer }[]>`
@@ -109,6 +120,14 @@ describe('GET /v1/machines', () => {
     expect(res.text).not.toContain(tok!.token_hash.toString('hex'))
     expect(res.text).not.toContain(a.deploy_token)
     expect(res.body.machines[1]).toMatchObject({ online: false, uptime_seconds: null, daemon_version: null })
+    // Never handed anything: the hash it should hold, nothing delivered.
+    expect(res.body.machines[1].policy).toEqual({
+      hash: laptop.policy.hash,
+      delivered_hash: null,
+      delivered_at: null,
+      delivered_via: null,
+      current: false,
+    })
     expect(res.body.machines[0]).toMatchObject({ status: 'disabled', online: false, last_seen_at: null })
     expect(ids(await list({}, b.admin_key))).toEqual([m.other])
   })
@@ -293,3 +312,121 @@ describe('GET /v1/machines/{id}', () => {
     expect(doc.paths['/v1/machines/{id}/policies'].get.operationId).toBe('machinePolicies')
   })
 })
+
+describe('policy delivery (issue 12): which machines hold the policy hash', () => {
+  test('heartbeat, policies and the fleet stream record what they hand; the views show it; nothing else writes', async () => {
+    const org = await createOrg(db.app, `delivery ${crypto.randomUUID()}`, 'cli')
+    const one = await register(org.deploy_token, { machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: 'one' })
+    const two = await register(org.deploy_token, { machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: 'two' })
+    const view = async (id: string) => {
+      const res = await t.call('GET', `/v1/machines/${id}`, { token: org.admin_key })
+      expect(res.status).toBe(200)
+      return res.body.policy as {
+        hash: string
+        delivered_hash: string | null
+        delivered_at: string | null
+        delivered_via: string | null
+        current: boolean
+      }
+    }
+    const stored = async (id: string) =>
+      (
+        await db.owner<{ hash: string | null; at: Date | null; via: string | null }[]>`
+          select policy_delivered_hash as hash, policy_delivered_at as at, policy_delivered_via as via from machines where id = ${id}`
+      )[0]!
+
+    // Registered, never handed anything.
+    const fresh = await view(one.machine_id)
+    expect(fresh).toEqual({
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      delivered_hash: null,
+      delivered_at: null,
+      delivered_via: null,
+      current: false,
+    })
+
+    // A heartbeat hands the hash it answers.
+    const hb = await t.call('POST', `/v1/machines/${one.machine_id}/heartbeat`, { token: one.service_token, json: {} })
+    expect(hb.status).toBe(200)
+    const first = await view(one.machine_id)
+    expect(first).toEqual({
+      hash: hb.body.policy_hash,
+      delivered_hash: hb.body.policy_hash,
+      delivered_at: expect.any(String),
+      delivered_via: 'heartbeat',
+      current: true,
+    })
+    // The steady state writes nothing new: the same hash keeps its first delivery.
+    const before = await stored(one.machine_id)
+    await Bun.sleep(5)
+    expect(
+      (await t.call('POST', `/v1/machines/${one.machine_id}/heartbeat`, { token: one.service_token, json: {} })).status,
+    ).toBe(200)
+    expect(await stored(one.machine_id)).toEqual(before)
+
+    // A new policy: the hash it should hold moves, what it was handed does not.
+    const pol = await t.call('POST', '/v1/policies', {
+      token: org.admin_key,
+      json: { name: 'no curl', rules: [{ tool: 'Bash', action: 'block', conditions: ['curl'] }] },
+    })
+    expect(pol.status).toBe(201)
+    const stale = await view(one.machine_id)
+    expect(stale.hash).not.toBe(first.hash)
+    expect(stale).toMatchObject({ delivered_hash: first.hash, delivered_via: 'heartbeat', current: false })
+    // The list shows the same block, one computation for both machines (same tags, named by no scope).
+    const listed = (await t.call('GET', '/v1/machines', { token: org.admin_key })).body.machines as {
+      id: string
+      policy: unknown
+    }[]
+    expect(listed.find((x) => x.id === one.machine_id)!.policy).toEqual(stale)
+    expect(listed.find((x) => x.id === two.machine_id)!.policy).toMatchObject({
+      hash: stale.hash,
+      delivered_hash: null,
+      current: false,
+    })
+
+    // GET …/policies: a 304 hands nothing; a 200 hands the document's hash.
+    const refetched = await t.call('GET', `/v1/machines/${one.machine_id}/policies`, {
+      token: one.service_token,
+      headers: { 'if-none-match': first.hash },
+    })
+    expect(refetched.status).toBe(200) // it held the old hash: the new document is sent
+    expect(refetched.headers.get('etag')).toBe(stale.hash)
+    expect(await view(one.machine_id)).toMatchObject({ delivered_hash: stale.hash, delivered_via: 'policies', current: true })
+    const again = await t.call('GET', `/v1/machines/${one.machine_id}/policies`, {
+      token: one.service_token,
+      headers: { 'if-none-match': stale.hash },
+    })
+    expect(again.status).toBe(304)
+    expect(await view(one.machine_id)).toMatchObject({ delivered_via: 'policies', current: true })
+
+    // The fleet stream's first `policy` event hands the other machine its hash.
+    const abort = new AbortController()
+    const res = await t.app.fetch(
+      new Request(`http://test/v1/machines/${two.machine_id}/stream`, {
+        headers: { authorization: `Bearer ${two.service_token}` },
+        signal: abort.signal,
+      }),
+    )
+    expect(res.status).toBe(200)
+    const reader = new SseReader(res)
+    const policy = await reader.next((e) => e.event === 'policy')
+    expect(policy.data.policy_hash).toBe(stale.hash)
+    await waitFor(async () => (await view(two.machine_id)).delivered_via === 'stream')
+    expect(await view(two.machine_id)).toMatchObject({ delivered_hash: stale.hash, delivered_via: 'stream', current: true })
+    abort.abort()
+
+    // PATCH answers the same block (its tags may change what it should hold).
+    const patched = await t.call('PATCH', `/v1/machines/${two.machine_id}`, { token: org.admin_key, json: { tags: ['ci'] } })
+    expect(patched.status).toBe(200)
+    expect(patched.body.policy).toMatchObject({ hash: stale.hash, delivered_via: 'stream', current: true })
+  })
+})
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await Bun.sleep(25)
+  }
+}

@@ -3,16 +3,20 @@
  * bearer and with a management credential naming it; single use (also under concurrency); event
  * binding, allowed decisions, revoked and expired tokens, other orgs; the cosignature; the durable
  * record, the listing, and the audit trail (never the token). Also SecretBox.derive, the source of
- * the cosignature key.
+ * the cosignature key, and the list of pending approval requests (`GET /v1/overrides/pending`).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { verifyOverrideCosignature } from '../../src/auth/override-cosign.ts'
 import { SecretBox } from '../../src/auth/secret-box.ts'
-import type { CreatedOrg } from '../../src/features/orgs/service.ts'
+import { drainOnce } from '../../src/bus/consume-local.ts'
+import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { testApp, testSecrets, twoOrgApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
+import { v2Event } from '../helpers/events.ts'
+import { signJwt, startIdp, testKey } from '../helpers/idp.ts'
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -21,6 +25,7 @@ let b: CreatedOrg
 let agentA: { token: string; jti: string }
 
 const RBAC = { allowed_actions: ['data:read:*'], denied_actions: [], max_sensitivity_level: 3 }
+const IDP_KEY = testKey('ES256')
 
 beforeAll(async () => {
   ;({ db, t, a, b } = await twoOrgApp())
@@ -327,5 +332,168 @@ describe('the record', () => {
     expect(mine).toHaveLength(1)
     // The stored cosignature is the one answered; the token's hash is not stored here.
     expect(JSON.stringify(mine)).not.toContain(createHash('sha256').update(ov.token).digest('hex'))
+  })
+})
+
+describe('pending approvals: GET /v1/overrides/pending (issue 12)', () => {
+  /** A fresh org with a registered machine: the other tests' requests are in org A. */
+  async function orgWithMachine(name: string) {
+    const org = await createOrg(db.app, `${name} ${crypto.randomUUID().slice(0, 8)}`, 'cli')
+    const reg = await t.call('POST', '/v1/machines/register', {
+      token: org.deploy_token,
+      json: { machine_id: crypto.randomUUID().replace(/-/g, ''), hostname: `${name}-laptop` },
+    })
+    expect(reg.status).toBe(201)
+    return { org, machine: { id: reg.body.machine_id as string, token: reg.body.service_token as string } }
+  }
+  /** An event sent by the machine for approval, stored by the pipeline consumer. */
+  async function storedEvent(token: string) {
+    const event = v2Event({ arguments_json: '{"command":"git push origin main"}', decision: 'require_approval' })
+    expect((await t.call('POST', '/v1/ingest', { token, json: { events: [event] } })).status).toBe(200)
+    await drainOnce(db.app, 'pipeline', storeEvents)
+    return event.event_id
+  }
+  const pending = async (token: string, query = '') => {
+    const res = await t.call('GET', `/v1/overrides/pending${query}`, { token })
+    expect(res.status).toBe(200)
+    return res.body as { pending: Record<string, any>[]; next_cursor: string | null }
+  }
+  const jtis = (list: { pending: Record<string, any>[] }) => list.pending.map((p) => p.override_jti)
+
+  test('a minted request is listed with its stored event, its machine and who asked; newest first', async () => {
+    const { org, machine } = await orgWithMachine('pend')
+    const agent = await agentOf(org)
+    const eventId = await storedEvent(machine.token)
+    const byAgent = await override(eventId, { reason: 'wants to push to main', allowed_decisions: ['approve'] }, agent.token)
+    const byAdmin = await override('evt-not-sent-yet', {}, org.admin_key)
+    const list = await pending(org.admin_key)
+    expect(jtis(list)).toEqual([byAdmin.jti, byAgent.jti])
+    expect(list.next_cursor).toBeNull()
+
+    const [stored] = (await t.call('GET', `/v1/events?machine_id=${machine.id}`, { token: org.admin_key })).body.events
+    const [minted] = await db.owner<{ issued_at: Date; expires_at: Date }[]>`
+      select issued_at, expires_at from auth.issued_tokens where jti = ${byAgent.jti}`
+    expect(list.pending[1]).toEqual({
+      override_jti: byAgent.jti,
+      event_id: eventId,
+      allowed_decisions: ['approve'],
+      reason: 'wants to push to main',
+      requested_at: minted!.issued_at.toISOString(),
+      expires_at: minted!.expires_at.toISOString(),
+      requested_by: { kind: 'jwt', type: 'agent', id: agent.jti, name: null, agent_id: 'agent-1' },
+      event: stored,
+      machine: { id: machine.id, hostname: 'pend-laptop' },
+    })
+    const who = (await t.call('GET', '/v1/auth/whoami', { token: org.admin_key })).body
+    expect(list.pending[0]).toMatchObject({
+      event_id: 'evt-not-sent-yet',
+      allowed_decisions: ['approve', 'reject'],
+      reason: null,
+      requested_by: { kind: 'opaque', type: 'api_key', id: who.token_id, name: expect.any(String), agent_id: null },
+      event: null,
+      machine: null,
+    })
+    // Never a secret: no token, no hash.
+    expect(JSON.stringify(list)).not.toContain(byAgent.token.slice(12, 60))
+  })
+
+  test('used, expired and revoked requests (itself, the token that minted it, or one above that) are not listed', async () => {
+    const { org } = await orgWithMachine('ended')
+    const kept = await override('evt-kept', {}, org.admin_key)
+    const decided = await override('evt-decided', {}, org.admin_key)
+    expect(
+      (await t.call('POST', '/overrides/evt-decided/decide', { token: decided.token, json: { decision: 'approve' } })).status,
+    ).toBe(200)
+    const revoked = await override('evt-revoked', {}, org.admin_key)
+    expect((await t.call('DELETE', `/revocation/${revoked.jti}`, { token: org.admin_key })).status).toBe(200)
+    const minter = await agentOf(org)
+    const underMinter = await override('evt-minter', {}, minter.token)
+    expect((await t.call('DELETE', `/revocation/${minter.jti}`, { token: org.admin_key })).status).toBe(200)
+    // Revoking the app token two levels above (not cascading) ends the requests of its agents too.
+    const app = await t.call('POST', '/tokens/app', { token: org.admin_key, json: { name: 'root', scopes: ['*'] } })
+    const bearer = await t.call('POST', '/tokens/bearer', {
+      token: org.admin_key,
+      json: { app_token_hash: app.body.token_hash, environment: 'prod' },
+    })
+    const deep = await t.call('POST', '/tokens/agent', {
+      token: org.admin_key,
+      json: { bearer_jti: bearer.body.jti, agent_id: 'deep', rbac: RBAC },
+    })
+    const underApp = await override('evt-app', {}, deep.body.token)
+    expect(jtis(await pending(org.admin_key))).toContain(underApp.jti)
+    expect((await t.call('DELETE', `/revocation/${app.body.jti}`, { token: org.admin_key })).status).toBe(200)
+    const short = await override('evt-short', { ttl_minutes: 1 / 60 }, org.admin_key)
+    expect(jtis(await pending(org.admin_key))).toContain(short.jti)
+    await Bun.sleep(1_100)
+    const left = jtis(await pending(org.admin_key))
+    expect(left).toEqual([kept.jti])
+    expect(left).not.toContain(underMinter.jti)
+  })
+
+  test('pages newest first with the keyset cursor; a doctored cursor is a 400', async () => {
+    const { org } = await orgWithMachine('pages')
+    const minted: string[] = []
+    for (let i = 0; i < 5; i++) minted.push((await override(`evt-page-${i}`, {}, org.admin_key)).jti)
+    const seen: string[] = []
+    let cursor: string | null = null
+    do {
+      const page = await pending(org.admin_key, `?limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      expect(page.pending.length).toBeLessThanOrEqual(2)
+      seen.push(...jtis(page))
+      cursor = page.next_cursor
+    } while (cursor)
+    expect(seen).toEqual(minted.reverse())
+    const bad = await t.call('GET', '/v1/overrides/pending?cursor=nope', { token: org.admin_key })
+    expectProblem(bad, 400)
+    expectProblem(await t.call('GET', '/v1/overrides/pending?limit=0', { token: org.admin_key }), 400)
+  })
+
+  test("another org's requests are invisible: each org lists its own", async () => {
+    const one = await orgWithMachine('iso-one')
+    const two = await orgWithMachine('iso-two')
+    const eventId = await storedEvent(one.machine.token)
+    const mine = await override(eventId, { reason: 'one only' }, one.org.admin_key)
+    const theirs = await override('evt-two', {}, two.org.admin_key)
+    expect(jtis(await pending(one.org.admin_key))).toEqual([mine.jti])
+    const seen = await pending(two.org.admin_key)
+    expect(jtis(seen)).toEqual([theirs.jti])
+    expect(JSON.stringify(seen)).not.toContain(eventId)
+    expect(JSON.stringify(seen)).not.toContain(one.machine.id)
+    // Under RLS as the app role, too: B's transaction sees no row of A's.
+    const rows = await withOrg(db.app, two.org.org_id, (tx) => tx`select 1 from auth.issued_tokens where jti = ${mine.jti}`)
+    expect(rows).toHaveLength(0)
+  })
+
+  test('read credentials list them (a viewer, a read-only app token, the admin key); machine credentials are 403', async () => {
+    const { org, machine } = await orgWithMachine('access')
+    const agent = await agentOf(org)
+    const req = await override('evt-access', {}, org.admin_key)
+    const idp = startIdp([IDP_KEY])
+    try {
+      const people = testApp(db, { OIDC_ISSUER: idp.issuer, OIDC_AUDIENCE: 'aud' })
+      const email = `viewer-${crypto.randomUUID()}@example.com`
+      expect((await people.call('POST', '/v1/team', { token: org.admin_key, json: { email, role: 'viewer' } })).status).toBe(201)
+      const viewer = signJwt(idp.claims('aud', { sub: email, email, email_verified: true }), { key: IDP_KEY })
+      const seen = await people.call('GET', '/v1/overrides/pending', { token: viewer })
+      expect(seen.status).toBe(200)
+      expect(seen.body.pending.map((p: { override_jti: string }) => p.override_jti)).toEqual([req.jti])
+      // Seeing is not deciding: a person is not a management credential.
+      expectProblem(
+        await people.call('POST', '/overrides/evt-access/decide', {
+          token: viewer,
+          json: { override_jti: req.jti, decision: 'approve' },
+        }),
+        403,
+      )
+    } finally {
+      idp.stop()
+    }
+    const reader = await t.call('POST', '/tokens/app', { token: org.admin_key, json: { name: 'wall', scopes: ['read'] } })
+    expect(jtis(await pending(reader.body.token))).toEqual([req.jti])
+    expect(jtis(await pending(org.admin_key))).toEqual([req.jti])
+    for (const token of [org.deploy_token, machine.token, agent.token, req.token]) {
+      expectProblem(await t.call('GET', '/v1/overrides/pending', { token }), 403, 'insufficient_permissions')
+    }
+    expectProblem(await t.call('GET', '/v1/overrides/pending'), 401)
   })
 })

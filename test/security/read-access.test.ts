@@ -25,7 +25,7 @@ let machine: string
 const machineCreds: Record<string, string> = {}
 const readerCreds: Record<string, string> = {}
 
-/** The read routes issue 9 names: all must be mounted (and so checked below). */
+/** The read routes issue 9 names (and issue 12's): all must be mounted (and so checked below). */
 const ISSUE_9_READ_ROUTES = [
   '/v1/events',
   '/v1/events/:id',
@@ -44,6 +44,10 @@ const ISSUE_9_READ_ROUTES = [
   '/v1/alerts',
   '/v1/alerts/:id',
   '/v1/ingest/stats',
+  // The console's live stream (issue 12): the same data, pushed.
+  '/v1/live',
+  // Approval requests agents wait on (issue 12): seeing them is reading; deciding is not.
+  '/v1/overrides/pending',
 ]
 /**
  * A machine's own reads: its policies and what the fleet stream pushes it, itself, and the local

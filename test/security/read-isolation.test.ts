@@ -23,6 +23,7 @@ import { applySessions } from '../../src/features/sessions/consumer.ts'
 import { testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testDatabase, type TestDatabase } from '../helpers/db.ts'
 import { v2Event } from '../helpers/events.ts'
+import { SseReader } from '../helpers/sse.ts'
 
 /** GET routes with a path id that this suite leaves to another, and why. */
 const ELSEWHERE: Record<string, string> = {
@@ -35,7 +36,18 @@ const ELSEWHERE: Record<string, string> = {
   '/v1/webhooks/:id/deliveries/:delivery_id': 'webhook deliveries (test/integration/webhook-isolation.test.ts)',
 }
 /** The read side's list and stats routes (tags of the route registry). */
-const READ_TAGS = new Set(['events', 'sessions', 'agents', 'machines', 'alerts', 'ingest', 'policies', 'threat signatures'])
+const READ_TAGS = new Set([
+  'events',
+  'sessions',
+  'agents',
+  'machines',
+  'alerts',
+  'ingest',
+  'policies',
+  'threat signatures',
+  // `GET /v1/overrides/pending` (issue 12): A's requests name A's events.
+  'overrides',
+])
 
 let db: TestDatabase
 let t: ReturnType<typeof testApp>
@@ -151,6 +163,10 @@ beforeAll(async () => {
     rule_key: 'builtin:credential_read',
   })
   const eventKeys = await col(db.owner`select event_id as v from actions where org_id = ${a.org_id}`)
+  // An approval waiting on A's blocked event (an override token minted for it).
+  const asked = await t.call('POST', '/tokens/override', { token: a.admin_key, json: { event_id: eventKeys[0], reason: 'iso' } })
+  expect(asked.status).toBe(201)
+  ids.overrides = [asked.body.jti]
   markers = [...Object.values(ids).flat(), ...eventKeys, HOST, CLIENT_MACHINE, AGENT, ROOT]
 }, HOOK_TIMEOUT_MS)
 afterAll(async () => {
@@ -222,5 +238,47 @@ describe('org B cannot reach org A’s data through any read route (issue 9)', (
       }
     }
     expect(filtered).toBeGreaterThan(10)
+  })
+
+  test('the live stream (issue 12): B’s console hears nothing of what A stores, raises, triages, changes or asks', async () => {
+    const open = async (token: string) => {
+      const res = await t.app.fetch(new Request('http://test/v1/live', { headers: { authorization: `Bearer ${token}` } }))
+      expect(res.status).toBe(200)
+      const reader = new SseReader(res)
+      await reader.next((e) => e.event === 'ready')
+      return { reader, res }
+    }
+    const theirs = await open(b.admin_key)
+    const own = await open(a.admin_key)
+    const sent = v2Event({ session_id: ROOT, agent_id: AGENT, arguments_json: '{"command":"rm -rf /"}', risk_score: 99 })
+    const machineId = (await db.owner<{ id: string }[]>`select id from machines where org_id = ${a.org_id}`)[0]!.id
+    expect((await t.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events: [sent] } })).status).toBe(200)
+    await drainOnce(db.app, 'pipeline', storeEvents)
+    await drainOnce(db.app, 'alerts', evaluateAlerts)
+    // In-process consumers ring nothing: the ring their thread's parent would send.
+    t.live.ring([a.org_id])
+    const alert = await own.reader.next((e) => e.event === 'alert' && e.data.context.event_id === sent.event_id)
+    await own.reader.next((e) => e.event === 'event' && e.data.event_id === sent.event_id)
+    expect(
+      (await t.call('PATCH', `/v1/alerts/${alert.data.id}`, { token: a.admin_key, json: { status: 'resolved' } })).status,
+    ).toBe(200)
+    await own.reader.next((e) => e.event === 'alert' && e.data.status === 'resolved')
+    expect((await t.call('PATCH', `/v1/machines/${machineId}`, { token: a.admin_key, json: { tags: ['iso'] } })).status).toBe(200)
+    await own.reader.next((e) => e.event === 'fleet' && e.data.kind === 'machine')
+    const asked = await t.call('POST', '/tokens/override', { token: a.admin_key, json: { event_id: sent.event_id } })
+    expect(asked.status).toBe(201)
+    await own.reader.next((e) => e.event === 'approval' && e.data.state === 'pending' && e.data.override_jti === asked.body.jti)
+    const decided = await t.call('POST', `/overrides/${sent.event_id}/decide`, {
+      token: asked.body.token,
+      json: { decision: 'approve' },
+    })
+    expect(decided.status).toBe(200)
+    await own.reader.next((e) => e.event === 'approval' && e.data.state === 'decided' && e.data.override_jti === asked.body.jti)
+    await Bun.sleep(300)
+    expect(theirs.reader.events.filter((e) => e.event !== 'ready')).toEqual([])
+    const text = JSON.stringify(theirs.reader.events)
+    expect({ leaked: [...markers, sent.event_id].filter((m) => text.includes(m)) }).toEqual({ leaked: [] })
+    await theirs.res.body?.cancel().catch(() => {})
+    await own.res.body?.cancel().catch(() => {})
   })
 })

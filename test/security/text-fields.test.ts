@@ -272,6 +272,10 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
     body: { override_jti: await newOverride('evt-decide'), customer_id: org.org_id, decision: 'approve', reason: 'ok' },
   }),
   listOverrideDecisions: async () => ({ token: admin(), params: { event_id: 'evt-decide' } }),
+  listPendingOverrides: async () => {
+    await newOverride('evt-pending')
+    return { token: admin(), query: { limit: '10' } }
+  },
   createDeployToken: async () => ({ token: admin(), body: { name: 'd', expires_at: soon() } }),
   listDeployTokens: async () => ({ token: admin() }),
   revokeDeployToken: async () => ({
@@ -403,6 +407,7 @@ const EXAMPLES: Record<string, () => Promise<Example>> = {
   listAgents: async () => ({ token: admin() }),
   getAgent: async () => ({ token: admin(), params: { id: (await newEvent()).agent } }),
   listMachines: async () => ({ token: admin() }),
+  liveStream: async () => ({ token: admin(), query: { topics: 'events,alerts' } }),
   getMachine: async () => ({ token: admin(), params: { id: await machineId() } }),
   getIngestStats: async () => ({ token: admin() }),
   getOrg: async () => ({ token: admin() }),

@@ -81,6 +81,10 @@ export interface MintRequest {
   claims: Record<string, unknown>
   name?: string | null
   depth?: number
+  /** The opaque credential (api_tokens.id) that minted it, when not a JWT minting for itself. */
+  mintedBy?: string | null
+  /** An override's reason for asking (kept with the token, shown to whoever decides). */
+  requestReason?: string | null
 }
 
 export interface MintedJwt {
@@ -150,10 +154,11 @@ export async function mintJwt(tx: Tx, signer: Signer, req: MintRequest, ttlPoint
   const tokenHash = createHash('sha256').update(token).digest()
   await tx`
     insert into auth.issued_tokens
-      (org_id, jti, token_type, parent_jti, depth, kid, name, agent_id, session_id, event_id, claims, expires_at, token_hash)
+      (org_id, jti, token_type, parent_jti, depth, kid, name, agent_id, session_id, event_id, claims, expires_at, token_hash,
+       minted_by, request_reason)
     values (${req.orgId}, ${jti}, ${req.type}, ${req.parent?.jti ?? null}, ${req.depth ?? 0}, ${signer.kid},
             ${req.name ?? null}, ${str(claims.agent_id)}, ${str(claims.session_id)}, ${str(claims.event_id)},
-            ${tx.json(claims as never)}, ${expiresAt}, ${tokenHash})`
+            ${tx.json(claims as never)}, ${expiresAt}, ${tokenHash}, ${req.mintedBy ?? null}, ${req.requestReason ?? null})`
   return { token, jti, type: req.type, claims, expiresAt }
 }
 

@@ -33,6 +33,7 @@ import { enqueueAlertDeliveries } from '../webhooks/queue.ts'
 import { contextOf, insertAlerts, type NewAlert } from './repo.ts'
 import { analyzeEvent, BUILTIN_RULES, eventLabel, type Severity } from './builtin.ts'
 import { compileCondition, viewOf, type Predicate } from './condition.ts'
+import { recordLive } from '../live/repo.ts'
 
 interface Pending {
   event: WireEvent
@@ -57,7 +58,7 @@ interface SessionState {
 const OUTBOUND = BUILTIN_RULES.outboundAfterCredentialRead
 
 /** The alerts consumer's handler (see src/bus/consume-local.ts `Handler`). */
-export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> {
+export async function evaluateAlerts(tx: Tx, batches: Claimed[], finish?: () => Promise<void>): Promise<void> {
   const events = collect(batches)
   if (events.length === 0) return
   const rules = await loadRules(tx)
@@ -148,6 +149,14 @@ export async function evaluateAlerts(tx: Tx, batches: Claimed[]): Promise<void> 
     // log's lock is taken before the webhook queue's in every transaction (no deadlock).
     await distilAlerts(tx, inserted)
     await enqueueAlertDeliveries(tx, inserted)
+    // Last (after the fleet log's lock, like every writer of both, and after the bus's batch
+    // locks): the console's live stream; the log's per-org lock is held only for the commit.
+    await finish?.()
+    await recordLive(
+      tx,
+      'alert',
+      inserted.map((a) => a.id),
+    )
   }
 }
 

@@ -117,7 +117,7 @@ export interface AlertFilters {
  * the pipeline, not after it, so the action may be stored later than the alert. The machine's
  * hostname is joined so every alert names the laptop it came from (issue 9).
  */
-const ALERT_SELECT = (tx: Tx) => tx`
+export const ALERT_SELECT = (tx: Tx) => tx`
   select a.id, a.rule_key, a.rule_id, a.event_key, coalesce(a.action_id, k.action_id) as action_id, a.session_key,
          a.machine_id, m.hostname as machine_hostname, a.agent_key, a.severity, a.title, a.context, a.status,
          a.created_at, a.updated_at, a.created_at::text as created_key

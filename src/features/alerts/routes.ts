@@ -14,6 +14,8 @@ import { requireName } from '../../lib/names.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { compileCondition } from './condition.ts'
 import { eventView } from '../events/view.ts'
+import { recordLive, type LiveRing } from '../live/repo.ts'
+import { alertView } from './view.ts'
 import { sessionView } from '../sessions/view.ts'
 import {
   deleteRule,
@@ -27,7 +29,6 @@ import {
   sessionByKey,
   setAlertStatus,
   updateRule,
-  type AlertRow,
   type RuleRow,
 } from './repo.ts'
 import {
@@ -45,7 +46,8 @@ import {
   UpdateAlertRuleBody,
 } from './schema.ts'
 
-export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sql }): void {
+/** `live`: the console's live stream, rung after a triage commits (issue 12). */
+export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sql; live: LiveRing }): void {
   const { sql, readSql } = deps
   const ruleTags = ['alert rules']
   const alertTags = ['alerts']
@@ -285,10 +287,13 @@ export function mountAlerts(routes: RouteRegistry, deps: { sql: Sql; readSql: Sq
             request: c.get('request'),
             details: { from: r.previous, to: body.status },
           })
+          // Last: the console's live stream hears of it at commit (issue 12).
+          await recordLive(tx, 'alert', [id])
         }
         return r
       })
       if (!row) throw alertNotFound()
+      if (row.previous !== body.status) deps.live.ring([p.orgId])
       return c.json(alertView(row))
     },
   )
@@ -320,25 +325,5 @@ function ruleView(r: RuleRow) {
     condition: r.condition,
     created_at: r.created_at.toISOString(),
     updated_at: r.updated_at.toISOString(),
-  }
-}
-
-function alertView(a: AlertRow) {
-  return {
-    id: a.id,
-    rule_key: a.rule_key,
-    rule_id: a.rule_id,
-    event_key: a.event_key,
-    action_id: a.action_id,
-    session_key: a.session_key,
-    machine_id: a.machine_id,
-    machine: a.machine_id ? { id: a.machine_id, hostname: a.machine_hostname } : null,
-    agent_key: a.agent_key,
-    severity: a.severity,
-    title: a.title,
-    context: a.context,
-    status: a.status,
-    created_at: a.created_at.toISOString(),
-    updated_at: a.updated_at.toISOString(),
   }
 }

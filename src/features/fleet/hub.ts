@@ -2,8 +2,8 @@
  * @module features/fleet/hub
  * The fleet streams one instance holds (issue 11; docs/fleet-stream.md), and what it tells them.
  *
- * - A ring for an org (./bell.ts) reads that org's log once for every stream of the org held
- *   here (one transaction, whatever the number of daemons), and hands each stream its events:
+ * - A ring for an org (src/infra/bell.ts) reads that org's log once for every stream of the org
+ *   held here (one transaction, whatever the number of daemons), and hands each stream its events:
  *   `signature` (in its machine's scope), `override` (addressed to it), and `policy` whenever
  *   its machine's configuration (policy hash, domains) differs from what it was last sent.
  *   Machines that cannot differ (the same tags, named by no scope) share one configuration read.
@@ -14,6 +14,8 @@
  *   a database error in between) stays owed until it is sent.
  * - Every `keepAliveMs`: a comment on every stream, every credential checked again, every org
  *   read again (the catch-up for a lost ring, and signature expiries, which no write announces).
+ * - A `policy` event sent records which hash the machine now holds (issue 12,
+ *   ../machines/delivery.ts), after the read, and rings the console's live stream when it changed.
  * - A revoked credential's streams are checked at once (`revoked`, from the credential resolver
  *   on this instance and, in cluster mode, every other), and end unless it still holds the
  *   machine (a revoked deploy token keeps serving the machines it registered); a disabled
@@ -22,17 +24,18 @@
 import type { Sql } from '../../infra/db.ts'
 import { withOrg, type Tx } from '../../infra/db.ts'
 import type { Logger } from '../../infra/log.ts'
-import { machineConfig, type MachineConfig } from '../policies/document.ts'
+import { configCache, machineConfig, type ConfigCache } from '../policies/document.ts'
 import { inScope, type Scope } from '../policies/scope.ts'
-import type { FleetBell } from './bell.ts'
-import { expiredBetween, fleetEventsAfter, scopedMachines, type FleetEvent } from './repo.ts'
+import type { Bell } from '../../infra/bell.ts'
+import { checkStreams, oneAtATime } from '../../http/sse.ts'
+import { expiredBetween, fleetEventsAfter, type FleetEvent } from './repo.ts'
+import { recordDeliveries, type PolicySent } from '../machines/delivery.ts'
+import type { LiveRing } from '../live/repo.ts'
 
 /** Events read per pump; a pump that reads a full page runs again. */
 const PAGE = 500
 /** The changes one `policy` event lists (the rest are summed up by their count). */
 const MAX_CHANGES = 50
-/** Credentials checked at once by a recheck. */
-const RECHECK_CONCURRENCY = 16
 
 export interface StreamSink {
   /** Writes one SSE event; false when the client is gone or too far behind (then it is closed). */
@@ -60,11 +63,19 @@ export interface HeldStream {
 
 export interface HubOptions {
   sql: Sql
-  bell: FleetBell
+  bell: Bell
   log: Logger
   keepAliveMs: number
   perOrg: number
   perMachine: number
+  /**
+   * The console's live stream (issue 12), which reads the fleet log too (topic `fleet`): every
+   * fleet ring this hub hears, its own or another instance's through the fleet bell, is read by
+   * the live streams held here too (`heard`; `resync` after a reconnect of the bell), so a fleet
+   * change reaches them as fast as it reaches the daemons. `ring` tells every instance of a
+   * policy delivery a `policy` event recorded (a live log row, rung on the live bell).
+   */
+  live?: LiveRing & { heard(orgIds: readonly string[]): void; resync(): void }
 }
 
 export class TooManyStreamsError extends Error {}
@@ -76,8 +87,13 @@ export class FleetHub {
   #lastTick = new Date()
   /** Per org, since when signature expiries are still to be checked (kept until a pump succeeds). */
   readonly #expiredSince = new Map<string, Date>()
-  #rechecking: Promise<void> | null = null
-  #recheckAgain = false
+  /** Every stream's credential checked again; one recheck at a time, a request meanwhile runs once more. */
+  readonly #recheckAll = oneAtATime(() =>
+    this.#check(
+      [...this.#orgs.values()].flatMap((set) => [...set]),
+      'credential_invalid',
+    ),
+  )
   private readonly o: HubOptions
 
   constructor(options: HubOptions) {
@@ -85,7 +101,16 @@ export class FleetHub {
   }
 
   async start(): Promise<void> {
-    await this.o.bell.start({ ring: (org) => this.#pump(org), resync: () => this.#pumpAll() })
+    await this.o.bell.start({
+      ring: (org) => {
+        this.#pump(org)
+        this.o.live?.heard([org])
+      },
+      resync: () => {
+        this.#pumpAll()
+        this.o.live?.resync()
+      },
+    })
     this.#timer = setInterval(() => void this.#tick(), this.o.keepAliveMs)
     this.#timer.unref()
   }
@@ -104,11 +129,14 @@ export class FleetHub {
     return n
   }
 
-  /** After writes that recorded fleet events for these orgs committed (see ./bell.ts). */
+  /** After writes that recorded fleet events for these orgs committed (see src/infra/bell.ts). */
   ring(orgIds: readonly string[]): void {
     if (orgIds.length === 0) return
     for (const org of orgIds) this.#pump(org)
     this.o.bell.ring(orgIds)
+    // The console's live streams read the fleet log too (topic `fleet`): those held here at once;
+    // every other instance's when its fleet bell hears this change (see `start`).
+    this.o.live?.heard(orgIds)
   }
 
   /**
@@ -176,34 +204,8 @@ export class FleetHub {
     this.#pumpAll()
   }
 
-  /** Every stream's credential checked again; one recheck at a time, a request meanwhile runs once more. */
-  async #recheckAll(): Promise<void> {
-    if (this.#rechecking) {
-      this.#recheckAgain = true
-      return this.#rechecking
-    }
-    this.#rechecking = (async () => {
-      do {
-        this.#recheckAgain = false
-        await this.#check(
-          [...this.#orgs.values()].flatMap((set) => [...set]),
-          'credential_invalid',
-        )
-      } while (this.#recheckAgain)
-    })().finally(() => (this.#rechecking = null))
-    return this.#rechecking
-  }
-
-  async #check(streams: HeldStream[], reason: string): Promise<void> {
-    for (let i = 0; i < streams.length; i += RECHECK_CONCURRENCY) {
-      await Promise.all(
-        streams.slice(i, i + RECHECK_CONCURRENCY).map(async (s) => {
-          // A check that cannot run (the database is down) keeps the stream: the next tick retries.
-          const ok = await s.stillValid().catch(() => true)
-          if (!ok) this.#close(s, reason)
-        }),
-      )
-    }
+  #check(streams: HeldStream[], reason: string): Promise<void> {
+    return checkStreams(streams, (s) => this.#close(s, reason))
   }
 
   #pumpAll(): void {
@@ -242,13 +244,14 @@ export class FleetHub {
     const after = Math.min(...streams.map((s) => s.after))
     const machines = [...new Set(streams.map((s) => s.machineId))]
     const since = this.#expiredSince.get(orgId)
+    const sent: PolicySent[] = []
     const more = await withOrg(this.o.sql, orgId, async (tx) => {
       const { events, oldest } = await fleetEventsAfter(tx, after, machines, PAGE)
       const expired = since !== undefined && (await expiredBetween(tx, since))
       const configs = await configCache(tx)
       for (const s of streams) {
         if (!this.#orgs.get(orgId)?.has(s)) continue
-        const end = await deliver(tx, s, events, oldest, expired, configs)
+        const end = await deliver(tx, s, events, oldest, expired, configs, sent)
         if (end === 'gone') this.#drop(s)
         else if (end) this.#close(s, end)
       }
@@ -258,22 +261,21 @@ export class FleetHub {
       return events.length === PAGE && last !== undefined && last > after
     })
     if (since !== undefined && this.#expiredSince.get(orgId) === since) this.#expiredSince.delete(orgId)
+    if (sent.length > 0) await this.#recordSent(orgId, sent)
     return more
   }
-}
 
-/** Configuration reads of one pump: one per group of machines that cannot differ. */
-export type ConfigCache = (machineId: string, tags: readonly string[]) => Promise<MachineConfig>
-
-async function configCache(tx: Tx): Promise<ConfigCache> {
-  const named = await scopedMachines(tx)
-  const cache = new Map<string, Promise<MachineConfig>>()
-  return (machineId, tags) => {
-    // A machine's document depends on its id only where a scope names it; otherwise on its tags.
-    const key = named.has(machineId) ? `id:${machineId}` : `tags:${[...tags].sort().join('\n')}`
-    let hit = cache.get(key)
-    if (!hit) cache.set(key, (hit = machineConfig(tx, machineId)))
-    return hit
+  /**
+   * Which machines now hold which policy hash (issue 12, docs/machines.md): recorded after the
+   * pump's read, in its own short transaction, so the read never holds the live log's lock.
+   */
+  async #recordSent(orgId: string, sent: PolicySent[]): Promise<void> {
+    try {
+      const changed = await withOrg(this.o.sql, orgId, (tx) => recordDeliveries(tx, 'stream', sent))
+      if (changed.length > 0) this.o.live?.ring([orgId])
+    } catch (err) {
+      this.o.log.warn({ err, org_id: orgId }, 'policy delivery by the fleet stream not recorded')
+    }
   }
 }
 
@@ -289,6 +291,7 @@ export async function deliver(
   oldest: number | null,
   expired = false,
   configs?: ConfigCache,
+  sent?: PolicySent[],
 ): Promise<'gone' | 'machine_disabled' | null> {
   // A daemon away for longer than the log keeps: what it missed is gone, its state is not.
   if (s.configVersion === null && oldest !== null && s.after + 1 < oldest) {
@@ -337,5 +340,7 @@ export async function deliver(
   s.owed = null
   if (config.config_version === s.configVersion) return null
   s.configVersion = config.config_version
-  return s.sink.send('policy', s.after, { ...config, changes }) ? null : 'gone'
+  if (!s.sink.send('policy', s.after, { ...config, changes })) return 'gone'
+  sent?.push({ machineId: s.machineId, policyHash: config.policy_hash })
+  return null
 }

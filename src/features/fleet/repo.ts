@@ -5,13 +5,14 @@
  * that commits is always announced and one that rolls back never is.
  *
  * The same transaction sends `NOTIFY quint_fleet, '<org id>'` (delivered at commit): the
- * doorbell of instances that share the Postgres (./bell.ts). In cluster mode the writer also
- * rings Redis after the commit; a consumer thread cannot, so it records the org in `rung` and its
- * parent rings for it (src/bus/pool.ts).
+ * doorbell of instances that share the Postgres (src/infra/bell.ts). In cluster mode the writer
+ * also rings Redis (`fleet:ring`) after the commit; a consumer thread cannot, so it records the
+ * org in `rung` and its parent rings for it (src/bus/pool.ts).
  */
 import type { Tx } from '../../infra/db.ts'
 
 export const FLEET_NOTIFY_CHANNEL = 'quint_fleet'
+export const FLEET_REDIS_CHANNEL = 'fleet:ring'
 
 /** How long the log keeps an event: a daemon away for longer resumes from the current state. */
 export const FLEET_LOG_DAYS = 7
@@ -23,6 +24,7 @@ export interface FleetEvent {
   machine_id: string | null
   kind: FleetKind
   data: Record<string, unknown>
+  created_at: Date
 }
 
 /** What a writer calls after its commit (the fleet hub, src/features/fleet/hub.ts). */
@@ -71,18 +73,20 @@ export async function lastSeq(tx: Tx): Promise<number> {
 }
 
 /**
- * Events after `after` for these machines of the org (and those for every machine), oldest
- * first, at most `limit`. The oldest one kept, to tell a daemon that was away too long.
+ * Events after `after` for these machines of the org (and those for every machine; `null`: all of
+ * the org's, as the console's live stream reads them), oldest first, at most `limit`. The oldest
+ * one kept, to tell a daemon that was away too long (null when the log is empty).
  */
 export async function fleetEventsAfter(
   tx: Tx,
   after: number,
-  machineIds: readonly string[],
+  machineIds: readonly string[] | null,
   limit: number,
 ): Promise<{ events: FleetEvent[]; oldest: number | null }> {
   const rows = await tx<(Omit<FleetEvent, 'seq'> & { seq: string })[]>`
-    select seq, machine_id, kind, data from fleet_events
-     where seq > ${after} and (machine_id is null or machine_id = any(${machineIds as string[]}::uuid[]))
+    select seq, machine_id, kind, data, created_at from fleet_events
+     where seq > ${after}
+       ${machineIds ? tx`and (machine_id is null or machine_id = any(${machineIds as string[]}::uuid[]))` : tx``}
      order by seq limit ${limit}`
   const [oldest] = await tx<{ seq: string | null }[]>`select min(seq) as seq from fleet_events`
   return {
@@ -100,13 +104,4 @@ export async function expiredBetween(tx: Tx, since: Date): Promise<boolean> {
     select count(*)::int as n from threat_signatures
      where status = 'active' and expires_at > ${since} and expires_at <= now()`
   return (row?.n ?? 0) > 0
-}
-
-/** Machines some policy or signature scope names by id: their documents may differ from their tags'. */
-export async function scopedMachines(tx: Tx): Promise<Set<string>> {
-  const rows = await tx<{ id: string }[]>`
-    select distinct unnest(scope_machine_ids)::text as id from enforcement_policies
-    union
-    select distinct unnest(scope_machine_ids)::text from threat_signatures`
-  return new Set(rows.map((r) => r.id))
 }

@@ -16,6 +16,7 @@ import { BadRequestError, ForbiddenError, RateLimitedError } from '../../errors.
 import { presentedCredential } from '../../http/auth.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { allows } from '../../http/permissions.ts'
+import { eventStream, SSE_HEADERS } from '../../http/sse.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { machineRowOf } from '../machines/service.ts'
 import { MachineParams } from '../machines/schema.ts'
@@ -35,8 +36,6 @@ export interface FleetDeps {
  * above what one pump sends (500 events), so only a client that stopped reading reaches it.
  */
 const MAX_QUEUED_BYTES = 4 * 1024 * 1024
-/** The body's queue counts bytes, not chunks. */
-const QUEUE: QueuingStrategy<Uint8Array> = { highWaterMark: 64 * 1024, size: (chunk) => chunk?.byteLength ?? 0 }
 const PAGE = 500
 
 export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
@@ -77,7 +76,7 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
         // An id past the log's end (a restored database, a client's mistake): from the end, told.
         return { machineId: m.id, machineTags: m.tags, after: Math.min(asked, last), ahead: asked > last }
       })
-      const { body, sink, onEnd } = eventStream()
+      const { body, sink, onEnd } = eventStream({ maxQueuedBytes: MAX_QUEUED_BYTES, whenFull: 'close' })
       if (ahead) sink.send('gap', null, { oldest_event_id: after + 1, detail: 'Last-Event-ID is past the end of the log.' })
       const stream: HeldStream = {
         orgId: principal.orgId,
@@ -110,14 +109,7 @@ export function mountFleet(routes: RouteRegistry, deps: FleetDeps): void {
       }
       onEnd(() => release())
       c.req.raw.signal.addEventListener('abort', () => sink.close(), { once: true })
-      return new Response(body, {
-        headers: {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          // Proxies that buffer (nginx) would hold every event back.
-          'x-accel-buffering': 'no',
-        },
-      })
+      return new Response(body, { headers: SSE_HEADERS })
     },
   )
 
@@ -192,52 +184,4 @@ async function ownMachine(tx: Tx, principal: Principal, rawId: string) {
     )
   }
   return m
-}
-
-/** A text/event-stream body and the sink that writes to it (SSE framing, a bounded queue). */
-const encoder = new TextEncoder()
-
-function eventStream(): { body: ReadableStream<Uint8Array>; sink: StreamSink; onEnd(fn: () => void): void } {
-  let controller: ReadableStreamDefaultController<Uint8Array> | null = null
-  let open = true
-  const ends: (() => void)[] = []
-  const end = () => {
-    if (!open) return
-    open = false
-    for (const fn of ends) fn()
-  }
-  const write = (text: string): boolean => {
-    if (!open || !controller) return false
-    if ((controller.desiredSize ?? 0) < -MAX_QUEUED_BYTES) {
-      sink.close()
-      return false
-    }
-    controller.enqueue(encoder.encode(text))
-    return true
-  }
-  const sink: StreamSink = {
-    send: (event, id, data) => write(`${id === null ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-    comment: (text) => write(`: ${text}\n\n`),
-    close() {
-      if (!open) return
-      try {
-        controller?.close()
-      } catch {
-        // Already closed by the client.
-      }
-      end()
-    },
-  }
-  const body = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        controller = c
-        // A reconnecting client waits 1 s, not its default 3 s.
-        c.enqueue(encoder.encode('retry: 1000\n\n'))
-      },
-      cancel: end,
-    },
-    QUEUE,
-  )
-  return { body, sink, onEnd: (fn) => ends.push(fn) }
 }

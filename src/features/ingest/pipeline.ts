@@ -5,7 +5,10 @@
  * (same key, any batch, any month) is stored once. Array parameters (`unnest`) make each batch
  * a fixed number of statements whatever its size. The causal-chain links (issue 9,
  * docs/causal-chain.md) are planned before the insert and written with the rows (one query); a
- * late parent adopts its stored children (one query, plus two only when there are some).
+ * late parent adopts its stored children (one query, plus two only when there are some). The
+ * stored actions are named on the org's live log (issue 12, ../live/repo.ts) as the last statement,
+ * with the approval requests (override tokens) pending on them, which a console then hears again
+ * with their event.
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
@@ -13,6 +16,8 @@ import type { Claimed } from '../../bus/consume-local.ts'
 import { adoptLinks, planLinks } from '../chain/linker.ts'
 import { recordStored } from './stats.ts'
 import { rollUp } from '../events/rollup.ts'
+import { recordLive } from '../live/repo.ts'
+import { pendingForEvents } from '../overrides/pending.ts'
 
 /** An action as this batch stores it: what the causal chain and the ingest statistics read. */
 export interface StoredAction {
@@ -24,7 +29,8 @@ export interface StoredAction {
 }
 type Row = StoredAction
 
-export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
+/** The pipeline consumer's handler (see src/bus/consume-local.ts `Handler`, and its `finish`). */
+export async function storeEvents(tx: Tx, batches: Claimed[], finish?: () => Promise<void>): Promise<void> {
   const rows = new Map<string, Row>()
   for (const { message } of batches) {
     if (message.kind !== 'events') continue
@@ -86,4 +92,18 @@ export async function storeEvents(tx: Tx, batches: Claimed[]): Promise<void> {
   await adoptLinks(tx, keep)
   await recordStored(tx, keep)
   await rollUp(tx, keep)
+  // Approval requests waiting on these events were announced without them: announced again.
+  const waiting = await pendingForEvents(
+    tx,
+    keep.map((r) => r.event.eventKey),
+  )
+  // Last, after the bus's own bookkeeping (its batch locks): the console's live stream hears of
+  // them at commit (issue 12), and the log's per-org lock is held only for the commit.
+  await finish?.()
+  await recordLive(
+    tx,
+    'event',
+    keep.map((r) => r.id),
+  )
+  await recordLive(tx, 'approval', waiting)
 }

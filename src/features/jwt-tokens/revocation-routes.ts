@@ -18,6 +18,8 @@ import { readJson } from '../../http/body.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import type { AppEnv } from '../../http/request-context.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import { recordLive, type LiveRing } from '../live/repo.ts'
+import { pendingBelow } from '../overrides/pending.ts'
 import { revokeTree, type Revoked } from './repo.ts'
 import { JtiParams, RevokeBody } from './schema.ts'
 import { checkCustomer, isManagement } from './service.ts'
@@ -30,6 +32,8 @@ export interface RevocationDeps {
    * `committedAt` (ms since the epoch) is set on those revoked by this call.
    */
   onRevoked: (entries: { orgId: string; jti: string; committedAt?: number }[]) => Promise<void>
+  /** The console's live stream: rung when a revocation ended approval requests (override tokens). */
+  live: LiveRing
 }
 
 const bodyCheck = TypeCompiler.Compile(RevokeBody)
@@ -55,6 +59,7 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
     checkCustomer(p, body.customer_id)
     const jti = rawJti.toLowerCase()
     if (!isUuid(jti)) throw new NotFoundError('No such token in this organization.')
+    let approvalsEnded = false
     const revoked = await withOrg(deps.sql, p.orgId, async (tx) => {
       const rows = await revokeTree(tx, jti, { cascade, reason: body.reason ?? null, revokedBy: actor(p) })
       const root = rows.find((r) => r.jti === jti)
@@ -71,9 +76,18 @@ export function mountRevocation(routes: RouteRegistry, deps: RevocationDeps): vo
           request: c.get('request'),
           details: { revoked: rows.filter((r) => r.revokedNow).length, reason: body.reason ?? null },
         })
+        // Approval requests at or below what was revoked now end: the console hears it at
+        // commit (docs/live.md `approval`). Last, as every live log writer.
+        const ended = await pendingBelow(
+          tx,
+          rows.filter((r) => r.revokedNow).map((r) => r.jti),
+        )
+        await recordLive(tx, 'approval', ended)
+        approvalsEnded = ended.length > 0
       }
       return rows
     })
+    if (approvalsEnded) deps.live.ring([p.orgId])
     // Taken once withOrg has committed: the start of the revocation SLO (issue 14). Tokens that
     // were already revoked are only announced again, not measured.
     const committedAt = Date.now()

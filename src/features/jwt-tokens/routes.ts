@@ -30,6 +30,7 @@ import {
 import { rbacClaim } from '../../auth/rbac.ts'
 import { actionKeyFor } from '../../auth/action-signature.ts'
 import { ACTION_SIGNED_TYPES } from '../../http/action-signature.ts'
+import type { LiveRing } from '../live/repo.ts'
 
 export interface AuthTokenDeps {
   sql: Sql
@@ -41,6 +42,8 @@ export interface AuthTokenDeps {
    * `action_key` (docs/action-signatures.md), derived from it and shown only there.
    */
   actionSecret: Uint8Array
+  /** The console's live stream: rung after an override (an approval request) is minted. */
+  live: LiveRing
 }
 
 const DAY = 86_400
@@ -159,6 +162,7 @@ const DEFINITIONS: { type: TokenType; body: TSchema; summary: string; build: Han
         ttlPointer: '/ttl_minutes',
         claims: () => ({ claims: { event_id: b.event_id, allowed_decisions: decisions } }),
         details: { event_id: b.event_id, reason: b.reason ?? null },
+        requestReason: b.reason ?? null,
       }
     }) as Handler<typeof OverrideBody>,
   },
@@ -193,6 +197,7 @@ export function mountAuthTokens(routes: RouteRegistry, deps: AuthTokenDeps): voi
             if (!isManagement(p) && !selfParent) throw new ForbiddenError(`This credential may not mint ${def.type} tokens.`)
           }
           const minted = await mintFor(mintDeps, p, def.build(c, p, body, mintDeps), c.get('request'))
+          if (def.type === 'override') deps.live.ring([p.orgId])
           return c.json(view(minted, deps.actionSecret), 201)
         },
       )

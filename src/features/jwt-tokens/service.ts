@@ -21,6 +21,7 @@ import { TYPE_SCOPES } from '../../auth/jwt/validator.ts'
 import { BadRequestError, ForbiddenError, NotFoundError, ValidationError, type FieldError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
+import { recordLive } from '../live/repo.ts'
 import { findIssued } from './repo.ts'
 
 const MANAGEMENT_SCOPES = new Set(['*', 'admin', 'tokens:write'])
@@ -48,6 +49,8 @@ export interface MintInput {
   claims: (parent: ParentToken | null) => { claims: Record<string, unknown>; depth?: number }
   /** Extra audit details (never secrets). */
   details?: Record<string, unknown>
+  /** An override's reason for asking, kept with the token (the pending list shows it). */
+  requestReason?: string | null
 }
 
 export interface MintDeps {
@@ -65,7 +68,18 @@ export async function mintFor(deps: MintDeps, p: Principal, input: MintInput, re
       const minted = await mintJwt(
         tx,
         signer,
-        { orgId: p.orgId, type: input.type, parent, ttlS: input.ttlS, claims, name: input.name ?? null, depth },
+        {
+          orgId: p.orgId,
+          type: input.type,
+          parent,
+          ttlS: input.ttlS,
+          claims,
+          name: input.name ?? null,
+          depth,
+          // A JWT is named by the parent it mints under; a person mints nothing (isManagement).
+          mintedBy: p.kind === 'jwt' || p.kind === 'member' ? null : p.tokenId,
+          requestReason: input.requestReason ?? null,
+        },
         input.ttlPointer,
       )
       await recordAudit(tx, {
@@ -76,6 +90,9 @@ export async function mintFor(deps: MintDeps, p: Principal, input: MintInput, re
         request,
         details: { parent_jti: parent?.jti ?? null, expires_at: minted.expiresAt.toISOString(), ...input.details },
       })
+      // An override is an approval request: the console's live stream announces it at commit
+      // (docs/live.md `approval`). Last, as every live log writer.
+      if (input.type === 'override') await recordLive(tx, 'approval', [minted.jti])
       return minted
     })
   } catch (err) {

@@ -41,6 +41,9 @@ export interface MachineRow {
   token_name: string | null
   token_prefix: string | null
   token_revoked_at: Date | null
+  policy_delivered_hash: string | null
+  policy_delivered_at: Date | null
+  policy_delivered_via: 'heartbeat' | 'policies' | 'stream' | null
 }
 
 /** The registering credential comes from api_tokens: its name and display prefix, never the hash. */
@@ -49,7 +52,8 @@ const MACHINE_SELECT = (tx: Tx) => tx`
          m.registered_at::text as registered_key, m.last_seen_at,
          coalesce(m.last_seen_at >= now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online,
          m.uptime_seconds, m.metadata, t.id as token_id, t.kind as token_kind, t.name as token_name,
-         t.token_prefix, t.revoked_at as token_revoked_at
+         t.token_prefix, t.revoked_at as token_revoked_at, m.policy_delivered_hash, m.policy_delivered_at,
+         m.policy_delivered_via
     from machines m
     left join api_tokens t on t.org_id = m.org_id and t.id = m.token_id`
 

@@ -2,7 +2,8 @@
  * @module features/machines/inventory-routes
  * The fleet inventory (issue 9): `GET /v1/machines` (filters, keyset pages, newest registered
  * first) and `GET /v1/machines/{id}` (the machine with its latest process snapshot, agent graphs,
- * agents and counts). `read` scope: people and read credentials, never a machine's own credential
+ * agents and counts); each machine's `policy`: the hash it should hold and the one it was last
+ * handed (issue 12, ./delivery.ts). `read` scope: people and read credentials, never a machine's own credential
  * (docs/rbac.md). Cutting one machine off (issue 10): `PATCH /v1/machines/{id}` with status
  * `disabled`, or `DELETE`, which does the same and keeps the row so that its events stay
  * attributed and it stays refused (`manage`; docs/machines.md). The daemon's own routes (`/v1/machines/{id}/heartbeat`, `/policies`, …) are in
@@ -14,10 +15,11 @@ import { NotFoundError } from '../../errors.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
 import { decodeCursor, paginate } from '../../http/pagination.ts'
 import type { RequestFacts } from '../../http/request-context.ts'
-import { isUuid, withOrg, type Sql } from '../../infra/db.ts'
+import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { revokeTokens } from '../api-tokens/repo.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { recordFleetEvent, type FleetRing } from '../fleet/repo.ts'
+import { configCache, machineConfig } from '../policies/document.ts'
 import {
   getMachine,
   listMachines,
@@ -59,11 +61,12 @@ export function mountMachineInventory(
     async (c, { query }) => {
       const limit = query.limit ?? 50
       const { limit: _l, cursor, ...filters } = query
-      const rows = await withOrg(sql, c.get('principal').orgId, (tx) =>
-        listMachines(tx, filters, limit + 1, decodeCursor(cursor)),
-      )
-      const { page, next } = paginate(rows, limit, (r) => r.registered_key)
-      return c.json({ machines: page.map(machineView), next_cursor: next })
+      const { page, next, hashes } = await withOrg(sql, c.get('principal').orgId, async (tx) => {
+        const rows = await listMachines(tx, filters, limit + 1, decodeCursor(cursor))
+        const { page, next } = paginate(rows, limit, (r) => r.registered_key)
+        return { page, next, hashes: await policyHashes(tx, page) }
+      })
+      return c.json({ machines: page.map((m) => machineView(m, hashes.get(m.id)!)), next_cursor: next })
     },
   )
 
@@ -83,10 +86,12 @@ export function mountMachineInventory(
       if (!isUuid(id)) throw machineNotFound()
       const found = await withOrg(sql, c.get('principal').orgId, async (tx) => {
         const m = await getMachine(tx, id)
-        return m ? { m, sections: await machineSections(tx, id) } : null
+        if (!m) return null
+        const hash = (await machineConfig(tx, id)).policy_hash
+        return { m, hash, sections: await machineSections(tx, id) }
       })
       if (!found) throw machineNotFound()
-      return c.json(machineDetail(found.m, found.sections))
+      return c.json(machineDetail(found.m, found.hash, found.sections))
     },
   )
 
@@ -105,8 +110,14 @@ export function mountMachineInventory(
     async (c, { params, body }) => {
       // Tags once each, sorted: an order is no change.
       const tags = body.tags && [...new Set(body.tags)].sort()
-      const m = await changeMachine(writer, c.get('principal'), params.id, { status: body.status, tags }, c.get('request'))
-      return c.json(machineView(m))
+      const { machine, hash } = await changeMachine(
+        writer,
+        c.get('principal'),
+        params.id,
+        { status: body.status, tags },
+        c.get('request'),
+      )
+      return c.json(machineView(machine, hash))
     },
   )
 
@@ -139,7 +150,7 @@ async function changeMachine(
   rawId: string,
   change: { status?: 'active' | 'disabled'; tags?: string[] },
   request: RequestFacts,
-): Promise<MachineRow> {
+): Promise<{ machine: MachineRow; hash: string }> {
   const id = rawId.toLowerCase()
   if (!isUuid(id)) throw machineNotFound()
   const out = await withOrg(deps.sql, p.orgId, async (tx) => {
@@ -167,17 +178,31 @@ async function changeMachine(
         },
       })
     }
-    return { machine: after, revoked }
+    // New tags may change the policies in force on it.
+    return { machine: after, hash: (await machineConfig(tx, id)).policy_hash, revoked }
   })
   deps.fleet.ring([p.orgId])
   await deps.resolver.revoked(out.revoked)
-  return out.machine
+  return out
 }
 
 const machineNotFound = () => new NotFoundError('No machine with that id in this organization.')
 const iso = (d: Date | null) => d?.toISOString() ?? null
 
-function machineView(m: MachineRow): MachineView {
+/**
+ * Each machine's policy hash now (issue 12), as its heartbeat would answer: one computation per
+ * group of machines that cannot differ, not one per machine of the page.
+ */
+async function policyHashes(tx: Tx, rows: readonly MachineRow[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  if (rows.length === 0) return out
+  const configs = await configCache(tx)
+  for (const m of rows) out.set(m.id, (await configs(m.id, m.tags)).policy_hash)
+  return out
+}
+
+/** `hash`: the policy hash the machine should hold now (`policyHashes`, `machineConfig`). */
+function machineView(m: MachineRow, hash: string): MachineView {
   return {
     id: m.id,
     client_machine_id: m.client_machine_id,
@@ -201,12 +226,19 @@ function machineView(m: MachineRow): MachineView {
             prefix: m.token_prefix!,
             revoked_at: iso(m.token_revoked_at),
           },
+    policy: {
+      hash,
+      delivered_hash: m.policy_delivered_hash,
+      delivered_at: iso(m.policy_delivered_at),
+      delivered_via: m.policy_delivered_via,
+      current: m.policy_delivered_hash === hash,
+    },
   }
 }
 
-function machineDetail(m: MachineRow, s: MachineSections): MachineDetailT {
+function machineDetail(m: MachineRow, hash: string, s: MachineSections): MachineDetailT {
   return {
-    ...machineView(m),
+    ...machineView(m, hash),
     metadata: m.metadata,
     session_count: s.counts.sessions,
     open_alert_count: s.counts.open_alerts,

@@ -57,6 +57,29 @@ export const RegisteredBy = Type.Object(
   { description: 'The credential of the latest registration (re-registering with another credential changes it).' },
 )
 
+export const MachinePolicy = Type.Object(
+  {
+    hash: Type.String({
+      description:
+        'The policy_hash this machine should hold now: exactly what its heartbeat would answer (the ETag of its `GET …/policies`).',
+    }),
+    delivered_hash: Nullable(
+      Type.String({ description: 'The last policy_hash this server handed it; null: never since it was recorded.' }),
+    ),
+    delivered_at: Nullable(Timestamp),
+    delivered_via: Nullable(
+      Type.Union([Type.Literal('heartbeat'), Type.Literal('policies'), Type.Literal('stream')], {
+        description:
+          'How it was handed: a heartbeat answer, a `GET /v1/machines/{id}/policies` 200, or a fleet stream `policy` event.',
+      }),
+    ),
+    current: Type.Boolean({
+      description: '`delivered_hash` equals `hash`: the machine has been handed its policies as they are now.',
+    }),
+  },
+  { description: 'Which policy hash the machine should hold, and which it was last handed (issue 12, docs/machines.md).' },
+)
+
 const MachineFields = {
   id: Type.String({ format: 'uuid', description: 'The cloud machine id (the `{id}` of every machine route).' }),
   client_machine_id: Type.String({ description: "The daemon's machine fingerprint (`machine_id` at register)." }),
@@ -71,6 +94,7 @@ const MachineFields = {
   online: Type.Boolean({ description: 'Seen (register, heartbeat) within two heartbeat intervals (120 s) of now.' }),
   uptime_seconds: Nullable(Type.Integer({ description: 'Daemon uptime reported by the last heartbeat that carried it.' })),
   registered_by: Nullable(RegisteredBy),
+  policy: MachinePolicy,
 }
 
 export const MachineView = Type.Object(MachineFields)

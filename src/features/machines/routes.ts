@@ -18,7 +18,7 @@ import { batchBody, MAX_BATCH_BYTES } from '../ingest/routes.ts'
 import { DaemonEventBatch } from '../ingest/schema.ts'
 import { acceptBatch, acceptEvents } from '../ingest/service.ts'
 import { quotaHeaders } from '../ingest/rate-limit.ts'
-import { notModified } from '../policies/document.ts'
+import type { LiveRing } from '../live/repo.ts'
 import {
   AgentsBody,
   AgentsResponse,
@@ -40,8 +40,9 @@ const AGENTS_BODY_BYTES = 1024 * 1024
 export function mountMachines(
   routes: RouteRegistry,
   // Whatever acceptEvents needs (the ingest quota included: daemon events count against the same
-  // per-org budget as /v1/ingest), and the version the installer is told to fetch.
-  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver; latestVersion: string },
+  // per-org budget as /v1/ingest), the version the installer is told to fetch, and the console's
+  // live stream, rung when a heartbeat or a policies fetch hands a machine a new hash (issue 12).
+  deps: Parameters<typeof acceptEvents>[0] & { resolver: CredentialResolver; latestVersion: string; live: LiveRing },
 ): void {
   const tags = ['machines']
 
@@ -118,8 +119,8 @@ export function mountMachines(
       },
     },
     async (c, { params }) => {
-      const doc = await machinePolicies(deps, c.get('principal'), params.id)
-      if (notModified(c.req.header('if-none-match'), doc.hash)) return c.body(null, 304, { ETag: doc.hash })
+      const doc = await machinePolicies(deps, c.get('principal'), params.id, c.req.header('if-none-match'))
+      if (doc.notModified) return c.body(null, 304, { ETag: doc.hash })
       return c.body(doc.text, 200, { 'content-type': 'application/json', ETag: doc.hash })
     },
   )

@@ -20,7 +20,9 @@ import { isUuid, withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import { recordAudit } from '../audit/repo.ts'
 import { issueToken, revokeTokens } from '../api-tokens/repo.ts'
 import { cleanJson, timestampOrNull } from './clean.ts'
-import { machineConfig, policyDocument, type MachineConfig } from '../policies/document.ts'
+import { machineConfig, notModified, policyDocument, type MachineConfig, type PolicyDocument } from '../policies/document.ts'
+import { recordLive, type LiveRing } from '../live/repo.ts'
+import { heartbeatUpdate, recordDeliveries } from './delivery.ts'
 import type { AgentsBody, GraphsBody, HeartbeatBody, RegisterBody } from './schema.ts'
 
 /** A machine sends events and reads its own policies, never the org's data (issue 9). */
@@ -213,23 +215,23 @@ export async function registerMachine(
 /**
  * Records a heartbeat and answers with the current policy hash (the policies' ETag). Its
  * `dropped_events` (issue 9) is counted as the machine's edge drops for today, in the same
- * transaction.
+ * transaction. The hash it answers is recorded as delivered (issue 12, ./delivery.ts); when that
+ * changed, the machine is named on the live log as the transaction's last statement (after the
+ * `ingest_stats` row: the pipeline takes that row before the log's lock too), and the console's
+ * live stream is rung after the commit.
  */
 export async function heartbeat(
-  deps: MachineDeps & { metrics: Pick<Metrics, 'ingestEdgeDropped'> },
+  deps: MachineDeps & { metrics: Pick<Metrics, 'ingestEdgeDropped'>; live: LiveRing },
   principal: Principal,
   rawId: string,
   body: Static<typeof HeartbeatBody>,
 ): Promise<MachineConfig> {
   const dropped = body.dropped_events ?? 0
-  const answer = await withOrg(deps.sql, principal.orgId, async (tx) => {
+  const { config, delivered } = await withOrg(deps.sql, principal.orgId, async (tx) => {
     const id = await machineOf(tx, principal, rawId)
     const uptime = body.uptime === undefined || body.uptime === null ? null : Math.floor(body.uptime)
-    await tx`
-      update machines set last_seen_at = now(),
-             agent_version = coalesce(${body.agent_version ?? null}, agent_version),
-             uptime_seconds = coalesce(${uptime}, uptime_seconds)
-       where id = ${id}`
+    const config = await machineConfig(tx, id)
+    const delivered = await heartbeatUpdate(tx, id, { agentVersion: body.agent_version ?? null, uptime }, config.policy_hash)
     if (dropped > 0) {
       await recordAck(tx, {
         day: new Date().toISOString().slice(0, 10),
@@ -242,17 +244,35 @@ export async function heartbeat(
         edgeDropped: dropped,
       })
     }
-    return machineConfig(tx, id)
+    // Last: the live log's per-org lock is the last any writer takes (docs/live.md).
+    if (delivered) await recordLive(tx, 'delivery', [id])
+    return { config, delivered }
   })
   if (dropped > 0) deps.metrics.ingestEdgeDropped.inc({ report: 'heartbeat' }, dropped)
-  return answer
+  if (delivered) deps.live.ring([principal.orgId])
+  return config
 }
 
-/** The policy document for a machine of the org (404 for any other id). */
-export function machinePolicies(deps: MachineDeps, principal: Principal, rawId: string) {
-  return withOrg(deps.sql, principal.orgId, async (tx) => {
-    return policyDocument(tx, await machineOf(tx, principal, rawId))
+/**
+ * The policy document for a machine of the org (404 for any other id), and whether `ifNoneMatch`
+ * names it (the route answers 304). A 200 hands the machine its hash: recorded as delivered
+ * (issue 12, ./delivery.ts), the console's live stream rung when that changed.
+ */
+export async function machinePolicies(
+  deps: MachineDeps & { live: LiveRing },
+  principal: Principal,
+  rawId: string,
+  ifNoneMatch: string | undefined,
+): Promise<PolicyDocument & { notModified: boolean }> {
+  const out = await withOrg(deps.sql, principal.orgId, async (tx) => {
+    const id = await machineOf(tx, principal, rawId)
+    const doc = await policyDocument(tx, id)
+    const unchanged = notModified(ifNoneMatch, doc.hash)
+    const delivered = unchanged ? [] : await recordDeliveries(tx, 'policies', [{ machineId: id, policyHash: doc.hash }])
+    return { ...doc, notModified: unchanged, delivered: delivered.length > 0 }
   })
+  if (out.delivered) deps.live.ring([principal.orgId])
+  return out
 }
 
 /** The machine id for a credential, in its own short transaction (events: checked before the body is read). */

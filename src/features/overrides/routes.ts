@@ -5,6 +5,7 @@
  *   POST /overrides/{event_id}/decide  {override_jti?, customer_id?, decision, reason?}
  *     → 200 {"event_id","decision","override_jti","cosignature","decided_at","reason"}
  *   GET  /overrides/{event_id}         → {"event_id","decisions":[…]}
+ *   GET  /v1/overrides/pending         → {"pending":[…],"next_cursor"} (issue 12: approval requests)
  *
  * Who decides: the override token itself as the bearer (its claims name the event and the allowed
  * decisions; `override_jti`, when sent, must be its own), or a management credential naming
@@ -15,6 +16,11 @@
  * concurrent decides on any instances exactly one succeeds; the others get 409 `override_used`.
  * The decision, the audit entry and `used_at` commit together. Refusals of a genuine override of
  * the org are audited too (in their own transaction). Never logged or stored: the token.
+ *
+ * The pending list is `read`: seeing that an agent waits for a human is reading the org (a
+ * viewer's console shows it); deciding keeps the rules above. A decision ends its request on the
+ * console's live stream (`approval`, docs/live.md) in the same commit; the list is read on the
+ * primary, as that stream is, so a console merging both never sees a decided request again.
  */
 import { hasScope, type Principal } from '../../auth/credentials.ts'
 import { overrideCosignature } from '../../auth/override-cosign.ts'
@@ -26,11 +32,16 @@ import { findIssued } from '../jwt-tokens/repo.ts'
 import { checkCustomer, isManagement } from '../jwt-tokens/service.ts'
 import { decisionsFor, insertDecision, machineOfEvent, markUsed, whyUnusable } from './repo.ts'
 import { recordFleetEvent, type FleetRing } from '../fleet/repo.ts'
-import { DecideBody, DecisionList, DecisionView, EventParams } from './schema.ts'
+import { DecideBody, DecisionList, DecisionView, EventParams, PendingList } from './schema.ts'
+import { approvalView, eventsOf, pendingApprovals } from './pending.ts'
+import { decodeCursor, paginate, PageQuery } from '../../http/pagination.ts'
+import { recordLive, type LiveRing } from '../live/repo.ts'
 
 export interface OverrideDeps {
   sql: Sql
   fleet: FleetRing
+  /** The console's live stream: rung after a decision ends a request. */
+  live: LiveRing
   /** SecretBox.derive('override-cosign'): the cosignature key, the same on every instance. */
   secret: Uint8Array
 }
@@ -39,6 +50,7 @@ const conflict = (code: string, detail: string) => new AppError(409, code, detai
 
 export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void {
   const tags = ['overrides']
+  mountPending(routes, deps)
   routes.add(
     {
       method: 'post',
@@ -123,10 +135,13 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
         if (machineId) await recordFleetEvent(tx, { kind: 'override', machineId, data: decided })
         // After the fleet log's lock, as in every transaction that takes both (no deadlock).
         await audit(tx, 'override.decide', {})
+        // Last: the console's live stream hears the request end at commit (issue 12).
+        await recordLive(tx, 'approval', [jti])
         return { decided }
       })
       if ('refused' in outcome) throw outcome.refused
       deps.fleet.ring([c.get('principal').orgId])
+      deps.live.ring([c.get('principal').orgId])
       return c.json(outcome.decided)
     },
   )
@@ -155,6 +170,34 @@ export function mountOverrides(routes: RouteRegistry, deps: OverrideDeps): void 
         event_id: params.event_id,
         decisions: rows.map((r) => ({ ...r, decided_at: r.decided_at.toISOString() })),
       })
+    },
+  )
+}
+
+/** `GET /v1/overrides/pending`: the approval requests agents wait on, newest first. */
+function mountPending(routes: RouteRegistry, deps: OverrideDeps): void {
+  routes.add(
+    {
+      method: 'get',
+      path: '/v1/overrides/pending',
+      operationId: 'listPendingOverrides',
+      summary: 'Approval requests waiting for a human: override tokens not used, expired or revoked (newest first)',
+      tags: ['overrides'],
+      permission: 'read',
+      query: PageQuery,
+      responses: {
+        200: { description: 'A page of pending requests, each with its stored event when there is one', schema: PendingList },
+        403: { description: "A machine's credential (deploy, enrollment, service, data-plane JWTs): reading is for people" },
+      },
+    },
+    async (c, { query }) => {
+      const limit = query.limit ?? 50
+      const after = decodeCursor(query.cursor)
+      const { page, next, events } = await withOrg(deps.sql, c.get('principal').orgId, async (tx) => {
+        const cut = paginate(await pendingApprovals(tx, limit + 1, after), limit, (r) => r.requested_key)
+        return { ...cut, events: await eventsOf(tx, cut.page) }
+      })
+      return c.json({ pending: page.map((r) => approvalView(r, events)), next_cursor: next })
     },
   )
 }

@@ -97,6 +97,35 @@ export async function machineConfig(tx: Tx, machineId: string): Promise<MachineC
   return { config_version: configVersion(hash, domains), policy_hash: hash, domains }
 }
 
+/** Configuration reads of many machines at once: one per group of machines that cannot differ. */
+export type ConfigCache = (machineId: string, tags: readonly string[]) => Promise<MachineConfig>
+
+/**
+ * `machineConfig` for many machines in one transaction (the fleet stream's pump, the inventory's
+ * `policy` block, issue 12): machines with the same tags that no scope names by id are served
+ * the same document, so they share one computation.
+ */
+export async function configCache(tx: Tx): Promise<ConfigCache> {
+  const named = await scopedMachines(tx)
+  const cache = new Map<string, Promise<MachineConfig>>()
+  return (machineId, tags) => {
+    // A machine's document depends on its id only where a scope names it; otherwise on its tags.
+    const key = named.has(machineId) ? `id:${machineId}` : `tags:${[...tags].sort().join('\n')}`
+    let hit = cache.get(key)
+    if (!hit) cache.set(key, (hit = machineConfig(tx, machineId)))
+    return hit
+  }
+}
+
+/** Machines some policy or signature scope names by id: their documents may differ from their tags'. */
+async function scopedMachines(tx: Tx): Promise<Set<string>> {
+  const rows = await tx<{ id: string }[]>`
+    select distinct unnest(scope_machine_ids)::text as id from enforcement_policies
+    union
+    select distinct unnest(scope_machine_ids)::text from threat_signatures`
+  return new Set(rows.map((r) => r.id))
+}
+
 /**
  * The heartbeat's `config_version`: changes whenever the machine's policies or the org's proxied
  * domains change (the daemon parses it but acts on `policy_hash` and `domains`).
