@@ -37,6 +37,8 @@ export interface Feed {
   complete: boolean
   loading: boolean
   loadingOlder: boolean
+  /** A refetch is replacing the list: "Load older" waits for its cursor. */
+  refreshing: boolean
   error: Error | null
   /** Rows dropped to stay under MAX_ROWS (older events exist beyond the table). */
   dropped: number
@@ -52,6 +54,7 @@ const EMPTY: Feed = {
   complete: false,
   loading: true,
   loadingOlder: false,
+  refreshing: false,
   error: null,
   dropped: 0,
   fresh: new Set(),
@@ -125,6 +128,7 @@ export function useEventFeed(filters: Filters, key: string, live: boolean, sessi
     refetching.current = true
     const ctl = new AbortController()
     abortTop.current = ctl
+    setFeed((f) => (f.refreshing ? f : { ...f, refreshing: true }))
     try {
       do {
         again.current = false
@@ -153,7 +157,10 @@ export function useEventFeed(filters: Filters, key: string, live: boolean, sessi
     } catch (error) {
       if (!ctl.signal.aborted) setFeed((f) => ({ ...f, loading: false, error: error as Error }))
     } finally {
-      if (abortTop.current === ctl) refetching.current = false
+      if (abortTop.current === ctl) {
+        refetching.current = false
+        setFeed((f) => (f.refreshing ? { ...f, refreshing: false } : f))
+      }
     }
   }
 
@@ -184,7 +191,8 @@ export function useEventFeed(filters: Filters, key: string, live: boolean, sessi
 
   const loadOlder = () => {
     const f = current.current
-    if (!f.cursor || f.loadingOlder) return
+    // During a refetch the cursor is about to be replaced: a page read from it would be thrown away.
+    if (!f.cursor || f.loadingOlder || refetching.current) return
     const ctl = new AbortController()
     abortOlder.current = ctl
     setFeed((x) => ({ ...x, loadingOlder: true, error: null }))

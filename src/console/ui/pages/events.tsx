@@ -166,7 +166,7 @@ function EventList({ query, hostname, machines }: ListProps) {
           )}
           <div class="events-more">
             {feed.cursor ? (
-              <button type="button" onClick={f.loadOlder} disabled={feed.loadingOlder}>
+              <button type="button" onClick={f.loadOlder} disabled={feed.loadingOlder || feed.refreshing}>
                 {feed.loadingOlder ? 'Loading older…' : 'Load older'}
               </button>
             ) : feed.complete && feed.rows.length > 0 ? (
