@@ -316,6 +316,86 @@ describe('decide with a management credential', () => {
   })
 })
 
+describe('decide as a person signed in with the identity provider', () => {
+  const AUD = 'people-aud'
+  let idp: ReturnType<typeof startIdp>
+  let people: ReturnType<typeof testApp>
+  beforeAll(() => {
+    idp = startIdp([IDP_KEY])
+    people = testApp(db, { OIDC_ISSUER: idp.issuer, OIDC_AUDIENCE: AUD })
+  })
+  afterAll(() => idp.stop())
+
+  /** An active member of org A with `role`: invited by the admin key, claimed at first sign-in. */
+  async function member(role: string) {
+    const email = `${role}-${crypto.randomUUID()}@example.com`
+    expect((await people.call('POST', '/v1/team', { token: a.admin_key, json: { email, role } })).status).toBe(201)
+    const token = signJwt(idp.claims(AUD, { sub: `sub-${email}`, email, email_verified: true }), { key: IDP_KEY })
+    const me = await people.call('GET', '/v1/auth/whoami', { token })
+    expect(me.body).toMatchObject({ kind: 'member', role })
+    return { token, id: me.body.member_id as string }
+  }
+
+  test('an admin member naming override_jti decides: 200, decided_by and the audit name the member, single use holds', async () => {
+    const admin = await member('admin')
+    const ov = await override('evt-person')
+    expectProblem(
+      await people.call('POST', '/overrides/evt-person/decide', { token: admin.token, json: { decision: 'approve' } }),
+      422,
+    )
+    const res = await people.call('POST', '/overrides/evt-person/decide', {
+      token: admin.token,
+      json: { override_jti: ov.jti, decision: 'approve', reason: 'reviewed' },
+    })
+    expect(res.status).toBe(200)
+    expect(res.body).toMatchObject({ event_id: 'evt-person', decision: 'approve', override_jti: ov.jti, reason: 'reviewed' })
+    expect(verifyOverrideCosignature(cosignKey(), 'evt-person', 'approve', ov.jti, res.body.cosignature)).toBe(true)
+
+    const list = await t.call('GET', '/overrides/evt-person', { token: a.admin_key })
+    expect(list.body.decisions).toHaveLength(1)
+    expect(list.body.decisions[0]).toMatchObject({ override_jti: ov.jti, decided_by: `member:${admin.id}` })
+    const [audit] = await db.owner`select actor_type, actor_id, target_id from audit_log
+      where org_id = ${a.org_id} and action = 'override.decide' and details->>'override_jti' = ${ov.jti}`
+    expect(audit).toMatchObject({ actor_type: 'member', actor_id: admin.id, target_id: 'evt-person' })
+
+    // Single use still holds: the member again, the token itself, and the admin key are all 409.
+    for (const [token, json] of [
+      [admin.token, { override_jti: ov.jti, decision: 'reject' }],
+      [ov.token, { decision: 'reject' }],
+      [a.admin_key, { override_jti: ov.jti, decision: 'reject' }],
+    ] as const) {
+      expectProblem(await people.call('POST', '/overrides/evt-person/decide', { token, json }), 409, 'override_used')
+    }
+  })
+
+  test('an analyst member is 403 and the request stays pending; an admin of another org is 404', async () => {
+    const analyst = await member('analyst')
+    const ov = await override('evt-analyst')
+    expectProblem(
+      await people.call('POST', '/overrides/evt-analyst/decide', {
+        token: analyst.token,
+        json: { override_jti: ov.jti, decision: 'approve' },
+      }),
+      403,
+    )
+    const [row] = await db.owner`select used_at from auth.issued_tokens where jti = ${ov.jti}`
+    expect(row!.used_at).toBeNull()
+    const email = `admin-b-${crypto.randomUUID()}@example.com`
+    expect((await people.call('POST', '/v1/team', { token: b.admin_key, json: { email, role: 'admin' } })).status).toBe(201)
+    const adminB = signJwt(idp.claims(AUD, { sub: `sub-${email}`, email, email_verified: true }), { key: IDP_KEY })
+    expectProblem(
+      await people.call('POST', '/overrides/evt-analyst/decide', {
+        token: adminB,
+        json: { override_jti: ov.jti, decision: 'approve' },
+      }),
+      404,
+    )
+    expect(
+      (await t.call('POST', '/overrides/evt-analyst/decide', { token: ov.token, json: { decision: 'reject' } })).status,
+    ).toBe(200)
+  })
+})
+
 describe('the record', () => {
   test('auth.override_decisions is tenant-scoped: org B sees none of org A’s rows', async () => {
     const ov = await override('evt-rls')
@@ -477,7 +557,7 @@ describe('pending approvals: GET /v1/overrides/pending (issue 12)', () => {
       const seen = await people.call('GET', '/v1/overrides/pending', { token: viewer })
       expect(seen.status).toBe(200)
       expect(seen.body.pending.map((p: { override_jti: string }) => p.override_jti)).toEqual([req.jti])
-      // Seeing is not deciding: a person is not a management credential.
+      // Seeing is not deciding: a viewer's role does not manage (admins and owners decide).
       expectProblem(
         await people.call('POST', '/overrides/evt-access/decide', {
           token: viewer,

@@ -232,6 +232,54 @@ describe('sessions consumer', () => {
     expect(agent).toMatchObject({ event_count: '1', session_count: '0' })
     expect(await session(a.org_id, 'no-agent')).toMatchObject({ event_count: '1', agent_id: null })
   })
+
+  test('over-long platform, parent key and lifecycle fields are clamped: the batch is derived, nothing dead-lettered', async () => {
+    // Ingest accepts these (platform is descriptive text up to 1024 characters, parent_session_id
+    // an unknown field, lifecycle text grows when redacted); sessions.platform / agents.platform
+    // hold 64, parent_key 256, session_name 512. One such event used to fail the whole batch.
+    const long = 'p'.repeat(200)
+    const res = await ingest(a.deploy_token, [
+      event('long-ok-1', { agent_id: 'long-ok-agent' }),
+      event('long-platform', { agent_id: 'long-platform-agent', platform: long }),
+      event('long-parent', { parent_session_id: 'q'.repeat(300) }),
+      event('long-ok-2', { agent_id: 'long-ok-agent' }),
+    ])
+    expect(res.status).toBe(200)
+    expect(res.body.accepted).toBe(4)
+    const grows = 'DB_PASSWORD=ab12 '.repeat(3).trim() // 50 characters, 122 once redacted
+    const lc = await lifecycle(a.deploy_token, {
+      session_id: 'long-lifecycle',
+      state: 'active',
+      platform: grows,
+      session_name: `${'n'.repeat(450)} ${grows}`,
+      model: `${'m'.repeat(200)} ${grows}`,
+    })
+    expect(lc.status).toBe(200)
+    await sessions()
+
+    for (const key of ['long-ok-1', 'long-ok-2']) {
+      expect(await session(a.org_id, key)).toMatchObject({ event_count: '1', platform: 'claude-code' })
+    }
+    expect(await session(a.org_id, 'long-platform')).toMatchObject({ event_count: '1', platform: 'p'.repeat(64) })
+    expect(await session(a.org_id, 'long-parent')).toMatchObject({ event_count: '1', parent_key: null })
+    const life = await session(a.org_id, 'long-lifecycle')
+    expect(life!.platform).toHaveLength(64)
+    expect(life!.platform).toStartWith('DB_PASSWORD=[REDACTED:')
+    expect(life!.session_name).toHaveLength(512)
+    expect(life!.model).toHaveLength(256)
+    const agents = await db.owner<{ agent_key: string; platform: string; event_count: string }[]>`
+      select agent_key, platform, event_count from agents
+       where org_id = ${a.org_id} and agent_key in ('long-ok-agent', 'long-platform-agent') order by agent_key`
+    expect([...agents]).toEqual([
+      { agent_key: 'long-ok-agent', platform: 'claude-code', event_count: '2' },
+      { agent_key: 'long-platform-agent', platform: 'p'.repeat(64), event_count: '1' },
+    ])
+    // Nothing held back for a retry, nothing dead-lettered.
+    const [{ pending, dead }] = (await db.owner`
+      select (select count(*)::int from bus_pending where org_id = ${a.org_id} and consumer = 'sessions') as pending,
+             (select count(*)::int from bus_dead_letters where org_id = ${a.org_id}) as dead`) as any
+    expect({ pending, dead }).toEqual({ pending: 0, dead: 0 })
+  })
 })
 
 test('parentKeyOf: explicit parent, the sub-agent form, and never itself', () => {

@@ -18,7 +18,7 @@ export type Permission = 'read' | 'triage' | 'manage' | 'members'
 
 const ROLE: Record<string, Permission[]> = {
   owner: ['read', 'triage', 'manage', 'members'],
-  admin: ['read', 'triage', 'manage', 'members'],
+  admin: ['read', 'triage', 'manage'],
   analyst: ['read', 'triage'],
   viewer: ['read'],
 }
@@ -33,11 +33,12 @@ export function can(i: Identity, p: Permission): boolean {
 const MANAGEMENT_SCOPES = new Set(['*', 'admin', 'tokens:write'])
 
 /**
- * Who may decide an override: a management credential, as the API's `isManagement` says (the
- * admin key, or an app token with `*`, `admin` or `tokens:write`; docs/auth.md "Overrides").
- * People are not, whatever their role: the API refuses them (403), so they are not offered it.
+ * Who may decide an override (docs/auth.md "Overrides"): a management credential, as the API's
+ * `isManagement` says (the admin key, or an app token with `*`, `admin` or `tokens:write`), or a
+ * person whose role manages (admin, owner). Analysts and viewers only see the requests.
  */
 export function canDecideOverrides(i: Identity): boolean {
+  if (i.kind === 'member') return i.role === 'admin' || i.role === 'owner'
   if (i.kind === 'opaque') return i.scopes.some((s) => s === 'admin' || s === '*')
   if (i.kind === 'jwt') return i.type === 'app' && i.scopes.some((s) => MANAGEMENT_SCOPES.has(s))
   return false

@@ -8,8 +8,9 @@
  *   GET  /v1/overrides/pending         → {"pending":[…],"next_cursor"} (issue 12: approval requests)
  *
  * Who decides: the override token itself as the bearer (its claims name the event and the allowed
- * decisions; `override_jti`, when sent, must be its own), or a management credential naming
- * `override_jti`. Either way the token must be of the caller's org (404), an override (404), not
+ * decisions; `override_jti`, when sent, must be its own), or a management credential or a member
+ * whose role manages (admin, owner) naming `override_jti`; `decided_by` and the audit entry name
+ * that member (`member:<member id>`). Either way the token must be of the caller's org (404), an override (404), not
  * revoked with its whole chain, not expired (401 as a bearer, 409 when named), bound to the path's
  * event (409 `override_event_mismatch`), and the decision one of its `allowed_decisions` (422).
  * Single use: `auth.issued_tokens.used_at` is set by one conditional UPDATE, so of any number of
@@ -27,6 +28,7 @@ import { overrideCosignature } from '../../auth/override-cosign.ts'
 import { AppError, ForbiddenError, NotFoundError, ValidationError } from '../../errors.ts'
 import { withOrg, type Sql, type Tx } from '../../infra/db.ts'
 import type { RouteRegistry } from '../../http/openapi.ts'
+import { roleAllows } from '../../http/permissions.ts'
 import { auditActor, recordAudit } from '../audit/repo.ts'
 import { findIssued } from '../jwt-tokens/repo.ts'
 import { checkCustomer, isManagement } from '../jwt-tokens/service.ts'
@@ -202,7 +204,14 @@ function mountPending(routes: RouteRegistry, deps: OverrideDeps): void {
   )
 }
 
-/** The override being decided: the bearer itself, or the one a management credential names. */
+/**
+ * Who may decide by naming an override: a management credential (`isManagement`), or a person
+ * whose role manages (admin, owner). Only here: `isManagement` also gates minting, revocation and
+ * signing keys, which people still may not touch. Personal and service tokens are neither.
+ */
+const decidesByName = (p: Principal): boolean => isManagement(p) || (p.kind === 'member' && roleAllows(p.role, 'manage'))
+
+/** The override being decided: the bearer itself, or the one a management credential or admin names. */
 function overrideJtiOf(p: Principal, named: string | undefined): string {
   if (p.kind === 'jwt' && p.type === 'override') {
     if (named !== undefined && named.toLowerCase() !== p.jti) {
@@ -210,7 +219,8 @@ function overrideJtiOf(p: Principal, named: string | undefined): string {
     }
     return p.jti
   }
-  if (!isManagement(p)) throw new ForbiddenError('Deciding needs the override token itself or a management credential.')
+  if (!decidesByName(p))
+    throw new ForbiddenError('Deciding needs the override token itself, a management credential, or an admin or owner.')
   if (named === undefined)
     throw new ValidationError([{ path: '/override_jti', message: 'required when the caller is not the override token' }])
   return named.toLowerCase()

@@ -42,8 +42,31 @@ interface AgentDelta {
 
 const SUB_AGENT = /^(.+):sub:\d+$/
 
+/**
+ * Column limits of `sessions` and `agents` (sql/0002_fleet.sql CHECKs) that ingest does not
+ * enforce on what reaches them: an event's `platform` is descriptive text of up to 1024
+ * characters (the daemon's `metadata.platform` is a label, unbounded), a lifecycle's free-form
+ * fields may grow when redacted (`DB_PASSWORD=x` → `DB_PASSWORD=[REDACTED:…]`), and messages
+ * already on the bus or in dead letters predate any rule. A CHECK violation fails the whole
+ * batch, which is retried and dead-lettered with every other event of the org in it, so these
+ * values are clamped here, as the alerts consumer clamps alert titles; `actions` keeps them as
+ * sent (its columns have no limit).
+ */
+export const SESSION_LIMITS = { platform: 64, sessionName: 512, model: 256, signingId: 256, key: 256 } as const
+
+/** `v` cut to at most `max` characters (Postgres counts code points; never splits a surrogate pair). */
+export function clampText<T extends string | null | undefined>(v: T, max: number): T {
+  if (typeof v !== 'string' || v.length <= max) return v
+  const cut = v.slice(0, max)
+  return (/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut) as T
+}
+
 export function parentKeyOf(sessionKey: string, explicit: unknown): string | null {
-  const parent = typeof explicit === 'string' && explicit !== '' ? explicit : (SUB_AGENT.exec(sessionKey)?.[1] ?? null)
+  // A parent named by more than 256 characters can name no session (session keys are 1–256):
+  // ignored, rather than breaking parent_key's CHECK (an event's `parent_session_id` is an
+  // unknown field, kept as sent).
+  const named = typeof explicit === 'string' && explicit !== '' && explicit.length <= SESSION_LIMITS.key ? explicit : null
+  const parent = named ?? SUB_AGENT.exec(sessionKey)?.[1] ?? null
   return parent === sessionKey ? null : parent
 }
 
@@ -95,11 +118,12 @@ async function countEvents(tx: Tx, all: Map<string, { event: WireEvent; machineI
     const { event: e, machineId: m } = all.get(event_key)!
     const machineId = m !== null && live.has(m) ? m : null
     const at = e.occurredAt
+    const platform = clampText(e.platform, SESSION_LIMITS.platform)
     if (e.agentKey !== null) {
       const id = `${machineId ?? ''}\u0000${e.agentKey}`
       const a = agents.get(id) ?? { machineId, agentKey: e.agentKey, platform: null, first: at, last: at, events: 0 }
       a.events++
-      a.platform ??= e.platform
+      a.platform ??= platform
       if (at < a.first) a.first = at
       if (at > a.last) a.last = at
       agents.set(id, a)
@@ -112,7 +136,7 @@ async function countEvents(tx: Tx, all: Map<string, { event: WireEvent; machineI
         parentKey: parentKeyOf(e.sessionKey, e.extra.parent_session_id),
         machineId,
         agentKey: e.agentKey,
-        platform: e.platform,
+        platform,
         first: at,
         last: at,
         events: 0,
@@ -132,7 +156,7 @@ async function countEvents(tx: Tx, all: Map<string, { event: WireEvent; machineI
     }
     s.agentKey ??= e.agentKey
     s.machineId ??= machineId
-    s.platform ??= e.platform
+    s.platform ??= platform
     if (at < s.first) s.first = at
     if (at > s.last) s.last = at
   }
@@ -206,8 +230,9 @@ async function applyLifecycle(tx: Tx, l: SessionLifecycle, at: string) {
   await tx`
     insert into sessions (org_id, session_key, parent_key, session_name, model, signing_id, platform, state,
                           started_at, ended_at)
-    values (app_current_org(), ${l.session_id}, ${parentKeyOf(l.session_id, l.parent_id)}, ${l.session_name ?? null},
-            ${l.model ?? null}, ${l.signing_id ?? null}, ${l.platform ?? null}, ${l.state}, ${at}::text::timestamptz,
+    values (app_current_org(), ${l.session_id}, ${parentKeyOf(l.session_id, l.parent_id)},
+            ${clampText(l.session_name ?? null, SESSION_LIMITS.sessionName)}, ${clampText(l.model ?? null, SESSION_LIMITS.model)},
+            ${clampText(l.signing_id ?? null, SESSION_LIMITS.signingId)}, ${clampText(l.platform ?? null, SESSION_LIMITS.platform)}, ${l.state}, ${at}::text::timestamptz,
             ${l.state === 'ended' ? at : null}::text::timestamptz)
     on conflict (org_id, session_key) do update
       set session_name = coalesce(excluded.session_name, sessions.session_name),

@@ -7,7 +7,7 @@
  * docs/live.md) tell when one is asked for and when one ends: decided, revoked, or found expired.
  * Expiry itself is not announced: each request carries `expires_at` and leaves the list then.
  *
- * Deciding needs a management credential (`canDecideOverrides`, ../session.ts); the Overrides
+ * Deciding needs a management credential or an admin or owner (`canDecideOverrides`, ../session.ts); the Overrides
  * page and the alert queue both show the requests, only the first offers the decision.
  */
 import { useEffect, useRef, useState } from 'preact/hooks'

@@ -103,8 +103,8 @@ function DecideNote({ identity }: { identity: string }) {
       <h2 id="decide-note">Deciding overrides needs an admin</h2>
       <p>
         {identity === 'member'
-          ? 'You can see what agents are waiting for. Approvals are decided with a management credential: '
-          : 'This credential can see what agents are waiting for, not decide. Approvals are decided with a management credential: '}
+          ? 'You can see what agents are waiting for. Approvals are decided by an admin or owner of the organization, or with a management credential: '
+          : 'This credential can see what agents are waiting for, not decide. Approvals are decided by an admin or owner signed in, or with a management credential: '}
         the organization's admin API key, or an app token with the <code>*</code>, <code>admin</code> or <code>tokens:write</code>{' '}
         scope. The alerts these requests relate to are on the <a href={href(['alerts'])}>Alerts</a> page.
       </p>
