@@ -25,6 +25,8 @@ export const MAX_ROWS = 10_000
 const PAGE = 200
 const FLUSH_MS = 250
 const FRESH_MS = 2500
+/** How long the first page waits for the stream to open before it is read anyway. */
+const READY_WAIT_MS = 1500
 
 export interface Feed {
   rows: EventView[]
@@ -115,6 +117,10 @@ export function useEventFeed(filters: Filters, key: string, live: boolean, sessi
   // One refetch at a time; asked for during one, it runs once more after it.
   const refetching = useRef(false)
   const again = useRef(false)
+  /** The stream said `ready` at least once; the first page waits for it (see the load effect). */
+  const connected = useRef(false)
+  const awaitingReady = useRef(false)
+  const readyTimer = useRef<ReturnType<typeof setTimeout> | null>(null)
   /** Live events merged while a refetch runs, to keep over its page. */
   const arrived = useRef<EventView[]>([])
   /** `gap`s (and reconnections) heard so far; the list's first page was asked for at `listAsOf`. */
@@ -181,8 +187,19 @@ export function useEventFeed(filters: Filters, key: string, live: boolean, sessi
     arrived.current = []
     current.current = EMPTY
     setFeed(EMPTY)
-    void refetch()
+    // The first page is read once the stream is open (its `ready`), so that nothing commits
+    // between the two unseen, and a `ready` does not replace the list under a first "Load older".
+    // A stream already open (new filters) or slow to open (offline) does not hold it up.
+    if (connected.current) void refetch()
+    else {
+      awaitingReady.current = true
+      readyTimer.current = setTimeout(() => {
+        awaitingReady.current = false
+        void refetch()
+      }, READY_WAIT_MS)
+    }
     return () => {
+      if (readyTimer.current) clearTimeout(readyTimer.current)
       abortTop.current?.abort()
       abortOlder.current?.abort()
     }
@@ -253,6 +270,13 @@ export function useEventFeed(filters: Filters, key: string, live: boolean, sessi
   const onLive = (type: string, data: unknown) => {
     // `ready` opens every (re)connection: what the stream did not carry meanwhile is fetched
     // (docs/live.md: no resume, a console refetches on `ready` and on `gap`).
+    if (type === 'ready') connected.current = true
+    if (type === 'ready' && awaitingReady.current) {
+      awaitingReady.current = false
+      if (readyTimer.current) clearTimeout(readyTimer.current)
+      void refetch()
+      return
+    }
     if (type === 'gap' || type === 'ready') {
       missed()
       if (state.current.paused) overflow.current = true
