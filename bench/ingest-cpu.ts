@@ -2,7 +2,10 @@
  * Where the CPU of ingest goes: `bun bench/ingest-cpu.ts [batches=200]` runs the real `serve`
  * process, sends 500-event batches from 8 senders, waits until every consumer drained, and
  * prints CPU time per 1,000 events for each thread of the server and each Postgres backend
- * (named by application_name), read from /proc before and after. Linux only. Not a suite of
+ * (named by application_name), read from /proc before and after; then, on the same database, one
+ * client COPYs as many events into the same tables (the ledger and `actions`) and its CPU per row
+ * (its backend and the client building the rows) is printed beside it with the ratio (issue 13:
+ * target ≤ 2.5). Linux only. Not a suite of
  * `bun run bench`: CPU time shifts less than a rate with what else the machine is doing, so it
  * is the better tool for comparing changes on a noisy host, but not immune: measure the two
  * versions back to back (the same commit read 73.7 and 82.6 µs/event an hour apart here).
@@ -15,7 +18,7 @@ import { openDatabase } from '../src/infra/database.ts'
 import { createPool } from '../src/infra/db.ts'
 import { removeDataDir } from '../src/infra/embedded-postgres.ts'
 import { createLogger } from '../src/infra/log.ts'
-import { BATCH, batchBody, startServer } from './lib/ingest-server.ts'
+import { BATCH, batchBody, postBatch, rawCopy, startServer } from './lib/ingest-server.ts'
 
 const batches = Number(Bun.argv[2] ?? 200)
 const SENDERS = 8
@@ -45,15 +48,7 @@ const database = await openDatabase(
 )
 const owner = createPool(database.ownerTarget, { max: 1 })
 try {
-  const post = async (body: string) => {
-    const res = await fetch(`${server.url}/v1/ingest`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-      body,
-    })
-    if (res.status !== 200) throw new Error(`ingest answered ${res.status}: ${await res.text()}`)
-    await res.arrayBuffer()
-  }
+  const post = (body: string) => postBatch(server, body)
   const drained = async () => {
     for (;;) {
       const [row] = await owner<{ n: number }[]>`select count(*)::int as n from bus_pending`
@@ -103,6 +98,17 @@ try {
   console.log('CPU ms per 1,000 events (= µs per event):')
   for (const [k, d] of rows) console.log(`  ${perK(d).padStart(6)}  ${k}`)
   console.log(`  ${perK(total).padStart(6)}  total`)
+
+  // The baseline, with the server idle (everything drained).
+  const [org] = await owner<{ org_id: string }[]>`select org_id from actions limit 1`
+  const raw = await rawCopy(owner, org!.org_id, events, run)
+  const perRow = (ms: number) => (ms / (events / 1000)).toFixed(1)
+  const rawTotal = raw.backendMs + raw.clientMs
+  console.log(`baseline: one client COPY of ${events} rows into the ledger and actions, ${raw.seconds.toFixed(2)} s`)
+  console.log(`  ${perRow(raw.backendMs).padStart(6)}  its backend`)
+  console.log(`  ${perRow(raw.clientMs).padStart(6)}  the client building the rows`)
+  console.log(`  ${perRow(rawTotal).padStart(6)}  total µs per row`)
+  console.log(`ratio ingest/COPY CPU per event: ${((total * TICK_MS) / rawTotal).toFixed(2)} (target ≤ 2.5)`)
 } finally {
   await owner.end()
   await database.close()

@@ -22,7 +22,11 @@ export async function startServe(env: Record<string, string | undefined>) {
     ...env,
   }))
     if (v !== undefined) full[k] = v
-  const proc = Bun.spawn(['bun', MAIN, 'serve'], { env: full, stdout: 'ignore', stderr: 'pipe' })
+  const proc = Bun.spawn(['bun', ...(process.env.BENCH_BUN_ARGS ?? '').split(' ').filter(Boolean), MAIN, 'serve'], {
+    env: full,
+    stdout: 'ignore',
+    stderr: 'pipe',
+  })
   let err = ''
   void (async () => {
     for await (const chunk of proc.stderr) err += new TextDecoder().decode(chunk)

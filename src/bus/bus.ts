@@ -13,11 +13,26 @@ import type { SessionLifecycle } from '../features/ingest/lifecycle.ts'
 export const CONSUMERS: readonly ConsumerName[] = ['pipeline', 'sessions', 'alerts']
 export type { ConsumerName }
 
-/** A normalised event as it travels (JSON): the timestamp is an ISO string. */
-export type WireEvent = Omit<NormalizedEvent, 'occurredAt'> & { occurredAt: string }
+/**
+ * A normalised event as it travels (JSON): the timestamp is an ISO string. `actionId`: the id its
+ * action will have, given when the ack entered the event in the ledger (a `ledgered` message).
+ */
+export type WireEvent = Omit<NormalizedEvent, 'occurredAt'> & { occurredAt: string; actionId?: string }
 
 export type BusMessage =
-  | { kind: 'events'; receivedAt: string; machineId: string | null; events: WireEvent[] }
+  | {
+      kind: 'events'
+      receivedAt: string
+      machineId: string | null
+      events: WireEvent[]
+      /**
+       * The ack entered every event in the org's ledger (`event_keys`) in the transaction that
+       * published it (the local bus; issue 13): each is new to the org, exactly once, so the
+       * consumers store and count them without a ledger of their own. Absent on a bus that is not
+       * transactional (SNS: the ledger is the pipeline's) and on messages published before.
+       */
+      ledgered?: true
+    }
   | { kind: 'lifecycle'; receivedAt: string; lifecycle: SessionLifecycle }
 
 /** Whose message it is and, for a transactional bus, the caller's tenant transaction. */
@@ -66,7 +81,7 @@ export class LocalBus implements Bus {
     await tx`
       with batch as (
         insert into bus_batches (org_id, kind, payload)
-        values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text::json) returning id
+        values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text) returning id
       ), pending as (
         insert into bus_pending (org_id, consumer, batch_id)
         select app_current_org(), c, batch.id from batch, unnest(${CONSUMERS as string[]}::text[]) c
@@ -79,7 +94,7 @@ export class LocalBus implements Bus {
     await tx`
       with batch as (
         insert into bus_batches (org_id, kind, payload)
-        values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text::json) returning id
+        values (app_current_org(), ${message.kind}, ${JSON.stringify(message)}::text) returning id
       ), pending as (
         insert into bus_pending (org_id, consumer, batch_id) select app_current_org(), ${to.consumer}, batch.id from batch
       )

@@ -214,7 +214,8 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
 }
 
 async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
-  const rows = await tx<{ id: string; payload: BusMessage }[]>`
+  // JSON text (sql/0033): parsed here, once per consumer.
+  const rows = await tx<{ id: string; payload: string }[]>`
     select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
   let finished = false
   const finish = async () => {
@@ -224,7 +225,7 @@ async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
   }
   await handle(
     tx,
-    rows.map((r) => ({ batchId: r.id, message: r.payload })),
+    rows.map((r) => ({ batchId: r.id, message: JSON.parse(r.payload) as BusMessage })),
     finish,
   )
   await finish()
@@ -310,7 +311,7 @@ async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id
 async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown): Promise<boolean> {
   const { errorClass, errorMessage } = describeError(err)
   return withOrg(sql, orgId, async (tx) => {
-    const [batch] = await tx<{ payload: string }[]>`select payload::text as payload from bus_batches where id = ${id}`
+    const [batch] = await tx<{ payload: string }[]>`select payload from bus_batches where id = ${id}`
     if (!batch) return false
     // Only this consumer's claim moves: the other consumers apply the batch as usual.
     const [dead] = await tx<{ id: string }[]>`

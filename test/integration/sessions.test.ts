@@ -8,6 +8,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { applySessions, parentKeyOf } from '../../src/features/sessions/consumer.ts'
 import { drainOnce } from '../../src/bus/consume-local.ts'
+import type { BusMessage } from '../../src/bus/bus.ts'
+import { withOrg } from '../../src/infra/db.ts'
+import { wireEvents } from '../helpers/events.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
 
@@ -74,16 +77,26 @@ describe('sessions consumer', () => {
     expect(s!.agent_id).toBe(agent!.id)
   })
 
-  test('an event delivered again in a later batch is counted once', async () => {
+  test('an event delivered again is counted once', async () => {
     const events = [event('s-dup'), event('s-dup')]
     await ingest(a.deploy_token, events)
     await sessions()
-    // Resent before the pipeline stored the first copy: ingest accepts it again (it cannot know
-    // yet), so the same event reaches this consumer in a second batch; its ledger counts it once.
+    // Resent before the pipeline stored the first copy: the ack's ledger answers it already.
     const resend = await ingest(a.deploy_token, [events[0], event('s-dup')])
-    expect(resend.body.accepted).toBe(2)
+    expect(resend.body).toMatchObject({ accepted: 1, duplicates: 1 })
     await sessions()
     expect((await session(a.org_id, 's-dup'))!.event_count).toBe('3')
+    // A message the ack did not enter in the ledger (SNS), delivered twice: this consumer's own
+    // ledger counts its event once.
+    const unledgered: BusMessage = {
+      kind: 'events',
+      receivedAt: new Date().toISOString(),
+      machineId: null,
+      events: [wireEvents.v2({ session_id: 's-dup' })],
+    }
+    for (let i = 0; i < 2; i++)
+      await withOrg(db.app, a.org_id, (tx) => applySessions(tx, [{ batchId: String(i), message: unledgered }]))
+    expect((await session(a.org_id, 's-dup'))!.event_count).toBe('4')
   })
 
   test('sub-agent sessions link to their parent whichever arrives first', async () => {

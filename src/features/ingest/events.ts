@@ -275,7 +275,16 @@ export function normalizeDaemonEvent(raw: unknown, base: string, now: number, ma
 
 /** Fields outside the known set; fromEntries makes own properties, so `__proto__` stays data. */
 function unknownFields(item: Record<string, unknown>, known: Set<string>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(item).filter(([k]) => !known.has(k)))
+  // Most items have none: checked without building the entries (issue 13: a twentieth of the
+  // HTTP thread's time). `item` is a parsed JSON object, so every enumerable key is its own.
+  let unknown = false
+  for (const k in item) {
+    if (!known.has(k)) {
+      unknown = true
+      break
+    }
+  }
+  return unknown ? Object.fromEntries(Object.entries(item).filter(([k]) => !known.has(k))) : {}
 }
 
 function guard(fn: () => NormalizedEvent): ItemResult {

@@ -1,10 +1,11 @@
 /**
  * @module features/sessions/consumer
- * The sessions consumer: derives `sessions` and `agents` from the bus. Every batch reaches every
- * consumer, and a retried event arrives again in a later batch, so events are first entered in
- * this consumer's own ledger (`session_event_keys`); only keys new to it are counted. The ledger
- * insert and the counts commit together with the claim (src/bus/consume-local.ts), so a crash
- * neither loses nor double-counts an event.
+ * The sessions consumer: derives `sessions` and `agents` from the bus. A `ledgered` message (the
+ * local bus, issue 13) holds only events new to the org, entered in its ledger by the ack: they
+ * are counted as they are. On a bus whose ack does not (SNS) a retried event arrives again in a
+ * later message, so its events are first entered in this consumer's own ledger
+ * (`session_event_keys`) and only keys new to it are counted. The counts (and that ledger) commit
+ * together with the claim (src/bus/consume-local.ts), so a crash neither loses nor double-counts.
  *
  * Hierarchy: a session's parent is named by a lifecycle `parent_id`, by an event's
  * `parent_session_id` (kept in `extra`), or by the edge's sub-agent key form `{parent}:sub:{N}`.
@@ -71,7 +72,7 @@ export function parentKeyOf(sessionKey: string, explicit: unknown): string | nul
 }
 
 export async function applySessions(tx: Tx, batches: Claimed[]): Promise<void> {
-  const events = new Map<string, { event: WireEvent; machineId: string | null }>()
+  const events = new Map<string, { event: WireEvent; machineId: string | null; ledgered: boolean }>()
   const lifecycles: { l: SessionLifecycle; at: string }[] = []
   for (const { message } of batches) {
     // Clamped to the clock window (issue 14): an impossible or absurd time, such as year 0,
@@ -83,7 +84,9 @@ export async function applySessions(tx: Tx, batches: Claimed[]): Promise<void> {
       const l = r.ok ? r.lifecycle : message.lifecycle
       lifecycles.push({ l, at: lifecycleTime(l, message.receivedAt) })
     } else {
-      for (const event of message.events) events.set(event.eventKey, { event, machineId: message.machineId })
+      for (const event of message.events) {
+        events.set(event.eventKey, { event, machineId: message.machineId, ledgered: message.ledgered === true })
+      }
     }
   }
   const touched = new Set<string>()
@@ -97,12 +100,26 @@ export async function applySessions(tx: Tx, batches: Claimed[]): Promise<void> {
   if (touched.size > 0) await linkParents(tx, [...touched])
 }
 
-async function countEvents(tx: Tx, all: Map<string, { event: WireEvent; machineId: string | null }>, touched: Set<string>) {
-  const fresh = await tx<{ event_key: string }[]>`
-    insert into session_event_keys (org_id, event_key)
-    select app_current_org(), k from unnest(${[...all.keys()]}::text[]) k
-    on conflict do nothing
-    returning event_key`
+async function countEvents(
+  tx: Tx,
+  all: Map<string, { event: WireEvent; machineId: string | null; ledgered: boolean }>,
+  touched: Set<string>,
+) {
+  const fresh: { event_key: string }[] = []
+  const unledgered: string[] = []
+  for (const [key, e] of all) {
+    if (e.ledgered) fresh.push({ event_key: key })
+    else unledgered.push(key)
+  }
+  if (unledgered.length > 0) {
+    fresh.push(
+      ...(await tx<{ event_key: string }[]>`
+        insert into session_event_keys (org_id, event_key)
+        select app_current_org(), k from unnest(${unledgered}::text[]) k
+        on conflict do nothing
+        returning event_key`),
+    )
+  }
   if (fresh.length === 0) return
   // A machine deleted since ingest must not make the batch fail on its foreign key.
   const machineIds = [...new Set(fresh.map((f) => all.get(f.event_key)!.machineId).filter((m) => m !== null))]

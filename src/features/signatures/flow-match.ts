@@ -201,8 +201,7 @@ export function stepFlow(
   addEvent(s.flow, capability)
   s.changed = true
   const out: FlowFinding[] = []
-  for (const m of matchShapes(s.flow, shapes, e.platform)) {
-    if (s.matched.has(m.shape.id)) continue
+  for (const m of matchShapes(s.flow, shapes, e.platform, s.matched)) {
     s.matched.add(m.shape.id)
     out.push({
       ruleKey: `${SHAPE_RULE_PREFIX}${m.shape.id}`,

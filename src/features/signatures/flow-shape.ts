@@ -312,23 +312,58 @@ function builtin(id: string, name: string, severity: Severity, maxJsd: number, m
   return { id, name, severity, maxJsd, agentTypes: [], shape, minTransitions }
 }
 
-/** The shapes this session's flow matches (scope, minTransitions, JSD ≤ maxJsd), closest first. */
-export function matchShapes(flow: Flow, shapes: readonly FlowShape[], agentType: string | null): ShapeMatch[] {
+/**
+ * The shapes this session's flow matches (scope, minTransitions, JSD ≤ maxJsd), closest first.
+ * `skip`: ids already matched in the session, not worth measuring again (issue 13: the alerts
+ * consumer measured every shape against every event, a third of its CPU).
+ */
+export function matchShapes(
+  flow: Flow,
+  shapes: readonly FlowShape[],
+  agentType: string | null,
+  skip?: ReadonlySet<string>,
+): ShapeMatch[] {
   const total = flowTotal(flow)
   const agent = lower(agentType)
   const out: ShapeMatch[] = []
   for (const shape of shapes) {
-    if (total === 0 || total < shape.minTransitions) continue
+    if (total === 0 || total < shape.minTransitions || skip?.has(shape.id)) continue
     if (shape.agentTypes.length > 0 && (agent === '' || !shape.agentTypes.some((t) => lower(t) === agent))) continue
-    const target = new Float64Array(CELLS)
-    for (const key of Object.keys(shape.shape)) {
-      const cell = cellOf(key)
-      if (cell !== null) target[cell] = shape.shape[key]!
-    }
-    const d = jsd(flow.counts, target)
+    const d = divergence(flow.counts, total, targetOf(shape))
     if (d <= shape.maxJsd) out.push({ shape, jsd: d, similarity: 1 - d })
   }
   return out.sort((a, b) => a.jsd - b.jsd || a.shape.id.localeCompare(b.shape.id))
+}
+
+/** A shape's target, normalised as `jsd` normalises it; null when it has no weight (never matches). */
+const targets = new WeakMap<FlowShape, Float64Array | null>()
+function targetOf(shape: FlowShape): Float64Array | null {
+  let t = targets.get(shape)
+  if (t !== undefined) return t
+  const raw = new Float64Array(CELLS)
+  for (const key of Object.keys(shape.shape)) {
+    const cell = cellOf(key)
+    const w = shape.shape[key]!
+    if (cell !== null && Number.isFinite(w) && w > 0) raw[cell] = w
+  }
+  let sum = 0
+  for (let i = 0; i < CELLS; i++) sum += raw[i]!
+  t = sum > 0 && Number.isFinite(sum) ? raw.map((w) => w / sum) : null
+  targets.set(shape, t)
+  return t
+}
+
+/** `jsd(counts, target)` for a flow (non-negative counts summing to `total` > 0): the same sums in the same order. */
+function divergence(counts: Uint32Array, total: number, target: Float64Array | null): number {
+  if (target === null) return 1
+  let d = 0
+  for (let i = 0; i < CELLS; i++) {
+    const a = counts[i]! / total
+    const b = target[i]!
+    if (a > 0) d += a * Math.log2((2 * a) / (a + b))
+    if (b > 0) d += b * Math.log2((2 * b) / (a + b))
+  }
+  return Math.min(1, Math.max(0, d / 2))
 }
 
 // ---- user-defined shapes --------------------------------------------------------------------
