@@ -135,6 +135,13 @@ export const EnvSchema = Type.Object({
     default: 1_000,
     description: 'How often an idle consumer looks for work when no notification woke it.',
   }),
+  CONSUMER_THREAD_NICE: Type.Integer({
+    minimum: 0,
+    maximum: 19,
+    default: 10,
+    description:
+      'Linux nice value of the consumer threads: under load the ack path (the HTTP thread) gets the CPU first and the consumers catch up after (0: the same priority). Best effort: ignored where the OS refuses it.',
+  }),
   BUS_MAX_ATTEMPTS: Type.Integer({
     minimum: 1,
     maximum: 100,

@@ -6,7 +6,8 @@ const MAIN = path.join(import.meta.dir, '../../src/main.ts')
 /**
  * Starts `quint-cloud serve` on a free port with `env` over this process's environment (a key set
  * to undefined is removed) and resolves once `/ready` answers 200. `stderr()` is what it printed
- * so far (the first start's credentials).
+ * so far (the first start's credentials). BENCH_BUN_ARGS adds flags for the server's `bun`, to
+ * profile it: `BENCH_BUN_ARGS="--cpu-prof-md --cpu-prof-dir=/tmp/prof" bun bench/ingest-cpu.ts`.
  */
 export async function startServe(env: Record<string, string | undefined>) {
   const probe = Bun.serve({ port: 0, fetch: () => new Response() })

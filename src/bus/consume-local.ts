@@ -7,7 +7,7 @@
  * crash rolls both back and the batch is taken again. A batch that keeps failing in its handler
  * is set aside in `bus_dead_letters` after BUS_MAX_ATTEMPTS attempts (docs/dead-letters.md).
  */
-import { CONSUMERS, NOTIFY_CHANNEL, type BusMessage, type ConsumerName } from './bus.ts'
+import { CONSUMERS, decodePayload, NOTIFY_CHANNEL, payloadJson, type BusMessage, type ConsumerName } from './bus.ts'
 import { isTransientDbError, withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
 import { errorKind, scrub, ThrottledLog, type Logger } from '../infra/log.ts'
 
@@ -214,8 +214,7 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
 }
 
 async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
-  // JSON text (sql/0033): parsed here, once per consumer.
-  const rows = await tx<{ id: string; payload: string }[]>`
+  const rows = await tx<{ id: string; payload: Uint8Array }[]>`
     select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
   let finished = false
   const finish = async () => {
@@ -225,7 +224,7 @@ async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
   }
   await handle(
     tx,
-    rows.map((r) => ({ batchId: r.id, message: JSON.parse(r.payload) as BusMessage })),
+    rows.map((r) => ({ batchId: r.id, message: decodePayload(r.payload) })),
     finish,
   )
   await finish()
@@ -311,7 +310,7 @@ async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id
 async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown): Promise<boolean> {
   const { errorClass, errorMessage } = describeError(err)
   return withOrg(sql, orgId, async (tx) => {
-    const [batch] = await tx<{ payload: string }[]>`select payload from bus_batches where id = ${id}`
+    const [batch] = await tx<{ payload: Uint8Array }[]>`select payload from bus_batches where id = ${id}`
     if (!batch) return false
     // Only this consumer's claim moves: the other consumers apply the batch as usual.
     const [dead] = await tx<{ id: string }[]>`
@@ -321,7 +320,7 @@ async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: s
       )
       insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
                                     error_message, first_failed_at, last_failed_at)
-      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(batch.payload)}::text::jsonb, p.attempts,
+      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(payloadJson(batch.payload))}::text::jsonb, p.attempts,
              ${errorClass}, ${errorMessage}, p.first_failed_at, p.last_failed_at
         from p join bus_batches b on b.org_id = p.org_id and b.id = p.batch_id
       on conflict (org_id, consumer, source, message_id) do nothing

@@ -22,6 +22,8 @@ export interface WorkerInit {
   acquireTimeoutMs: number
   logLevel: string
   pollMs: number
+  /** Nice value the thread gives itself (CONSUMER_THREAD_NICE). */
+  nice?: number
   /** Failed attempts before a message is dead-lettered (BUS_MAX_ATTEMPTS). */
   maxAttempts: number
   /** First retry delay of a failed message (tests shorten it); doubles per attempt. */

@@ -136,6 +136,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         acquireTimeoutMs: config.DATABASE_ACQUIRE_TIMEOUT_MS,
         logLevel: config.LOG_LEVEL,
         pollMs: config.CONSUMER_POLL_MS,
+        nice: config.CONSUMER_THREAD_NICE,
         maxAttempts: config.BUS_MAX_ATTEMPTS,
         sqs: bus.sqs,
       },

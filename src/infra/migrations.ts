@@ -42,7 +42,7 @@ import m0029 from '../../sql/0029_session_flows.sql' with { type: 'text' }
 import m0030 from '../../sql/0030_policy_delivery.sql' with { type: 'text' }
 import m0031 from '../../sql/0031_live_log.sql' with { type: 'text' }
 import m0032 from '../../sql/0032_pending_approvals.sql' with { type: 'text' }
-import m0033 from '../../sql/0033_bus_payload_text.sql' with { type: 'text' }
+import m0033 from '../../sql/0033_bus_payload.sql' with { type: 'text' }
 
 export interface Migration {
   version: number
@@ -84,7 +84,7 @@ const FILES: Record<string, string> = {
   '0030_policy_delivery.sql': m0030,
   '0031_live_log.sql': m0031,
   '0032_pending_approvals.sql': m0032,
-  '0033_bus_payload_text.sql': m0033,
+  '0033_bus_payload.sql': m0033,
 }
 
 export const MIGRATIONS: readonly Migration[] = Object.entries(FILES)

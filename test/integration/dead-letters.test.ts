@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import { drainOnce, runConsumer, storableJson, type Handler } from '../../src/bus/consume-local.ts'
+import { encodePayload, type BusMessage } from '../../src/bus/bus.ts'
 import { HANDLERS } from '../../src/bus/handlers.ts'
 import { ConsumerPool } from '../../src/bus/pool.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
@@ -127,7 +128,7 @@ async function insertPoisonBatch(org: string): Promise<string> {
   }
   const payload = { kind: 'events', receivedAt: new Date().toISOString(), machineId: null, events: [e] }
   const [row] = await db.owner<{ id: string }[]>`
-    insert into bus_batches (org_id, kind, payload) values (${org}, 'events', ${db.owner.json(payload as never)}) returning id::text as id`
+    insert into bus_batches (org_id, kind, payload) values (${org}, 'events', ${encodePayload(payload as BusMessage)}) returning id::text as id`
   await db.owner`
     insert into bus_pending (org_id, consumer, batch_id)
     select ${org}, c, ${row!.id}::bigint from unnest(array['pipeline', 'sessions', 'alerts']) c`
@@ -380,11 +381,11 @@ describe('quint-cloud dead-letters (CLI, across orgs)', () => {
 })
 
 describe('every message can be set aside (issue 14, second review)', () => {
-  /** A bus batch of `org` for one consumer, written as the bus writes it (json, which keeps `\u0000`). */
+  /** A bus batch of `org` for one consumer, written as the bus writes it (its JSON keeps `\u0000`). */
   async function insertBatch(org: string, consumer: 'pipeline' | 'sessions', message: unknown): Promise<string> {
     const [row] = await db.owner<{ id: string }[]>`
       insert into bus_batches (org_id, kind, payload)
-      values (${org}, ${(message as { kind: string }).kind}, ${JSON.stringify(message)}::text::json) returning id::text as id`
+      values (${org}, ${(message as { kind: string }).kind}, ${encodePayload(message as BusMessage)}) returning id::text as id`
     await db.owner`insert into bus_pending (org_id, consumer, batch_id) values (${org}, ${consumer}, ${row!.id}::bigint)`
     return row!.id
   }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { applySessions, parentKeyOf } from '../../src/features/sessions/consumer.ts'
 import { drainOnce } from '../../src/bus/consume-local.ts'
-import type { BusMessage } from '../../src/bus/bus.ts'
+import { payloadJson, type BusMessage } from '../../src/bus/bus.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { wireEvents } from '../helpers/events.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
@@ -173,9 +173,12 @@ describe('sessions consumer', () => {
     })
     expect(res.status).toBe(200)
     // The bus carries no secret and no NUL: the dead letters and every consumer see the same.
-    const [batch] = await db.owner<{ payload: string }[]>`
-      select payload::text as payload from bus_batches
-       where org_id = ${a.org_id} and kind = 'lifecycle' and payload::text like ${`%${id}%`}`
+    const batch = (
+      await db.owner<{ payload: Uint8Array }[]>`
+      select payload from bus_batches where org_id = ${a.org_id} and kind = 'lifecycle'`
+    )
+      .map((r) => ({ payload: payloadJson(r.payload) }))
+      .find((r) => r.payload.includes(id))
     for (const secret of ['hunter2xyz', 'pw12345', 'ak-77xx88yy', 'sk_test_abcdef', 'pgsecret99', 'tok-11aa22bb', '\\u0000']) {
       expect(batch!.payload).not.toContain(secret)
     }
