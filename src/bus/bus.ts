@@ -4,6 +4,11 @@
  * resolving means durable: that is the ack point. Locally (embedded mode) the bus is two
  * Postgres tables written in the request's own tenant transaction (sql/0007_ingest_bus.sql);
  * in cluster mode SNS FIFO → SQS FIFO takes its place behind the same interface.
+ *
+ * Locally, events go to the pipeline first; the pipeline's transaction hands each batch on to
+ * sessions and alerts with the events it stored, and only those (issue 13): they derive from
+ * newly stored actions with no ledger of their own, and a retry never reaches them. On SNS all
+ * three get every message and sessions keeps its own ledger.
  */
 import type { ConsumerName } from '../config.ts'
 import type { Tx } from '../infra/db.ts'
@@ -11,13 +16,12 @@ import type { NormalizedEvent } from '../features/ingest/events.ts'
 import type { SessionLifecycle } from '../features/ingest/lifecycle.ts'
 
 export const CONSUMERS: readonly ConsumerName[] = ['pipeline', 'sessions', 'alerts']
+/** Who takes a batch of events after the pipeline on the local bus. */
+export const DOWNSTREAM: readonly ConsumerName[] = ['sessions', 'alerts']
 export type { ConsumerName }
 
-/**
- * A normalised event as it travels (JSON): the timestamp is an ISO string. `actionId`: the id its
- * action will have, given when the ack entered the event in the ledger (a `ledgered` message).
- */
-export type WireEvent = Omit<NormalizedEvent, 'occurredAt'> & { occurredAt: string; actionId?: string }
+/** A normalised event as it travels (JSON): the timestamp is an ISO string. */
+export type WireEvent = Omit<NormalizedEvent, 'occurredAt'> & { occurredAt: string }
 
 export type BusMessage =
   | {
@@ -26,10 +30,10 @@ export type BusMessage =
       machineId: string | null
       events: WireEvent[]
       /**
-       * The ack entered every event in the org's ledger (`event_keys`) in the transaction that
-       * published it (the local bus; issue 13): each is new to the org, exactly once, so the
-       * consumers store and count them without a ledger of their own. Absent on a bus that is not
-       * transactional (SNS: the ledger is the pipeline's) and on messages published before.
+       * Every event is new to the org, and reaches this consumer once: the pipeline entered it in
+       * the ledger (`event_keys`) and stored it, and the local bus handed sessions and alerts only
+       * those (issue 13), so they count them without a ledger of their own. Absent on SNS, where
+       * every consumer gets what ingest published, retries included.
        */
       ledgered?: true
     }
@@ -94,15 +98,17 @@ export class LocalBus implements Bus {
 
   async publish(message: BusMessage, { tx }: PublishContext): Promise<void> {
     if (!tx) throw new Error("LocalBus.publish: needs the caller's tenant transaction")
-    // One round trip on the ack path: the batch, its pending row per consumer, and a NOTIFY
-    // (delivered at commit, so consumers wake up instead of waiting for their next poll).
+    // One round trip on the ack path: the batch, its pending rows, and a NOTIFY (delivered at
+    // commit, so consumers wake up instead of waiting for their next poll). Events go to the
+    // pipeline, which hands them on; a lifecycle report to every consumer.
+    const to = message.kind === 'events' ? ['pipeline'] : CONSUMERS
     await tx`
       with batch as (
         insert into bus_batches (org_id, kind, payload)
         values (app_current_org(), ${message.kind}, ${encodePayload(message)}) returning id
       ), pending as (
         insert into bus_pending (org_id, consumer, batch_id)
-        select app_current_org(), c, batch.id from batch, unnest(${CONSUMERS as string[]}::text[]) c
+        select app_current_org(), c, batch.id from batch, unnest(${to as string[]}::text[]) c
       )
       select pg_notify(${NOTIFY_CHANNEL}, '')`
   }

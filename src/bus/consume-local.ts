@@ -7,7 +7,7 @@
  * crash rolls both back and the batch is taken again. A batch that keeps failing in its handler
  * is set aside in `bus_dead_letters` after BUS_MAX_ATTEMPTS attempts (docs/dead-letters.md).
  */
-import { CONSUMERS, decodePayload, NOTIFY_CHANNEL, payloadJson, type BusMessage, type ConsumerName } from './bus.ts'
+import { CONSUMERS, decodePayload, DOWNSTREAM, NOTIFY_CHANNEL, type BusMessage, type ConsumerName } from './bus.ts'
 import { isTransientDbError, withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
 import { errorKind, scrub, ThrottledLog, type Logger } from '../infra/log.ts'
 
@@ -23,7 +23,13 @@ export interface Claimed {
  * handler that appends to the live log (src/features/live/repo.ts), whose per-org lock must be the
  * last its transaction takes, calls it just before that append.
  */
-export type Handler = (tx: Tx, batches: Claimed[], finish?: () => Promise<void>) => Promise<void>
+export type Handler = (tx: Tx, batches: Claimed[], finish?: Finish) => Promise<void>
+
+/**
+ * The pipeline passes the event keys each batch stored (by batch id): the local bus hands those
+ * batches on to sessions and alerts in the same transaction (`forward`). Other handlers pass none.
+ */
+export type Finish = (stored?: ReadonlyMap<string, ReadonlySet<string>>) => Promise<void>
 
 export interface DrainOptions {
   /** Orgs visited per round. */
@@ -150,7 +156,7 @@ async function drainOrg(
     applied = await withOrg(sql, orgId, async (tx) => {
       const ids = await claim(tx, consumer, { fresh: o.batches ?? 20 })
       claimed.push(...ids)
-      return ids.length === 0 ? 0 : apply(tx, handle, ids)
+      return ids.length === 0 ? 0 : apply(tx, consumer, handle, ids)
     })
   } catch (err) {
     if (databaseUnavailable(err)) throw err
@@ -182,7 +188,7 @@ async function applyAlone(
   try {
     return await withOrg(sql, orgId, async (tx) => {
       const ids = await claim(tx, consumer, { id })
-      return ids.length === 0 ? 0 : apply(tx, handle, ids)
+      return ids.length === 0 ? 0 : apply(tx, consumer, handle, ids)
     })
   } catch (err) {
     if (databaseUnavailable(err)) throw err
@@ -213,22 +219,57 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
   return rows.map((r) => r.batch_id).sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1))
 }
 
-async function apply(tx: Tx, handle: Handler, ids: string[]): Promise<number> {
-  const rows = await tx<{ id: string; payload: Uint8Array }[]>`
-    select id, payload from bus_batches where id = any(${ids}::bigint[]) order by id`
+async function apply(tx: Tx, consumer: ConsumerName, handle: Handler, ids: string[]): Promise<number> {
+  const rows = await tx<{ id: string; payload: Uint8Array; skip_keys: string[] | null }[]>`
+    select id, payload, skip_keys from bus_batches where id = any(${ids}::bigint[]) order by id`
+  const batches = rows.map((r) => ({ batchId: r.id, message: handedOn(decodePayload(r.payload), r.skip_keys) }))
   let finished = false
-  const finish = async () => {
+  const finish: Finish = async (stored) => {
     if (finished) return
     finished = true
+    if (consumer === 'pipeline' && stored) await forward(tx, batches, stored)
     await finishBatches(tx, ids)
   }
-  await handle(
-    tx,
-    rows.map((r) => ({ batchId: r.id, message: decodePayload(r.payload) })),
-    finish,
-  )
+  await handle(tx, batches, finish)
   await finish()
   return ids.length
+}
+
+/**
+ * A batch as the pipeline handed it on (`skip` set, the local bus only): without the events the
+ * pipeline did not store (already in the ledger), marked `ledgered`. Untouched otherwise.
+ */
+function handedOn(message: BusMessage, skip: string[] | null): BusMessage {
+  if (skip === null || message.kind !== 'events') return message
+  const skipped = new Set(skip)
+  return { ...message, events: message.events.filter((e) => !skipped.has(e.eventKey)), ledgered: true }
+}
+
+/**
+ * Hands the batches that stored events on to sessions and alerts, in the pipeline's transaction
+ * (issue 13): each batch records which of its events were not stored (`skip_keys`, usually
+ * empty), and gets a pending row per downstream consumer. A batch that stored nothing goes no
+ * further.
+ */
+async function forward(tx: Tx, batches: Claimed[], stored: ReadonlyMap<string, ReadonlySet<string>>): Promise<void> {
+  const handed: { id: string; skip: string[] }[] = []
+  for (const { batchId, message } of batches) {
+    const keys = stored.get(batchId)
+    if (message.kind !== 'events' || !keys || keys.size === 0) continue
+    handed.push({ id: batchId, skip: [...new Set(message.events.map((e) => e.eventKey).filter((k) => !keys.has(k)))] })
+  }
+  if (handed.length === 0) return
+  await tx`
+    with skips as (
+      update bus_batches b set skip_keys = array(select jsonb_array_elements_text(h.skip))
+        from jsonb_to_recordset(${tx.json(handed as never)}::jsonb) as h(id bigint, skip jsonb)
+       where b.id = h.id
+      returning b.id
+    ), pending as (
+      insert into bus_pending (org_id, consumer, batch_id)
+      select app_current_org(), c, skips.id from skips, unnest(${DOWNSTREAM as string[]}::text[]) c
+    )
+    select pg_notify(${NOTIFY_CHANNEL}, '')`
 }
 
 /**
@@ -310,8 +351,11 @@ async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id
 async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown): Promise<boolean> {
   const { errorClass, errorMessage } = describeError(err)
   return withOrg(sql, orgId, async (tx) => {
-    const [batch] = await tx<{ payload: Uint8Array }[]>`select payload from bus_batches where id = ${id}`
+    const [batch] = await tx<{ payload: Uint8Array; skip_keys: string[] | null }[]>`
+      select payload, skip_keys from bus_batches where id = ${id}`
     if (!batch) return false
+    // What this consumer was handed: a redrive must not bring it the events the pipeline skipped.
+    const message = JSON.stringify(handedOn(decodePayload(batch.payload), batch.skip_keys))
     // Only this consumer's claim moves: the other consumers apply the batch as usual.
     const [dead] = await tx<{ id: string }[]>`
       with p as (
@@ -320,7 +364,7 @@ async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: s
       )
       insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
                                     error_message, first_failed_at, last_failed_at)
-      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(payloadJson(batch.payload))}::text::jsonb, p.attempts,
+      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(message)}::text::jsonb, p.attempts,
              ${errorClass}, ${errorMessage}, p.first_failed_at, p.last_failed_at
         from p join bus_batches b on b.org_id = p.org_id and b.id = p.batch_id
       on conflict (org_id, consumer, source, message_id) do nothing

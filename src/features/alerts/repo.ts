@@ -114,14 +114,11 @@ export interface AlertFilters {
 
 /**
  * Alerts with `action_id` resolved through the ingest ledger: the alerts consumer runs beside
- * the pipeline, not after it, so the action may be stored later than the alert. The ledger names
- * the action from the ack on (issue 13); the id is shown once the action is stored. The machine's
+ * the pipeline, not after it, so the action may be stored later than the alert. The machine's
  * hostname is joined so every alert names the laptop it came from (issue 9).
  */
 export const ALERT_SELECT = (tx: Tx) => tx`
-  select a.id, a.rule_key, a.rule_id, a.event_key,
-         coalesce(a.action_id, case when exists (select 1 from actions x where x.org_id = k.org_id
-           and x.created_at = k.action_created_at and x.id = k.action_id) then k.action_id end) as action_id, a.session_key,
+  select a.id, a.rule_key, a.rule_id, a.event_key, coalesce(a.action_id, k.action_id) as action_id, a.session_key,
          a.machine_id, m.hostname as machine_hostname, a.agent_key, a.severity, a.title, a.context, a.status,
          a.created_at, a.updated_at, a.created_at::text as created_key
     from alerts a

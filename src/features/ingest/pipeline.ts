@@ -1,9 +1,9 @@
 /**
  * @module features/ingest/pipeline
- * The pipeline consumer: stores events in `actions`, each once per `(org_id, event_key)`. On the
- * local bus the ack entered them in the ledger (`event_keys`) already (a `ledgered` message,
- * issue 13); otherwise the ledger insert here answers which keys are new and only those become
- * actions, so a retried event (same key, any batch, any month) is stored once. Array parameters (`unnest`) make each batch
+ * The pipeline consumer: stores events in `actions` through the `(org_id, event_key)` ledger.
+ * The ledger insert answers which keys are new; only those become actions, so a retried event
+ * (same key, any batch, any month) is stored once. On the local bus, sessions and alerts follow
+ * the pipeline: `finish` hands the bus the keys each batch stored (issue 13). Array parameters (`unnest`) make each batch
  * a fixed number of statements whatever its size. The causal-chain links (issue 9,
  * docs/causal-chain.md) are planned before the insert and written with the rows (one query); a
  * late parent adopts its stored children (one query, plus two only when there are some). The
@@ -13,7 +13,7 @@
  */
 import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
-import type { Claimed } from '../../bus/consume-local.ts'
+import type { Claimed, Finish } from '../../bus/consume-local.ts'
 import { adoptLinks, planLinks } from '../chain/linker.ts'
 import { recordStored } from './stats.ts'
 import { rollUp } from '../events/rollup.ts'
@@ -28,42 +28,41 @@ export interface StoredAction {
   createdAt: string
   machineId: string | null
 }
-type Row = StoredAction
+/** The batch that brought the event first (a repeat in a later batch of the same call is not stored). */
+type Row = StoredAction & { batchId: string }
 
 /** The pipeline consumer's handler (see src/bus/consume-local.ts `Handler`, and its `finish`). */
-export async function storeEvents(tx: Tx, batches: Claimed[], finish?: () => Promise<void>): Promise<void> {
-  // A ledgered message's events are each new to the org (the ack entered them in the ledger,
-  // issue 13); the others (SNS, or published before) go through the ledger here.
-  const ledgered: Row[] = []
+export async function storeEvents(tx: Tx, batches: Claimed[], finish?: Finish): Promise<void> {
   const rows = new Map<string, Row>()
-  for (const { message } of batches) {
+  for (const { batchId, message } of batches) {
     if (message.kind !== 'events') continue
     for (const event of message.events) {
-      if (message.ledgered && event.actionId) {
-        ledgered.push({ event, id: event.actionId, createdAt: message.receivedAt, machineId: message.machineId })
-      } else if (!rows.has(event.eventKey)) {
-        rows.set(event.eventKey, { event, id: crypto.randomUUID(), createdAt: message.receivedAt, machineId: message.machineId })
+      if (!rows.has(event.eventKey)) {
+        rows.set(event.eventKey, {
+          event,
+          id: crypto.randomUUID(),
+          createdAt: message.receivedAt,
+          machineId: message.machineId,
+          batchId,
+        })
       }
     }
   }
-  if (rows.size === 0 && ledgered.length === 0) return
+  if (rows.size === 0) return
   // One pipeline transaction per org at a time: a link planned from one snapshot must not miss,
   // or overwrite, what a concurrent transaction of the same org stores (a retry or a redrive
   // beside fresh batches). They queued on the org's stats row anyway, only later.
   await tx`select pg_advisory_xact_lock(hashtextextended('quint_pipeline:' || app_current_org()::text, 0))`
   const all = [...rows.values()]
-  const fresh =
-    all.length === 0
-      ? []
-      : await tx<{ event_key: string }[]>`
+  const fresh = await tx<{ event_key: string }[]>`
     insert into event_keys (org_id, event_key, action_id, action_created_at)
     select app_current_org(), k, i, c
       from unnest(${all.map((r) => r.event.eventKey)}::text[], ${all.map((r) => r.id)}::text[]::uuid[],
                   ${all.map((r) => r.createdAt)}::text[]::timestamptz[]) as u(k, i, c)
     on conflict do nothing
     returning event_key`
-  const keep = [...ledgered, ...fresh.map((f) => rows.get(f.event_key)!)]
-  if (keep.length === 0) return
+  if (fresh.length === 0) return
+  const keep = fresh.map((f) => rows.get(f.event_key)!)
   // Every column travels as text[] and is cast by the server: postgres.js infers an array's type
   // from its first element and gets booleans and nullable numbers wrong.
   const col = (f: (r: Row) => string | number | boolean | null) =>
@@ -108,7 +107,15 @@ export async function storeEvents(tx: Tx, batches: Claimed[], finish?: () => Pro
   )
   // Last, after the bus's own bookkeeping (its batch locks): the console's live stream hears of
   // them at commit (issue 12), and the log's per-org lock is held only for the commit.
-  await finish?.()
+  // Which events each batch stored: on the local bus sessions and alerts take these, and only
+  // these, after this commit (src/bus/consume-local.ts `forward`).
+  const stored = new Map<string, Set<string>>()
+  for (const r of keep) {
+    let keys = stored.get(r.batchId)
+    if (!keys) stored.set(r.batchId, (keys = new Set()))
+    keys.add(r.event.eventKey)
+  }
+  await finish?.(stored)
   await recordLive(
     tx,
     'event',

@@ -129,12 +129,11 @@ async function store(
   }
 
   if (fresh.size > 0) {
-    const message = (ledgered: boolean): BusMessage => ({
+    const message = (): BusMessage => ({
       kind: 'events',
       receivedAt,
       machineId,
       events: [...fresh.values()].map((f) => f.event),
-      ...(ledgered ? { ledgered: true as const } : {}),
     })
     /** Events the ledger already holds are answered `duplicate` and not sent again. */
     const drop = (known: { event_key: string }[]) => {
@@ -144,41 +143,23 @@ async function store(
         fresh.delete(event_key)
       }
     }
+    const known = (tx: Tx) =>
+      tx<{ event_key: string }[]>`select event_key from event_keys where event_key = any(${[...fresh.keys()]}::text[])`
     if (deps.bus.transactional) {
-      // The ack enters the events in the ledger itself (issue 13): the answer's duplicates are
-      // exact, concurrent retries included, and the consumers need no ledger of their own. The
-      // action ids are given here, so the ledger points at the actions the pipeline will store.
       await withOrg(deps.sql, orgId, async (tx) => {
-        const all = [...fresh.values()]
-        for (const f of all) f.event.actionId = crypto.randomUUID()
-        const stored = new Set(
-          (
-            await tx<{ event_key: string }[]>`
-              insert into event_keys (org_id, event_key, action_id, action_created_at)
-              select app_current_org(), k, i, ${receivedAt}::timestamptz
-                from unnest(${all.map((f) => f.event.eventKey)}::text[], ${all.map((f) => f.event.actionId!)}::uuid[]) as u(k, i)
-              on conflict do nothing
-              returning event_key`
-          ).map((r) => r.event_key),
-        )
-        if (stored.size < all.length)
-          drop(all.filter((f) => !stored.has(f.event.eventKey)).map((f) => ({ event_key: f.event.eventKey })))
-        if (fresh.size > 0) await deps.bus.publish(message(true), { orgId, tx })
-        await record(tx)
+        drop(await known(tx))
+        // Sent together (pipelined on the connection): one round trip less on the ack path.
+        await Promise.all([fresh.size > 0 ? deps.bus.publish(message(), { orgId, tx }) : null, record(tx)])
       })
     } else {
       // The ledger check commits first: the publish then holds no pooled connection. The counts
       // ride on that transaction (no extra round trip); a publish failing after it (a 503 the
-      // sender retries) leaves them counted once more than answered (docs/ingest-stats.md). The
-      // ledger itself is the pipeline's: one written here could not be undone by a failed publish.
+      // sender retries) leaves them counted once more than answered (docs/ingest-stats.md).
       await withOrg(deps.sql, orgId, async (tx) => {
-        drop(
-          await tx<{ event_key: string }[]>`
-            select event_key from event_keys where event_key = any(${[...fresh.keys()]}::text[])`,
-        )
+        drop(await known(tx))
         await record(tx)
       })
-      if (fresh.size > 0) await deps.bus.publish(message(false), { orgId, tx: null })
+      if (fresh.size > 0) await deps.bus.publish(message(), { orgId, tx: null })
     }
   } else if (items.length > 0 || droppedEvents > 0) {
     // Nothing to publish (every item rejected or repeated in the batch): the counts alone.
