@@ -36,6 +36,12 @@ export type BusMessage =
        * every consumer gets what ingest published, retries included.
        */
       ledgered?: true
+      /**
+       * Published to the pipeline alone, which hands it on to sessions and alerts (the local bus,
+       * issue 13). Set at publish, so it travels in dead letters and redrives: a message without
+       * it (SNS, or published before) reached every consumer and is never handed on.
+       */
+      handOn?: true
     }
   | { kind: 'lifecycle'; receivedAt: string; lifecycle: SessionLifecycle }
 
@@ -84,7 +90,10 @@ export function encodePayload(message: BusMessage): Buffer {
   return Buffer.from(Bun.zstdCompressSync(Buffer.from(JSON.stringify(message)), { level: 1 }))
 }
 
-/** A stored payload back: zstd-compressed JSON, or plain JSON text (rows written before sql/0033). */
+/**
+ * A stored payload back: zstd-compressed JSON, or plain JSON text (rows written before sql/0033).
+ * Throws on bytes that are neither (the consumer's attempt fails; the dead-letter move keeps them).
+ */
 export function payloadJson(bytes: Uint8Array): string {
   const plain = bytes[0] === 0x7b // '{'
   return Buffer.from(plain ? bytes : Bun.zstdDecompressSync(bytes)).toString('utf8')
@@ -92,7 +101,10 @@ export function payloadJson(bytes: Uint8Array): string {
 
 export const decodePayload = (bytes: Uint8Array): BusMessage => JSON.parse(payloadJson(bytes)) as BusMessage
 
-/** Embedded mode: the message is committed with the caller's transaction, once per consumer. */
+/**
+ * Embedded mode: the message is committed with the caller's transaction, for the pipeline (events,
+ * handed on to sessions and alerts by its transaction) or for sessions and alerts (lifecycle).
+ */
 export class LocalBus implements Bus {
   readonly transactional = true
 
@@ -100,12 +112,14 @@ export class LocalBus implements Bus {
     if (!tx) throw new Error("LocalBus.publish: needs the caller's tenant transaction")
     // One round trip on the ack path: the batch, its pending rows, and a NOTIFY (delivered at
     // commit, so consumers wake up instead of waiting for their next poll). Events go to the
-    // pipeline, which hands them on; a lifecycle report to every consumer.
-    const to = message.kind === 'events' ? ['pipeline'] : CONSUMERS
+    // pipeline, which hands them on; a lifecycle report to sessions and alerts.
+    const events = message.kind === 'events'
+    const sent: BusMessage = events ? { ...message, handOn: true } : message
+    const to: readonly ConsumerName[] = events ? ['pipeline'] : DOWNSTREAM
     await tx`
       with batch as (
         insert into bus_batches (org_id, kind, payload)
-        values (app_current_org(), ${message.kind}, ${encodePayload(message)}) returning id
+        values (app_current_org(), ${message.kind}, ${encodePayload(sent)}) returning id
       ), pending as (
         insert into bus_pending (org_id, consumer, batch_id)
         select app_current_org(), c, batch.id from batch, unnest(${to as string[]}::text[]) c

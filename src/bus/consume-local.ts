@@ -62,29 +62,38 @@ const MAX_RETRY_MS = 60_000
 /** Failed batches retried per org and round (one transaction each). */
 const RETRIES_PER_ROUND = 5
 
-/** Batches waiting per consumer, across orgs (the discovery policy shows ids and nothing else). */
+/**
+ * Batches waiting per consumer, across orgs (the discovery policy shows ids and nothing else).
+ * Sessions and alerts also wait for what the pipeline has not handed on yet (issue 13): a stalled
+ * pipeline shows in their backlog too.
+ */
 export async function busBacklog(sql: Sql): Promise<Record<string, number>> {
-  const out: Record<string, number> = {}
+  const own: Record<string, number> = {}
   for (const consumer of CONSUMERS) {
-    out[consumer] = await withSettings(sql, { 'app.bus_consumer': consumer }, async (tx) => {
+    own[consumer] = await withSettings(sql, { 'app.bus_consumer': consumer }, async (tx) => {
       const [row] = await tx<{ n: number }[]>`select count(*)::int as n from bus_pending where consumer = ${consumer}`
       return row!.n
     })
   }
-  return out
+  return Object.fromEntries(CONSUMERS.map((c) => [c, own[c]! + (DOWNSTREAM.includes(c) ? own.pipeline! : 0)]))
 }
 
 /**
  * When the oldest batch still waiting for `consumer` (any org) was published, in epoch ms; null
  * when none waits. Batch ids grow with time, so the first by id is the oldest (a redriven batch
- * is a new one).
+ * is a new one). For sessions and alerts, what still waits for the pipeline counts, and a batch
+ * handed on keeps its publish time.
  */
 export async function oldestPending(sql: Sql, consumer: ConsumerName): Promise<number | null> {
-  return withSettings(sql, { 'app.bus_consumer': consumer }, async (tx) => {
-    const [row] = await tx<{ at: Date }[]>`
-      select created_at as at from bus_pending where consumer = ${consumer} order by batch_id limit 1`
-    return row ? row.at.getTime() : null
-  })
+  const oldest = (name: ConsumerName) =>
+    withSettings(sql, { 'app.bus_consumer': name }, async (tx) => {
+      const [row] = await tx<{ at: Date }[]>`
+        select created_at as at from bus_pending where consumer = ${name} order by batch_id limit 1`
+      return row ? row.at.getTime() : null
+    })
+  const times = [await oldest(consumer), DOWNSTREAM.includes(consumer) ? await oldest('pipeline') : null]
+  const known = times.filter((t): t is number => t !== null)
+  return known.length === 0 ? null : Math.min(...known)
 }
 
 /**
@@ -247,15 +256,17 @@ function handedOn(message: BusMessage, skip: string[] | null): BusMessage {
 
 /**
  * Hands the batches that stored events on to sessions and alerts, in the pipeline's transaction
- * (issue 13): each batch records which of its events were not stored (`skip_keys`, usually
- * empty), and gets a pending row per downstream consumer. A batch that stored nothing goes no
- * further.
+ * (issue 13): each records which of its events were not stored (`skip_keys`, usually empty) and
+ * gets a pending row per downstream consumer, dated when it was published. Only messages
+ * published to the pipeline alone (`handOn`) go on: one published to every consumer (before
+ * sql/0033, or on SNS and redriven here) reached them already. A batch that stored nothing goes
+ * no further.
  */
 async function forward(tx: Tx, batches: Claimed[], stored: ReadonlyMap<string, ReadonlySet<string>>): Promise<void> {
   const handed: { id: string; skip: string[] }[] = []
   for (const { batchId, message } of batches) {
     const keys = stored.get(batchId)
-    if (message.kind !== 'events' || !keys || keys.size === 0) continue
+    if (message.kind !== 'events' || !message.handOn || !keys || keys.size === 0) continue
     handed.push({ id: batchId, skip: [...new Set(message.events.map((e) => e.eventKey).filter((k) => !keys.has(k)))] })
   }
   if (handed.length === 0) return
@@ -264,18 +275,19 @@ async function forward(tx: Tx, batches: Claimed[], stored: ReadonlyMap<string, R
       update bus_batches b set skip_keys = array(select jsonb_array_elements_text(h.skip))
         from jsonb_to_recordset(${tx.json(handed as never)}::jsonb) as h(id bigint, skip jsonb)
        where b.id = h.id
-      returning b.id
+      returning b.id, b.created_at
     ), pending as (
-      insert into bus_pending (org_id, consumer, batch_id)
-      select app_current_org(), c, skips.id from skips, unnest(${DOWNSTREAM as string[]}::text[]) c
+      insert into bus_pending (org_id, consumer, batch_id, created_at)
+      select app_current_org(), c, skips.id, skips.created_at from skips, unnest(${DOWNSTREAM as string[]}::text[]) c
+      on conflict do nothing
     )
     select pg_notify(${NOTIFY_CHANNEL}, '')`
 }
 
 /**
- * The last consumer to finish a batch removes it. A lock per batch (advisory: quint_app has no
- * UPDATE privilege to lock rows with) serialises consumers finishing together, and the delete, a
- * new statement, then sees the others' committed claims.
+ * The last consumer to finish a batch removes it. A lock per batch (advisory: quint_app may update
+ * only `skip_keys`, and a row lock would queue behind that update) serialises consumers finishing
+ * together, and the delete, a new statement, then sees the others' committed claims.
  */
 async function finishBatches(tx: Tx, ids: string[]): Promise<void> {
   await tx`
@@ -354,9 +366,14 @@ async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: s
     const [batch] = await tx<{ payload: Uint8Array; skip_keys: string[] | null }[]>`
       select payload, skip_keys from bus_batches where id = ${id}`
     if (!batch) return false
-    // What this consumer was handed: a redrive must not bring it the events the pipeline skipped.
-    const message = JSON.stringify(handedOn(decodePayload(batch.payload), batch.skip_keys))
-    // Only this consumer's claim moves: the other consumers apply the batch as usual.
+    // What this consumer was handed (a redrive must not bring it the events the pipeline
+    // skipped); bytes that do not decode are kept as they are, so the batch is still set aside.
+    let message: string
+    try {
+      message = JSON.stringify(handedOn(decodePayload(batch.payload), batch.skip_keys))
+    } catch {
+      message = JSON.stringify({ undecodable: Buffer.from(batch.payload).toString('base64') })
+    }
     const [dead] = await tx<{ id: string }[]>`
       with p as (
         delete from bus_pending where consumer = ${consumer} and batch_id = ${id}
