@@ -51,12 +51,23 @@ port.on('message', (message: ToWorker) => {
   if (message.type === 'stop') stop.abort()
 })
 
+/**
+ * A full collection at most once a second, after a round: each round leaves megabytes of parsed
+ * messages and query text behind, and the collector's own pace let three threads' heaps grow to
+ * a peak of 282 MB resident at 10,000 events/s (248–265 MB with this; issue 13's soak).
+ */
+let collectedAt = 0
+const collect = () => {
+  if (Date.now() - collectedAt < 1000) return
+  collectedAt = Date.now()
+  Bun.gc(true)
+}
 send({ type: 'started' })
 const common = {
   maxAttempts: init.maxAttempts,
   ...(init.retryBaseMs !== undefined ? { retryBaseMs: init.retryBaseMs } : {}),
   // After the commit: the orgs its batches wrote fleet events or live log rows for are rung by the parent.
-  onApplied: (batches: number) => send({ type: 'applied', batches, fleetOrgs: takeFleetRung(), liveOrgs: takeLiveRung() }),
+  onApplied: (batches: number) => (collect(), send)({ type: 'applied', batches, fleetOrgs: takeFleetRung(), liveOrgs: takeLiveRung() }),
   onDeadLetter: () => send({ type: 'dead_lettered' }),
   onLag: (oldestMs: number | null) => send({ type: 'lag', oldestMs }),
 }
