@@ -18,3 +18,9 @@ ALTER TABLE bus_batches ALTER COLUMN payload SET STORAGE EXTERNAL;
 -- every consumer, as before this migration and for lifecycle reports).
 ALTER TABLE bus_batches ADD COLUMN skip_keys text[];
 GRANT UPDATE (skip_keys) ON bus_batches TO quint_app;
+
+-- Acks and the pipeline count into different shards of `ingest_stats` (acks 0–7, the pipeline
+-- 8–15, each by its backend pid): an ack never waits for a pipeline transaction that holds a
+-- shard row, which a consumer thread of lower priority may keep open for a while (issue 13).
+ALTER TABLE ingest_stats DROP CONSTRAINT ingest_stats_shard_check;
+ALTER TABLE ingest_stats ADD CONSTRAINT ingest_stats_shard_check CHECK (shard BETWEEN 0 AND 15);

@@ -34,7 +34,10 @@ export type Finish = (stored?: ReadonlyMap<string, ReadonlySet<string>>) => Prom
 export interface DrainOptions {
   /** Orgs visited per round. */
   orgs?: number
-  /** Batches claimed per org transaction. */
+  /**
+   * Batches claimed per org transaction (default 10: each is up to 500 events held in memory
+   * while the round runs, and a loop catching up claimed 20 of them at once, issue 13's soak).
+   */
   batches?: number
   /**
    * Called when one org's round fails as a whole (the database is unavailable; its claim rolls
@@ -163,7 +166,7 @@ async function drainOrg(
   let alone: string[] = []
   try {
     applied = await withOrg(sql, orgId, async (tx) => {
-      const ids = await claim(tx, consumer, { fresh: o.batches ?? 20 })
+      const ids = await claim(tx, consumer, { fresh: o.batches ?? 10 })
       claimed.push(...ids)
       return ids.length === 0 ? 0 : apply(tx, consumer, handle, ids)
     })

@@ -1,8 +1,8 @@
 /**
  * @module bus/consumer.worker
- * Entry point of one consumer thread (see ./pool.ts). It opens its own small pool as the runtime
- * role, runs the consumer loop until the parent posts `stop`, then closes the pool and reports
- * `stopped`. The thread is long-lived: the parent never terminates it (Bun #15964).
+ * Entry point of the consumer thread (see ./pool.ts). Each consumer it runs gets a small pool of
+ * its own as the runtime role and its loop, until the parent posts `stop`; then the pools close
+ * and it reports `stopped`. The thread is long-lived: the parent never terminates it (Bun #15964).
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -14,13 +14,13 @@ import { runConsumer } from './consume-local.ts'
 import { HANDLERS } from './handlers.ts'
 import type { FromWorker, ToWorker, WorkerInit } from './pool.ts'
 import { runSqsConsumer } from './consume-sqs.ts'
-import { takeRung as takeFleetRung } from '../features/fleet/repo.ts'
-import { takeRung as takeLiveRung } from '../features/live/repo.ts'
+import { inRungScope, takeRung } from '../infra/rung.ts'
+import type { ConsumerName } from './bus.ts'
 
 const init = workerData as WorkerInit
 const port = parentPort!
 const send = (message: FromWorker) => port.postMessage(message)
-const log = createLogger(init.logLevel, 'stdout').child({ worker: init.consumer })
+const log = createLogger(init.logLevel, 'stdout').child({ worker: 'consumers' })
 lowerPriority(init.nice ?? 0)
 
 /**
@@ -38,13 +38,6 @@ function lowerPriority(nice: number): void {
     log.debug({ err }, 'consumer thread priority left as is')
   }
 }
-// One connection for LISTEN, one or two for rounds (one org transaction at a time).
-const sql = createPool(init.target, {
-  max: 3,
-  statementTimeoutMs: init.statementTimeoutMs,
-  acquireTimeoutMs: init.acquireTimeoutMs,
-  applicationName: `quint-cloud:${init.consumer}`,
-})
 const stop = new AbortController()
 
 port.on('message', (message: ToWorker) => {
@@ -53,8 +46,8 @@ port.on('message', (message: ToWorker) => {
 
 /**
  * A full collection at most once a second, after a round: each round leaves megabytes of parsed
- * messages and query text behind, and the collector's own pace let three threads' heaps grow to
- * a peak of 282 MB resident at 10,000 events/s (248–265 MB with this; issue 13's soak).
+ * messages and query text behind, and the collector's own pace let the heap grow (issue 13's
+ * soak, at 10,000 events/s: server peak 222 MB resident without it, 199–207 MB with it).
  */
 let collectedAt = 0
 const collect = () => {
@@ -63,46 +56,67 @@ const collect = () => {
   Bun.gc(true)
 }
 send({ type: 'started' })
-const common = {
-  maxAttempts: init.maxAttempts,
-  ...(init.retryBaseMs !== undefined ? { retryBaseMs: init.retryBaseMs } : {}),
-  // After the commit: the orgs its batches wrote fleet events or live log rows for are rung by the parent.
-  onApplied: (batches: number) => (collect(), send)({ type: 'applied', batches, fleetOrgs: takeFleetRung(), liveOrgs: takeLiveRung() }),
-  onDeadLetter: () => send({ type: 'dead_lettered' }),
-  onLag: (oldestMs: number | null) => send({ type: 'lag', oldestMs }),
-}
-// Cluster mode (BUS=sns): the same handlers, fed from this consumer's SQS queue.
-const sqs = init.sqs ? createSqsClient(init.sqs.target, init.sqs.waitTimeS) : null
-try {
-  if (init.sqs && sqs) {
-    const queueUrl = init.sqs.queueUrls[init.consumer]
-    if (!queueUrl) throw new Error(`no SQS queue configured for consumer ${init.consumer}`)
-    await runSqsConsumer({
-      sql,
-      sqs,
-      queueUrl,
-      consumer: init.consumer,
-      handle: HANDLERS[init.consumer],
-      log,
-      signal: stop.signal,
-      waitTimeS: init.sqs.waitTimeS,
-      visibilityTimeoutS: init.sqs.visibilityTimeoutS,
-      ...common,
-    })
-  } else {
-    await runConsumer({
-      sql,
-      consumer: init.consumer,
-      handle: HANDLERS[init.consumer],
-      log,
-      signal: stop.signal,
-      pollMs: init.pollMs,
-      ...common,
-    })
+
+/** One consumer's loop, with its own pool (its backends named after it) and its own rung scope. */
+async function consume(consumer: ConsumerName): Promise<void> {
+  // One connection for LISTEN, one or two for rounds (one org transaction at a time).
+  const sql = createPool(init.target, {
+    max: 3,
+    statementTimeoutMs: init.statementTimeoutMs,
+    acquireTimeoutMs: init.acquireTimeoutMs,
+    applicationName: `quint-cloud:${consumer}`,
+  })
+  const common = {
+    sql,
+    consumer,
+    handle: HANDLERS[consumer],
+    log: log.child({ consumer }),
+    signal: stop.signal,
+    maxAttempts: init.maxAttempts,
+    ...(init.retryBaseMs !== undefined ? { retryBaseMs: init.retryBaseMs } : {}),
+    // After the commit: the orgs its batches wrote fleet events or live log rows for are rung by the parent.
+    onApplied: (batches: number) => {
+      collect()
+      send({ type: 'applied', consumer, batches, fleetOrgs: takeRung('fleet'), liveOrgs: takeRung('live') })
+    },
+    onDeadLetter: () => send({ type: 'dead_lettered', consumer }),
+    onLag: (oldestMs: number | null) => send({ type: 'lag', consumer, oldestMs }),
   }
+  // Cluster mode (BUS=sns): the same handlers, fed from this consumer's SQS queue.
+  const sqs = init.sqs ? createSqsClient(init.sqs.target, init.sqs.waitTimeS) : null
+  try {
+    if (init.sqs && sqs) {
+      const queueUrl = init.sqs.queueUrls[consumer]
+      if (!queueUrl) throw new Error(`no SQS queue configured for consumer ${consumer}`)
+      await runSqsConsumer({
+        ...common,
+        sqs,
+        queueUrl,
+        waitTimeS: init.sqs.waitTimeS,
+        visibilityTimeoutS: init.sqs.visibilityTimeoutS,
+      })
+    } else {
+      await runConsumer({ ...common, pollMs: init.pollMs })
+    }
+  } finally {
+    sqs?.destroy()
+    await sql.end({ timeout: 5 })
+  }
+}
+
+try {
+  // A loop that throws ends the thread (the pool restarts it); the others are asked to stop first.
+  await Promise.all(
+    init.consumers.map((c) =>
+      inRungScope(() =>
+        consume(c).catch((err) => {
+          stop.abort()
+          throw err
+        }),
+      ),
+    ),
+  )
 } finally {
-  sqs?.destroy()
-  await sql.end({ timeout: 5 })
   send({ type: 'stopped' })
   // Let the thread end on its own once the port is closed (no terminate()).
   port.close()

@@ -1,10 +1,14 @@
 /**
  * @module bus/pool
- * One long-lived worker thread per consumer (pipeline, sessions, alerts), so a slow consumer
- * never holds up the HTTP thread or the others. Threads are never terminated (Bun #15964, #41022):
- * `stop` asks each to finish its round and close its pool, then waits for it. A thread that dies
- * unexpectedly is started again after a backoff; what it had claimed rolled back with its
- * transaction, so the new one resumes where it stopped.
+ * One long-lived worker thread runs the consumer loops (pipeline, sessions, alerts), so the
+ * consumers never hold up the HTTP thread. They share it (issue 13): each loop waits on Postgres
+ * most of its round, and every thread is a JavaScript heap of its own (at 10,000 events/s the
+ * server peaked at 248–287 MB resident with a thread per consumer, 199–207 MB with one). Each loop keeps its own connection
+ * pool, backoff and dead-letter accounting, so one consumer failing does not stall the others.
+ * The thread is never terminated (Bun #15964, #41022): `stop` asks it to finish its rounds and
+ * close its pools, then waits for it. A thread that dies unexpectedly is started again after a
+ * backoff; what it had claimed rolled back with its transactions, so the new one resumes where it
+ * stopped.
  */
 import { Worker } from 'node:worker_threads'
 import type { ConsumerName } from './bus.ts'
@@ -15,7 +19,7 @@ import { registerConsumerLagGauge, type Metrics } from '../infra/metrics.ts'
 
 /** `workerData` of a consumer thread (structured-cloned). */
 export interface WorkerInit {
-  consumer: ConsumerName
+  consumers: ConsumerName[]
   target: DbTarget
   statementTimeoutMs: number
   /** Longest wait for a pooled connection (DATABASE_ACQUIRE_TIMEOUT_MS). */
@@ -42,13 +46,13 @@ export type ToWorker = { type: 'stop' }
 export type FromWorker =
   | { type: 'started' }
   /**
-   * `fleetOrgs`, `liveOrgs`: orgs whose fleet log and live log the batches wrote to (`takeRung` of
-   * src/features/fleet/repo.ts and src/features/live/repo.ts).
+   * `fleetOrgs`, `liveOrgs`: orgs whose fleet log and live log the batches wrote to (src/infra/rung.ts,
+   * filled by src/features/fleet/repo.ts and src/features/live/repo.ts).
    */
-  | { type: 'applied'; batches: number; fleetOrgs: string[]; liveOrgs: string[] }
-  | { type: 'dead_lettered' }
+  | { type: 'applied'; consumer: ConsumerName; batches: number; fleetOrgs: string[]; liveOrgs: string[] }
+  | { type: 'dead_lettered'; consumer: ConsumerName }
   /** When the oldest message waiting for this consumer was sent (epoch ms), null: none waits. */
-  | { type: 'lag'; oldestMs: number | null }
+  | { type: 'lag'; consumer: ConsumerName; oldestMs: number | null }
   | { type: 'stopped' }
 
 /**
@@ -72,7 +76,7 @@ export interface PoolRings {
 }
 
 interface Slot {
-  consumer: ConsumerName
+  consumers: ConsumerName[]
   worker: Worker | null
   startedAt: number
   restarts: number
@@ -81,11 +85,11 @@ interface Slot {
 }
 
 export class ConsumerPool {
-  readonly #slots: Slot[]
+  readonly #slot: Slot
   /** Per consumer, the oldest waiting message its thread last reported (the lag gauge). */
   readonly #oldest: Record<string, number | null> = {}
   #stopping = false
-  private readonly init: Omit<WorkerInit, 'consumer'>
+  private readonly init: Omit<WorkerInit, 'consumers'>
   private readonly log: Logger
   private readonly metrics: Metrics
   private readonly rings: PoolRings
@@ -97,7 +101,7 @@ export class ConsumerPool {
    */
   constructor(
     consumers: readonly ConsumerName[],
-    init: Omit<WorkerInit, 'consumer'>,
+    init: Omit<WorkerInit, 'consumers'>,
     log: Logger,
     metrics: Metrics,
     rings: PoolRings = {},
@@ -106,46 +110,38 @@ export class ConsumerPool {
     this.log = log
     this.metrics = metrics
     this.rings = rings
-    this.#slots = consumers.map((consumer) => ({
-      consumer,
-      worker: null,
-      startedAt: 0,
-      restarts: 0,
-      exited: Promise.resolve(),
-      timer: null,
-    }))
+    this.#slot = { consumers: [...consumers], worker: null, startedAt: 0, restarts: 0, exited: Promise.resolve(), timer: null }
     registerConsumerLagGauge(metrics.registry, () => ({ ...this.#oldest }))
   }
 
   start(): void {
-    for (const slot of this.#slots) this.#spawn(slot)
+    if (this.#slot.consumers.length > 0) this.#spawn(this.#slot)
   }
 
-  /** Asks every thread to finish its round and waits for all of them (bounded by the caller). */
+  /** Asks the thread to finish its rounds and waits for it (bounded by the caller). */
   async stop(): Promise<void> {
     this.#stopping = true
-    for (const slot of this.#slots) {
-      if (slot.timer) clearTimeout(slot.timer)
-      slot.worker?.postMessage({ type: 'stop' } satisfies ToWorker)
-    }
-    await Promise.all(this.#slots.map((s) => s.exited))
+    const slot = this.#slot
+    if (slot.timer) clearTimeout(slot.timer)
+    slot.worker?.postMessage({ type: 'stop' } satisfies ToWorker)
+    await slot.exited
   }
 
   #spawn(slot: Slot): void {
     const worker = new Worker(WORKER_ENTRY, {
-      workerData: { ...this.init, consumer: slot.consumer } satisfies WorkerInit,
+      workerData: { ...this.init, consumers: slot.consumers } satisfies WorkerInit,
     })
     slot.worker = worker
     slot.startedAt = Date.now()
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'applied') {
-        this.metrics.consumerBatches.inc({ consumer: slot.consumer }, message.batches)
+        this.metrics.consumerBatches.inc({ consumer: message.consumer }, message.batches)
         if (message.fleetOrgs.length > 0) this.rings.fleet?.(message.fleetOrgs)
         if (message.liveOrgs.length > 0) this.rings.live?.(message.liveOrgs)
-      } else if (message.type === 'dead_lettered') this.metrics.busDeadLetters.inc({ consumer: slot.consumer })
-      else if (message.type === 'lag') this.#oldest[slot.consumer] = message.oldestMs
+      } else if (message.type === 'dead_lettered') this.metrics.busDeadLetters.inc({ consumer: message.consumer })
+      else if (message.type === 'lag') this.#oldest[message.consumer] = message.oldestMs
     })
-    worker.on('error', (err) => this.log.error({ err, consumer: slot.consumer }, 'consumer thread failed'))
+    worker.on('error', (err) => this.log.error({ err, consumers: slot.consumers }, 'consumer thread failed'))
     slot.exited = new Promise<void>((resolve) => {
       worker.once('exit', (code) => {
         slot.worker = null
@@ -155,10 +151,10 @@ export class ConsumerPool {
         slot.restarts = ranMs >= HEALTHY_RUN_MS ? 0 : slot.restarts + 1
         const delay = slot.restarts === 0 ? 0 : Math.min(RESTART_MIN_MS * 2 ** (slot.restarts - 1), RESTART_MAX_MS)
         this.log.error(
-          { consumer: slot.consumer, code, ran_ms: ranMs, restart_in_ms: delay },
+          { consumers: slot.consumers, code, ran_ms: ranMs, restart_in_ms: delay },
           'consumer thread exited; restarting',
         )
-        this.metrics.consumerRestarts.inc({ consumer: slot.consumer })
+        for (const consumer of slot.consumers) this.metrics.consumerRestarts.inc({ consumer })
         slot.timer = setTimeout(() => {
           slot.timer = null
           if (!this.#stopping) this.#spawn(slot)

@@ -7,9 +7,10 @@
  * The same transaction sends `NOTIFY quint_fleet, '<org id>'` (delivered at commit): the
  * doorbell of instances that share the Postgres (src/infra/bell.ts). In cluster mode the writer
  * also rings Redis (`fleet:ring`) after the commit; a consumer thread cannot, so it records the
- * org in `rung` and its parent rings for it (src/bus/pool.ts).
+ * org (src/infra/rung.ts) and its parent rings for it (src/bus/pool.ts).
  */
 import type { Tx } from '../../infra/db.ts'
+import { rungs } from '../../infra/rung.ts'
 
 export const FLEET_NOTIFY_CHANNEL = 'quint_fleet'
 export const FLEET_REDIS_CHANNEL = 'fleet:ring'
@@ -30,15 +31,6 @@ export interface FleetEvent {
 /** What a writer calls after its commit (the fleet hub, src/features/fleet/hub.ts). */
 export interface FleetRing {
   ring(orgIds: readonly string[]): void
-}
-
-const rung = new Set<string>()
-
-/** Orgs that had fleet events written by this thread since the last call (see the module note). */
-export function takeRung(): string[] {
-  const out = [...rung]
-  rung.clear()
-  return out
 }
 
 /**
@@ -62,7 +54,7 @@ export async function recordFleetEvent(
     await tx`delete from fleet_events where created_at < now() - make_interval(days => ${FLEET_LOG_DAYS})`
   }
   await tx`select pg_notify(${FLEET_NOTIFY_CHANNEL}, ${row!.org})`
-  rung.add(row!.org)
+  rungs().fleet.add(row!.org)
   return seq
 }
 

@@ -15,13 +15,14 @@
  * serialise them on its lock (issue 9 asks that the statistics do not lower ingest throughput). A
  * random shard made concurrent requests collide on a row as often as not, each then waiting for
  * the other's commit (issue 13: 4 ms per 500-event ack at 8 concurrent senders); a connection
- * runs one transaction at a time, so it never waits for itself. Reads sum the shards.
+ * runs one transaction at a time, so it never waits for itself, and acks and the pipeline use
+ * separate shards, so an ack never waits for a consumer. Reads sum the shards.
  */
 import type { Tx } from '../../infra/db.ts'
 import { reportQueryableLag } from '../../infra/metrics.ts'
 import type { StoredAction } from './pipeline.ts'
 
-/** Rows per (org, day, machine); the table's CHECK allows 0–7. */
+/** Rows per (org, day, machine) for each kind of writer; the table's CHECK allows 0–15 (sql/0033). */
 export const SHARDS = 8
 
 /**
@@ -48,14 +49,15 @@ export interface AckCounts {
   edgeDropped: number
 }
 
-/** The shard of the connection running the statement (SQL). */
-const SHARD = `pg_backend_pid() % ${SHARDS}`
+/** The shard of the connection running the statement (SQL): acks 0–7, the pipeline 8–15 (sql/0033). */
+const ACK_SHARD = `pg_backend_pid() % ${SHARDS}`
+const STORED_SHARD = `${SHARDS} + pg_backend_pid() % ${SHARDS}`
 
 /** Adds one request's outcome to its (org, day, machine) in the caller's tenant transaction. */
 export async function recordAck(tx: Tx, c: AckCounts): Promise<void> {
   await tx`
     insert into ingest_stats (org_id, day, machine_id, shard, received, accepted, duplicates, rejected, redactions, edge_dropped)
-    values (app_current_org(), ${c.day}::date, ${c.machineId}::uuid, ${tx.unsafe(SHARD)}, ${c.received}::bigint, ${c.accepted}::bigint,
+    values (app_current_org(), ${c.day}::date, ${c.machineId}::uuid, ${tx.unsafe(ACK_SHARD)}, ${c.received}::bigint, ${c.accepted}::bigint,
             ${c.duplicates}::bigint, ${tx.json(c.rejected)}::jsonb, ${c.redactions}::bigint, ${c.edgeDropped}::bigint)
     on conflict (org_id, day, machine_id, shard) do update set
       received     = ingest_stats.received + excluded.received,
@@ -132,7 +134,7 @@ export async function recordStored(tx: Tx, stored: StoredAction[]): Promise<void
   await tx`
     with per_machine as (
       insert into ingest_stats (org_id, day, machine_id, shard, stored, lag_buckets, lag_max_ms)
-      select app_current_org(), r.day, r.machine_id, ${tx.unsafe(SHARD)}, r.stored, r.lag_buckets, r.lag_max_ms
+      select app_current_org(), r.day, r.machine_id, ${tx.unsafe(STORED_SHARD)}, r.stored, r.lag_buckets, r.lag_max_ms
         from jsonb_to_recordset(${tx.json(rows as never)}::jsonb)
              as r(day date, machine_id uuid, stored bigint, lag_buckets bigint[], lag_max_ms bigint)
       on conflict (org_id, day, machine_id, shard) do update set

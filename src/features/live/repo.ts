@@ -8,13 +8,14 @@
  * cursor and fetches the rows it names by id: commit order, nothing re-read, nothing missed.
  *
  * Writers ring the instances after their commit (src/infra/bell.ts: NOTIFY `quint_live`, or Redis
- * `live:ring`); a consumer thread cannot, so it records the org in `rung` and its parent rings
- * for it (src/bus/pool.ts), as the fleet log does (../fleet/repo.ts).
+ * `live:ring`); a consumer thread cannot, so it records the org (src/infra/rung.ts) and its
+ * parent rings for it (src/bus/pool.ts), as the fleet log does (../fleet/repo.ts).
  */
 import type { Tx } from '../../infra/db.ts'
 import { ALERT_SELECT, type AlertRow } from '../alerts/repo.ts'
 import { EVENT_COLUMNS, type EventRow } from '../events/view.ts'
 import { approvalStates, type ApprovalStateRow } from '../overrides/pending.ts'
+import { rungs } from '../../infra/rung.ts'
 
 export const LIVE_NOTIFY_CHANNEL = 'quint_live'
 export const LIVE_REDIS_CHANNEL = 'live:ring'
@@ -33,15 +34,6 @@ export type LiveKind = 'event' | 'alert' | 'delivery' | 'approval'
 const KEEP_MINUTES = 10
 /** The log is pruned as written, every this many rows of an org (a bounded delete of that org's rows). */
 const PRUNE_EVERY = 100
-
-const rung = new Set<string>()
-
-/** Orgs that appended to the live log in this thread since the last call (see the module note). */
-export function takeRung(): string[] {
-  const out = [...rung]
-  rung.clear()
-  return out
-}
 
 /**
  * Appends one row naming `ids` (actions, alerts, machines or override jtis) to the org's live log, inside
@@ -65,7 +57,7 @@ export async function recordLive(tx: Tx, kind: LiveKind, ids: readonly string[])
   if (seq % PRUNE_EVERY === 0) {
     await tx`delete from live_log where seq < ${seq} and created_at < now() - make_interval(mins => ${KEEP_MINUTES})`
   }
-  rung.add(row!.org)
+  rungs().live.add(row!.org)
 }
 
 /** Where the org's log ends now: a new stream's reader starts after it. */
