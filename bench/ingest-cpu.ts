@@ -13,12 +13,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { loadConfig } from '../src/config.ts'
-import { openDatabase } from '../src/infra/database.ts'
-import { createPool } from '../src/infra/db.ts'
 import { removeDataDir } from '../src/infra/embedded-postgres.ts'
-import { createLogger } from '../src/infra/log.ts'
-import { BATCH, batchBody, postBatch, rawCopy, startServer } from './lib/ingest-server.ts'
+import { attachOwner, BATCH, batchBody, postBatch, rawCopy, startServer } from './lib/ingest-server.ts'
 
 const batches = Number(Bun.argv[2] ?? 200)
 const SENDERS = 8
@@ -42,20 +38,9 @@ function threadTicks(pid: number): Map<string, number> {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-bench-cpu-'))
 const server = await startServer(dataDir)
-const database = await openDatabase(
-  loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }),
-  createLogger('warn', 'stderr'),
-)
-const owner = createPool(database.ownerTarget, { max: 1 })
+const { owner, drained, close } = await attachOwner(dataDir)
 try {
   const post = (body: string) => postBatch(server, body)
-  const drained = async () => {
-    for (;;) {
-      const [row] = await owner<{ n: number }[]>`select count(*)::int as n from bus_pending`
-      if (row!.n === 0) return
-      await Bun.sleep(5)
-    }
-  }
   const run = crypto.randomUUID().slice(0, 8)
   // Warm-up at full concurrency, so every pool connection exists before the backends are listed.
   for (let i = 0; i < 2; i++) await Promise.all(Array.from({ length: SENDERS }, () => post(batchBody(run))))
@@ -112,8 +97,7 @@ try {
   console.log(`  ${perRow(rawTotal).padStart(6)}  total µs per row`)
   console.log(`ratio ingest/COPY CPU per event: ${((total * TICK_MS) / rawTotal).toFixed(2)} (target ≤ 2.5)`)
 } finally {
-  await owner.end()
-  await database.close()
+  await close()
   server.proc.kill('SIGTERM')
   await server.proc.exited
   removeDataDir(dataDir)

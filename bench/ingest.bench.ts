@@ -17,7 +17,7 @@ import { loadConfig } from '../src/config.ts'
 import { openDatabase } from '../src/infra/database.ts'
 import { createPool } from '../src/infra/db.ts'
 import { createLogger } from '../src/infra/log.ts'
-import { BATCH, batchBody, postBatch, rawCopy, startServer } from './lib/ingest-server.ts'
+import { attachOwner, BATCH, batchBody, postBatch, rawCopy, startServer } from './lib/ingest-server.ts'
 import { percentile, round } from './lib/measure.ts'
 import { removeDataDir } from '../src/infra/embedded-postgres.ts'
 
@@ -57,17 +57,8 @@ export async function run(opts: { seconds: number }) {
 
   let server = await startServer(dataDir)
   const token = server.token
-  // The backlog is read from the database, not from /metrics: a scrape every few milliseconds
-  // (prom-client's default collectors) would itself take a good part of a core from the server.
-  const attached = await openDatabase(config, log)
-  const probe = createPool(attached.ownerTarget, { max: 1 })
-  const drained = async () => {
-    for (;;) {
-      const [row] = await probe<{ n: number }[]>`select count(*)::int as n from bus_pending`
-      if (row!.n === 0) return
-      await Bun.sleep(2)
-    }
-  }
+  const attached = await attachOwner(dataDir)
+  const drained = attached.drained
 
   let e2e: { events: number; seconds: number; ackSeconds: number }
   let half: { rate: number; latencies: number[]; late: number }
@@ -116,7 +107,6 @@ export async function run(opts: { seconds: number }) {
     door = { events: await flood(server, runId, measureMs), seconds: 0 }
     door.seconds = (performance.now() - doorStart) / 1000
   } finally {
-    await probe.end()
     await attached.close()
     server.proc.kill('SIGTERM')
     await server.proc.exited

@@ -11,12 +11,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { loadConfig } from '../src/config.ts'
-import { openDatabase } from '../src/infra/database.ts'
-import { createPool } from '../src/infra/db.ts'
 import { removeDataDir } from '../src/infra/embedded-postgres.ts'
-import { createLogger } from '../src/infra/log.ts'
-import { BATCH, batchBody, postBatch, startServer } from './lib/ingest-server.ts'
+import { attachOwner, BATCH, batchBody, postBatch, startServer } from './lib/ingest-server.ts'
 import { percentile, round } from './lib/measure.ts'
 
 const minutes = Number(Bun.argv[2] ?? 10)
@@ -38,15 +34,7 @@ function rssMb(pid: number): number | null {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-soak-'))
 const server = await startServer(dataDir)
-const database = await openDatabase(
-  loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }),
-  createLogger('warn', 'stderr'),
-)
-const owner = createPool(database.ownerTarget, { max: 1 })
-const backlog = async () => (await owner<{ n: number }[]>`select count(*)::int as n from bus_pending`)[0]!.n
-const drained = async () => {
-  while ((await backlog()) !== 0) await Bun.sleep(20)
-}
+const { backlog, drained, close } = await attachOwner(dataDir)
 const run = crypto.randomUUID().slice(0, 8)
 try {
   for (let i = 0; i < 10; i++) await postBatch(server, batchBody(run))
@@ -138,8 +126,7 @@ try {
     `end vs after the first minute: ${round(drift * 100, 1)} % (target within ±${DRIFT * 100} %): ${Math.abs(drift) <= DRIFT ? 'met' : 'NOT met'}`,
   )
 } finally {
-  await owner.end()
-  await database.close()
+  await close()
   server.proc.kill('SIGTERM')
   await server.proc.exited
   removeDataDir(dataDir)

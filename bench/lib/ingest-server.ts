@@ -3,7 +3,10 @@
  * embedded Postgres, 500-event batches, and one client COPYing the same rows into the same tables.
  */
 import fs from 'node:fs'
-import type { Sql } from '../../src/infra/db.ts'
+import { loadConfig } from '../../src/config.ts'
+import { openDatabase } from '../../src/infra/database.ts'
+import { createPool, type Sql } from '../../src/infra/db.ts'
+import { createLogger } from '../../src/infra/log.ts'
 import { startServe } from './serve.ts'
 
 export const BATCH = 500
@@ -49,6 +52,31 @@ export async function startServer(dataDir: string, opts: { token?: string; env?:
   const token = opts.token ?? /deploy token\s+: (qt_deploy_[0-9a-f]+)/.exec(server.stderr())?.[1]
   if (!token) throw new Error('no deploy token printed')
   return { proc: server.proc, url: server.url, token }
+}
+
+/**
+ * The owner's view of a bench server's database (beside the server, not through it): the bus
+ * backlog read from Postgres (a /metrics scrape every few milliseconds would itself take a good
+ * part of a core from the server), and a wait until every consumer drained.
+ */
+export async function attachOwner(dataDir: string) {
+  const database = await openDatabase(
+    loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' }),
+    createLogger('warn', 'stderr'),
+  )
+  const owner = createPool(database.ownerTarget, { max: 1 })
+  const backlog = async () => (await owner<{ n: number }[]>`select count(*)::int as n from bus_pending`)[0]!.n
+  return {
+    owner,
+    backlog,
+    async drained() {
+      while ((await backlog()) !== 0) await Bun.sleep(5)
+    },
+    async close() {
+      await owner.end()
+      await database.close()
+    },
+  }
 }
 
 /** POSTs one batch; resolves with its latency once answered 200 with every event accepted. */

@@ -1,9 +1,9 @@
 /**
  * @module features/sessions/consumer
  * The sessions consumer: derives `sessions` and `agents` from the bus. A `ledgered` message (the
- * local bus, issue 13) holds only events new to the org, entered in its ledger by the ack: they
- * are counted as they are. On a bus whose ack does not (SNS) a retried event arrives again in a
- * later message, so its events are first entered in this consumer's own ledger
+ * local bus, issue 13) holds only events the pipeline has just stored, each handed on once: they
+ * are counted as they are. On SNS every consumer gets what ingest published, so a retried event
+ * arrives again in a later message: its events are first entered in this consumer's own ledger
  * (`session_event_keys`) and only keys new to it are counted. The counts (and that ledger) commit
  * together with the claim (src/bus/consume-local.ts), so a crash neither loses nor double-counts.
  *
