@@ -145,7 +145,8 @@ describe('overrides', () => {
     const asked = await ask('terraform destroy -auto-approve', 'agent wants to tear down staging')
     const card = c.page.locator('form.approval').filter({ hasText: asked.eventId })
     await untilText(card, /tear down staging/)
-    expect(await card.innerText()).toContain('terraform destroy -auto-approve')
+    // The event shows once the pipeline stored it: the approval is announced again then (live).
+    await untilText(card, /terraform destroy -auto-approve/)
     expect(await card.innerText()).toMatch(/by admin key/)
 
     // Decided by someone else (here the override token itself): the card leaves, the history says so.
