@@ -6,8 +6,11 @@
  * commit. The claim and the effects commit together, so each batch is applied exactly once; a
  * crash rolls both back and the batch is taken again. A batch that keeps failing in its handler
  * is set aside in `bus_dead_letters` after BUS_MAX_ATTEMPTS attempts (docs/dead-letters.md).
+ * Longer than most modules: the claim, the retries and the dead-letter move share one set of
+ * transaction rules and read best together; the pipeline's hand-on is ./hand-on.ts.
  */
 import { CONSUMERS, decodePayload, DOWNSTREAM, NOTIFY_CHANNEL, type BusMessage, type ConsumerName } from './bus.ts'
+import { forward, handedOn } from './hand-on.ts'
 import { isTransientDbError, withOrg, withSettings, type Sql, type Tx } from '../infra/db.ts'
 import { errorKind, scrub, ThrottledLog, type Logger } from '../infra/log.ts'
 
@@ -245,46 +248,6 @@ async function apply(tx: Tx, consumer: ConsumerName, handle: Handler, ids: strin
   await handle(tx, batches, finish)
   await finish()
   return ids.length
-}
-
-/**
- * A batch as the pipeline handed it on (`skip` set, the local bus only): without the events the
- * pipeline did not store (already in the ledger), marked `ledgered`. Untouched otherwise.
- */
-function handedOn(message: BusMessage, skip: string[] | null): BusMessage {
-  if (skip === null || message.kind !== 'events') return message
-  const skipped = new Set(skip)
-  return { ...message, events: message.events.filter((e) => !skipped.has(e.eventKey)), ledgered: true }
-}
-
-/**
- * Hands the batches that stored events on to sessions and alerts, in the pipeline's transaction
- * (issue 13): each records which of its events were not stored (`skip_keys`, usually empty) and
- * gets a pending row per downstream consumer, dated when it was published. Only messages
- * published to the pipeline alone (`handOn`) go on: one published to every consumer (before
- * sql/0033, or on SNS and redriven here) reached them already. A batch that stored nothing goes
- * no further.
- */
-async function forward(tx: Tx, batches: Claimed[], stored: ReadonlyMap<string, ReadonlySet<string>>): Promise<void> {
-  const handed: { id: string; skip: string[] }[] = []
-  for (const { batchId, message } of batches) {
-    const keys = stored.get(batchId)
-    if (message.kind !== 'events' || !message.handOn || !keys || keys.size === 0) continue
-    handed.push({ id: batchId, skip: [...new Set(message.events.map((e) => e.eventKey).filter((k) => !keys.has(k)))] })
-  }
-  if (handed.length === 0) return
-  await tx`
-    with skips as (
-      update bus_batches b set skip_keys = array(select jsonb_array_elements_text(h.skip))
-        from jsonb_to_recordset(${tx.json(handed as never)}::jsonb) as h(id bigint, skip jsonb)
-       where b.id = h.id
-      returning b.id, b.created_at
-    ), pending as (
-      insert into bus_pending (org_id, consumer, batch_id, created_at)
-      select app_current_org(), c, skips.id, skips.created_at from skips, unnest(${DOWNSTREAM as string[]}::text[]) c
-      on conflict do nothing
-    )
-    select pg_notify(${NOTIFY_CHANNEL}, '')`
 }
 
 /**
