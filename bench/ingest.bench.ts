@@ -13,10 +13,6 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { loadConfig } from '../src/config.ts'
-import { openDatabase } from '../src/infra/database.ts'
-import { createPool } from '../src/infra/db.ts'
-import { createLogger } from '../src/infra/log.ts'
 import { attachOwner, BATCH, batchBody, postBatch, rawCopy, startServer } from './lib/ingest-server.ts'
 import { percentile, round } from './lib/measure.ts'
 import { removeDataDir } from '../src/infra/embedded-postgres.ts'
@@ -52,8 +48,6 @@ export async function run(opts: { seconds: number }) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quint-bench-ingest-'))
   const runId = crypto.randomUUID().slice(0, 8)
   const measureMs = opts.seconds * 1000
-  const log = createLogger('warn', 'stderr')
-  const config = loadConfig({ QUINT_DATA_DIR: dataDir, QUINT_BOOTSTRAP_ORG: '' })
 
   let server = await startServer(dataDir)
   const token = server.token
@@ -113,16 +107,14 @@ export async function run(opts: { seconds: number }) {
   }
 
   // 3. Baseline on the same database, the servers stopped.
-  const database = await openDatabase(config, log)
-  const owner = createPool(database.ownerTarget, { max: 1 })
+  const { owner, close } = await attachOwner(dataDir)
   let raw: Awaited<ReturnType<typeof rawCopy>>
   try {
     const [org] = await owner<{ org_id: string }[]>`select org_id from actions limit 1`
     if (!org) throw new Error('the server stored nothing')
     raw = await rawCopy(owner, org.org_id, e2e.events, runId)
   } finally {
-    await owner.end()
-    await database.close()
+    await close()
     removeDataDir(dataDir)
   }
 
