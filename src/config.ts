@@ -127,7 +127,7 @@ export const EnvSchema = Type.Object({
     pattern: '^(none|(pipeline|sessions|alerts)(,(pipeline|sessions|alerts))*)$',
     default: 'pipeline,sessions,alerts',
     description:
-      'Bus consumers this process runs, each in its own worker thread (comma-separated), or `none` for an API-only instance.',
+      'Bus consumers this process runs, side by side in one worker thread (comma-separated), or `none` for an API-only instance.',
   }),
   CONSUMER_POLL_MS: Type.Integer({
     minimum: 50,

@@ -5,7 +5,7 @@
  */
 import { evaluateAlerts } from '../features/alerts/consumer.ts'
 import type { ConsumerName } from './bus.ts'
-import { storeEvents } from '../features/ingest/pipeline.ts'
+import { storeEvents } from '../features/actions/store.ts'
 import { applySessions } from '../features/sessions/consumer.ts'
 import type { Handler } from './consume-local.ts'
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { SIMULATION_LIMITS } from '../../src/features/simulate/bounds.ts'
 import { testApp } from '../helpers/app.ts'

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:tes
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { applySessions } from '../../src/features/sessions/consumer.ts'
 import { drainOnce, busBacklog, oldestPending } from '../../src/bus/consume-local.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
 import { LocalBus, type BusMessage } from '../../src/bus/bus.ts'
 import { redriveOne } from '../../src/features/dead-letters/repo.ts'

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
 import { runConsumer, type Handler } from '../../src/bus/consume-local.ts'
 import { ConsumerPool } from '../../src/bus/pool.ts'

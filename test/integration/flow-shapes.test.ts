@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { testApp } from '../helpers/app.ts'
 import { v2Event } from '../helpers/events.ts'

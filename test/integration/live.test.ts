@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
 import { ConsumerPool } from '../../src/bus/pool.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
 import { recordFleetEvent } from '../../src/features/fleet/repo.ts'
 import { withOrg } from '../../src/infra/db.ts'

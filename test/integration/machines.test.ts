@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { drainOnce } from '../../src/bus/consume-local.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'

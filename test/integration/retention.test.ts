@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
 import { normalizeIngestItem } from '../../src/features/ingest/events.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { loadConfig } from '../../src/config.ts'
 import { purgeCommand, PurgeUsageError } from '../../src/cli/purge.ts'

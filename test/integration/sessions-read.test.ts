@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { drainOnce } from '../../src/bus/consume-local.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { applySessions } from '../../src/features/sessions/consumer.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'

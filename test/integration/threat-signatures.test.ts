@@ -9,7 +9,7 @@ import { BLOCK_PRIORITY, managedPolicyId, WATCH_PRIORITY } from '../../src/featu
 import { createOrg, type CreatedOrg } from '../../src/features/orgs/service.ts'
 import { drainOnce } from '../../src/bus/consume-local.ts'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { destinationHost } from '../../src/features/signatures/distil.ts'
 import { testApp } from '../helpers/app.ts'
 import { v2Event } from '../helpers/events.ts'

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { normalizeIngestItem } from '../../src/features/ingest/events.ts'
-import { storeEvents } from '../../src/features/ingest/pipeline.ts'
+import { storeEvents } from '../../src/features/actions/store.ts'
 import { redactString } from '../../src/features/ingest/redaction.ts'
 import { acceptEvents } from '../../src/features/ingest/service.ts'
 import { LocalBus } from '../../src/bus/bus.ts'

@@ -17,7 +17,7 @@
  * process parent always sorts strictly before its child, so the links form no cycle.
  */
 import type { Tx } from '../../infra/db.ts'
-import type { StoredAction } from '../ingest/pipeline.ts'
+import type { StoredAction } from '../actions/store.ts'
 import {
   candidatesSql,
   EFFECT_TYPES,

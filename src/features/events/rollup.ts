@@ -6,7 +6,7 @@
  * doubled or ahead of the rows it counts.
  */
 import type { Tx } from '../../infra/db.ts'
-import type { StoredAction } from '../ingest/pipeline.ts'
+import type { StoredAction } from '../actions/store.ts'
 import { riskBand } from './view.ts'
 
 export const HOUR_MS = 3_600_000

@@ -8,7 +8,7 @@
  *   reason, redactions) and the drops its sender reported; written in the request's own tenant
  *   transaction (src/features/ingest/service.ts) or the heartbeat's (features/machines/service.ts).
  * - `recordStored`: what the pipeline stored, with the receive → queryable lag as a fixed
- *   histogram; written in the pipeline's transaction (src/features/ingest/pipeline.ts).
+ *   histogram; written in the pipeline's transaction (src/features/actions/store.ts).
  *
  * Every (org, day, machine) is split over SHARDS rows, each writer taking the one of its database
  * connection (backend pid mod SHARDS): one row would be updated by every request of an org and
@@ -20,7 +20,7 @@
  */
 import type { Tx } from '../../infra/db.ts'
 import { reportQueryableLag } from '../../infra/metrics.ts'
-import type { StoredAction } from './pipeline.ts'
+import type { StoredAction } from '../actions/store.ts'
 
 /** Rows per (org, day, machine) for each kind of writer; the table's CHECK allows 0–15 (sql/0033). */
 export const SHARDS = 8

@@ -1,5 +1,5 @@
 /**
- * @module features/ingest/pipeline
+ * @module features/actions/store
  * The pipeline consumer: stores events in `actions` through the `(org_id, event_key)` ledger.
  * The ledger insert answers which keys are new; only those become actions, so a retried event
  * (same key, any batch, any month) is stored once. On the local bus, sessions and alerts follow
@@ -15,7 +15,7 @@ import type { Tx } from '../../infra/db.ts'
 import type { WireEvent } from '../../bus/bus.ts'
 import type { Claimed, Finish } from '../../bus/consume-local.ts'
 import { adoptLinks, planLinks } from '../chain/linker.ts'
-import { recordStored } from './stats.ts'
+import { recordStored } from '../ingest/stats.ts'
 import { rollUp } from '../events/rollup.ts'
 import { recordLive } from '../live/repo.ts'
 import { pendingForEvents } from '../overrides/pending.ts'
