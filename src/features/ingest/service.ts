@@ -24,6 +24,7 @@ import { normalizeBatch, type EventBatch } from './batch.ts'
 import { normalizeLifecycle, REJECT_CODES, type ItemResult, type RejectCode } from './events.ts'
 import { SECRET_KINDS, type KindCounts, type SecretKind } from './redaction.ts'
 import { recordAck } from './stats.ts'
+import { knownKeys } from '../actions/ledger.ts'
 import type { SessionLifecycle } from './lifecycle.ts'
 import type { OrgRateLimiter } from './rate-limit.ts'
 
@@ -136,15 +137,14 @@ async function store(
       events: [...fresh.values()].map((f) => f.event),
     })
     /** Events the ledger already holds are answered `duplicate` and not sent again. */
-    const drop = (known: { event_key: string }[]) => {
-      for (const { event_key } of known) {
+    const drop = (known: string[]) => {
+      for (const event_key of known) {
         const f = fresh.get(event_key)!
         results[f.index] = { index: f.index, status: 'duplicate', event_id: f.event.eventId }
         fresh.delete(event_key)
       }
     }
-    const known = (tx: Tx) =>
-      tx<{ event_key: string }[]>`select event_key from event_keys where event_key = any(${[...fresh.keys()]}::text[])`
+    const known = (tx: Tx) => knownKeys(tx, [...fresh.keys()])
     if (deps.bus.transactional) {
       await withOrg(deps.sql, orgId, async (tx) => {
         drop(await known(tx))
