@@ -44,15 +44,16 @@ test('the ack finds stored keys by one primary-key probe each, on a ledger never
 
   const statement = captured.find((c) => /\bevent_keys\b/.test(c.query))
   expect(statement).toBeDefined()
+  type Explained = { 'QUERY PLAN': { Plan: Record<string, unknown> }[] }
   const plan = await withOrg(db.app, org.org_id, (tx) =>
-    tx.unsafe(`explain (format json) ${statement!.query}`, statement!.params as never[]),
+    tx.unsafe<Explained[]>(`explain (format json) ${statement!.query}`, statement!.params as never[]),
   )
   const nodes: { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string }[] = []
   const walk = (n: Record<string, unknown>) => {
     nodes.push(n as never)
     for (const c of (n.Plans as Record<string, unknown>[] | undefined) ?? []) walk(c)
   }
-  walk((plan[0] as { 'QUERY PLAN': { Plan: Record<string, unknown> }[] })['QUERY PLAN'][0]!.Plan)
+  walk(plan[0]!['QUERY PLAN'][0]!.Plan)
   const onLedger = nodes.filter((n) => n['Relation Name'] === 'event_keys')
   expect(onLedger.length).toBe(1)
   expect(onLedger[0]!['Index Name']).toBe('event_keys_pkey')
