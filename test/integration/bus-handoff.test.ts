@@ -11,6 +11,7 @@ import { storeEvents } from '../../src/features/actions/store.ts'
 import { evaluateAlerts } from '../../src/features/alerts/consumer.ts'
 import { LocalBus, type BusMessage } from '../../src/bus/bus.ts'
 import { redriveOne } from '../../src/features/dead-letters/repo.ts'
+import { withOrg } from '../../src/infra/db.ts'
 import { wireEvents } from '../helpers/events.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, type TestDatabase } from '../helpers/db.ts'
@@ -100,51 +101,38 @@ describe('upgrade: batches pending before sql/0033', () => {
   })
 
   test('a pipeline dead letter written before the upgrade, redriven after: counted once', async () => {
-    const s = `up-c-${crypto.randomUUID()}`
-    const message = eventsMessage(s, 2)
     // Before the upgrade: sessions applied the batch (its own ledger); the pipeline dead-lettered it.
-    await db.owner`
-      insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
-                                    error_message, first_failed_at, last_failed_at)
-      values (${a.org_id}, 'pipeline', 'local', '999999', 'events', ${db.owner.json(message as never)}, 5, 'Error', 'x', now(), now())`
-    await (
-      await import('../../src/infra/db.ts')
-    ).withOrg(db.app, a.org_id, (tx) => applySessions(tx, [{ batchId: '999999', message }]))
-    expect(await eventCount(s)).toBe('2')
-    const [dl] = await db.owner<
-      { id: string }[]
-    >`select id from bus_dead_letters where org_id = ${a.org_id} and message_id = '999999'`
-    await redriveOne(db.app, new LocalBus(), a.org_id, dl!.id)
-    await pipeline()
-    await sessions()
-    expect(await stored(s)).toBe(2)
-    expect(await eventCount(s)).toBe('2')
+    await deadLetterRedrivenCountedOnce(`up-c-${crypto.randomUUID()}`, 'local', '999999')
   })
 })
 
 describe('BUS=sns then BUS=local', () => {
   test('a pipeline dead letter from an SQS queue, redriven on the local bus: sessions count it once', async () => {
-    const s = `sqs-${crypto.randomUUID()}`
-    const message = eventsMessage(s, 2)
-    await db.owner`
-      insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
-                                    error_message, first_failed_at, last_failed_at)
-      values (${a.org_id}, 'pipeline', 'https://sqs.example/quint-pipeline.fifo', 'm-1', 'events', ${db.owner.json(message as never)}, 5, 'Error', 'x', now(), now())`
     // On SNS the sessions queue got the same message and counted it (its own ledger).
-    await (
-      await import('../../src/infra/db.ts')
-    ).withOrg(db.app, a.org_id, (tx) => applySessions(tx, [{ batchId: 'm-1', message }]))
-    expect(await eventCount(s)).toBe('2')
-    const [dl] = await db.owner<
-      { id: string }[]
-    >`select id from bus_dead_letters where org_id = ${a.org_id} and message_id = 'm-1'`
-    await redriveOne(db.app, new LocalBus(), a.org_id, dl!.id)
-    await pipeline()
-    await sessions()
-    expect(await stored(s)).toBe(2)
-    expect(await eventCount(s)).toBe('2')
+    await deadLetterRedrivenCountedOnce(`sqs-${crypto.randomUUID()}`, 'https://sqs.example/quint-pipeline.fifo', 'm-1')
   })
 })
+
+/**
+ * A pipeline dead letter from `source` whose message sessions already counted, redriven on the
+ * local bus: stored once, and counted once by sessions.
+ */
+async function deadLetterRedrivenCountedOnce(session: string, source: string, messageId: string) {
+  const message = eventsMessage(session, 2)
+  await db.owner`
+    insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
+                                  error_message, first_failed_at, last_failed_at)
+    values (${a.org_id}, 'pipeline', ${source}, ${messageId}, 'events', ${db.owner.json(message as never)}, 5, 'Error', 'x', now(), now())`
+  await withOrg(db.app, a.org_id, (tx) => applySessions(tx, [{ batchId: messageId, message }]))
+  expect(await eventCount(session)).toBe('2')
+  const [dl] = await db.owner<{ id: string }[]>`
+    select id from bus_dead_letters where org_id = ${a.org_id} and message_id = ${messageId}`
+  await redriveOne(db.app, new LocalBus(), a.org_id, dl!.id)
+  await pipeline()
+  await sessions()
+  expect(await stored(session)).toBe(2)
+  expect(await eventCount(session)).toBe('2')
+}
 
 describe('corrupt payload', () => {
   test('a batch whose payload does not decode is still set aside (issue 14: every message can be)', async () => {
