@@ -213,8 +213,11 @@ async function applyAlone(
 }
 
 /**
- * Claims by deleting the pending rows (DELETE locks what it claims; a concurrent claimer
- * re-checks and skips rows already gone), in batch order.
+ * Claims by deleting the pending rows, in batch order. Fresh batches are taken past those another
+ * transaction is claiming (`skip locked`): two loops of one consumer, or two instances, work on
+ * one org side by side instead of the second waiting for the first to commit (issue 13). The
+ * ids are picked once (`any(array(…))`); as `in (…)`, the planner may run the pick again per row
+ * and claim more than `fresh` (seen: 164 in one round).
  */
 async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | { id: string }): Promise<string[]> {
   // Safe without waiting for the WAL flush: a crash can only lose a whole consumer transaction,
@@ -227,9 +230,9 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
           delete from bus_pending where consumer = ${consumer} and batch_id = ${which.id}
           returning batch_id`
       : await tx<{ batch_id: string }[]>`
-          delete from bus_pending where consumer = ${consumer} and batch_id in (
+          delete from bus_pending where consumer = ${consumer} and batch_id = any(array(
             select batch_id from bus_pending where consumer = ${consumer} and attempts = 0
-             order by batch_id limit ${which.fresh})
+             order by batch_id limit ${which.fresh} for update skip locked))
           returning batch_id`
   return rows.map((r) => r.batch_id).sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1))
 }

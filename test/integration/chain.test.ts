@@ -148,6 +148,29 @@ describe('linking at write time', () => {
     expect(linksOf(await stored(a, 'x3'))).toEqual(exfil.expected)
   })
 
+  test('links do not depend on concurrency: three pipeline transactions of the org at once give the same links', async () => {
+    // Issue 13: pipeline transactions of one org run side by side; only the chain's part is
+    // serial. Every batch is published first, then three drains race over them one batch each.
+    const all = exfil.batches.flat()
+    const unique = [...new Map(all.map((e) => [e.event_id, e])).values()]
+    for (const [run, batches] of [
+      ['c1', rebase(exfil, 'c1', chunks(shuffled(unique, 21), 3))],
+      ['c2', rebase(exfil, 'c2', chunks(shuffled(unique, 22), 5))],
+      ['c3', rebase(build, 'c3')],
+    ] as const) {
+      for (const events of batches) {
+        expect((await t.call('POST', '/v1/ingest', { token: a.deploy_token, json: { events } })).status).toBe(200)
+      }
+      let rounds = 0
+      for (let applied = 1; applied > 0; rounds++) {
+        const done = await Promise.all([1, 2, 3].map(() => drainOnce(db.app, 'pipeline', storeEvents, { batches: 1 })))
+        applied = done.reduce((x, y) => x + y, 0)
+      }
+      expect(rounds).toBeGreaterThan(2)
+      expect(linksOf(await stored(a, run))).toEqual(run === 'c3' ? build.expected : exfil.expected)
+    }
+  })
+
   test('never across sessions: runs x1–x3 share pids, tool_use_ids and times, yet every parent is in the same session family', async () => {
     const rows = await db.owner<{ n: number }[]>`
       select count(*)::int as n from actions c join actions p on p.org_id = c.org_id and p.id = c.parent_action_id

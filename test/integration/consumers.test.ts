@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { storeEvents } from '../../src/features/actions/store.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
-import { runConsumer, type Handler } from '../../src/bus/consume-local.ts'
+import { drainOnce, runConsumer, type Claimed, type Handler } from '../../src/bus/consume-local.ts'
+import { withOrg } from '../../src/infra/db.ts'
+import { wireEvents } from '../helpers/events.ts'
 import { ConsumerPool } from '../../src/bus/pool.ts'
 import { twoOrgApp, type testApp } from '../helpers/app.ts'
 import { HOOK_TIMEOUT_MS, testLog, type TestDatabase } from '../helpers/db.ts'
@@ -123,6 +125,114 @@ describe('runConsumer', () => {
         )
       }
     })
+  })
+})
+
+describe('two loops of one consumer (issue 13)', () => {
+  test('claims skip the batches another loop is applying: disjoint, in order, and the second never waits', async () => {
+    const ids = async () =>
+      (
+        await db.owner<{ id: string }[]>`
+        select batch_id::text as id from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline' order by batch_id`
+      ).map((r) => r.id)
+    while ((await drainOnce(db.app, 'pipeline', storeEvents)) > 0) {}
+    for (let i = 0; i < 6; i++) await ingest(b.deploy_token, [event()])
+    const pending = await ids()
+    expect(pending.length).toBeGreaterThanOrEqual(6)
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    let first: string[] = []
+    let entered!: () => void
+    const inFirst = new Promise<void>((r) => (entered = r))
+    const holding = drainOnce(
+      db.app,
+      'pipeline',
+      async (tx, batches) => {
+        first = batches.map((x) => x.batchId)
+        entered()
+        await gate
+        await storeEvents(tx, batches)
+      },
+      { batches: 3 },
+    )
+    await inFirst
+    let second: string[] = []
+    await drainOnce(
+      db.app,
+      'pipeline',
+      async (tx, batches) => {
+        second = batches.map((x) => x.batchId)
+        await storeEvents(tx, batches)
+      },
+      { batches: 3 },
+    )
+    // The second round committed while the first still held its claim.
+    release()
+    await holding
+    expect(first).toEqual(pending.slice(0, 3))
+    expect(second).toEqual(pending.slice(3, 6))
+  })
+
+  test('pipeline transactions of one org store side by side; the chain lock is taken to link, not to store', async () => {
+    const claimed = (events: Record<string, unknown>[]): Claimed[] => [
+      {
+        batchId: '0',
+        message: {
+          kind: 'events',
+          receivedAt: new Date().toISOString(),
+          machineId: null,
+          events: events.map((e) => wireEvents.v2(e)),
+        },
+      },
+    ]
+    const parents = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        session_id: 'lock-s',
+        labels: { process_name: 'claude', process_pid: String(5000 + i) },
+      }))
+    const child = { session_id: 'lock-s', action_type: 'PROCESS_EXEC', tool_name: 'ls', labels: { pid: '6001', ppid: '5000' } }
+    /** What a second transaction holds once it waits behind the first: the tables it wrote, and the lock it waits for. */
+    const secondWaits = async (batch: Claimed[]) => {
+      let release!: () => void
+      const gate = new Promise<void>((r) => (release = r))
+      let entered!: () => void
+      const inFirst = new Promise<void>((r) => (entered = r))
+      const first = withOrg(db.app, a.org_id, async (tx) => {
+        await storeEvents(tx, claimed(parents(3)))
+        entered()
+        await gate
+      })
+      await inFirst
+      let pid = 0
+      const second = withOrg(db.app, a.org_id, async (tx) => {
+        pid = (await tx<{ p: number }[]>`select pg_backend_pid() as p`)[0]!.p
+        await storeEvents(tx, batch)
+      })
+      const locks = await eventually(
+        () =>
+          db.owner<{ what: string; granted: boolean }[]>`
+            select coalesce(c.relname, l.locktype) as what, l.granted from pg_locks l left join pg_class c on c.oid = l.relation
+             where l.pid = ${pid} and (not l.granted or c.relname in ('event_keys', 'actions'))`,
+        (rows) => rows.some((r) => !r.granted),
+      )
+      release()
+      await Promise.all([first, second])
+      return {
+        waitsFor: locks.filter((r) => !r.granted).map((r) => r.what),
+        wrote: locks
+          .filter((r) => r.granted)
+          .map((r) => r.what)
+          .sort(),
+      }
+    }
+    // Parents only: the ledger and the actions are written before the wait, which is for the chain
+    // (to adopt) and no longer for the org as a whole.
+    expect(await secondWaits(claimed(parents(2)))).toEqual({ waitsFor: ['advisory'], wrote: ['actions', 'event_keys'] })
+    // A child to link: it waits for the chain before planning, so before its actions are written.
+    expect(await secondWaits(claimed([child]))).toEqual({ waitsFor: ['advisory'], wrote: ['event_keys'] })
+    const links = await db.owner<{ parent_link: string | null }[]>`
+      select parent_link from actions where org_id = ${a.org_id} and session_key = 'lock-s' and action_type = 'PROCESS_EXEC'`
+    expect(links.map((r) => r.parent_link)).toEqual(['time_window'])
   })
 })
 

@@ -49,11 +49,11 @@ export async function storeEvents(tx: Tx, batches: Claimed[], finish?: Finish): 
     }
   }
   if (rows.size === 0) return
-  // One pipeline transaction per org at a time: a link planned from one snapshot must not miss,
-  // or overwrite, what a concurrent transaction of the same org stores (a retry or a redrive
-  // beside fresh batches). They queued on the org's stats row anyway, only later.
-  await tx`select pg_advisory_xact_lock(hashtextextended('quint_pipeline:' || app_current_org()::text, 0))`
-  const all = [...rows.values()]
+  // Pipeline transactions of one org run side by side (two loops, issue 13); the chain's part is
+  // serial (../chain/linker.ts `lockChain`), and so is everything from the org's stats row on.
+  // Keys in order: two transactions bringing the same keys (a retry beside its original) wait
+  // for each other in one order, never in a cycle.
+  const all = [...rows.values()].sort((x, y) => (x.event.eventKey < y.event.eventKey ? -1 : 1))
   const fresh = await tx<{ event_key: string }[]>`
     insert into event_keys (org_id, event_key, action_id, action_created_at)
     select app_current_org(), k, i, c

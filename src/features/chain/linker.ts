@@ -179,6 +179,20 @@ function nodesOf(stored: StoredAction[]): Node[] {
 }
 
 /**
+ * The org's chain lock, held until commit. Pipeline transactions of one org run side by side
+ * (issue 13: one at a time left a core idle while the serial pipeline set the pace); only the
+ * part that reads the chain is serial. Taken before the first read of stored candidates or
+ * orphans: a transaction that links its own events takes it before planning, one that only
+ * brings parents takes it to adopt, after its rows are in. Either way the later of two sees the
+ * other's rows committed: a parent whose transaction commits after a child was planned without it
+ * adopts the child, and a child planned after the parent committed finds it. A batch with
+ * neither never takes it. Re-entrant: a second call in the same transaction costs nothing more.
+ */
+async function lockChain(tx: Tx): Promise<void> {
+  await tx`select pg_advisory_xact_lock(hashtextextended('quint_chain:' || app_current_org()::text, 0))`
+}
+
+/**
  * The parent of each OS event of a batch about to be stored (by action id), from the stored
  * actions and the batch itself. Call before inserting the batch, in the same transaction.
  */
@@ -187,6 +201,7 @@ export async function planLinks(tx: Tx, batch: StoredAction[]): Promise<Map<stri
   const subjects = nodes.filter(isSubject)
   const links = new Map<string, Link>()
   if (subjects.length === 0) return links
+  await lockChain(tx)
   const local = new Local(nodes.filter(isParent))
   const stored = await storedCandidates(tx, subjects)
   subjects.forEach((s, i) => {
@@ -203,6 +218,7 @@ export async function planLinks(tx: Tx, batch: StoredAction[]): Promise<Map<stri
 export async function adoptLinks(tx: Tx, batch: StoredAction[]): Promise<number> {
   const parents = nodesOf(batch).filter((n) => isParent(n) && (n.pid !== null || n.toolUseId !== null))
   if (parents.length === 0) return 0
+  await lockChain(tx)
   const rows = await orphansSql(tx, parents)
   const inBatch = new Set(batch.map((r) => r.id))
   const subjects: Node[] = []
