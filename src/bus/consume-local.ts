@@ -213,11 +213,12 @@ async function applyAlone(
 }
 
 /**
- * Claims by deleting the pending rows, in batch order. Fresh batches are taken past those another
- * transaction is claiming (`skip locked`): two loops of one consumer, or two instances, work on
- * one org side by side instead of the second waiting for the first to commit (issue 13). The
- * ids are picked once (`any(array(…))`); as `in (…)`, the planner may run the pick again per row
- * and claim more than `fresh` (seen: 164 in one round).
+ * Claims by deleting the pending rows, in batch order, past those another transaction is claiming
+ * (`skip locked`): two loops of one consumer, or two instances, work on one org side by side
+ * instead of the second waiting for the first to commit (issue 13), and a batch being retried by
+ * one is not retried by the other at once (which would count two attempts per round). The ids are
+ * picked once (`any(array(…))`); as `in (…)`, the planner may run the pick again per row and
+ * claim more than `fresh` (seen: 164 in one round).
  */
 async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | { id: string }): Promise<string[]> {
   // Safe without waiting for the WAL flush: a crash can only lose a whole consumer transaction,
@@ -227,7 +228,9 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
   const rows =
     'id' in which
       ? await tx<{ batch_id: string }[]>`
-          delete from bus_pending where consumer = ${consumer} and batch_id = ${which.id}
+          delete from bus_pending where consumer = ${consumer} and batch_id = any(array(
+            select batch_id from bus_pending where consumer = ${consumer} and batch_id = ${which.id}
+               for update skip locked))
           returning batch_id`
       : await tx<{ batch_id: string }[]>`
           delete from bus_pending where consumer = ${consumer} and batch_id = any(array(

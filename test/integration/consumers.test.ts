@@ -173,6 +173,52 @@ describe('two loops of one consumer (issue 13)', () => {
     expect(second).toEqual(pending.slice(3, 6))
   })
 
+  test('a batch one loop is retrying is skipped by the other: one attempt counted per try, not two', async () => {
+    while ((await drainOnce(db.app, 'pipeline', storeEvents)) > 0) {}
+    await ingest(b.deploy_token, [event()])
+    const attempts = async () =>
+      (
+        await db.owner<{ n: number }[]>`
+        select attempts as n from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline'`
+      ).map((r) => r.n)
+    const failing: Handler = async () => {
+      throw new Error('simulated handler failure')
+    }
+    const retryNow = { retryBaseMs: 0 }
+    // The first try, not yet due again (a second of backoff); then each loop retries at once.
+    await drainOnce(db.app, 'pipeline', failing)
+    expect(await attempts()).toEqual([1])
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    let entered!: () => void
+    const inFirst = new Promise<void>((r) => (entered = r))
+    const first = drainOnce(
+      db.app,
+      'pipeline',
+      async () => {
+        entered()
+        await gate
+        throw new Error('simulated handler failure')
+      },
+      retryNow,
+    )
+    await inFirst
+    let ran = false
+    const second = await drainOnce(
+      db.app,
+      'pipeline',
+      async () => {
+        ran = true
+      },
+      retryNow,
+    )
+    release()
+    await first
+    expect({ second, ran }).toEqual({ second: 0, ran: false })
+    expect(await attempts()).toEqual([2])
+    while ((await drainOnce(db.app, 'pipeline', storeEvents, retryNow)) > 0) {}
+  })
+
   test('pipeline transactions of one org store side by side; the chain lock is taken to link, not to store', async () => {
     const claimed = (events: Record<string, unknown>[]): Claimed[] => [
       {

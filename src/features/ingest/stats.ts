@@ -119,13 +119,17 @@ export async function recordStored(tx: Tx, stored: StoredAction[]): Promise<void
     g.lag[lagBucket(lag)]!++
     g.max = Math.max(g.max, Math.round(lag))
   })
-  const rows = [...groups.values()].map((g) => ({
-    day: g.day,
-    machine_id: g.machine_id,
-    stored: g.stored,
-    lag_buckets: g.lag,
-    lag_max_ms: g.max,
-  }))
+  // In key order: two pipeline transactions of one org (they run side by side, issue 13) lock
+  // the same machines' rows in one order, so they queue instead of deadlocking.
+  const rows = [...groups.entries()]
+    .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+    .map(([, g]) => ({
+      day: g.day,
+      machine_id: g.machine_id,
+      stored: g.stored,
+      lag_buckets: g.lag,
+      lag_max_ms: g.max,
+    }))
   const redactions = stored.reduce((n, r) => n + r.event.redactions, 0)
   // One statement (one round trip in the pipeline's transaction) for every group of the batch,
   // all on one shard so no two rows of it meet on one key; and for `org_ingest_stats`, the
