@@ -66,7 +66,27 @@ send({ type: 'started' })
  */
 const LOCAL_LOOPS: Record<ConsumerName, number> = { pipeline: 2, sessions: 1, alerts: 1 }
 
-/** One consumer's loops, with their own pool (its backends named after it) and rung scope. */
+/**
+ * Waits for every run; the first to fail asks the others to stop, and its error is thrown once
+ * all of them have ended (so no pool closes under a loop still finishing its round).
+ */
+async function untilAllEnd(runs: Promise<void>[]): Promise<void> {
+  const ended = await Promise.allSettled(
+    runs.map((run) =>
+      run.catch((err) => {
+        stop.abort()
+        throw err
+      }),
+    ),
+  )
+  for (const r of ended) if (r.status === 'rejected') throw r.reason
+}
+
+/**
+ * One consumer's loops, with their own pool (its backends named after it). Each loop has its own
+ * rung scope: the orgs a loop's round recorded are rung after that round's commit, never by a
+ * sibling loop whose round committed first (src/infra/rung.ts).
+ */
 async function consume(consumer: ConsumerName): Promise<void> {
   const loops = init.sqs ? 1 : LOCAL_LOOPS[consumer]
   // One connection for LISTEN, one per loop for its rounds (one org transaction at a time), one spare.
@@ -98,24 +118,18 @@ async function consume(consumer: ConsumerName): Promise<void> {
     if (init.sqs && sqs) {
       const queueUrl = init.sqs.queueUrls[consumer]
       if (!queueUrl) throw new Error(`no SQS queue configured for consumer ${consumer}`)
-      await runSqsConsumer({
-        ...common,
-        sqs,
-        queueUrl,
-        waitTimeS: init.sqs.waitTimeS,
-        visibilityTimeoutS: init.sqs.visibilityTimeoutS,
-      })
-    } else {
-      // A loop that throws stops its siblings too; the pool ends once all of them have.
-      const ran = await Promise.allSettled(
-        Array.from({ length: loops }, () =>
-          runConsumer({ ...common, pollMs: init.pollMs }).catch((err) => {
-            stop.abort()
-            throw err
-          }),
-        ),
+      const { waitTimeS, visibilityTimeoutS } = init.sqs
+      await inRungScope(() =>
+        runSqsConsumer({
+          ...common,
+          sqs,
+          queueUrl,
+          waitTimeS,
+          visibilityTimeoutS,
+        }),
       )
-      for (const r of ran) if (r.status === 'rejected') throw r.reason
+    } else {
+      await untilAllEnd(Array.from({ length: loops }, () => inRungScope(() => runConsumer({ ...common, pollMs: init.pollMs }))))
     }
   } finally {
     sqs?.destroy()
@@ -124,17 +138,8 @@ async function consume(consumer: ConsumerName): Promise<void> {
 }
 
 try {
-  // A loop that throws ends the thread (the pool restarts it); the others are asked to stop first.
-  await Promise.all(
-    init.consumers.map((c) =>
-      inRungScope(() =>
-        consume(c).catch((err) => {
-          stop.abort()
-          throw err
-        }),
-      ),
-    ),
-  )
+  // A loop that throws ends the thread (the pool restarts it), once the others have stopped.
+  await untilAllEnd(init.consumers.map(consume))
 } finally {
   send({ type: 'stopped' })
   // Let the thread end on its own once the port is closed (no terminate()).
