@@ -302,65 +302,64 @@ export function storableJson(text: string): string {
 /**
  * Counts a failed attempt, in its own transaction (the failing one rolled back, and the count
  * with it, which is how a poison batch used to be retried forever), and dead-letters the batch
- * once it has used its attempts. A move that fails for any reason but an outage is reported
- * (onDeadLetterError) and leaves the batch pending, retried with backoff: it never aborts the
- * org's round (issue 14).
+ * once it has used its attempts, in that same transaction: between a count and a move of their
+ * own another loop or instance could take the batch for one attempt more (issue 13: seen with two
+ * pipeline loops, 3 attempts of 2). The move runs behind a savepoint: one that fails for any
+ * reason but an outage rolls back alone, is reported (onDeadLetterError) and leaves the batch
+ * pending with its count, retried with backoff; it never aborts the org's round (issue 14).
  */
 async function recordFailure(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown, o: DrainOptions) {
-  const [row] = await withOrg(
-    sql,
-    orgId,
-    (tx) =>
-      tx<{ attempts: number }[]>`
+  const outcome = await withOrg(sql, orgId, async (tx) => {
+    const [row] = await tx<{ attempts: number }[]>`
       update bus_pending set attempts = attempts + 1, first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
        where consumer = ${consumer} and batch_id = ${id}
-      returning attempts`,
-  )
-  // Gone: another instance applied or dead-lettered it meanwhile.
-  if (!row) return
-  o.onBatchError?.(orgId, id, row.attempts, err)
-  if (row.attempts < (o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) return
-  let moved: boolean
-  try {
-    moved = await deadLetter(sql, orgId, consumer, id, err)
-  } catch (moveErr) {
-    if (databaseUnavailable(moveErr)) throw moveErr
-    o.onDeadLetterError?.(orgId, id, moveErr)
-    return
-  }
-  if (moved) o.onDeadLetter?.(orgId, id)
+      returning attempts`
+    // Gone: another instance applied or dead-lettered it meanwhile.
+    if (!row) return null
+    if (row.attempts < (o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) return { attempts: row.attempts }
+    await tx`savepoint dead_letter`
+    try {
+      return { attempts: row.attempts, moved: await deadLetter(tx, consumer, id, err) }
+    } catch (moveErr) {
+      if (databaseUnavailable(moveErr)) throw moveErr
+      await tx`rollback to savepoint dead_letter`
+      return { attempts: row.attempts, moveErr }
+    }
+  })
+  if (!outcome) return
+  o.onBatchError?.(orgId, id, outcome.attempts, err)
+  if ('moveErr' in outcome) o.onDeadLetterError?.(orgId, id, outcome.moveErr)
+  else if (outcome.moved) o.onDeadLetter?.(orgId, id)
 }
 
-/** Moves this consumer's claim of batch `id` to `bus_dead_letters`; false when it is already gone. */
-async function deadLetter(sql: Sql, orgId: string, consumer: ConsumerName, id: string, err: unknown): Promise<boolean> {
+/** Moves this consumer's claim of batch `id` to `bus_dead_letters` (in the org's `tx`); false when it is already gone. */
+async function deadLetter(tx: Tx, consumer: ConsumerName, id: string, err: unknown): Promise<boolean> {
   const { errorClass, errorMessage } = describeError(err)
-  return withOrg(sql, orgId, async (tx) => {
-    const [batch] = await tx<{ payload: Uint8Array; skip_keys: string[] | null }[]>`
-      select payload, skip_keys from bus_batches where id = ${id}`
-    if (!batch) return false
-    // What this consumer was handed (a redrive must not bring it the events the pipeline
-    // skipped); bytes that do not decode are kept as they are, so the batch is still set aside.
-    let message: string
-    try {
-      message = JSON.stringify(handedOn(decodePayload(batch.payload), batch.skip_keys))
-    } catch {
-      message = JSON.stringify({ undecodable: Buffer.from(batch.payload).toString('base64') })
-    }
-    const [dead] = await tx<{ id: string }[]>`
-      with p as (
-        delete from bus_pending where consumer = ${consumer} and batch_id = ${id}
-        returning org_id, batch_id, attempts, first_failed_at, last_failed_at
-      )
-      insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
-                                    error_message, first_failed_at, last_failed_at)
-      select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(message)}::text::jsonb, p.attempts,
-             ${errorClass}, ${errorMessage}, p.first_failed_at, p.last_failed_at
-        from p join bus_batches b on b.org_id = p.org_id and b.id = p.batch_id
-      on conflict (org_id, consumer, source, message_id) do nothing
-      returning id`
-    await finishBatches(tx, [id])
-    return dead !== undefined
-  })
+  const [batch] = await tx<{ payload: Uint8Array; skip_keys: string[] | null }[]>`
+    select payload, skip_keys from bus_batches where id = ${id}`
+  if (!batch) return false
+  // What this consumer was handed (a redrive must not bring it the events the pipeline
+  // skipped); bytes that do not decode are kept as they are, so the batch is still set aside.
+  let message: string
+  try {
+    message = JSON.stringify(handedOn(decodePayload(batch.payload), batch.skip_keys))
+  } catch {
+    message = JSON.stringify({ undecodable: Buffer.from(batch.payload).toString('base64') })
+  }
+  const [dead] = await tx<{ id: string }[]>`
+    with p as (
+      delete from bus_pending where consumer = ${consumer} and batch_id = ${id}
+      returning org_id, batch_id, attempts, first_failed_at, last_failed_at
+    )
+    insert into bus_dead_letters (org_id, consumer, source, message_id, kind, payload, attempts, error_class,
+                                  error_message, first_failed_at, last_failed_at)
+    select p.org_id, ${consumer}, 'local', p.batch_id::text, b.kind, ${storableJson(message)}::text::jsonb, p.attempts,
+           ${errorClass}, ${errorMessage}, p.first_failed_at, p.last_failed_at
+      from p join bus_batches b on b.org_id = p.org_id and b.id = p.batch_id
+    on conflict (org_id, consumer, source, message_id) do nothing
+    returning id`
+  await finishBatches(tx, [id])
+  return dead !== undefined
 }
 
 export interface RunOptions extends DrainOptions {

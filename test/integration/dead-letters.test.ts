@@ -259,6 +259,43 @@ describe('dead-lettering (worker threads, a real poison batch)', () => {
     )
   }, 60_000)
 
+  test('two loops retrying poison batches at once: each is set aside after exactly its attempts, never more', async () => {
+    // Issue 13 runs two pipeline loops. A batch counted to its last attempt used to stay claimable
+    // until its move to the dead letters, in a transaction of its own: the other loop could try it
+    // once more in between (a third attempt of two).
+    const ids = new Set<string>()
+    for (let i = 0; i < 12; i++) ids.add(await insertPoisonBatch(b.org_id))
+    const stop = new AbortController()
+    const loops = [1, 2].map(() =>
+      runConsumer({
+        sql: db.app,
+        consumer: 'pipeline',
+        handle: HANDLERS.pipeline,
+        log: testLog,
+        signal: stop.signal,
+        pollMs: 20,
+        maxAttempts: 2,
+        retryBaseMs: 0,
+      }),
+    )
+    try {
+      const dead = await eventually(
+        () =>
+          db.owner<{ message_id: string; attempts: number }[]>`
+            select message_id, attempts from bus_dead_letters where org_id = ${b.org_id} and consumer = 'pipeline'`,
+        (rows) => rows.filter((r) => ids.has(r.message_id)).length === ids.size,
+      )
+      expect(dead.filter((r) => ids.has(r.message_id)).map((r) => r.attempts)).toEqual([...ids].map(() => 2))
+    } finally {
+      stop.abort()
+      await Promise.all(loops)
+      // The other consumers' claims and these dead letters are of this test alone.
+      await db.owner`delete from bus_pending where batch_id = any(${[...ids]}::bigint[])`
+      await db.owner`delete from bus_batches where id = any(${[...ids]}::bigint[])`
+      await db.owner`delete from bus_dead_letters where org_id = ${b.org_id} and message_id = any(${[...ids]}::text[])`
+    }
+  })
+
   test('a batch failing until its cause is fixed: dead-lettered, then redriven and applied exactly once', async () => {
     let broken = true
     const flaky: Handler = async (tx, batches) => {
