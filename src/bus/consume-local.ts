@@ -225,18 +225,11 @@ async function claim(tx: Tx, consumer: ConsumerName, which: { fresh: number } | 
   // claim and effects together, and the batch is then claimed again. The ack path (the bus
   // insert) keeps synchronous commit.
   await tx`select set_config('synchronous_commit', 'off', true)`
-  const rows =
-    'id' in which
-      ? await tx<{ batch_id: string }[]>`
-          delete from bus_pending where consumer = ${consumer} and batch_id = any(array(
-            select batch_id from bus_pending where consumer = ${consumer} and batch_id = ${which.id}
-               for update skip locked))
-          returning batch_id`
-      : await tx<{ batch_id: string }[]>`
-          delete from bus_pending where consumer = ${consumer} and batch_id = any(array(
-            select batch_id from bus_pending where consumer = ${consumer} and attempts = 0
-             order by batch_id limit ${which.fresh} for update skip locked))
-          returning batch_id`
+  const pick = 'id' in which ? tx`batch_id = ${which.id}` : tx`attempts = 0 order by batch_id limit ${which.fresh}`
+  const rows = await tx<{ batch_id: string }[]>`
+    delete from bus_pending where consumer = ${consumer} and batch_id = any(array(
+      select batch_id from bus_pending where consumer = ${consumer} and ${pick} for update skip locked))
+    returning batch_id`
   return rows.map((r) => r.batch_id).sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1))
 }
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { CreatedOrg } from '../../src/features/orgs/service.ts'
 import { storeEvents } from '../../src/features/actions/store.ts'
 import { createMetrics } from '../../src/infra/metrics.ts'
-import { drainOnce, runConsumer, type Claimed, type Handler } from '../../src/bus/consume-local.ts'
+import { drainOnce, runConsumer, type Claimed, type DrainOptions, type Handler } from '../../src/bus/consume-local.ts'
 import { withOrg } from '../../src/infra/db.ts'
 import { wireEvents } from '../helpers/events.ts'
 import { ConsumerPool } from '../../src/bus/pool.ts'
@@ -129,33 +129,36 @@ describe('runConsumer', () => {
 })
 
 describe('two loops of one consumer (issue 13)', () => {
+  /** Applies every pipeline batch waiting (of any org), so a test starts from an empty backlog. */
+  const drainAll = async (o: DrainOptions = {}) => {
+    while ((await drainOnce(db.app, 'pipeline', storeEvents, o)) > 0) {}
+  }
+
   test('claims skip the batches another loop is applying: disjoint, in order, and the second never waits', async () => {
     const ids = async () =>
       (
         await db.owner<{ id: string }[]>`
         select batch_id::text as id from bus_pending where org_id = ${b.org_id} and consumer = 'pipeline' order by batch_id`
       ).map((r) => r.id)
-    while ((await drainOnce(db.app, 'pipeline', storeEvents)) > 0) {}
+    await drainAll()
     for (let i = 0; i < 6; i++) await ingest(b.deploy_token, [event()])
     const pending = await ids()
     expect(pending.length).toBeGreaterThanOrEqual(6)
-    let release!: () => void
-    const gate = new Promise<void>((r) => (release = r))
+    const gate = Promise.withResolvers<void>()
+    const inFirst = Promise.withResolvers<void>()
     let first: string[] = []
-    let entered!: () => void
-    const inFirst = new Promise<void>((r) => (entered = r))
     const holding = drainOnce(
       db.app,
       'pipeline',
       async (tx, batches) => {
         first = batches.map((x) => x.batchId)
-        entered()
-        await gate
+        inFirst.resolve()
+        await gate.promise
         await storeEvents(tx, batches)
       },
       { batches: 3 },
     )
-    await inFirst
+    await inFirst.promise
     let second: string[] = []
     await drainOnce(
       db.app,
@@ -167,14 +170,14 @@ describe('two loops of one consumer (issue 13)', () => {
       { batches: 3 },
     )
     // The second round committed while the first still held its claim.
-    release()
+    gate.resolve()
     await holding
     expect(first).toEqual(pending.slice(0, 3))
     expect(second).toEqual(pending.slice(3, 6))
   })
 
   test('a batch one loop is retrying is skipped by the other: one attempt counted per try, not two', async () => {
-    while ((await drainOnce(db.app, 'pipeline', storeEvents)) > 0) {}
+    await drainAll()
     await ingest(b.deploy_token, [event()])
     const attempts = async () =>
       (
@@ -188,21 +191,19 @@ describe('two loops of one consumer (issue 13)', () => {
     // The first try, not yet due again (a second of backoff); then each loop retries at once.
     await drainOnce(db.app, 'pipeline', failing)
     expect(await attempts()).toEqual([1])
-    let release!: () => void
-    const gate = new Promise<void>((r) => (release = r))
-    let entered!: () => void
-    const inFirst = new Promise<void>((r) => (entered = r))
+    const gate = Promise.withResolvers<void>()
+    const inFirst = Promise.withResolvers<void>()
     const first = drainOnce(
       db.app,
       'pipeline',
       async () => {
-        entered()
-        await gate
+        inFirst.resolve()
+        await gate.promise
         throw new Error('simulated handler failure')
       },
       retryNow,
     )
-    await inFirst
+    await inFirst.promise
     let ran = false
     const second = await drainOnce(
       db.app,
@@ -212,11 +213,11 @@ describe('two loops of one consumer (issue 13)', () => {
       },
       retryNow,
     )
-    release()
+    gate.resolve()
     await first
     expect({ second, ran }).toEqual({ second: 0, ran: false })
     expect(await attempts()).toEqual([2])
-    while ((await drainOnce(db.app, 'pipeline', storeEvents, retryNow)) > 0) {}
+    await drainAll(retryNow)
   })
 
   test('pipeline transactions of one org store side by side; the chain lock is taken to link, not to store', async () => {
@@ -239,16 +240,14 @@ describe('two loops of one consumer (issue 13)', () => {
     const child = { session_id: 'lock-s', action_type: 'PROCESS_EXEC', tool_name: 'ls', labels: { pid: '6001', ppid: '5000' } }
     /** What a second transaction holds once it waits behind the first: the tables it wrote, and the lock it waits for. */
     const secondWaits = async (batch: Claimed[]) => {
-      let release!: () => void
-      const gate = new Promise<void>((r) => (release = r))
-      let entered!: () => void
-      const inFirst = new Promise<void>((r) => (entered = r))
+      const gate = Promise.withResolvers<void>()
+      const inFirst = Promise.withResolvers<void>()
       const first = withOrg(db.app, a.org_id, async (tx) => {
         await storeEvents(tx, claimed(parents(3)))
-        entered()
-        await gate
+        inFirst.resolve()
+        await gate.promise
       })
-      await inFirst
+      await inFirst.promise
       let pid = 0
       const second = withOrg(db.app, a.org_id, async (tx) => {
         pid = (await tx<{ p: number }[]>`select pg_backend_pid() as p`)[0]!.p
@@ -261,7 +260,7 @@ describe('two loops of one consumer (issue 13)', () => {
              where l.pid = ${pid} and (not l.granted or c.relname in ('event_keys', 'actions'))`,
         (rows) => rows.some((r) => !r.granted),
       )
-      release()
+      gate.resolve()
       await Promise.all([first, second])
       return {
         waitsFor: locks.filter((r) => !r.granted).map((r) => r.what),
